@@ -1,0 +1,88 @@
+//! Typed configuration of the engine and the runtime.
+
+use std::time::Duration;
+
+/// Per-invocation resource limits. Exceeding one fails that execution only,
+/// with a message naming the limit.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest linear memory a guest may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Largest table a guest may grow to, in elements.
+    pub table_elements: usize,
+    /// Longest a guest may run without reaching a host call. A guest that
+    /// loops without ever calling the host is stopped after this.
+    pub time_without_progress: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            table_elements: 100_000,
+            time_without_progress: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How much new work one invocation may do before the host ends it and
+/// resumes the execution in a fresh instance (the edge pattern: save, exit,
+/// resume). Replayed entries do not count. `None` means unbounded.
+#[derive(Clone, Debug, Default)]
+pub struct Budget {
+    /// New journal entries per invocation.
+    pub max_steps: Option<u32>,
+    /// Wall-clock time per invocation, checked at each journaled call.
+    pub max_time: Option<Duration>,
+}
+
+/// Settings of a [`crate::Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Resource limits for every invocation.
+    pub limits: Limits,
+    /// The invocation budget.
+    pub budget: Budget,
+    /// Lease time-to-live; leases are renewed at a third of it.
+    pub lease_ttl: Duration,
+    /// A `sleep` at most this long waits inside the invocation; a longer one
+    /// suspends the execution and drops the instance.
+    pub inline_sleep_max: Duration,
+    /// Delay before retrying an invocation that stopped on a retriable
+    /// store error; doubles up to 30 s.
+    pub retry_delay: Duration,
+    /// This host's id, recorded in leases.
+    pub host_id: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            budget: Budget::default(),
+            lease_ttl: Duration::from_secs(30),
+            inline_sleep_max: Duration::from_millis(100),
+            retry_delay: Duration::from_millis(100),
+            host_id: format!("host-{}", hex::encode(rand::random::<[u8; 6]>())),
+        }
+    }
+}
+
+/// Settings of a [`crate::WorkflowEngine`], shared by every runtime that uses it.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Instance slots kept by the pooling allocator: the most invocations
+    /// that can run at once. More wait for a slot.
+    pub max_instances: u32,
+    /// Upper bound for [`Limits::memory_bytes`] of any runtime on this engine.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 128,
+            max_memory_bytes: 1 << 30,
+        }
+    }
+}

@@ -1,0 +1,613 @@
+//! One invocation: a fresh instance that replays the journal, does new work
+//! until it must stop, and is dropped.
+//!
+//! Every journaled import goes through [`Steps::replay`]: while the guest is
+//! behind the journal, the call must match the recorded entry (else the
+//! execution fails with nondeterminism) and the recorded value is returned.
+//! Past the end of the journal the invocation budget is checked, the work is
+//! done, and the entry is appended durably before the guest sees its value.
+//!
+//! An import that must end the invocation (suspend, fail, store error) stores
+//! the reason in [`Steps::stop`] and traps; [`run`] reads the reason back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{self, Level, ToolError};
+use super::determinism::{self, JournalClock};
+use super::{CompiledWorkflow, WorkflowEngine};
+use crate::config::{Budget, Limits};
+use crate::execution::{Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, Wait};
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::{Call, Entry, EntryKind, ToolFailure};
+use crate::store::{Store, StoreError, now_ms};
+use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
+
+/// How much of the guest's stderr is kept to explain a trap (a Rust panic
+/// message is printed there just before the trap).
+const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// Why an invocation ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The execution ended.
+    Finished(Outcome),
+    /// The execution waits; `consumed` counts signals of the awaited name
+    /// already consumed (see [`Store::suspend`]).
+    Suspend { wait: Wait, consumed: u64 },
+    /// A store operation failed; the driver decides whether to retry.
+    Store(StoreError),
+    /// No instance slot was free; retry shortly.
+    Busy(String),
+}
+
+/// What an invocation did.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub end: End,
+    pub replayed: usize,
+    pub new_steps: u32,
+}
+
+/// What an invocation needs besides the engine.
+pub(crate) struct Invocation {
+    pub snapshot: Snapshot,
+    pub lease: Lease,
+    pub store: Arc<dyn Store>,
+    pub tools: Arc<ToolRegistry>,
+    pub limits: Limits,
+    pub budget: Budget,
+    pub inline_sleep_max: Duration,
+}
+
+/// The data of a wasmtime `Store` during one invocation.
+pub(crate) struct InvocationState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    steps: Steps,
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces [`Limits`] and remembers which limit stopped the guest.
+struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    exceeded: Option<String>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            let msg = format!(
+                "memory limit exceeded: the guest tried to grow its memory from {current} to \
+                 {desired} bytes; the limit is {} bytes",
+                self.memory_bytes
+            );
+            self.exceeded = Some(msg.clone());
+            return Err(wasmtime::Error::msg(msg));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            let msg = format!(
+                "table limit exceeded: the guest tried to grow a table from {current} to \
+                 {desired} elements; the limit is {}",
+                self.table_elements
+            );
+            self.exceeded = Some(msg.clone());
+            return Err(wasmtime::Error::msg(msg));
+        }
+        Ok(true)
+    }
+}
+
+/// The journal cursor and everything the journaled imports need.
+struct Steps {
+    id: ExecutionId,
+    store: Arc<dyn Store>,
+    lease: Lease,
+    tools: Arc<ToolRegistry>,
+    /// The journal as loaded; entries are taken out as they are replayed.
+    journal: Vec<Entry>,
+    /// Entries replayed so far.
+    cursor: usize,
+    /// Index the next new entry is appended at.
+    next_index: u64,
+    signals: Vec<SignalRecord>,
+    /// Signals consumed so far, by name.
+    consumed: HashMap<String, u64>,
+    clock: Arc<JournalClock>,
+    budget: Budget,
+    inline_sleep_max: Duration,
+    started: Instant,
+    new_steps: u32,
+    last_progress: Instant,
+    time_limit: Duration,
+    timed_out: bool,
+    stop: Option<End>,
+}
+
+/// The time an entry moves the guest's clock to.
+fn entry_time(entry: &Entry) -> u64 {
+    match entry.kind {
+        EntryKind::Sleep { wake_at_ms, .. } => entry.at_ms.max(wake_at_ms),
+        _ => entry.at_ms,
+    }
+}
+
+impl Steps {
+    fn replaying(&self) -> bool {
+        self.cursor < self.journal.len()
+    }
+
+    /// Ends the invocation for `end`: the returned error traps the guest.
+    fn stop(&mut self, end: End) -> wasmtime::Error {
+        self.stop = Some(end);
+        wasmtime::Error::msg("invocation stopped by the host")
+    }
+
+    fn fail(&mut self, kind: FailureKind, message: String) -> wasmtime::Error {
+        self.stop(End::Finished(Outcome::Failed(Failure { kind, message })))
+    }
+
+    /// Replays the next entry if the guest is behind the journal (checking
+    /// that it makes the recorded call); otherwise checks the budget and
+    /// returns `None`: the caller does the work and [`Steps::record`]s it.
+    fn replay(&mut self, call: &Call) -> wasmtime::Result<Option<EntryKind>> {
+        if self.replaying() {
+            let index = self.cursor;
+            let recorded = self.journal[index].kind.call();
+            if recorded != *call {
+                return Err(self.fail(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "nondeterminism detected at journal entry {index}: the journal recorded \
+                         `{recorded}` but the workflow now calls `{call}`"
+                    ),
+                ));
+            }
+            self.cursor += 1;
+            self.clock.advance_to(entry_time(&self.journal[index]));
+            let kind = std::mem::replace(&mut self.journal[index].kind, EntryKind::Checkpoint);
+            return Ok(Some(kind));
+        }
+        let over_steps = self
+            .budget
+            .max_steps
+            .is_some_and(|max| self.new_steps >= max);
+        let over_time = self
+            .budget
+            .max_time
+            .is_some_and(|max| self.started.elapsed() >= max);
+        if over_steps || over_time {
+            return Err(self.stop(End::Suspend {
+                wait: Wait::Ready,
+                consumed: 0,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Appends a new entry; returns once it is durable.
+    async fn record(&mut self, kind: EntryKind, duration_us: u64) -> wasmtime::Result<()> {
+        let entry = Entry {
+            at_ms: now_ms(),
+            duration_us,
+            kind,
+        };
+        if let Err(e) = self
+            .store
+            .append(&self.id, &self.lease, self.next_index, &entry)
+            .await
+        {
+            return Err(self.stop(End::Store(e)));
+        }
+        self.clock.advance_to(entry_time(&entry));
+        self.next_index += 1;
+        self.new_steps += 1;
+        Ok(())
+    }
+
+    fn progress(&mut self) {
+        self.last_progress = Instant::now();
+    }
+}
+
+impl bindings::TypesHost for InvocationState {}
+
+impl bindings::Host for InvocationState {
+    async fn call_tool(
+        &mut self,
+        category: String,
+        name: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+        let s = &mut self.steps;
+        let call = Call::Tool {
+            category: category.clone(),
+            name: name.clone(),
+            input_digest: Digest::of(&input),
+        };
+        let result = match s.replay(&call)? {
+            Some(EntryKind::Tool { result, .. }) => result,
+            Some(other) => unreachable!("replay matched a {} entry to a tool call", other.label()),
+            None => {
+                let Some(tool) = s.tools.get(&category, &name) else {
+                    let offered: Vec<String> = s
+                        .tools
+                        .addresses()
+                        .into_iter()
+                        .map(|(c, n)| format!("{c}/{n}"))
+                        .collect();
+                    return Err(s.fail(
+                        FailureKind::MissingTool,
+                        format!(
+                            "the workflow called tool {category}/{name}, which this host does \
+                             not offer (offered: {})",
+                            offered.join(", ")
+                        ),
+                    ));
+                };
+                let input_len = input.len() as u64;
+                let started = Instant::now();
+                let result = tool
+                    .call(ToolCall {
+                        category: category.clone(),
+                        name: name.clone(),
+                        input,
+                        idempotency_key: IdempotencyKey {
+                            execution: s.id.clone(),
+                            index: s.next_index,
+                        },
+                    })
+                    .await;
+                let duration_us = started.elapsed().as_micros() as u64;
+                let Call::Tool { input_digest, .. } = call else {
+                    unreachable!()
+                };
+                s.record(
+                    EntryKind::Tool {
+                        category,
+                        name,
+                        input_digest,
+                        input_len,
+                        result: result.clone(),
+                    },
+                    duration_us,
+                )
+                .await?;
+                result
+            }
+        };
+        s.progress();
+        Ok(result.map_err(|e: ToolFailure| ToolError {
+            code: e.code,
+            message: e.message,
+            details: e.details,
+        }))
+    }
+
+    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        let wake_at_ms = match s.replay(&Call::Sleep { duration_ms })? {
+            Some(EntryKind::Sleep { wake_at_ms, .. }) => wake_at_ms,
+            Some(other) => unreachable!("replay matched a {} entry to sleep", other.label()),
+            None => {
+                let wake_at_ms = now_ms().saturating_add(duration_ms);
+                s.record(
+                    EntryKind::Sleep {
+                        duration_ms,
+                        wake_at_ms,
+                    },
+                    0,
+                )
+                .await?;
+                if Duration::from_millis(duration_ms) <= s.inline_sleep_max {
+                    tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                }
+                wake_at_ms
+            }
+        };
+        if now_ms() < wake_at_ms {
+            return Err(s.stop(End::Suspend {
+                wait: Wait::Timer { wake_at_ms },
+                consumed: 0,
+            }));
+        }
+        s.progress();
+        Ok(())
+    }
+
+    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
+        let s = &mut self.steps;
+        let consumed = s.consumed.get(&name).copied().unwrap_or(0);
+        let payload = match s.replay(&Call::Signal { name: name.clone() })? {
+            Some(EntryKind::Signal { payload, .. }) => payload,
+            Some(other) => unreachable!("replay matched a {} entry to a signal", other.label()),
+            None => {
+                let buffered = s
+                    .signals
+                    .iter()
+                    .filter(|sig| sig.name == name)
+                    .nth(consumed as usize)
+                    .cloned();
+                let found = match buffered {
+                    Some(sig) => Some(sig),
+                    None => match s.store.next_signal(&s.id, &name, consumed).await {
+                        Ok(found) => found,
+                        Err(e) => return Err(s.stop(End::Store(e))),
+                    },
+                };
+                let Some(sig) = found else {
+                    return Err(s.stop(End::Suspend {
+                        wait: Wait::Signal { name },
+                        consumed,
+                    }));
+                };
+                s.record(
+                    EntryKind::Signal {
+                        name: name.clone(),
+                        seq: sig.seq,
+                        payload: sig.payload.clone(),
+                    },
+                    0,
+                )
+                .await?;
+                sig.payload
+            }
+        };
+        s.consumed.insert(name, consumed + 1);
+        s.progress();
+        Ok(payload)
+    }
+
+    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        let call = Call::Emit {
+            item_digest: Digest::of(&item),
+        };
+        if s.replay(&call)?.is_none() {
+            s.record(EntryKind::Emit { item }, 0).await?;
+        }
+        s.progress();
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        if s.replay(&Call::Checkpoint)?.is_none() {
+            s.record(EntryKind::Checkpoint, 0).await?;
+        }
+        s.progress();
+        Ok(())
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        let value = match s.replay(&Call::Now)? {
+            Some(EntryKind::Now { value }) => value,
+            Some(other) => unreachable!("replay matched a {} entry to now", other.label()),
+            None => {
+                let value = now_ms();
+                s.record(EntryKind::Now { value }, 0).await?;
+                value
+            }
+        };
+        s.progress();
+        Ok(value)
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        let value = match s.replay(&Call::Random)? {
+            Some(EntryKind::Random { value }) => value,
+            Some(other) => unreachable!("replay matched a {} entry to random", other.label()),
+            None => {
+                let value = rand::random();
+                s.record(EntryKind::Random { value }, 0).await?;
+                value
+            }
+        };
+        s.progress();
+        Ok(value)
+    }
+
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        if !s.replaying() {
+            let id = s.id.as_str();
+            match level {
+                Level::Trace => tracing::trace!(execution = id, "{message}"),
+                Level::Debug => tracing::debug!(execution = id, "{message}"),
+                Level::Info => tracing::info!(execution = id, "{message}"),
+                Level::Warn => tracing::warn!(execution = id, "{message}"),
+                Level::Error => tracing::error!(execution = id, "{message}"),
+            }
+        }
+        s.progress();
+        Ok(())
+    }
+}
+
+/// Adds the `reprise:workflow/host` imports to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
+
+/// Runs one invocation to its end.
+pub(crate) async fn run(
+    engine: &WorkflowEngine,
+    compiled: &CompiledWorkflow,
+    inv: Invocation,
+) -> Report {
+    let Invocation {
+        snapshot,
+        lease,
+        store,
+        tools,
+        limits,
+        budget,
+        inline_sleep_max,
+    } = inv;
+    let record = snapshot.record;
+    let clock = JournalClock::new(record.created_at_ms);
+    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+    let mut wasi = WasiCtxBuilder::new();
+    determinism::install(&mut wasi, &clock, record.seed);
+    wasi.stderr(stderr.clone());
+    let now = Instant::now();
+    let state = InvocationState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            memory_bytes: limits.memory_bytes,
+            table_elements: limits.table_elements,
+            exceeded: None,
+        },
+        steps: Steps {
+            id: record.id.clone(),
+            store,
+            lease,
+            tools,
+            next_index: snapshot.journal.len() as u64,
+            journal: snapshot.journal,
+            cursor: 0,
+            signals: snapshot.signals,
+            consumed: HashMap::new(),
+            clock,
+            budget,
+            inline_sleep_max,
+            started: now,
+            new_steps: 0,
+            last_progress: now,
+            time_limit: limits.time_without_progress,
+            timed_out: false,
+            stop: None,
+        },
+    };
+    let mut wstore = wasmtime::Store::new(engine.engine(), state);
+    wstore.limiter(|s| &mut s.limiter);
+    wstore.set_epoch_deadline(1);
+    wstore.epoch_deadline_callback(|mut ctx| {
+        let steps = &mut ctx.data_mut().steps;
+        if steps.last_progress.elapsed() > steps.time_limit {
+            steps.timed_out = true;
+            return Err(wasmtime::Error::msg("time limit exceeded"));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+
+    let instance = match compiled.pre.instantiate_async(&mut wstore).await {
+        Ok(instance) => instance,
+        Err(e) => {
+            let end = if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                End::Busy(format!("{e}"))
+            } else {
+                classify_error(&mut wstore, e, &stderr, "instantiating the component")
+            };
+            return report(&wstore, end);
+        }
+    };
+    let result = instance.call_run(&mut wstore, &record.input).await;
+    let end = match result {
+        Ok(returned) => {
+            let steps = &wstore.data().steps;
+            if steps.replaying() {
+                End::Finished(Outcome::Failed(Failure {
+                    kind: FailureKind::Nondeterminism,
+                    message: format!(
+                        "nondeterminism detected: the workflow returned after replaying {} of \
+                         the {} journal entries",
+                        steps.cursor,
+                        steps.journal.len()
+                    ),
+                }))
+            } else {
+                End::Finished(match returned {
+                    Ok(out) => Outcome::Completed(out),
+                    Err(message) => Outcome::Failed(Failure {
+                        kind: FailureKind::Workflow,
+                        message,
+                    }),
+                })
+            }
+        }
+        Err(e) => classify_error(&mut wstore, e, &stderr, "running the workflow"),
+    };
+    report(&wstore, end)
+}
+
+fn report(wstore: &wasmtime::Store<InvocationState>, end: End) -> Report {
+    let steps = &wstore.data().steps;
+    Report {
+        end,
+        replayed: steps.cursor,
+        new_steps: steps.new_steps,
+    }
+}
+
+/// Turns a trap into the reason the invocation ended.
+fn classify_error(
+    wstore: &mut wasmtime::Store<InvocationState>,
+    error: wasmtime::Error,
+    stderr: &MemoryOutputPipe,
+    doing: &str,
+) -> End {
+    let data = wstore.data_mut();
+    if let Some(end) = data.steps.stop.take() {
+        return end;
+    }
+    let failure = if let Some(msg) = data.limiter.exceeded.take() {
+        Failure {
+            kind: FailureKind::MemoryLimit,
+            message: msg,
+        }
+    } else if data.steps.timed_out {
+        Failure {
+            kind: FailureKind::TimeLimit,
+            message: format!(
+                "the guest ran for more than {:?} without calling the host (an infinite loop?)",
+                data.steps.time_limit
+            ),
+        }
+    } else {
+        let mut message = format!("trap while {doing}: {error:?}");
+        let captured = stderr.contents();
+        if !captured.is_empty() {
+            message.push_str("\nguest stderr:\n");
+            message.push_str(String::from_utf8_lossy(&captured).trim_end());
+        }
+        Failure {
+            kind: FailureKind::Trap,
+            message,
+        }
+    };
+    End::Finished(Outcome::Failed(failure))
+}

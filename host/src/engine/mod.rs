@@ -1,0 +1,147 @@
+//! The wasmtime side: one `Engine`, compiled components, invocations.
+//!
+//! A [`WorkflowEngine`] owns one wasmtime `Engine` (component model, async,
+//! pooling allocator, epoch interruption) and a cache of compiled components
+//! keyed by content digest, each kept as an instantiate-ready `WorkflowPre`.
+//! Every invocation gets a fresh `Store`; nothing of an execution outlives its
+//! invocation in the engine.
+
+mod bindings;
+pub(crate) mod determinism;
+pub(crate) mod invocation;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::EngineConfig;
+use crate::ids::Digest;
+use invocation::InvocationState;
+
+/// How often the epoch advances; the granularity of the time limit and of
+/// the cooperative yields that keep a busy guest from starving others.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A component rejected by [`WorkflowEngine::compile`].
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// Not a valid WebAssembly component.
+    #[error("not a valid wasm component: {0}")]
+    Invalid(String),
+    /// A component, but not of the `reprise:workflow` world.
+    #[error("component does not match the reprise:workflow world: {0}")]
+    WrongWorld(String),
+}
+
+/// A compiled component, ready to instantiate.
+pub struct CompiledWorkflow {
+    /// Digest of the component bytes.
+    pub digest: Digest,
+    pub(crate) pre: bindings::WorkflowPre<InvocationState>,
+    /// Names of the component's imports.
+    pub imports: Vec<String>,
+}
+
+/// One wasmtime engine and the components compiled for it. Cheap to share:
+/// wrap it in an `Arc` and give it to every runtime of the process.
+pub struct WorkflowEngine {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    compiled: Mutex<HashMap<Digest, Arc<CompiledWorkflow>>>,
+    config: EngineConfig,
+}
+
+impl WorkflowEngine {
+    /// Builds the engine and starts its epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, wasmtime::Error> {
+        let mut pool = PoolingAllocationConfig::default();
+        let slots = config.max_instances;
+        // A Rust component has a few core instances (the program, shims), each
+        // with at most one memory and a couple of tables.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 8)
+            .max_memory_size(config.max_memory_bytes);
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        invocation::add_to_linker(&mut linker)?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("reprise-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| wasmtime::Error::msg(format!("cannot start epoch thread: {e}")))?;
+
+        Ok(Self {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Compiles a component (or returns the cached compilation) and checks it
+    /// against the workflow world. CPU-heavy: call it from a blocking context.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledWorkflow>, CompileError> {
+        let digest = Digest::of(bytes);
+        if let Some(c) = self.cached(&digest) {
+            return Ok(c);
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
+        let pre = bindings::WorkflowPre::new(instance_pre)
+            .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
+        let compiled = Arc::new(CompiledWorkflow {
+            digest,
+            pre,
+            imports,
+        });
+        self.compiled
+            .lock()
+            .expect("component cache poisoned")
+            .insert(digest, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// The compilation of `digest`, if this engine has one.
+    pub fn cached(&self, digest: &Digest) -> Option<Arc<CompiledWorkflow>> {
+        self.compiled
+            .lock()
+            .expect("component cache poisoned")
+            .get(digest)
+            .cloned()
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}

@@ -1,0 +1,243 @@
+//! Executions: status, what a suspended execution waits for, and outcomes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::Entry;
+
+/// Where an execution stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Status {
+    /// An invocation holds (or held, before a crash) the lease.
+    Running,
+    /// No instance exists; the execution waits for [`Wait`].
+    Suspended,
+    /// Finished with a result.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled on request; the guest is not run again.
+    Cancelled,
+}
+
+impl Status {
+    /// Completed, failed or cancelled: nothing will run again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+
+    /// Lowercase name, as shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Suspended => "suspended",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a suspended execution waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Wait {
+    /// Nothing: it may run now (an invocation ended on its budget, or what it
+    /// waited for arrived).
+    Ready,
+    /// A durable timer, due at this time (ms since the Unix epoch).
+    Timer {
+        /// Due time.
+        wake_at_ms: u64,
+    },
+    /// A signal of this name.
+    Signal {
+        /// Signal name.
+        name: String,
+    },
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Wait::Ready => f.write_str("ready to run"),
+            Wait::Timer { wake_at_ms } => write!(f, "timer due at {wake_at_ms} ms"),
+            Wait::Signal { name } => write!(f, "signal {name:?}"),
+        }
+    }
+}
+
+/// Why an execution failed. The variants group failures by cause so callers
+/// and dashboards can tell a workflow bug from a host limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The workflow returned an error.
+    Workflow,
+    /// The guest trapped (a panic, an `unreachable`, ...).
+    Trap,
+    /// Replay did not match the journal (DESIGN invariant 1). Never retried.
+    Nondeterminism,
+    /// The guest exceeded its memory or table limit.
+    MemoryLimit,
+    /// The guest ran too long without reaching a journaled call.
+    TimeLimit,
+    /// The guest called a tool this host does not offer.
+    MissingTool,
+    /// The component could not be loaded or instantiated.
+    InvalidComponent,
+}
+
+impl FailureKind {
+    /// A stable kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Workflow => "workflow-error",
+            FailureKind::Trap => "trap",
+            FailureKind::Nondeterminism => "nondeterminism-detected",
+            FailureKind::MemoryLimit => "memory-limit",
+            FailureKind::TimeLimit => "time-limit",
+            FailureKind::MissingTool => "missing-tool",
+            FailureKind::InvalidComponent => "invalid-component",
+        }
+    }
+}
+
+/// A failed execution's error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The cause.
+    pub kind: FailureKind,
+    /// A message for humans: names the entry, the trap, the limit.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+/// How an execution ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The workflow's result payload.
+    Completed(Vec<u8>),
+    /// The failure.
+    Failed(Failure),
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The status this outcome gives an execution.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Completed(_) => Status::Completed,
+            Outcome::Failed(_) => Status::Failed,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+/// A lease: the right to run one invocation of an execution and append to
+/// its journal. `token` grows with every lease granted, so a store can refuse
+/// a stale holder (fencing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Who holds it (a host id).
+    pub owner: String,
+    /// Fencing token.
+    pub token: u64,
+    /// Expiry, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// The persisted state of an execution, apart from its journal and signals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// Its id.
+    pub id: ExecutionId,
+    /// The workflow name it was started from.
+    pub workflow: String,
+    /// The component it is pinned to.
+    pub digest: Digest,
+    /// The input payload.
+    pub input: Vec<u8>,
+    /// Seed for the guest's WASI random generators.
+    pub seed: u64,
+    /// Current status.
+    pub status: Status,
+    /// What it waits for, when suspended.
+    pub wait: Option<Wait>,
+    /// How it ended, when terminal.
+    pub outcome: Option<Outcome>,
+    /// Number of journal entries.
+    pub journal_len: u64,
+    /// Number of invocations so far.
+    pub invocations: u64,
+    /// The current lease, if any.
+    pub lease: Option<Lease>,
+    /// The last fencing token granted.
+    pub last_token: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Last change, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+impl ExecutionRecord {
+    /// A new, not yet run execution.
+    pub fn new(
+        id: ExecutionId,
+        workflow: String,
+        digest: Digest,
+        input: Vec<u8>,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            id,
+            workflow,
+            digest,
+            input,
+            seed: rand::random(),
+            status: Status::Suspended,
+            wait: Some(Wait::Ready),
+            outcome: None,
+            journal_len: 0,
+            invocations: 0,
+            lease: None,
+            last_token: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+}
+
+/// A signal sent to an execution, as buffered by the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRecord {
+    /// Position among all signals sent to this execution.
+    pub seq: u64,
+    /// Name.
+    pub name: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// Everything an invocation needs, read in one store round trip.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The record.
+    pub record: ExecutionRecord,
+    /// The whole journal.
+    pub journal: Vec<Entry>,
+    /// Every signal sent so far.
+    pub signals: Vec<SignalRecord>,
+}

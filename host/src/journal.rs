@@ -1,0 +1,196 @@
+//! Journal entries: what an execution has done, in order.
+//!
+//! Entry `n` is written once, before the guest sees its value, and never
+//! changed. Replay hands the recorded values back to a fresh instance; the
+//! `call` of each entry is what replay compares against to detect
+//! nondeterminism (DESIGN invariant 1).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Digest;
+
+/// One journal entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When the entry was recorded, in milliseconds since the Unix epoch. The
+    /// guest's WASI wall clock reads this value until the next entry, which is
+    /// what makes `std::time::SystemTime::now()` replay identically.
+    pub at_ms: u64,
+    /// Time the host spent producing the value (e.g. running the tool), in
+    /// microseconds. Informational.
+    pub duration_us: u64,
+    /// What happened.
+    pub kind: EntryKind,
+}
+
+/// The kinds of journal entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A tool call and its result.
+    Tool {
+        /// Tool category.
+        category: String,
+        /// Tool name.
+        name: String,
+        /// sha256 of the input payload (the input itself is not kept).
+        input_digest: Digest,
+        /// Size of the input payload in bytes.
+        input_len: u64,
+        /// The recorded result.
+        result: Result<Vec<u8>, ToolFailure>,
+    },
+    /// A durable timer was set; the guest continues once `wake_at_ms` passes.
+    Sleep {
+        /// Requested duration.
+        duration_ms: u64,
+        /// Due time, milliseconds since the Unix epoch.
+        wake_at_ms: u64,
+    },
+    /// A signal was consumed.
+    Signal {
+        /// Signal name.
+        name: String,
+        /// Position of the signal among all signals sent to the execution.
+        seq: u64,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// An item was emitted to the output stream.
+    Emit {
+        /// The item.
+        item: Vec<u8>,
+    },
+    /// An explicit save point.
+    Checkpoint,
+    /// A reading of the wall clock (`now`).
+    Now {
+        /// Milliseconds since the Unix epoch.
+        value: u64,
+    },
+    /// A random number (`random`).
+    Random {
+        /// The number.
+        value: u64,
+    },
+}
+
+/// A tool error as recorded in the journal: a value the workflow sees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolFailure {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Optional structured details.
+    pub details: Option<Vec<u8>>,
+}
+
+/// The shape of a journaled call, without its result: what replay compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `call-tool`.
+    Tool {
+        /// Category.
+        category: String,
+        /// Name.
+        name: String,
+        /// sha256 of the input.
+        input_digest: Digest,
+    },
+    /// `sleep`.
+    Sleep {
+        /// Requested duration.
+        duration_ms: u64,
+    },
+    /// `await-signal`.
+    Signal {
+        /// Signal name.
+        name: String,
+    },
+    /// `emit`.
+    Emit {
+        /// sha256 of the item.
+        item_digest: Digest,
+    },
+    /// `checkpoint`.
+    Checkpoint,
+    /// `now`.
+    Now,
+    /// `random`.
+    Random,
+}
+
+impl EntryKind {
+    /// The call this entry records.
+    pub fn call(&self) -> Call {
+        match self {
+            EntryKind::Tool {
+                category,
+                name,
+                input_digest,
+                ..
+            } => Call::Tool {
+                category: category.clone(),
+                name: name.clone(),
+                input_digest: *input_digest,
+            },
+            EntryKind::Sleep { duration_ms, .. } => Call::Sleep {
+                duration_ms: *duration_ms,
+            },
+            EntryKind::Signal { name, .. } => Call::Signal { name: name.clone() },
+            EntryKind::Emit { item } => Call::Emit {
+                item_digest: Digest::of(item),
+            },
+            EntryKind::Checkpoint => Call::Checkpoint,
+            EntryKind::Now { .. } => Call::Now,
+            EntryKind::Random { .. } => Call::Random,
+        }
+    }
+
+    /// A short name for the kind: `tool`, `sleep`, `signal`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            EntryKind::Tool { .. } => "tool",
+            EntryKind::Sleep { .. } => "sleep",
+            EntryKind::Signal { .. } => "signal",
+            EntryKind::Emit { .. } => "emit",
+            EntryKind::Checkpoint => "checkpoint",
+            EntryKind::Now { .. } => "now",
+            EntryKind::Random { .. } => "random",
+        }
+    }
+
+    /// Size of the recorded value in bytes (what the guest gets back).
+    pub fn value_len(&self) -> usize {
+        match self {
+            EntryKind::Tool { result, .. } => match result {
+                Ok(v) => v.len(),
+                Err(e) => e.code.len() + e.message.len() + e.details.as_ref().map_or(0, Vec::len),
+            },
+            EntryKind::Signal { payload, .. } => payload.len(),
+            EntryKind::Emit { item } => item.len(),
+            EntryKind::Now { .. } | EntryKind::Random { .. } => 8,
+            EntryKind::Sleep { .. } | EntryKind::Checkpoint => 0,
+        }
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::Tool {
+                category,
+                name,
+                input_digest,
+            } => write!(f, "call-tool {category}/{name} (input {input_digest:?})"),
+            Call::Sleep { duration_ms } => write!(f, "sleep {duration_ms} ms"),
+            Call::Signal { name } => write!(f, "await-signal {name:?}"),
+            Call::Emit { item_digest } => write!(f, "emit (item {item_digest:?})"),
+            Call::Checkpoint => f.write_str("checkpoint"),
+            Call::Now => f.write_str("now"),
+            Call::Random => f.write_str("random"),
+        }
+    }
+}

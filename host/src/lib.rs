@@ -1,0 +1,33 @@
+//! Reprise host: runs durable workflow components.
+//!
+//! A workflow is a WebAssembly component of the `reprise:workflow` world. The
+//! host instantiates it for every invocation, serves its tool calls, records
+//! each result in a journal before the guest sees it, and when the workflow
+//! must wait it drops the instance. On resume a fresh instance replays the
+//! journal through the imports until it reaches new work.
+//!
+//! The modules, from vocabulary to machinery:
+//! - [`ids`], [`journal`], [`execution`]: plain types every other module uses;
+//! - [`store`]: the `Store` trait and its backends;
+//! - [`tools`]: the `Tool` trait, the registry and the built-in tools;
+//! - [`engine`]: wasmtime, compiled components and one invocation;
+//! - [`runtime`]: the driver and scheduler behind the public API.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod engine;
+pub mod execution;
+pub mod ids;
+pub mod journal;
+pub mod persist;
+pub mod runtime;
+pub mod store;
+pub mod tools;
+
+pub use config::{Budget, EngineConfig, Limits, RuntimeConfig};
+pub use engine::{CompileError, WorkflowEngine};
+pub use execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
+pub use ids::{Digest, ExecutionId};
+pub use runtime::{Deployment, Runtime, RuntimeError};
+pub use store::{EmbeddedStore, Store, StoreError};
+pub use tools::{Tool, ToolCall, ToolError, ToolRegistry};

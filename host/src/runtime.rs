@@ -1,0 +1,559 @@
+//! The local driver: the library API to start, resume, signal, cancel and
+//! wait for executions, and the in-process scheduler that runs them.
+//!
+//! Each runnable execution is driven by one task: take the lease, load the
+//! snapshot in one store read, run an invocation, record how it ended, and
+//! decide what comes next: run again at once (the budget ran out, or what it
+//! waited for arrived), at a due time (a timer), when a signal comes, or after
+//! a backoff (the store failed transiently). Nothing of a suspended execution
+//! stays in memory but, for a timer, a sleeping task holding its id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::RuntimeConfig;
+use crate::engine::invocation::{self, End, Invocation};
+use crate::engine::{CompileError, CompiledWorkflow, WorkflowEngine};
+use crate::execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
+use crate::ids::{Digest, ExecutionId, InvalidId};
+use crate::journal::Entry;
+use crate::store::{Created, Store, StoreError, Suspended, now_ms};
+use crate::tools::ToolRegistry;
+
+/// Longest delay between retries after store errors.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Errors of the runtime API, by what the caller does next: fix the request
+/// (`UnknownWorkflow`, `InvalidName`, `InvalidId`, `IdConflict`, `Compile`),
+/// or look at the store error (retry if it is retriable).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No workflow is deployed under that name.
+    #[error("no workflow named {0:?} is deployed")]
+    UnknownWorkflow(String),
+    /// A workflow name that cannot be used.
+    #[error("invalid workflow name {0:?}: use 1 to 64 letters, digits, '-', '_' or '.'")]
+    InvalidName(String),
+    /// A bad execution id.
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    /// The id is taken by an execution of another workflow or input.
+    #[error("execution {0} already exists with a different workflow or input")]
+    IdConflict(ExecutionId),
+    /// The component was rejected.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A deployed workflow.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    /// Its name.
+    pub name: String,
+    /// Digest of the component bytes.
+    pub digest: Digest,
+    /// What the component imports.
+    pub imports: Vec<String>,
+}
+
+/// Runs workflow executions against one store with one set of tools.
+///
+/// Dropping the runtime stops its tasks; running invocations are abandoned
+/// mid-step and resume from the journal next time (nothing recorded is lost).
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Arc<WorkflowEngine>,
+    store: Arc<dyn Store>,
+    tools: Arc<ToolRegistry>,
+    config: RuntimeConfig,
+    changes: watch::Sender<u64>,
+    /// Executions being driven by this runtime; `true` asks the driver to run
+    /// once more after the current invocation.
+    active: Mutex<HashMap<ExecutionId, bool>>,
+    tasks: Mutex<JoinSet<()>>,
+    closed: AtomicBool,
+    live_instances: AtomicUsize,
+    invocations: AtomicU64,
+}
+
+/// What the driver does after an invocation.
+enum Next {
+    Again,
+    Retry,
+    RetryAfter(Duration),
+    Done,
+}
+
+impl Runtime {
+    /// A runtime on `engine`, `store` and `tools`. Call [`Runtime::recover`]
+    /// to pick up executions a previous process left runnable.
+    pub fn new(
+        engine: Arc<WorkflowEngine>,
+        store: Arc<dyn Store>,
+        tools: ToolRegistry,
+        config: RuntimeConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                store,
+                tools: Arc::new(tools),
+                config,
+                changes: watch::channel(0).0,
+                active: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(JoinSet::new()),
+                closed: AtomicBool::new(false),
+                live_instances: AtomicUsize::new(0),
+                invocations: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Compiles `bytes`, checks them against the workflow world, stores them
+    /// by digest and points `name` at them. Deploying is idempotent per
+    /// digest; executions stay pinned to the digest they started on.
+    pub async fn deploy(&self, name: &str, bytes: Vec<u8>) -> Result<Deployment, RuntimeError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(RuntimeError::InvalidName(name.to_string()));
+        }
+        let engine = self.inner.engine.clone();
+        let (compiled, bytes) = tokio::task::spawn_blocking(move || {
+            let compiled = engine.compile(&bytes);
+            (compiled, bytes)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("compile task failed: {e}")))?;
+        let compiled = compiled?;
+        self.inner
+            .store
+            .put_component(&compiled.digest, &bytes)
+            .await?;
+        self.inner
+            .store
+            .put_deployment(name, &compiled.digest)
+            .await?;
+        Ok(Deployment {
+            name: name.to_string(),
+            digest: compiled.digest,
+            imports: compiled.imports.clone(),
+        })
+    }
+
+    /// Starts an execution of the workflow deployed as `workflow`. With an
+    /// `id`, starting twice starts once: the second call returns the same id
+    /// (or `IdConflict` if the workflow or input differ).
+    pub async fn start(
+        &self,
+        workflow: &str,
+        input: Vec<u8>,
+        id: Option<ExecutionId>,
+    ) -> Result<ExecutionId, RuntimeError> {
+        let digest = self
+            .inner
+            .store
+            .get_deployment(workflow)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
+        let id = id.unwrap_or_else(ExecutionId::generate);
+        let record = ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
+        match self.inner.store.create_execution(&record).await? {
+            Created::New => {}
+            Created::Existing(existing) => {
+                if existing.digest != record.digest || existing.input != record.input {
+                    return Err(RuntimeError::IdConflict(id));
+                }
+                if existing.status.is_terminal() || existing.status == Status::Running {
+                    return Ok(id);
+                }
+            }
+        }
+        self.inner.schedule(id.clone());
+        Ok(id)
+    }
+
+    /// Runs an execution that is not running here now (e.g. left by a
+    /// previous process). A terminal execution is left alone.
+    pub async fn resume(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        let rec = self.inner.store.get_execution(id).await?;
+        if !rec.status.is_terminal() {
+            match &rec.wait {
+                Some(Wait::Timer { wake_at_ms }) if *wake_at_ms > now_ms() => {
+                    self.inner.schedule_at(id.clone(), *wake_at_ms)
+                }
+                _ => self.inner.schedule(id.clone()),
+            }
+        }
+        Ok(rec)
+    }
+
+    /// Schedules every execution a previous process left unfinished: ready
+    /// ones now, timers when due. Those waiting for a signal wait. Returns
+    /// how many were scheduled.
+    pub async fn recover(&self) -> Result<usize, RuntimeError> {
+        let mut n = 0;
+        for status in [Status::Running, Status::Suspended] {
+            for rec in self.inner.store.list_executions(Some(status)).await? {
+                if matches!(rec.wait, Some(Wait::Signal { .. })) {
+                    continue;
+                }
+                self.resume(&rec.id).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sends a signal; it is buffered until the workflow waits for it.
+    pub async fn signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), RuntimeError> {
+        let delivered = self.inner.store.signal(id, name, &payload).await?;
+        if delivered.woke {
+            self.inner.schedule(id.clone());
+        }
+        self.inner.notify();
+        Ok(())
+    }
+
+    /// Cancels an execution: it is not run again, and a running invocation
+    /// stops at its next journal write.
+    pub async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        let rec = self.inner.store.cancel(id).await?;
+        self.inner.notify();
+        Ok(rec)
+    }
+
+    /// The execution's record.
+    pub async fn status(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        Ok(self.inner.store.get_execution(id).await?)
+    }
+
+    /// The execution's journal.
+    pub async fn journal(&self, id: &ExecutionId) -> Result<Vec<Entry>, RuntimeError> {
+        Ok(self.inner.store.load(id).await?.journal)
+    }
+
+    /// Waits until the execution ends.
+    pub async fn wait(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        self.wait_until(id, |r| r.status.is_terminal()).await
+    }
+
+    /// Waits until the execution ends or waits for a signal: the point past
+    /// which this runtime makes no progress on its own.
+    pub async fn wait_settled(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        self.wait_until(id, |r| {
+            r.status.is_terminal()
+                || (r.status == Status::Suspended && matches!(r.wait, Some(Wait::Signal { .. })))
+        })
+        .await
+    }
+
+    /// Waits until `done` holds for the execution's record. Sees changes made
+    /// through this runtime.
+    pub async fn wait_until(
+        &self,
+        id: &ExecutionId,
+        done: impl Fn(&ExecutionRecord) -> bool,
+    ) -> Result<ExecutionRecord, RuntimeError> {
+        let mut changes = self.inner.changes.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let rec = self.inner.store.get_execution(id).await?;
+            if done(&rec) {
+                return Ok(rec);
+            }
+            // The sender lives as long as `self`, so this cannot fail.
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Instances alive right now (each is one running invocation).
+    pub fn live_instances(&self) -> usize {
+        self.inner.live_instances.load(Ordering::SeqCst)
+    }
+
+    /// Invocations run by this runtime so far.
+    pub fn invocations(&self) -> u64 {
+        self.inner.invocations.load(Ordering::SeqCst)
+    }
+
+    /// Stops every task of this runtime and waits for them to end. Running
+    /// invocations are abandoned mid-step; their executions resume from the
+    /// journal later.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().expect("tasks poisoned"));
+        tasks.shutdown().await;
+        self.inner.active.lock().expect("active poisoned").clear();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.abort_all();
+        }
+    }
+}
+
+impl Inner {
+    fn notify(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+
+    fn schedule(self: &Arc<Self>, id: ExecutionId) {
+        let me = self.clone();
+        self.spawn(async move { me.drive(id).await });
+    }
+
+    fn schedule_at(self: &Arc<Self>, id: ExecutionId, at_ms: u64) {
+        let me = self.clone();
+        self.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
+            me.drive(id).await
+        });
+    }
+
+    /// Drives one execution until it ends or waits; one driver per execution
+    /// per runtime.
+    async fn drive(self: Arc<Self>, id: ExecutionId) {
+        {
+            let mut active = self.active.lock().expect("active poisoned");
+            if let Some(again) = active.get_mut(&id) {
+                *again = true;
+                return;
+            }
+            active.insert(id.clone(), false);
+        }
+        let mut delay = self.config.retry_delay;
+        loop {
+            match self.invoke_once(&id).await {
+                Next::Again => delay = self.config.retry_delay,
+                Next::Retry => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+                Next::RetryAfter(d) => tokio::time::sleep(d).await,
+                Next::Done => {
+                    let mut active = self.active.lock().expect("active poisoned");
+                    if active.get(&id) == Some(&true) {
+                        active.insert(id.clone(), false);
+                        continue;
+                    }
+                    active.remove(&id);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
+        let cfg = &self.config;
+        let lease = match self
+            .store
+            .acquire_lease(id, &cfg.host_id, cfg.lease_ttl)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
+                return Next::RetryAfter(Duration::from_millis(
+                    expires_at_ms.saturating_sub(now_ms()) + 10,
+                ));
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(execution = %id, "cannot take lease, will retry: {e}");
+                return Next::Retry;
+            }
+            Err(StoreError::Terminal { .. }) | Err(StoreError::NotFound(_)) => return Next::Done,
+            Err(e) => {
+                tracing::error!(execution = %id, "cannot take lease: {e}");
+                return Next::Done;
+            }
+        };
+        self.invocations.fetch_add(1, Ordering::SeqCst);
+        self.notify();
+
+        let snapshot = match self.store.load(id).await {
+            Ok(s) => s,
+            Err(e) => return self.after_store_error(id, &lease, e).await,
+        };
+        let compiled = match self.component(&snapshot.record.digest).await {
+            Ok(Ok(c)) => c,
+            Err(e) => return self.after_store_error(id, &lease, e).await,
+            Ok(Err(failure)) => {
+                return self
+                    .after(id, &lease, End::Finished(Outcome::Failed(failure)))
+                    .await;
+            }
+        };
+
+        let invocation = Invocation {
+            snapshot,
+            lease: lease.clone(),
+            store: self.store.clone(),
+            tools: self.tools.clone(),
+            limits: cfg.limits.clone(),
+            budget: cfg.budget.clone(),
+            inline_sleep_max: cfg.inline_sleep_max,
+        };
+        self.live_instances.fetch_add(1, Ordering::SeqCst);
+        let end = tokio::select! {
+            report = invocation::run(&self.engine, &compiled, invocation) => {
+                tracing::debug!(
+                    execution = %id,
+                    replayed = report.replayed,
+                    new_steps = report.new_steps,
+                    "invocation ended: {:?}",
+                    report.end
+                );
+                report.end
+            }
+            lost = renew_lease(self.store.as_ref(), id, &lease, cfg.lease_ttl) => End::Store(lost),
+        };
+        self.live_instances.fetch_sub(1, Ordering::SeqCst);
+        self.after(id, &lease, end).await
+    }
+
+    /// The compiled component for `digest`: from the engine's cache, or from
+    /// the store and compiled. `Ok(Err(_))` is a failure of the execution.
+    async fn component(
+        &self,
+        digest: &Digest,
+    ) -> Result<Result<Arc<CompiledWorkflow>, Failure>, StoreError> {
+        if let Some(c) = self.engine.cached(digest) {
+            return Ok(Ok(c));
+        }
+        let invalid = |message: String| {
+            Ok(Err(Failure {
+                kind: FailureKind::InvalidComponent,
+                message,
+            }))
+        };
+        let Some(bytes) = self.store.get_component(digest).await? else {
+            return invalid(format!("component {digest} is not in the store"));
+        };
+        if Digest::of(&bytes) != *digest {
+            return invalid(format!("stored component {digest} does not match its digest"));
+        }
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.compile(&bytes)).await {
+            Ok(Ok(c)) => Ok(Ok(c)),
+            Ok(Err(e)) => invalid(e.to_string()),
+            Err(e) => Err(StoreError::Unavailable(format!("compile task failed: {e}"))),
+        }
+    }
+
+    async fn after(self: &Arc<Self>, id: &ExecutionId, lease: &crate::execution::Lease, end: End) -> Next {
+        let next = match end {
+            End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
+                Ok(()) => {
+                    if let Outcome::Failed(f) = &outcome {
+                        tracing::info!(execution = %id, "execution failed: {f}");
+                    }
+                    Next::Done
+                }
+                Err(e) => return self.after_store_error(id, lease, e).await,
+            },
+            End::Suspend { wait, consumed } => {
+                match self.store.suspend(id, lease, &wait, consumed).await {
+                    Ok(Suspended::Ready) => Next::Again,
+                    Ok(Suspended::Waiting) => match wait {
+                        Wait::Ready => Next::Again,
+                        Wait::Timer { wake_at_ms } => {
+                            self.schedule_at(id.clone(), wake_at_ms);
+                            Next::Done
+                        }
+                        Wait::Signal { .. } => Next::Done,
+                    },
+                    Err(e) => return self.after_store_error(id, lease, e).await,
+                }
+            }
+            End::Store(e) => return self.after_store_error(id, lease, e).await,
+            End::Busy(reason) => {
+                tracing::debug!(execution = %id, "no instance slot free: {reason}");
+                let _ = self.store.release_lease(id, lease).await;
+                Next::RetryAfter(Duration::from_millis(10))
+            }
+        };
+        self.notify();
+        next
+    }
+
+    /// A store error ended the invocation: retry if it may pass; stop if the
+    /// lease is gone or the execution ended (someone else is in charge).
+    async fn after_store_error(
+        &self,
+        id: &ExecutionId,
+        lease: &crate::execution::Lease,
+        e: StoreError,
+    ) -> Next {
+        self.notify();
+        if e.is_retriable() {
+            tracing::warn!(execution = %id, "store error, will retry: {e}");
+            // Best effort: if the store is down this fails and the lease
+            // simply expires.
+            let _ = self.store.release_lease(id, lease).await;
+            return Next::Retry;
+        }
+        match e {
+            StoreError::LeaseLost(_) | StoreError::Terminal { .. } | StoreError::NotFound(_) => {
+                tracing::debug!(execution = %id, "invocation stopped: {e}");
+            }
+            e => tracing::error!(execution = %id, "invocation stopped: {e}"),
+        }
+        Next::Done
+    }
+}
+
+/// Renews `lease` every third of its TTL; returns only when it is lost.
+async fn renew_lease(
+    store: &dyn Store,
+    id: &ExecutionId,
+    lease: &crate::execution::Lease,
+    ttl: Duration,
+) -> StoreError {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match store.renew_lease(id, lease, ttl).await {
+            Ok(_) => {}
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(execution = %id, "cannot renew lease yet: {e}");
+            }
+            Err(e) => return e,
+        }
+    }
+}

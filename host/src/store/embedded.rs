@@ -1,0 +1,610 @@
+//! The embedded store: a single `redb` file, or memory.
+//!
+//! It is the default when no Redis URL is given. Every operation is one redb
+//! transaction, so each state change is atomic; write transactions commit with
+//! `Durability::Immediate` (fsync) on a file, which is what lets an append
+//! return only once its entry is durable (DESIGN invariant 2). File I/O runs
+//! on tokio's blocking pool so it never stalls a worker thread; the memory
+//! backend does no I/O and runs inline.
+//!
+//! redb locks its file: only one process can open it. When a file is opened,
+//! any lease recorded in it belonged to a process that is gone, so leases are
+//! cleared on open and an interrupted run resumes at once.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+use super::{Created, Delivered, Store, StoreError, Suspended, now_ms};
+use crate::execution::{
+    ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
+};
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::Entry;
+use crate::persist::{decode, encode};
+
+const COMPONENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("components");
+const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployments");
+const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
+const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
+const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
+
+/// A store in one redb database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    /// File-backed: run transactions on the blocking pool.
+    on_disk: bool,
+}
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {}", e.into()))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let db = Database::create(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open store file {}: {e}", path.display()))
+        })?;
+        let store = Self {
+            db: Arc::new(db),
+            on_disk: true,
+        };
+        store.init(true)?;
+        Ok(store)
+    }
+
+    /// A fresh store in memory: nothing survives the process.
+    pub fn in_memory() -> Self {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an in-memory redb database always opens");
+        let store = Self {
+            db: Arc::new(db),
+            on_disk: false,
+        };
+        store.init(false).expect("initialising an in-memory store");
+        store
+    }
+
+    /// Creates the tables; on a file, clears leases left by a dead process.
+    fn init(&self, clear_leases: bool) -> Result<(), StoreError> {
+        write(&self.db, self.on_disk, |tx| {
+            tx.open_table(COMPONENTS).map_err(db_err)?;
+            tx.open_table(DEPLOYMENTS).map_err(db_err)?;
+            tx.open_table(JOURNAL).map_err(db_err)?;
+            tx.open_table(SIGNALS).map_err(db_err)?;
+            let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+            if clear_leases {
+                let mut held = Vec::new();
+                for row in execs.iter().map_err(db_err)? {
+                    let (k, v) = row.map_err(db_err)?;
+                    let rec: ExecutionRecord = decode(v.value())?;
+                    if rec.lease.is_some() {
+                        held.push((k.value().to_string(), rec));
+                    }
+                }
+                for (k, mut rec) in held {
+                    rec.lease = None;
+                    if rec.status == Status::Running {
+                        rec.status = Status::Suspended;
+                        rec.wait = Some(Wait::Ready);
+                    }
+                    execs.insert(k.as_str(), encode(&rec).as_slice()).map_err(db_err)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Database, bool) -> Result<R, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let on_disk = self.on_disk;
+        if on_disk {
+            tokio::task::spawn_blocking(move || f(&db, on_disk))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        } else {
+            f(&db, on_disk)
+        }
+    }
+}
+
+/// Runs `f` in a write transaction and commits it; an error aborts it.
+fn write<R>(
+    db: &Database,
+    durable: bool,
+    f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let mut tx = db.begin_write().map_err(db_err)?;
+    if !durable {
+        tx.set_durability(Durability::None).map_err(db_err)?;
+    }
+    let out = f(&tx)?;
+    tx.commit().map_err(db_err)?;
+    Ok(out)
+}
+
+fn read_record(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &ExecutionId,
+) -> Result<ExecutionRecord, StoreError> {
+    match table.get(id.as_str()).map_err(db_err)? {
+        Some(v) => decode(v.value()),
+        None => Err(StoreError::NotFound(id.clone())),
+    }
+}
+
+/// Reads a record inside a write transaction, checks that `lease` is the live
+/// lease, and hands it to `f` to change; writes it back.
+fn with_leased<R>(
+    tx: &WriteTransaction,
+    id: &ExecutionId,
+    lease: &Lease,
+    f: impl FnOnce(&mut ExecutionRecord) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+    let mut rec = read_record(&execs, id)?;
+    check_lease(&rec, lease)?;
+    let out = f(&mut rec)?;
+    rec.updated_at_ms = now_ms();
+    execs
+        .insert(id.as_str(), encode(&rec).as_slice())
+        .map_err(db_err)?;
+    Ok(out)
+}
+
+fn check_lease(rec: &ExecutionRecord, lease: &Lease) -> Result<(), StoreError> {
+    if rec.status.is_terminal() {
+        return Err(StoreError::Terminal {
+            id: rec.id.clone(),
+            status: rec.status,
+        });
+    }
+    match &rec.lease {
+        Some(l) if l.token == lease.token && l.expires_at_ms > now_ms() => Ok(()),
+        _ => Err(StoreError::LeaseLost(rec.id.clone())),
+    }
+}
+
+fn signals_named(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    id: &ExecutionId,
+    name: &str,
+) -> Result<Vec<SignalRecord>, StoreError> {
+    let mut out = Vec::new();
+    for row in table
+        .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+        .map_err(db_err)?
+    {
+        let (_, v) = row.map_err(db_err)?;
+        let s: SignalRecord = decode(v.value())?;
+        if s.name == name {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let (digest, bytes) = (*digest, bytes.to_vec());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut t = tx.open_table(COMPONENTS).map_err(db_err)?;
+                if t.get(digest.0.as_slice()).map_err(db_err)?.is_none() {
+                    t.insert(digest.0.as_slice(), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let digest = *digest;
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(COMPONENTS).map_err(db_err)?;
+            Ok(t.get(digest.0.as_slice())
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn put_deployment(&self, name: &str, digest: &Digest) -> Result<(), StoreError> {
+        let (name, digest) = (name.to_string(), *digest);
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut t = tx.open_table(DEPLOYMENTS).map_err(db_err)?;
+                t.insert(name.as_str(), digest.0.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError> {
+        let name = name.to_string();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(DEPLOYMENTS).map_err(db_err)?;
+            let Some(v) = t.get(name.as_str()).map_err(db_err)? else {
+                return Ok(None);
+            };
+            let bytes: [u8; 32] = v
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt(format!("deployment {name}: bad digest")))?;
+            Ok(Some(Digest(bytes)))
+        })
+        .await
+    }
+
+    async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError> {
+        let record = record.clone();
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut t = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                if let Some(v) = t.get(record.id.as_str()).map_err(db_err)? {
+                    return Ok(Created::Existing(decode(v.value())?));
+                }
+                t.insert(record.id.as_str(), encode(&record).as_slice())
+                    .map_err(db_err)?;
+                Ok(Created::New)
+            })
+        })
+        .await
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
+        let id = id.clone();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)
+        })
+        .await
+    }
+
+    async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
+        let id = id.clone();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
+            let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
+            let journal_t = tx.open_table(JOURNAL).map_err(db_err)?;
+            let mut journal = Vec::with_capacity(record.journal_len as usize);
+            for row in journal_t.range(range.clone()).map_err(db_err)? {
+                journal.push(decode(row.map_err(db_err)?.1.value())?);
+            }
+            let signals_t = tx.open_table(SIGNALS).map_err(db_err)?;
+            let mut signals = Vec::new();
+            for row in signals_t.range(range).map_err(db_err)? {
+                signals.push(decode(row.map_err(db_err)?.1.value())?);
+            }
+            Ok(Snapshot {
+                record,
+                journal,
+                signals,
+            })
+        })
+        .await
+    }
+
+    async fn list_executions(
+        &self,
+        status: Option<Status>,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(EXECUTIONS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(db_err)? {
+                let rec: ExecutionRecord = decode(row.map_err(db_err)?.1.value())?;
+                if status.is_none_or(|s| s == rec.status) {
+                    out.push(rec);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                if execs.remove(id.as_str()).map_err(db_err)?.is_none() {
+                    return Err(StoreError::NotFound(id.clone()));
+                }
+                let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
+                tx.open_table(JOURNAL)
+                    .map_err(db_err)?
+                    .retain_in(range.clone(), |_, _| false)
+                    .map_err(db_err)?;
+                tx.open_table(SIGNALS)
+                    .map_err(db_err)?
+                    .retain_in(range, |_, _| false)
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let (id, owner) = (id.clone(), owner.to_string());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                let mut rec = read_record(&execs, &id)?;
+                if rec.status.is_terminal() {
+                    return Err(StoreError::Terminal {
+                        id: id.clone(),
+                        status: rec.status,
+                    });
+                }
+                let now = now_ms();
+                if let Some(l) = &rec.lease
+                    && l.expires_at_ms > now
+                {
+                    return Err(StoreError::LeaseHeld {
+                        id: id.clone(),
+                        owner: l.owner.clone(),
+                        expires_at_ms: l.expires_at_ms,
+                    });
+                }
+                rec.last_token += 1;
+                let lease = Lease {
+                    owner,
+                    token: rec.last_token,
+                    expires_at_ms: now + ttl.as_millis() as u64,
+                };
+                rec.lease = Some(lease.clone());
+                rec.status = Status::Running;
+                rec.wait = None;
+                rec.invocations += 1;
+                rec.updated_at_ms = now;
+                execs
+                    .insert(id.as_str(), encode(&rec).as_slice())
+                    .map_err(db_err)?;
+                Ok(lease)
+            })
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let (id, lease) = (id.clone(), lease.clone());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                with_leased(tx, &id, &lease, |rec| {
+                    let renewed = Lease {
+                        expires_at_ms: now_ms() + ttl.as_millis() as u64,
+                        ..lease.clone()
+                    };
+                    rec.lease = Some(renewed.clone());
+                    Ok(renewed)
+                })
+            })
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        let (id, lease, bytes) = (id.clone(), lease.clone(), encode(entry));
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                with_leased(tx, &id, &lease, |rec| {
+                    if rec.journal_len != index {
+                        return Err(StoreError::Conflict {
+                            id: id.clone(),
+                            index,
+                            len: rec.journal_len,
+                        });
+                    }
+                    tx.open_table(JOURNAL)
+                        .map_err(db_err)?
+                        .insert((id.as_str(), index), bytes.as_slice())
+                        .map_err(db_err)?;
+                    rec.journal_len += 1;
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        wait: &Wait,
+        consumed: u64,
+    ) -> Result<Suspended, StoreError> {
+        let (id, lease, wait) = (id.clone(), lease.clone(), wait.clone());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let arrived = match &wait {
+                    Wait::Signal { name } => {
+                        let t = tx.open_table(SIGNALS).map_err(db_err)?;
+                        signals_named(&t, &id, name)?.len() as u64 > consumed
+                    }
+                    _ => false,
+                };
+                with_leased(tx, &id, &lease, |rec| {
+                    rec.lease = None;
+                    rec.status = Status::Suspended;
+                    if arrived {
+                        rec.wait = Some(Wait::Ready);
+                        Ok(Suspended::Ready)
+                    } else {
+                        rec.wait = Some(wait.clone());
+                        Ok(Suspended::Waiting)
+                    }
+                })
+            })
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let (id, lease, outcome) = (id.clone(), lease.clone(), outcome.clone());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                with_leased(tx, &id, &lease, |rec| {
+                    rec.lease = None;
+                    rec.wait = None;
+                    rec.status = outcome.status();
+                    rec.outcome = Some(outcome.clone());
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
+        let (id, lease) = (id.clone(), lease.clone());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                with_leased(tx, &id, &lease, |rec| {
+                    rec.lease = None;
+                    rec.status = Status::Suspended;
+                    rec.wait = Some(Wait::Ready);
+                    Ok(())
+                })
+            })
+        })
+        .await
+    }
+
+    async fn signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Delivered, StoreError> {
+        let (id, name, payload) = (id.clone(), name.to_string(), payload.to_vec());
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                let mut rec = read_record(&execs, &id)?;
+                if rec.status.is_terminal() {
+                    return Err(StoreError::Terminal {
+                        id: id.clone(),
+                        status: rec.status,
+                    });
+                }
+                let mut signals = tx.open_table(SIGNALS).map_err(db_err)?;
+                let seq = match signals
+                    .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                    .map_err(db_err)?
+                    .next_back()
+                {
+                    Some(row) => row.map_err(db_err)?.0.value().1 + 1,
+                    None => 0,
+                };
+                let record = SignalRecord {
+                    seq,
+                    name: name.clone(),
+                    payload,
+                };
+                signals
+                    .insert((id.as_str(), seq), encode(&record).as_slice())
+                    .map_err(db_err)?;
+                let woke = rec.status == Status::Suspended
+                    && rec.wait == Some(Wait::Signal { name: name.clone() });
+                if woke {
+                    rec.wait = Some(Wait::Ready);
+                    rec.updated_at_ms = now_ms();
+                    execs
+                        .insert(id.as_str(), encode(&rec).as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(Delivered { seq, woke })
+            })
+        })
+        .await
+    }
+
+    async fn next_signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        skip: u64,
+    ) -> Result<Option<SignalRecord>, StoreError> {
+        let (id, name) = (id.clone(), name.to_string());
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(SIGNALS).map_err(db_err)?;
+            Ok(signals_named(&t, &id, &name)?
+                .into_iter()
+                .nth(skip as usize))
+        })
+        .await
+    }
+
+    async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
+        let id = id.clone();
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                let mut rec = read_record(&execs, &id)?;
+                if rec.status.is_terminal() {
+                    return Err(StoreError::Terminal {
+                        id: id.clone(),
+                        status: rec.status,
+                    });
+                }
+                rec.status = Status::Cancelled;
+                rec.outcome = Some(Outcome::Cancelled);
+                rec.lease = None;
+                rec.wait = None;
+                rec.updated_at_ms = now_ms();
+                execs
+                    .insert(id.as_str(), encode(&rec).as_slice())
+                    .map_err(db_err)?;
+                Ok(rec)
+            })
+        })
+        .await
+    }
+}

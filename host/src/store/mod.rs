@@ -1,0 +1,204 @@
+//! The journal store: one trait, several backends, one conformance suite.
+//!
+//! A store keeps components, deployments, execution records, journals and
+//! signals. Every operation that changes an execution is atomic in the
+//! backend, and the ones an invocation makes are conditional on its lease's
+//! fencing token (DESIGN invariant 3): a host that lost its lease cannot
+//! write. Appends are conditional on the expected next index too, so an entry
+//! is written once and never changed.
+
+mod embedded;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedStore;
+
+use crate::execution::{ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::Entry;
+
+/// Store failures, grouped by what the caller does next: retry
+/// ([`StoreError::is_retriable`]), stop the invocation (`LeaseLost`,
+/// `Terminal`, `Conflict`), or report (`NotFound`, `Corrupt`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such execution.
+    #[error("execution {0} not found")]
+    NotFound(ExecutionId),
+    /// Another host holds the lease.
+    #[error("execution {id} is leased by {owner} until {expires_at_ms}")]
+    LeaseHeld {
+        /// Execution.
+        id: ExecutionId,
+        /// Holder.
+        owner: String,
+        /// Expiry, ms since the Unix epoch.
+        expires_at_ms: u64,
+    },
+    /// The caller's lease expired or was taken over; it must stop writing.
+    #[error("lease on execution {0} was lost (expired or taken over)")]
+    LeaseLost(ExecutionId),
+    /// An append did not find the journal at the expected length.
+    #[error("append to execution {id} at index {index} conflicts: the journal has {len} entries")]
+    Conflict {
+        /// Execution.
+        id: ExecutionId,
+        /// Index the caller wanted to write.
+        index: u64,
+        /// Actual journal length.
+        len: u64,
+    },
+    /// The execution has ended (or was cancelled) and takes no more writes.
+    #[error("execution {id} is {status}")]
+    Terminal {
+        /// Execution.
+        id: ExecutionId,
+        /// Its status.
+        status: Status,
+    },
+    /// The backend cannot be reached or failed transiently: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read.
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Result of [`Store::create_execution`].
+#[derive(Debug)]
+pub enum Created {
+    /// The execution was created.
+    New,
+    /// An execution with that id already exists; here it is, unchanged.
+    Existing(ExecutionRecord),
+}
+
+/// Result of [`Store::suspend`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Suspended {
+    /// The execution is suspended and the lease released.
+    Waiting,
+    /// What it would wait for is already there (a signal arrived meanwhile):
+    /// it was left ready to run, and the lease released.
+    Ready,
+}
+
+/// Result of [`Store::signal`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// Position of the signal among all signals of the execution.
+    pub seq: u64,
+    /// The execution was suspended waiting for this signal and is now ready
+    /// to run: the caller should schedule it.
+    pub woke: bool,
+}
+
+/// The storage contract every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a component's bytes under their digest (idempotent).
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A component's bytes.
+    async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Points workflow `name` at `digest`.
+    async fn put_deployment(&self, name: &str, digest: &Digest) -> Result<(), StoreError>;
+    /// The digest workflow `name` points at.
+    async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError>;
+
+    /// Creates an execution unless one with the same id exists.
+    async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError>;
+    /// An execution's record.
+    async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError>;
+    /// Record, whole journal and signals, in one round trip.
+    async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError>;
+    /// Executions with the given status (all when `None`).
+    async fn list_executions(
+        &self,
+        status: Option<Status>,
+    ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// Deletes an execution, its journal and signals.
+    async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError>;
+
+    /// Takes the lease for one invocation: fails with `LeaseHeld` while another
+    /// owner's lease is live and with `Terminal` once the execution ended.
+    /// Marks the execution running and counts the invocation.
+    async fn acquire_lease(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError>;
+    /// Extends a lease the caller still holds.
+    async fn renew_lease(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError>;
+    /// Appends journal entry `index`; conditional on the lease and on the
+    /// journal having exactly `index` entries. Durable when it returns.
+    async fn append(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entry: &Entry,
+    ) -> Result<(), StoreError>;
+    /// Ends the invocation waiting for `wait` and releases the lease. For a
+    /// signal wait, `consumed` is how many signals of that name the journal
+    /// has consumed; if more have arrived the execution is left ready instead
+    /// (so a signal racing with the suspension is never lost).
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        wait: &Wait,
+        consumed: u64,
+    ) -> Result<Suspended, StoreError>;
+    /// Records the outcome and releases the lease.
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError>;
+    /// Releases a lease without changing anything else (e.g. after a
+    /// retriable failure), leaving the execution ready to run.
+    async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Buffers a signal for an execution that has not ended.
+    async fn signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Delivered, StoreError>;
+    /// The first signal called `name` at or after position `skip` among the
+    /// signals of that name, if it has arrived.
+    async fn next_signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        skip: u64,
+    ) -> Result<Option<crate::execution::SignalRecord>, StoreError>;
+    /// Cancels an execution that has not ended: it never runs again, and a
+    /// running invocation's next write fails. Returns the resulting record.
+    async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
