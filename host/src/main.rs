@@ -210,10 +210,11 @@ fn workflow_name(path: &Path) -> String {
 /// Waits until the execution ends or waits for a signal, and reports it.
 async fn finish(rt: &Runtime, id: &ExecutionId, journal: bool) -> Result<ExitCode> {
     let rec = rt.wait_settled(id).await?;
+    let code = report(&rec);
     if journal {
         print_journal(&rt.journal(id).await?, false);
     }
-    Ok(report(&rec))
+    Ok(code)
 }
 
 fn report(rec: &ExecutionRecord) -> ExitCode {
@@ -237,7 +238,8 @@ fn report(rec: &ExecutionRecord) -> ExitCode {
                 None => format!("is {}", rec.status),
             };
             eprintln!(
-                "execution {} {waiting}; continue it with `reprise resume {}` on a store file",
+                "execution {} {waiting}; with a store file, continue it later with \
+                 `reprise resume {} --store <file>`",
                 rec.id, rec.id
             );
             ExitCode::from(EXIT_SUSPENDED)

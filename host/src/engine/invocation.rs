@@ -598,11 +598,18 @@ fn classify_error(
             ),
         }
     } else {
-        let mut message = format!("trap while {doing}: {error:?}");
+        let trap = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
+        let mut message = format!("the guest trapped while {doing}: {trap}");
         let captured = stderr.contents();
         if !captured.is_empty() {
             message.push_str("\nguest stderr:\n");
             message.push_str(String::from_utf8_lossy(&captured).trim_end());
+        }
+        if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+            message.push_str(&format!("\n{backtrace}"));
         }
         Failure {
             kind: FailureKind::Trap,

@@ -1,0 +1,317 @@
+//! Write durable [Reprise](https://github.com/reprise) workflows in Rust.
+//!
+//! A workflow is one function marked `#[workflow]`. It takes a [`Context`]
+//! and a typed input and returns a typed result; inputs, outputs, tool
+//! inputs and tool results travel as MessagePack, so any `serde` type works.
+//!
+//! ```no_run
+//! use reprise_sdk::{Context, ToolError, workflow};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Input { user_id: u64 }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct User { id: u64, name: String }
+//!
+//! #[workflow]
+//! fn greet(ctx: &Context, input: Input) -> Result<String, ToolError> {
+//!     #[derive(Serialize)]
+//!     struct Query { id: u64 }
+//!     let user: User = ctx.call("demo", "user", &Query { id: input.user_id })?;
+//!     Ok(format!("Hello, {}!", user.name))
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # What the host guarantees
+//!
+//! Every call on [`Context`] that returns a value is journaled: the first
+//! time the execution reaches it the host does the work and records the
+//! result before returning it; if the execution is later resumed in a fresh
+//! instance (after a timer, a signal, or the end of an invocation budget),
+//! the host replays the recorded results and your function runs again to the
+//! same point with the same local variables. So a workflow must be
+//! deterministic given the values the context returns: read time and
+//! randomness through the context or through `std` (the host makes both
+//! replay identically), and never branch on anything else from outside.
+//!
+//! A replayed execution that makes a different call than the one recorded
+//! fails with a nondeterminism error naming both calls.
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Marks the function a component exports as its workflow.
+///
+/// The function takes `(&Context, Input)` and returns `Result<Output, E>`
+/// where `Input: DeserializeOwned`, `Output: Serialize` and `E: Display`. An
+/// `Err` fails the execution with `E`'s message. One per component.
+///
+/// ```no_run
+/// use reprise_sdk::{Context, workflow};
+///
+/// #[workflow]
+/// fn double(_ctx: &Context, n: u64) -> Result<u64, String> {
+///     n.checked_mul(2).ok_or_else(|| "overflow".to_string())
+/// }
+/// # fn main() {}
+/// ```
+pub use reprise_sdk_macros::workflow;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by the `#[workflow]` expansion; not a public API.
+
+    /// The generated bindings (the SDK's one `wit_bindgen::generate!`).
+    pub mod bindings {
+        wit_bindgen::generate!({
+            world: "workflow",
+            path: "../wit",
+            pub_export_macro: true,
+            export_macro_name: "export_workflow",
+            default_bindings_module: "::reprise_sdk::__private::bindings",
+        });
+    }
+
+    pub use bindings::export_workflow;
+    pub use bindings::Guest;
+
+    use crate::{Context, decode, encode};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    use std::fmt::Display;
+
+    /// Decodes the input, runs the workflow, encodes the result.
+    pub fn run<In, Out, E>(
+        input: &[u8],
+        workflow: fn(&Context, In) -> Result<Out, E>,
+    ) -> Result<Vec<u8>, String>
+    where
+        In: DeserializeOwned,
+        Out: Serialize,
+        E: Display,
+    {
+        let input: In = decode(input).map_err(|e| format!("invalid workflow input: {e}"))?;
+        let ctx = Context { _private: () };
+        match workflow(&ctx, input) {
+            Ok(out) => Ok(encode(&out)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+use __private::bindings::reprise::workflow::{host, types};
+
+/// Severity of a log line.
+pub use types::Level;
+
+/// Encodes a value as the SDK puts it on the wire (MessagePack, with field
+/// names so any MessagePack or JSON-minded reader can follow it).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Serializing to a Vec only fails for types serde cannot represent in
+    // MessagePack (e.g. maps with non-string-like keys are still fine);
+    // such a type is a programming error, reported loudly.
+    rmp_serde::to_vec_named(value).expect("value cannot be encoded as MessagePack")
+}
+
+/// Decodes a value encoded as MessagePack.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    rmp_serde::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))
+}
+
+/// A payload that did not decode into the expected type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot decode payload: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// An error a tool returned. It is a value: branch on [`ToolError::code`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolError {
+    /// Stable machine-readable code, e.g. `not-found`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Optional structured details (MessagePack).
+    pub details: Option<Vec<u8>>,
+}
+
+/// The code of a [`ToolError`] made by the SDK when a tool's result does not
+/// decode into the type the workflow asked for.
+pub const DECODE_ERROR: &str = "decode";
+
+impl ToolError {
+    /// Whether the error has this code.
+    pub fn is(&self, code: &str) -> bool {
+        self.code == code
+    }
+
+    /// Decodes the details, if any.
+    pub fn details<T: DeserializeOwned>(&self) -> Option<Result<T, DecodeError>> {
+        self.details.as_deref().map(decode)
+    }
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tool error {}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ToolError {}
+
+impl From<types::ToolError> for ToolError {
+    fn from(e: types::ToolError) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+            details: e.details,
+        }
+    }
+}
+
+/// Decodes a tool's raw result into `Out`; an undecodable result becomes a
+/// [`ToolError`] with code [`DECODE_ERROR`].
+fn decode_result<Out: DeserializeOwned>(raw: Result<Vec<u8>, ToolError>) -> Result<Out, ToolError> {
+    let bytes = raw?;
+    decode(&bytes).map_err(|e| ToolError {
+        code: DECODE_ERROR.into(),
+        message: e.to_string(),
+        details: None,
+    })
+}
+
+/// The workflow's handle on the host. Every method that returns a value is
+/// journaled (see the crate docs).
+pub struct Context {
+    _private: (),
+}
+
+impl Context {
+    /// Calls the tool `name` in `category` with `input` and decodes its
+    /// result. Tool errors come back as `Err` values to branch on.
+    pub fn call<Out: DeserializeOwned>(
+        &self,
+        category: &str,
+        name: &str,
+        input: &(impl Serialize + ?Sized),
+    ) -> Result<Out, ToolError> {
+        decode_result(self.call_raw(category, name, &encode(input)))
+    }
+
+    /// Calls a tool with raw payload bytes.
+    pub fn call_raw(
+        &self,
+        category: &str,
+        name: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, ToolError> {
+        host::call_tool(category, name, input).map_err(ToolError::from)
+    }
+
+    /// A durable timer: returns once `duration` has passed. A long wait
+    /// suspends the execution without holding any host memory.
+    pub fn sleep(&self, duration: Duration) {
+        host::sleep(duration.as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Waits for the next signal called `name` and decodes its payload. A
+    /// signal sent before the workflow waits is buffered, never lost.
+    pub fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T, DecodeError> {
+        decode(&host::await_signal(name))
+    }
+
+    /// Appends an item to the execution's output stream.
+    pub fn emit(&self, item: &(impl Serialize + ?Sized)) {
+        host::emit(&encode(item))
+    }
+
+    /// An explicit save point: the host may end the invocation here (its
+    /// budget spent) and continue in a fresh instance.
+    pub fn checkpoint(&self) {
+        host::checkpoint()
+    }
+
+    /// The current time, journaled.
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(host::now())
+    }
+
+    /// A random number, journaled.
+    pub fn random(&self) -> u64 {
+        host::random()
+    }
+
+    /// Writes a log line (not journaled; silent during replay).
+    pub fn log(&self, level: Level, message: &str) {
+        host::log(level, message)
+    }
+
+    /// Writes an info log line.
+    pub fn info(&self, message: &str) {
+        self.log(Level::Info, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+
+    #[test]
+    fn payloads_round_trip_with_field_names() {
+        let bytes = encode(&Point { x: 1, y: -2 });
+        assert_eq!(decode::<Point>(&bytes).unwrap(), Point { x: 1, y: -2 });
+        let generic: std::collections::BTreeMap<String, i32> = decode(&bytes).unwrap();
+        assert_eq!(generic["y"], -2);
+    }
+
+    #[test]
+    fn undecodable_tool_results_become_decode_errors() {
+        let err = decode_result::<Point>(Ok(encode("not a point"))).unwrap_err();
+        assert!(err.is(DECODE_ERROR), "{err}");
+        let tool_err = ToolError {
+            code: "not-found".into(),
+            message: "nope".into(),
+            details: Some(encode(&Point { x: 3, y: 4 })),
+        };
+        assert_eq!(
+            decode_result::<Point>(Err(tool_err.clone())).unwrap_err(),
+            tool_err
+        );
+        assert_eq!(tool_err.details::<Point>(), Some(Ok(Point { x: 3, y: 4 })));
+    }
+
+    fn add_one(_ctx: &Context, n: u64) -> Result<u64, String> {
+        n.checked_add(1).ok_or_else(|| "overflow".to_string())
+    }
+
+    #[test]
+    fn run_decodes_input_and_encodes_output() {
+        let out = __private::run(&encode(&41u64), add_one).unwrap();
+        assert_eq!(decode::<u64>(&out).unwrap(), 42);
+        assert_eq!(
+            __private::run(&encode(&u64::MAX), add_one).unwrap_err(),
+            "overflow"
+        );
+        let err = __private::run(&encode("text"), add_one).unwrap_err();
+        assert!(err.starts_with("invalid workflow input"), "{err}");
+    }
+}
