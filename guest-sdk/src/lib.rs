@@ -78,8 +78,8 @@ pub mod __private {
         });
     }
 
-    pub use bindings::export_workflow;
     pub use bindings::Guest;
+    pub use bindings::export_workflow;
 
     use crate::{Context, decode, encode};
     use serde::Serialize;
@@ -211,12 +211,7 @@ impl Context {
     }
 
     /// Calls a tool with raw payload bytes.
-    pub fn call_raw(
-        &self,
-        category: &str,
-        name: &str,
-        input: &[u8],
-    ) -> Result<Vec<u8>, ToolError> {
+    pub fn call_raw(&self, category: &str, name: &str, input: &[u8]) -> Result<Vec<u8>, ToolError> {
         host::call_tool(category, name, input).map_err(ToolError::from)
     }
 

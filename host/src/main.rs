@@ -19,7 +19,11 @@ const EXIT_WORKFLOW_FAILED: u8 = 3;
 const EXIT_SUSPENDED: u8 = 4;
 
 #[derive(Parser)]
-#[command(name = "reprise", version, about = "Durable workflows as WebAssembly components")]
+#[command(
+    name = "reprise",
+    version,
+    about = "Durable workflows as WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

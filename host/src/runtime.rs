@@ -176,7 +176,8 @@ impl Runtime {
             .await?
             .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
         let id = id.unwrap_or_else(ExecutionId::generate);
-        let record = ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
+        let record =
+            ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
         match self.inner.store.create_execution(&record).await? {
             Created::New => {}
             Created::Existing(existing) => {
@@ -467,7 +468,9 @@ impl Inner {
             return invalid(format!("component {digest} is not in the store"));
         };
         if Digest::of(&bytes) != *digest {
-            return invalid(format!("stored component {digest} does not match its digest"));
+            return invalid(format!(
+                "stored component {digest} does not match its digest"
+            ));
         }
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || engine.compile(&bytes)).await {
@@ -477,7 +480,12 @@ impl Inner {
         }
     }
 
-    async fn after(self: &Arc<Self>, id: &ExecutionId, lease: &crate::execution::Lease, end: End) -> Next {
+    async fn after(
+        self: &Arc<Self>,
+        id: &ExecutionId,
+        lease: &crate::execution::Lease,
+        end: End,
+    ) -> Next {
         let next = match end {
             End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
                 Ok(()) => {

@@ -527,7 +527,10 @@ pub(crate) async fn run(
     let instance = match compiled.pre.instantiate_async(&mut wstore).await {
         Ok(instance) => instance,
         Err(e) => {
-            let end = if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+            let end = if e
+                .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                .is_some()
+            {
                 End::Busy(format!("{e}"))
             } else {
                 classify_error(&mut wstore, e, &stderr, "instantiating the component")

@@ -21,9 +21,7 @@ use redb::{
 };
 
 use super::{Created, Delivered, Store, StoreError, Suspended, now_ms};
-use crate::execution::{
-    ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
-};
+use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
 use crate::persist::{decode, encode};
@@ -97,7 +95,9 @@ impl EmbeddedStore {
                         rec.status = Status::Suspended;
                         rec.wait = Some(Wait::Ready);
                     }
-                    execs.insert(k.as_str(), encode(&rec).as_slice()).map_err(db_err)?;
+                    execs
+                        .insert(k.as_str(), encode(&rec).as_slice())
+                        .map_err(db_err)?;
                 }
             }
             Ok(())

@@ -12,7 +12,11 @@ use super::{ToolCall, ToolError, ToolRegistry};
 
 /// Registers the `builtin` and `demo` categories.
 pub fn register(r: &mut ToolRegistry) {
-    r.register_fn("builtin", "echo", |call: ToolCall| async move { Ok(call.input) });
+    r.register_fn(
+        "builtin",
+        "echo",
+        |call: ToolCall| async move { Ok(call.input) },
+    );
     r.register_fn("builtin", "fail", |call: ToolCall| async move {
         #[derive(Deserialize)]
         struct Input {

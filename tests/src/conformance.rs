@@ -1,0 +1,298 @@
+//! The store conformance suite: what every `Store` backend must do. Each
+//! case is a function over `Arc<dyn Store>`; `conformance_tests!` turns them
+//! into one test per case for a backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::execution::{ExecutionRecord, Lease, Outcome, Status, Wait};
+use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::store::{Created, StoreError, Suspended, now_ms};
+use reprise_host::{Digest, ExecutionId, Store};
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn record(id: &str) -> ExecutionRecord {
+    ExecutionRecord::new(
+        ExecutionId::new(id).unwrap(),
+        "wf".into(),
+        Digest::of(b"component"),
+        b"input".to_vec(),
+        now_ms(),
+    )
+}
+
+fn entry(i: u64) -> Entry {
+    Entry {
+        at_ms: now_ms(),
+        duration_us: i,
+        kind: EntryKind::Emit {
+            item: i.to_le_bytes().to_vec(),
+        },
+    }
+}
+
+async fn created(store: &dyn Store, id: &str) -> ExecutionId {
+    let rec = record(id);
+    assert!(matches!(
+        store.create_execution(&rec).await.unwrap(),
+        Created::New
+    ));
+    rec.id
+}
+
+async fn lease(store: &dyn Store, id: &ExecutionId, owner: &str) -> Lease {
+    store.acquire_lease(id, owner, TTL).await.unwrap()
+}
+
+/// Components are stored by digest; deployments point names at digests.
+pub async fn components_and_deployments(store: Arc<dyn Store>) {
+    let d = Digest::of(b"bytes");
+    assert_eq!(store.get_component(&d).await.unwrap(), None);
+    store.put_component(&d, b"bytes").await.unwrap();
+    store.put_component(&d, b"bytes").await.unwrap();
+    assert_eq!(store.get_component(&d).await.unwrap().unwrap(), b"bytes");
+    assert_eq!(store.get_deployment("wf").await.unwrap(), None);
+    store.put_deployment("wf", &d).await.unwrap();
+    assert_eq!(store.get_deployment("wf").await.unwrap(), Some(d));
+    let d2 = Digest::of(b"v2");
+    store.put_deployment("wf", &d2).await.unwrap();
+    assert_eq!(store.get_deployment("wf").await.unwrap(), Some(d2));
+}
+
+/// Creating an execution twice keeps the first.
+pub async fn create_is_idempotent(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let mut other = record("e1");
+    other.input = b"other".to_vec();
+    match store.create_execution(&other).await.unwrap() {
+        Created::Existing(rec) => assert_eq!(rec.input, b"input"),
+        Created::New => panic!("created twice"),
+    }
+    let rec = store.get_execution(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Suspended);
+    assert_eq!(rec.wait, Some(Wait::Ready));
+    let missing = ExecutionId::new("missing").unwrap();
+    assert!(matches!(
+        store.get_execution(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.load(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Appends are conditional on the next index and durable in order.
+pub async fn appends_are_conditional_and_ordered(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    for i in 0..50 {
+        store.append(&id, &l, i, &entry(i)).await.unwrap();
+    }
+    for bad in [0, 49, 51] {
+        match store.append(&id, &l, bad, &entry(bad)).await {
+            Err(StoreError::Conflict { index, len, .. }) => {
+                assert_eq!((index, len), (bad, 50));
+            }
+            other => panic!("append at {bad} should conflict, got {other:?}"),
+        }
+    }
+    let snap = store.load(&id).await.unwrap();
+    assert_eq!(snap.journal.len(), 50);
+    assert_eq!(snap.record.journal_len, 50);
+    for (i, e) in snap.journal.iter().enumerate() {
+        assert_eq!(e.duration_us, i as u64, "entry {i} out of order");
+    }
+}
+
+/// One lease at a time; a newer lease fences the older holder out.
+pub async fn leases_are_exclusive_and_fenced(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let short = Duration::from_millis(100);
+    let a = store.acquire_lease(&id, "a", short).await.unwrap();
+    match store.acquire_lease(&id, "b", TTL).await {
+        Err(StoreError::LeaseHeld { owner, .. }) => assert_eq!(owner, "a"),
+        other => panic!("second lease granted: {other:?}"),
+    }
+    store.append(&id, &a, 0, &entry(0)).await.unwrap();
+    let a = store.renew_lease(&id, &a, short).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // a's lease expired: it cannot write any more, and b can take over.
+    assert!(matches!(
+        store.append(&id, &a, 1, &entry(1)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let b = lease(store.as_ref(), &id, "b").await;
+    assert!(b.token > a.token, "fencing token must grow");
+    assert!(matches!(
+        store.renew_lease(&id, &a, TTL).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        store.finish(&id, &a, &Outcome::Completed(vec![])).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store.append(&id, &b, 1, &entry(1)).await.unwrap();
+    let rec = store.get_execution(&id).await.unwrap();
+    assert_eq!((rec.invocations, rec.journal_len), (2, 2));
+    assert_eq!(rec.status, Status::Running);
+}
+
+/// Signals are buffered in order; a suspension never misses one.
+pub async fn signals_are_buffered_and_wake(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let early = store.signal(&id, "go", b"1").await.unwrap();
+    assert_eq!((early.seq, early.woke), (0, false));
+    store.signal(&id, "other", b"x").await.unwrap();
+    let l = lease(store.as_ref(), &id, "a").await;
+    let wait = Wait::Signal { name: "go".into() };
+    // One "go" arrived and none was consumed: do not sleep on it.
+    assert_eq!(
+        store.suspend(&id, &l, &wait, 0).await.unwrap(),
+        Suspended::Ready
+    );
+    let l = lease(store.as_ref(), &id, "a").await;
+    assert_eq!(
+        store.suspend(&id, &l, &wait, 1).await.unwrap(),
+        Suspended::Waiting
+    );
+    let rec = store.get_execution(&id).await.unwrap();
+    assert_eq!(
+        (rec.status, rec.wait.clone()),
+        (Status::Suspended, Some(wait))
+    );
+    assert!(rec.lease.is_none());
+    let late = store.signal(&id, "go", b"2").await.unwrap();
+    assert_eq!((late.seq, late.woke), (2, true));
+    assert_eq!(
+        store.get_execution(&id).await.unwrap().wait,
+        Some(Wait::Ready)
+    );
+    let second = store.next_signal(&id, "go", 1).await.unwrap().unwrap();
+    assert_eq!((second.seq, second.payload), (2, b"2".to_vec()));
+    assert_eq!(store.next_signal(&id, "go", 2).await.unwrap(), None);
+    let snap = store.load(&id).await.unwrap();
+    let seqs: Vec<u64> = snap.signals.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, [0, 1, 2]);
+}
+
+/// Timers are recorded as the wait of a suspended execution.
+pub async fn suspend_records_timers(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    let wait = Wait::Timer { wake_at_ms: 1234 };
+    assert_eq!(
+        store.suspend(&id, &l, &wait, 0).await.unwrap(),
+        Suspended::Waiting
+    );
+    let suspended = store
+        .list_executions(Some(Status::Suspended))
+        .await
+        .unwrap();
+    assert_eq!(suspended.len(), 1);
+    assert_eq!(suspended[0].wait, Some(wait));
+    // The released lease cannot write.
+    assert!(matches!(
+        store.append(&id, &l, 0, &entry(0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+}
+
+/// A finished execution takes no lease, write, signal or cancel.
+pub async fn finished_executions_are_final(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    store
+        .finish(&id, &l, &Outcome::Completed(b"out".to_vec()))
+        .await
+        .unwrap();
+    let rec = store.get_execution(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Completed);
+    assert_eq!(rec.outcome, Some(Outcome::Completed(b"out".to_vec())));
+    assert!(matches!(
+        store.acquire_lease(&id, "b", TTL).await,
+        Err(StoreError::Terminal { .. })
+    ));
+    assert!(matches!(
+        store.signal(&id, "go", b"").await,
+        Err(StoreError::Terminal { .. })
+    ));
+    assert!(matches!(
+        store.cancel(&id).await,
+        Err(StoreError::Terminal { .. })
+    ));
+}
+
+/// Cancelling stops a running holder at its next write.
+pub async fn cancel_fences_the_running_invocation(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    store.append(&id, &l, 0, &entry(0)).await.unwrap();
+    let rec = store.cancel(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Cancelled);
+    assert!(matches!(
+        store.append(&id, &l, 1, &entry(1)).await,
+        Err(StoreError::Terminal {
+            status: Status::Cancelled,
+            ..
+        })
+    ));
+    assert_eq!(store.load(&id).await.unwrap().journal.len(), 1);
+}
+
+/// Listing filters by status; deleting removes everything of one execution.
+pub async fn list_and_delete(store: Arc<dyn Store>) {
+    let a = created(store.as_ref(), "a").await;
+    let b = created(store.as_ref(), "b").await;
+    let l = lease(store.as_ref(), &b, "h").await;
+    store.append(&b, &l, 0, &entry(0)).await.unwrap();
+    store.signal(&b, "s", b"").await.unwrap();
+    assert_eq!(store.list_executions(None).await.unwrap().len(), 2);
+    let running = store.list_executions(Some(Status::Running)).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, b);
+    store.delete_execution(&b).await.unwrap();
+    assert!(matches!(store.load(&b).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.delete_execution(&b).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Re-creating the id starts from an empty journal and no signals.
+    let b = created(store.as_ref(), "b").await;
+    let snap = store.load(&b).await.unwrap();
+    assert!(snap.journal.is_empty() && snap.signals.is_empty());
+    assert_eq!(store.load(&a).await.unwrap().record.id, a);
+}
+
+/// Defines one `#[tokio::test]` per conformance case for a backend.
+/// `$make` is an async block or expression producing an `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_tests!(@cases $make;
+                components_and_deployments,
+                create_is_idempotent,
+                appends_are_conditional_and_ordered,
+                leases_are_exclusive_and_fenced,
+                signals_are_buffered_and_wake,
+                suspend_records_timers,
+                finished_executions_are_final,
+                cancel_fences_the_running_invocation,
+                list_and_delete,
+            );
+        }
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $make;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}

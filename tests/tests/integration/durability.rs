@@ -1,0 +1,127 @@
+//! Nothing recorded is lost or redone: interrupted runs on the file store,
+//! and replay that no longer matches the journal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::execution::{ExecutionRecord, FailureKind, Outcome, Status};
+use reprise_host::store::now_ms;
+use reprise_host::tools::ToolCall;
+use reprise_host::{
+    Digest, EmbeddedStore, ExecutionId, Runtime, RuntimeConfig, Store, ToolRegistry,
+};
+use reprise_tests::*;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Tools whose echo hangs forever on call number `hang_at` (0-based) and
+/// reports it, to interrupt a run mid-step.
+fn hanging_tools(calls: &Calls, hang_at: u32) -> (ToolRegistry, mpsc::UnboundedReceiver<u64>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut tools = ToolRegistry::with_builtins();
+    let calls = calls.clone();
+    tools.register_fn("builtin", "echo", move |call: ToolCall| {
+        let n = calls.total();
+        calls.record(&call);
+        let tx = tx.clone();
+        async move {
+            if n == hang_at {
+                let _ = tx.send(call.idempotency_key.index);
+                std::future::pending::<()>().await;
+            }
+            Ok(call.input)
+        }
+    });
+    (tools, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_resumes_from_the_file_without_redoing_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let k = 5;
+    let first_calls = Calls::default();
+    let id = {
+        let store = Arc::new(EmbeddedStore::open(&path).unwrap());
+        let (tools, mut hung) = hanging_tools(&first_calls, k);
+        let rt = Runtime::new(engine(), store, tools, RuntimeConfig::default());
+        deploy(&rt, "steps").await;
+        let id = rt
+            .start("steps", encode(&json!({"n": 12, "size": 8})), None)
+            .await
+            .unwrap();
+        let index = tokio::time::timeout(Duration::from_secs(60), hung.recv())
+            .await
+            .expect("the run reached step k")
+            .unwrap();
+        assert_eq!(index, u64::from(k));
+        rt.shutdown().await;
+        id
+        // Everything is dropped here: runtime, store, file handle.
+    };
+    assert_eq!(first_calls.total(), k + 1);
+
+    let store = Arc::new(EmbeddedStore::open(&path).expect("reopening the store file"));
+    let rec = store.get_execution(&id).await.unwrap();
+    assert_eq!(rec.journal_len, u64::from(k), "k steps were recorded");
+    let (rt, calls) = runtime(store, RuntimeConfig::default());
+    rt.resume(&id).await.unwrap();
+    let rec = wait(&rt, &id).await;
+    assert_eq!(result::<Value>(&rec)["steps"], 12);
+    // Steps 0..k ran once, in the first process; only k..12 ran now (step k
+    // ran in both: it was never recorded, so it runs at least once more).
+    assert_eq!(calls.total(), 12 - k);
+    assert_eq!(calls.distinct(), (12 - k) as usize);
+    assert_eq!(rec.journal_len, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_that_differs_from_the_journal_fails_with_nondeterminism() {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
+    deploy(&rt, "steps").await;
+    // Record a journal with one input...
+    let original = run_to_end(&rt, "steps", json!({"n": 2, "size": 1})).await;
+    let journal = rt.journal(&original.id).await.unwrap();
+    // ...and make an execution whose code now makes other calls: same
+    // component, input that changes the first tool call.
+    let digest: Digest = store.get_deployment("steps").await.unwrap().unwrap();
+    let id = ExecutionId::new("changed").unwrap();
+    let record = ExecutionRecord::new(
+        id.clone(),
+        "steps".into(),
+        digest,
+        encode(&json!({"n": 2, "size": 2})),
+        now_ms(),
+    );
+    store.create_execution(&record).await.unwrap();
+    let lease = store
+        .acquire_lease(&id, "recorder", Duration::from_secs(5))
+        .await
+        .unwrap();
+    for (i, e) in journal.iter().enumerate() {
+        store.append(&id, &lease, i as u64, e).await.unwrap();
+    }
+    store.release_lease(&id, &lease).await.unwrap();
+
+    rt.resume(&id).await.unwrap();
+    let rec = wait(&rt, &id).await;
+    assert_eq!(rec.status, Status::Failed);
+    let Some(Outcome::Failed(failure)) = &rec.outcome else {
+        panic!("{rec:?}")
+    };
+    assert_eq!(failure.kind, FailureKind::Nondeterminism);
+    for needle in [
+        "journal entry 0",
+        "call-tool builtin/echo",
+        "recorded",
+        "now calls",
+    ] {
+        assert!(failure.message.contains(needle), "{}", failure.message);
+    }
+    assert_eq!(
+        rt.journal(&id).await.unwrap().len(),
+        2,
+        "the journal is kept for inspection"
+    );
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: real components from `guests/`, real
+//! stores, real timers.
+
+mod conformance;
+mod durability;
+mod safety;
+mod workflows;

@@ -1,0 +1,255 @@
+//! Workflows run end to end: results, exactly-once steps, budgets, signals,
+//! timers, determinism of std time and randomness.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::execution::{Status, Wait};
+use reprise_host::{Budget, EmbeddedStore, ExecutionId, RuntimeConfig, RuntimeError};
+use reprise_tests::*;
+use serde_json::{Value, json};
+
+fn memory() -> Arc<EmbeddedStore> {
+    Arc::new(EmbeddedStore::in_memory())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_return_their_results() {
+    let cases: &[(&str, Value, Value)] = &[
+        ("hello", json!({"name": "Ada"}), json!("Hello, Ada!")),
+        ("hello", json!({}), json!("Hello, world!")),
+        (
+            "tool_errors",
+            Value::Null,
+            json!({
+                "missing_user": "not-found",
+                "fallback_user": "User 1",
+                "custom_error": "quota-exceeded: try tomorrow",
+            }),
+        ),
+    ];
+    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+    for (guest, input, expected) in cases {
+        deploy(&rt, guest).await;
+        let rec = run_to_end(&rt, guest, input.clone()).await;
+        assert_eq!(&result::<Value>(&rec), expected, "{guest} {input}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_chains_user_posts_comments() {
+    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+    deploy(&rt, "sequential").await;
+    let rec = run_to_end(&rt, "sequential", json!({"user_id": 123})).await;
+    let out: Value = result(&rec);
+    assert_eq!(out["user"]["name"], "User 123");
+    let post_ids: Vec<u64> = out["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(post_ids, [1231, 1232, 1233]);
+    assert_eq!(out["comments"].as_array().unwrap().len(), 6);
+    let journal = rt.journal(&rec.id).await.unwrap();
+    let labels: Vec<&str> = journal.iter().map(|e| e.kind.label()).collect();
+    assert_eq!(labels, ["tool", "tool", "tool"]);
+    // A missing user is a tool error the workflow returns as its failure.
+    let rec = run_to_end(&rt, "sequential", json!({"user_id": 0})).await;
+    assert_eq!(rec.status, Status::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_steps_call_each_tool_once() {
+    let (rt, calls) = runtime(memory(), RuntimeConfig::default());
+    deploy(&rt, "steps").await;
+    let rec = run_to_end(&rt, "steps", json!({"n": 100, "size": 64})).await;
+    let out: Value = result(&rec);
+    assert_eq!(out["steps"], 100);
+    assert_eq!(calls.total(), 100);
+    assert_eq!(calls.distinct(), 100);
+    assert_eq!(rec.journal_len, 100);
+    assert_eq!(rec.invocations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_step_budget_resumes_in_fresh_instances() {
+    let input = json!({"n": 20, "size": 16});
+    let (free, free_calls) = runtime(memory(), RuntimeConfig::default());
+    deploy(&free, "steps").await;
+    let unbounded = run_to_end(&free, "steps", input.clone()).await;
+
+    let config = RuntimeConfig {
+        budget: Budget {
+            max_steps: Some(1),
+            max_time: None,
+        },
+        ..RuntimeConfig::default()
+    };
+    let (rt, calls) = runtime(memory(), config);
+    deploy(&rt, "steps").await;
+    let budgeted = run_to_end(&rt, "steps", input).await;
+    assert!(
+        budgeted.invocations >= 20,
+        "{} invocations",
+        budgeted.invocations
+    );
+    assert_eq!(calls.total(), 20, "each step runs once despite replays");
+    assert_eq!(calls.max_per_key(), 1);
+    assert_eq!(free_calls.total(), 20);
+    assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
+}
+
+async fn wait_for(
+    rt: &reprise_host::Runtime,
+    id: &ExecutionId,
+    what: impl Fn(&reprise_host::ExecutionRecord) -> bool,
+) -> reprise_host::ExecutionRecord {
+    tokio::time::timeout(Duration::from_secs(60), rt.wait_until(id, what))
+        .await
+        .expect("state not reached within 60 s")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_and_signals_suspend_without_an_instance() {
+    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+    deploy(&rt, "signals").await;
+    let id = rt
+        .start("signals", encode(&json!({"sleep_ms": 400})), None)
+        .await
+        .unwrap();
+    let rec = wait_for(&rt, &id, |r| {
+        matches!(r.wait, Some(Wait::Timer { .. })) && r.status == Status::Suspended
+    })
+    .await;
+    assert_eq!(rec.status, Status::Suspended);
+    assert_eq!(rt.live_instances(), 0, "a timer wait holds no instance");
+
+    let rec = wait_for(&rt, &id, |r| {
+        matches!(r.wait, Some(Wait::Signal { .. })) && r.status == Status::Suspended
+    })
+    .await;
+    assert_eq!(
+        rec.wait,
+        Some(Wait::Signal {
+            name: "approve".into()
+        })
+    );
+    assert_eq!(rt.live_instances(), 0, "a signal wait holds no instance");
+    let invocations = rec.invocations;
+    assert!(invocations >= 2, "the timer resumed in a new invocation");
+
+    rt.signal(&id, "approve", encode(&json!({"by": "grace"})))
+        .await
+        .unwrap();
+    let rec = wait(&rt, &id).await;
+    let out: Value = result(&rec);
+    assert_eq!(out["approved_by"], "grace");
+    assert!(out["slept_ms"].as_u64().unwrap() >= 400, "{out}");
+    assert!(rec.invocations > invocations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_sent_before_the_wait_is_not_lost() {
+    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+    deploy(&rt, "signals").await;
+    let id = rt
+        .start("signals", encode(&json!({"sleep_ms": 500})), None)
+        .await
+        .unwrap();
+    wait_for(&rt, &id, |r| matches!(r.wait, Some(Wait::Timer { .. }))).await;
+    rt.signal(&id, "approve", encode(&json!({"by": "early"})))
+        .await
+        .unwrap();
+    let rec = wait(&rt, &id).await;
+    assert_eq!(result::<Value>(&rec)["approved_by"], "early");
+    let journal = rt.journal(&id).await.unwrap();
+    let labels: Vec<&str> = journal.iter().map(|e| e.kind.label()).collect();
+    assert_eq!(labels, ["now", "sleep", "now", "signal"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_suspended_execution_is_final() {
+    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+    deploy(&rt, "signals").await;
+    let id = rt
+        .start("signals", encode(&json!({"sleep_ms": 0})), None)
+        .await
+        .unwrap();
+    wait_for(&rt, &id, |r| matches!(r.wait, Some(Wait::Signal { .. }))).await;
+    let rec = rt.cancel(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Cancelled);
+    let err = rt.signal(&id, "approve", encode(&json!({"by": "x"}))).await;
+    assert!(
+        matches!(err, Err(RuntimeError::Store(_))),
+        "signal after cancel: {err:?}"
+    );
+    let invocations = rt.status(&id).await.unwrap().invocations;
+    rt.resume(&id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rec = rt.status(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Cancelled);
+    assert_eq!(rec.invocations, invocations, "never run again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_with_an_id_is_idempotent() {
+    let (rt, calls) = runtime(memory(), RuntimeConfig::default());
+    deploy(&rt, "steps").await;
+    let id = ExecutionId::new("order-7").unwrap();
+    let input = encode(&json!({"n": 3}));
+    let a = rt
+        .start("steps", input.clone(), Some(id.clone()))
+        .await
+        .unwrap();
+    wait(&rt, &a).await;
+    let b = rt.start("steps", input, Some(id.clone())).await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(wait(&rt, &b).await.invocations, 1);
+    assert_eq!(calls.total(), 3, "started once");
+    let other = rt
+        .start("steps", encode(&json!({"n": 4})), Some(id.clone()))
+        .await;
+    assert!(
+        matches!(other, Err(RuntimeError::IdConflict(_))),
+        "{other:?}"
+    );
+    let unknown = rt.start("nope", encode(&json!(null)), None).await;
+    assert!(matches!(unknown, Err(RuntimeError::UnknownWorkflow(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn std_time_and_randomness_replay_identically() {
+    // One step per invocation: every round after the first is replayed in a
+    // fresh instance; the guest fails if a replayed reading differs from the
+    // recorded one, and the host fails it if its calls differ.
+    let config = RuntimeConfig {
+        budget: Budget {
+            max_steps: Some(1),
+            max_time: None,
+        },
+        ..RuntimeConfig::default()
+    };
+    let (rt, _) = runtime(memory(), config);
+    deploy(&rt, "clock").await;
+    let rec = run_to_end(&rt, "clock", json!({"rounds": 4})).await;
+    let readings: Vec<Value> = result(&rec);
+    assert_eq!(readings.len(), 4);
+    assert!(rec.invocations >= 12, "{} invocations", rec.invocations);
+    let walls: Vec<u64> = readings
+        .iter()
+        .map(|r| r["wall_ns"].as_u64().unwrap())
+        .collect();
+    assert!(walls.windows(2).all(|w| w[0] <= w[1]), "{walls:?}");
+    let randoms: Vec<&Value> = readings.iter().map(|r| &r["random"]).collect();
+    assert_ne!(randoms[0], randoms[1], "random bytes still vary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_guest_is_built() {
+    for name in GUESTS {
+        let bytes = guest(name);
+        assert!(bytes.starts_with(b"\0asm"), "{name} is not wasm");
+    }
+}
