@@ -262,7 +262,7 @@ impl Store for EmbeddedStore {
             write(db, d, |tx| {
                 let mut t = tx.open_table(EXECUTIONS).map_err(db_err)?;
                 if let Some(v) = t.get(record.id.as_str()).map_err(db_err)? {
-                    return Ok(Created::Existing(decode(v.value())?));
+                    return Ok(Created::Existing(Box::new(decode(v.value())?)));
                 }
                 t.insert(record.id.as_str(), encode(&record).as_slice())
                     .map_err(db_err)?;

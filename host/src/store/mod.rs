@@ -79,7 +79,7 @@ pub enum Created {
     /// The execution was created.
     New,
     /// An execution with that id already exists; here it is, unchanged.
-    Existing(ExecutionRecord),
+    Existing(Box<ExecutionRecord>),
 }
 
 /// Result of [`Store::suspend`].
