@@ -155,7 +155,7 @@ fn with_leased<R>(
     f: impl FnOnce(&mut ExecutionRecord) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
     let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-    let mut rec = read_record(&execs, id)?;
+    let mut rec = read_unfinished(&execs, id)?;
     check_lease(&rec, lease)?;
     let out = f(&mut rec)?;
     rec.updated_at_ms = now_ms();
@@ -165,13 +165,22 @@ fn with_leased<R>(
     Ok(out)
 }
 
-fn check_lease(rec: &ExecutionRecord, lease: &Lease) -> Result<(), StoreError> {
+/// Reads a record that has not reached a terminal status.
+fn read_unfinished(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &ExecutionId,
+) -> Result<ExecutionRecord, StoreError> {
+    let rec = read_record(table, id)?;
     if rec.status.is_terminal() {
         return Err(StoreError::Terminal {
             id: rec.id.clone(),
             status: rec.status,
         });
     }
+    Ok(rec)
+}
+
+fn check_lease(rec: &ExecutionRecord, lease: &Lease) -> Result<(), StoreError> {
     match &rec.lease {
         Some(l) if l.token == lease.token && l.expires_at_ms > now_ms() => Ok(()),
         _ => Err(StoreError::LeaseLost(rec.id.clone())),
@@ -358,13 +367,7 @@ impl Store for EmbeddedStore {
         self.run(move |db, d| {
             write(db, d, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-                let mut rec = read_record(&execs, &id)?;
-                if rec.status.is_terminal() {
-                    return Err(StoreError::Terminal {
-                        id: id.clone(),
-                        status: rec.status,
-                    });
-                }
+                let mut rec = read_unfinished(&execs, &id)?;
                 let now = now_ms();
                 if let Some(l) = &rec.lease
                     && l.expires_at_ms > now
@@ -526,13 +529,7 @@ impl Store for EmbeddedStore {
         self.run(move |db, d| {
             write(db, d, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-                let mut rec = read_record(&execs, &id)?;
-                if rec.status.is_terminal() {
-                    return Err(StoreError::Terminal {
-                        id: id.clone(),
-                        status: rec.status,
-                    });
-                }
+                let mut rec = read_unfinished(&execs, &id)?;
                 let mut signals = tx.open_table(SIGNALS).map_err(db_err)?;
                 let seq = match signals
                     .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
@@ -587,13 +584,7 @@ impl Store for EmbeddedStore {
         self.run(move |db, d| {
             write(db, d, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-                let mut rec = read_record(&execs, &id)?;
-                if rec.status.is_terminal() {
-                    return Err(StoreError::Terminal {
-                        id: id.clone(),
-                        status: rec.status,
-                    });
-                }
+                let mut rec = read_unfinished(&execs, &id)?;
                 rec.status = Status::Cancelled;
                 rec.outcome = Some(Outcome::Cancelled);
                 rec.lease = None;

@@ -13,6 +13,17 @@ fn memory() -> Arc<EmbeddedStore> {
     Arc::new(EmbeddedStore::in_memory())
 }
 
+/// Ends every invocation after one new step, so the rest is replay.
+fn one_step_per_invocation() -> RuntimeConfig {
+    RuntimeConfig {
+        budget: Budget {
+            max_steps: Some(1),
+            max_time: None,
+        },
+        ..RuntimeConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn examples_return_their_results() {
     let cases: &[(&str, Value, Value)] = &[
@@ -79,14 +90,7 @@ async fn a_one_step_budget_resumes_in_fresh_instances() {
     deploy(&free, "steps").await;
     let unbounded = run_to_end(&free, "steps", input.clone()).await;
 
-    let config = RuntimeConfig {
-        budget: Budget {
-            max_steps: Some(1),
-            max_time: None,
-        },
-        ..RuntimeConfig::default()
-    };
-    let (rt, calls) = runtime(memory(), config);
+    let (rt, calls) = runtime(memory(), one_step_per_invocation());
     deploy(&rt, "steps").await;
     let budgeted = run_to_end(&rt, "steps", input).await;
     assert!(
@@ -224,14 +228,7 @@ async fn std_time_and_randomness_replay_identically() {
     // One step per invocation: every round after the first is replayed in a
     // fresh instance; the guest fails if a replayed reading differs from the
     // recorded one, and the host fails it if its calls differ.
-    let config = RuntimeConfig {
-        budget: Budget {
-            max_steps: Some(1),
-            max_time: None,
-        },
-        ..RuntimeConfig::default()
-    };
-    let (rt, _) = runtime(memory(), config);
+    let (rt, _) = runtime(memory(), one_step_per_invocation());
     deploy(&rt, "clock").await;
     let rec = run_to_end(&rt, "clock", json!({"rounds": 4})).await;
     let readings: Vec<Value> = result(&rec);
