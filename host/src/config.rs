@@ -36,6 +36,9 @@ pub struct Budget {
     pub max_time: Option<Duration>,
 }
 
+/// How long finished executions are kept by default: 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Settings of a [`crate::Runtime`].
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
@@ -53,6 +56,9 @@ pub struct RuntimeConfig {
     pub retry_delay: Duration,
     /// This host's id, recorded in leases.
     pub host_id: String,
+    /// How long a finished (completed, failed or cancelled) execution is
+    /// kept before it is deleted with its journal; `None` keeps them all.
+    pub retention: Option<Duration>,
 }
 
 impl Default for RuntimeConfig {
@@ -64,6 +70,7 @@ impl Default for RuntimeConfig {
             inline_sleep_max: Duration::from_millis(100),
             retry_delay: Duration::from_millis(100),
             host_id: format!("host-{}", hex::encode(rand::random::<[u8; 6]>())),
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }

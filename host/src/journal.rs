@@ -74,6 +74,25 @@ pub enum EntryKind {
         /// The number.
         value: u64,
     },
+    /// A tool call whose successful result was too large to keep in the
+    /// journal: the store keeps the bytes once under their digest and the
+    /// entry refers to them. Stores produce this form when they load a
+    /// journal; replay fetches the bytes only when the guest reaches the
+    /// entry. Hosts always append [`EntryKind::Tool`].
+    ToolStored {
+        /// Tool category.
+        category: String,
+        /// Tool name.
+        name: String,
+        /// sha256 of the input payload.
+        input_digest: Digest,
+        /// Size of the input payload in bytes.
+        input_len: u64,
+        /// sha256 of the result, under which the store keeps it.
+        result_digest: Digest,
+        /// Size of the result in bytes.
+        result_len: u64,
+    },
 }
 
 /// A tool error as recorded in the journal: a value the workflow sees.
@@ -131,6 +150,12 @@ impl EntryKind {
                 name,
                 input_digest,
                 ..
+            }
+            | EntryKind::ToolStored {
+                category,
+                name,
+                input_digest,
+                ..
             } => Call::Tool {
                 category: category.clone(),
                 name: name.clone(),
@@ -152,7 +177,7 @@ impl EntryKind {
     /// A short name for the kind: `tool`, `sleep`, `signal`, ...
     pub fn label(&self) -> &'static str {
         match self {
-            EntryKind::Tool { .. } => "tool",
+            EntryKind::Tool { .. } | EntryKind::ToolStored { .. } => "tool",
             EntryKind::Sleep { .. } => "sleep",
             EntryKind::Signal { .. } => "signal",
             EntryKind::Emit { .. } => "emit",
@@ -169,6 +194,7 @@ impl EntryKind {
                 Ok(v) => v.len(),
                 Err(e) => e.code.len() + e.message.len() + e.details.as_ref().map_or(0, Vec::len),
             },
+            EntryKind::ToolStored { result_len, .. } => *result_len as usize,
             EntryKind::Signal { payload, .. } => payload.len(),
             EntryKind::Emit { item } => item.len(),
             EntryKind::Now { .. } | EntryKind::Random { .. } => 8,

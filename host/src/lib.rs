@@ -29,5 +29,5 @@ pub use engine::{CompileError, WorkflowEngine};
 pub use execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
 pub use ids::{Digest, ExecutionId};
 pub use runtime::{Deployment, Runtime, RuntimeError};
-pub use store::{EmbeddedStore, Store, StoreError};
+pub use store::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError};
 pub use tools::{Tool, ToolCall, ToolError, ToolRegistry};

@@ -1,4 +1,5 @@
-//! `reprise`: run workflow components locally on the embedded store.
+//! `reprise`: run workflow components locally, on the embedded store or on
+//! Redis.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::store::{RedisOptions, RedisStore};
 use reprise_host::{
     Budget, EmbeddedStore, EngineConfig, ExecutionId, ExecutionRecord, Outcome, Runtime,
     RuntimeConfig, Status, Store, ToolRegistry, Wait, WorkflowEngine,
@@ -31,9 +33,18 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// Store file (redb). Without it, `run` keeps everything in memory.
-    #[arg(long, env = "REPRISE_STORE")]
+    /// Store file (redb). Without it (and without --redis), `run` keeps
+    /// everything in memory.
+    #[arg(long, env = "REPRISE_STORE", conflicts_with = "redis")]
     store: Option<PathBuf>,
+    /// Redis URL: `redis://[:password@]host:port[/db]`, `rediss://` for TLS,
+    /// or `redis+unix:///path/to/socket[?pass=password]`.
+    #[arg(long, env = "REPRISE_REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
+    /// Keep finished executions this many hours before deleting them
+    /// (0 keeps them forever).
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    retention_hours: u64,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +91,14 @@ enum Command {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// Delete a finished (completed, failed or cancelled) execution and its
+    /// journal now, without waiting for it to expire.
+    Delete {
+        /// Execution id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print an execution's journal.
     Journal {
         /// Execution id.
@@ -117,15 +136,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_store(args: &StoreArgs, required: bool) -> Result<Arc<dyn Store>> {
+async fn open_store(args: &StoreArgs, required: bool) -> Result<Arc<dyn Store>> {
+    if let Some(url) = &args.redis {
+        let store = RedisStore::connect(url, RedisOptions::default()).await?;
+        return Ok(Arc::new(store));
+    }
     match &args.store {
         Some(path) => Ok(Arc::new(EmbeddedStore::open(path)?)),
-        None if required => bail!("this command needs --store <file> (or REPRISE_STORE)"),
+        None if required => bail!(
+            "this command needs a store: --store <file> (or REPRISE_STORE) or --redis <url> \
+             (or REPRISE_REDIS_URL)"
+        ),
         None => Ok(Arc::new(EmbeddedStore::in_memory())),
     }
 }
 
-fn runtime(store: Arc<dyn Store>, budget: &BudgetArgs) -> Result<Runtime> {
+fn runtime(store: Arc<dyn Store>, args: &StoreArgs, budget: &BudgetArgs) -> Result<Runtime> {
     let engine = WorkflowEngine::new(EngineConfig::default())
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
     let config = RuntimeConfig {
@@ -133,6 +159,8 @@ fn runtime(store: Arc<dyn Store>, budget: &BudgetArgs) -> Result<Runtime> {
             max_steps: budget.max_steps,
             max_time: budget.max_time_ms.map(Duration::from_millis),
         },
+        retention: (args.retention_hours > 0)
+            .then(|| Duration::from_secs(args.retention_hours.saturating_mul(3600))),
         ..RuntimeConfig::default()
     };
     Ok(Runtime::new(
@@ -158,7 +186,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let input = rmp_serde::to_vec_named(&input)?;
             let bytes = std::fs::read(&component)
                 .with_context(|| format!("cannot read {}", component.display()))?;
-            let rt = runtime(open_store(&store, false)?, &budget)?;
+            let rt = runtime(open_store(&store, false).await?, &store, &budget)?;
             let name = workflow_name(&component);
             let deployment = rt.deploy(&name, bytes).await?;
             tracing::info!(workflow = name, digest = %deployment.digest, "deployed");
@@ -173,13 +201,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             budget,
         } => {
             let id = ExecutionId::new(id)?;
-            let rt = runtime(open_store(&store, true)?, &budget)?;
+            let rt = runtime(open_store(&store, true).await?, &store, &budget)?;
             rt.resume(&id).await?;
             finish(&rt, &id, journal).await
         }
+        Command::Delete { id, store } => {
+            let id = ExecutionId::new(id)?;
+            open_store(&store, true)
+                .await?
+                .delete_execution(&id)
+                .await?;
+            println!("deleted execution {id}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Journal { id, json, store } => {
             let id = ExecutionId::new(id)?;
-            let store = open_store(&store, true)?;
+            let store = open_store(&store, true).await?;
             let snapshot = store.load(&id).await?;
             print_journal(&snapshot.journal, json);
             Ok(ExitCode::SUCCESS)
@@ -242,8 +279,8 @@ fn report(rec: &ExecutionRecord) -> ExitCode {
                 None => format!("is {}", rec.status),
             };
             eprintln!(
-                "execution {} {waiting}; with a store file, continue it later with \
-                 `reprise resume {} --store <file>`",
+                "execution {} {waiting}; with a store file or Redis, continue it later \
+                 with `reprise resume {} --store <file>` (or `--redis <url>`)",
                 rec.id, rec.id
             );
             ExitCode::from(EXIT_SUSPENDED)
@@ -270,6 +307,12 @@ fn describe(kind: &EntryKind) -> String {
             Ok(_) => format!("{category}/{name}"),
             Err(e) => format!("{category}/{name} -> error {}: {}", e.code, e.message),
         },
+        EntryKind::ToolStored {
+            category,
+            name,
+            result_digest,
+            ..
+        } => format!("{category}/{name} (stored as {result_digest})"),
         EntryKind::Sleep {
             duration_ms,
             wake_at_ms,

@@ -25,6 +25,10 @@ use crate::journal::Entry;
 use crate::store::{Created, Store, StoreError, Suspended, now_ms};
 use crate::tools::ToolRegistry;
 
+/// How often [`Runtime::wait_until`] re-reads the store, to see changes made
+/// by other hosts.
+pub const WAIT_POLL: Duration = Duration::from_millis(250);
+
 /// Longest delay between retries after store errors.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -104,7 +108,7 @@ impl Runtime {
         tools: ToolRegistry,
         config: RuntimeConfig,
     ) -> Self {
-        Self {
+        let rt = Self {
             inner: Arc::new(Inner {
                 engine,
                 store,
@@ -117,7 +121,21 @@ impl Runtime {
                 live_instances: AtomicUsize::new(0),
                 invocations: AtomicU64::new(0),
             }),
+        };
+        if let Some(retention) = rt.inner.config.retention
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let inner = rt.inner.clone();
+            rt.inner
+                .spawn(async move { inner.expire_finished(retention).await });
         }
+        rt
+    }
+
+    /// Deletes an execution that has ended, with its journal (see
+    /// [`Store::delete_execution`]).
+    pub async fn delete(&self, id: &ExecutionId) -> Result<(), RuntimeError> {
+        Ok(self.inner.store.delete_execution(id).await?)
     }
 
     /// The store.
@@ -273,8 +291,10 @@ impl Runtime {
         .await
     }
 
-    /// Waits until `done` holds for the execution's record. Sees changes made
-    /// through this runtime.
+    /// Waits until `done` holds for the execution's record. Changes made
+    /// through this runtime are seen at once; changes made by other hosts
+    /// sharing the store within [`WAIT_POLL`]. While the store is
+    /// unavailable it keeps waiting.
     pub async fn wait_until(
         &self,
         id: &ExecutionId,
@@ -283,12 +303,19 @@ impl Runtime {
         let mut changes = self.inner.changes.subscribe();
         loop {
             changes.borrow_and_update();
-            let rec = self.inner.store.get_execution(id).await?;
-            if done(&rec) {
-                return Ok(rec);
+            match self.inner.store.get_execution(id).await {
+                Ok(rec) if done(&rec) => return Ok(rec),
+                Ok(_) => {}
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(execution = %id, "waiting through a store error: {e}");
+                }
+                Err(e) => return Err(e.into()),
             }
-            // The sender lives as long as `self`, so this cannot fail.
-            let _ = changes.changed().await;
+            // The sender lives as long as `self`, so `changed` cannot fail.
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(WAIT_POLL) => {}
+            }
         }
     }
 
@@ -323,6 +350,31 @@ impl Drop for Runtime {
 }
 
 impl Inner {
+    /// Deletes executions that finished more than `retention` ago, checking
+    /// every tenth of it (at least every 5 minutes).
+    async fn expire_finished(&self, retention: Duration) {
+        let every = (retention / 10).clamp(Duration::from_millis(50), Duration::from_secs(300));
+        loop {
+            tokio::time::sleep(every).await;
+            let before = now_ms().saturating_sub(retention.as_millis() as u64);
+            loop {
+                match self.store.purge_finished(before, 500).await {
+                    Ok(n) if n == 500 => continue,
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::debug!("deleted {n} expired executions");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot delete expired executions yet: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     fn notify(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }

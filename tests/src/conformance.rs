@@ -252,6 +252,15 @@ pub async fn list_and_delete(store: Arc<dyn Store>) {
     let running = store.list_executions(Some(Status::Running)).await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].id, b);
+    // Only an execution that ended can be deleted.
+    assert!(matches!(
+        store.delete_execution(&b).await,
+        Err(StoreError::Active {
+            status: Status::Running,
+            ..
+        })
+    ));
+    store.cancel(&b).await.unwrap();
     store.delete_execution(&b).await.unwrap();
     assert!(matches!(store.load(&b).await, Err(StoreError::NotFound(_))));
     assert!(matches!(
@@ -265,8 +274,92 @@ pub async fn list_and_delete(store: Arc<dyn Store>) {
     assert_eq!(store.load(&a).await.unwrap().record.id, a);
 }
 
+/// A host may take over its own lease (its earlier invocation is gone); the
+/// new token fences the old one out.
+pub async fn same_owner_takes_over_its_lease(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let first = lease(store.as_ref(), &id, "a").await;
+    let second = lease(store.as_ref(), &id, "a").await;
+    assert!(second.token > first.token);
+    assert!(matches!(
+        store.append(&id, &first, 0, &entry(0)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store.append(&id, &second, 0, &entry(0)).await.unwrap();
+    assert_eq!(store.get_execution(&id).await.unwrap().invocations, 2);
+}
+
+/// Executions that ended before a time are purged; others are kept.
+pub async fn purge_removes_only_finished_executions(store: Arc<dyn Store>) {
+    let done = created(store.as_ref(), "done").await;
+    let l = lease(store.as_ref(), &done, "a").await;
+    store.append(&done, &l, 0, &entry(0)).await.unwrap();
+    store
+        .finish(&done, &l, &Outcome::Completed(vec![1]))
+        .await
+        .unwrap();
+    let cancelled = created(store.as_ref(), "cancelled").await;
+    store.cancel(&cancelled).await.unwrap();
+    let waiting = created(store.as_ref(), "waiting").await;
+    let running = created(store.as_ref(), "running").await;
+    lease(store.as_ref(), &running, "a").await;
+
+    // Nothing ended before a time in the past.
+    assert_eq!(store.purge_finished(1, 100).await.unwrap(), 0);
+    let later = now_ms() + 1_000;
+    assert_eq!(store.purge_finished(later, 1).await.unwrap(), 1);
+    assert_eq!(store.purge_finished(later, 100).await.unwrap(), 1);
+    assert_eq!(store.purge_finished(later, 100).await.unwrap(), 0);
+    for gone in [&done, &cancelled] {
+        assert!(matches!(
+            store.load(gone).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    for kept in [&waiting, &running] {
+        assert_eq!(&store.get_execution(kept).await.unwrap().id, kept);
+    }
+}
+
+/// A large tool result comes back intact, inline or as a stored value.
+pub async fn large_results_round_trip(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "big").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let tool = Entry {
+        at_ms: now_ms(),
+        duration_us: 0,
+        kind: EntryKind::Tool {
+            category: "c".into(),
+            name: "n".into(),
+            input_digest: Digest::of(b""),
+            input_len: 0,
+            result: Ok(value.clone()),
+        },
+    };
+    store.append(&id, &l, 0, &tool).await.unwrap();
+    store.append(&id, &l, 1, &entry(1)).await.unwrap();
+    let snap = store.load(&id).await.unwrap();
+    assert_eq!(snap.journal.len(), 2);
+    let loaded = match &snap.journal[0].kind {
+        EntryKind::Tool { result, .. } => result.clone().unwrap(),
+        EntryKind::ToolStored {
+            result_digest,
+            result_len,
+            ..
+        } => {
+            assert_eq!(*result_len, value.len() as u64);
+            store.get_blob(result_digest, *result_len).await.unwrap()
+        }
+        other => panic!("unexpected entry {other:?}"),
+    };
+    assert!(loaded == value, "large result changed in the store");
+    assert_eq!(snap.journal[0].kind.call(), tool.kind.call());
+}
+
 /// Defines one `#[tokio::test]` per conformance case for a backend.
-/// `$make` is an async block or expression producing an `Arc<dyn Store>`.
+/// `$make` is a future of `(Arc<dyn Store>, guard)`; the guard (a temp dir, a
+/// Redis server) lives as long as the test.
 #[macro_export]
 macro_rules! conformance_tests {
     ($backend:ident, $make:expr) => {
@@ -283,6 +376,9 @@ macro_rules! conformance_tests {
                 finished_executions_are_final,
                 cancel_fences_the_running_invocation,
                 list_and_delete,
+                same_owner_takes_over_its_lease,
+                purge_removes_only_finished_executions,
+                large_results_round_trip,
             );
         }
     };
@@ -290,7 +386,7 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test]
             async fn $case() {
-                let (store, _guard) = $make;
+                let (store, _guard) = $make.await;
                 $crate::conformance::$case(store).await;
             }
         )*

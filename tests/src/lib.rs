@@ -1,8 +1,10 @@
 //! Integration-test fixtures: the guests, built once per run; one shared
 //! wasmtime engine; runtimes over real stores with tools that count calls;
-//! and the store conformance suite, generic over the `Store` trait.
+//! the store conformance suite, generic over the `Store` trait; and a
+//! private `redis-server` per test.
 
 pub mod conformance;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +77,7 @@ pub const GUESTS: &[&str] = &[
     "spin",
     "membomb",
     "missing_tool",
+    "bigresult",
 ];
 
 /// One engine for the whole test binary, so each component compiles once.
@@ -134,6 +137,40 @@ pub fn counting_tools(calls: &Calls) -> ToolRegistry {
     tools
 }
 
+/// The bytes `test/blob` returns for a size: deterministic, not repetitive
+/// enough to compress.
+pub fn blob_bytes(size: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// FNV-1a, as the `bigresult` guest computes it.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Adds `test/blob`: the input is a little-endian u64 size; the result is
+/// [`blob_bytes`] of that size. Counts its calls in `calls`.
+pub fn add_blob_tool(tools: &mut ToolRegistry, calls: &Calls) {
+    let calls = calls.clone();
+    tools.register_fn("test", "blob", move |call: ToolCall| {
+        calls.record(&call);
+        async move {
+            let size = u64::from_le_bytes(call.input.as_slice().try_into().unwrap_or_default());
+            Ok(blob_bytes(size))
+        }
+    });
+}
+
 /// A runtime on the shared engine, `store` and counting tools.
 pub fn runtime(store: Arc<dyn Store>, config: RuntimeConfig) -> (Runtime, Calls) {
     let calls = Calls::default();
@@ -174,4 +211,55 @@ pub async fn wait(rt: &Runtime, id: &ExecutionId) -> ExecutionRecord {
         .await
         .expect("execution did not end within 120 s")
         .unwrap()
+}
+
+/// Keeps what a test store needs alive (a temp dir, a Redis server).
+pub type Guard = Box<dyn std::any::Any + Send>;
+
+/// An embedded store in memory.
+pub async fn memory_store() -> (Arc<dyn Store>, Guard) {
+    (
+        Arc::new(reprise_host::EmbeddedStore::in_memory()),
+        Box::new(()),
+    )
+}
+
+/// An embedded store in a file in a temp dir.
+pub async fn file_store() -> (Arc<dyn Store>, Guard) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = reprise_host::EmbeddedStore::open(dir.path().join("store.redb")).unwrap();
+    (Arc::new(store), Box::new(dir))
+}
+
+/// A Redis store on a `redis-server` of the test's own.
+pub async fn redis_store() -> (Arc<dyn Store>, Guard) {
+    let server = redis::RedisServer::start();
+    let store = server.store().await;
+    (Arc::new(store), Box::new(server))
+}
+
+/// Defines, for each named case `async fn case(store: Arc<dyn Store>)` in
+/// the calling module, one test on the embedded store and one on Redis.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _guard) = $crate::memory_store().await;
+                    super::$case(store).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let (store, _guard) = $crate::redis_store().await;
+                    super::$case(store).await;
+                }
+            )*
+        }
+    };
 }

@@ -215,8 +215,9 @@ impl Steps {
         Ok(None)
     }
 
-    /// Appends a new entry; returns once it is durable.
-    async fn record(&mut self, kind: EntryKind, duration_us: u64) -> wasmtime::Result<()> {
+    /// Appends a new entry; returns once it is durable, handing the entry's
+    /// kind back so its value can go to the guest without a copy.
+    async fn record(&mut self, kind: EntryKind, duration_us: u64) -> wasmtime::Result<EntryKind> {
         let entry = Entry {
             at_ms: now_ms(),
             duration_us,
@@ -232,7 +233,7 @@ impl Steps {
         self.clock.advance_to(entry_time(&entry));
         self.next_index += 1;
         self.new_steps += 1;
-        Ok(())
+        Ok(entry.kind)
     }
 
     fn progress(&mut self) {
@@ -257,6 +258,14 @@ impl bindings::Host for InvocationState {
         };
         let result = match s.replay(&call)? {
             Some(EntryKind::Tool { result, .. }) => result,
+            Some(EntryKind::ToolStored {
+                result_digest,
+                result_len,
+                ..
+            }) => match s.store.get_blob(&result_digest, result_len).await {
+                Ok(bytes) => Ok(bytes),
+                Err(e) => return Err(s.stop(End::Store(e))),
+            },
             Some(other) => unreachable!("replay matched a {} entry to a tool call", other.label()),
             None => {
                 let Some(tool) = s.tools.get(&category, &name) else {
@@ -292,18 +301,24 @@ impl bindings::Host for InvocationState {
                 let Call::Tool { input_digest, .. } = call else {
                     unreachable!()
                 };
-                s.record(
-                    EntryKind::Tool {
-                        category,
-                        name,
-                        input_digest,
-                        input_len,
-                        result: result.clone(),
-                    },
-                    duration_us,
-                )
-                .await?;
-                result
+                // The entry owns the result while it is written, and gives
+                // it back: a large result is never copied on the host.
+                match s
+                    .record(
+                        EntryKind::Tool {
+                            category,
+                            name,
+                            input_digest,
+                            input_len,
+                            result,
+                        },
+                        duration_us,
+                    )
+                    .await?
+                {
+                    EntryKind::Tool { result, .. } => result,
+                    _ => unreachable!("record returns the entry it was given"),
+                }
             }
         };
         s.progress();

@@ -180,6 +180,20 @@ fn read_unfinished(
     Ok(rec)
 }
 
+/// Removes an execution's journal entries and signals.
+fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError> {
+    let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
+    tx.open_table(JOURNAL)
+        .map_err(db_err)?
+        .retain_in(range.clone(), |_, _| false)
+        .map_err(db_err)?;
+    tx.open_table(SIGNALS)
+        .map_err(db_err)?
+        .retain_in(range, |_, _| false)
+        .map_err(db_err)?;
+    Ok(())
+}
+
 fn check_lease(rec: &ExecutionRecord, lease: &Lease) -> Result<(), StoreError> {
     match &rec.lease {
         Some(l) if l.token == lease.token && l.expires_at_ms > now_ms() => Ok(()),
@@ -339,19 +353,40 @@ impl Store for EmbeddedStore {
         self.run(move |db, d| {
             write(db, d, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-                if execs.remove(id.as_str()).map_err(db_err)?.is_none() {
-                    return Err(StoreError::NotFound(id.clone()));
+                let rec = read_record(&execs, &id)?;
+                if !rec.status.is_terminal() {
+                    return Err(StoreError::Active {
+                        id: id.clone(),
+                        status: rec.status,
+                    });
                 }
-                let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
-                tx.open_table(JOURNAL)
-                    .map_err(db_err)?
-                    .retain_in(range.clone(), |_, _| false)
-                    .map_err(db_err)?;
-                tx.open_table(SIGNALS)
-                    .map_err(db_err)?
-                    .retain_in(range, |_, _| false)
-                    .map_err(db_err)?;
-                Ok(())
+                execs.remove(id.as_str()).map_err(db_err)?;
+                remove_rows(tx, &id)
+            })
+        })
+        .await
+    }
+
+    async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        self.run(move |db, d| {
+            write(db, d, |tx| {
+                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                let mut due = Vec::new();
+                for row in execs.iter().map_err(db_err)? {
+                    let (_, v) = row.map_err(db_err)?;
+                    let rec: ExecutionRecord = decode(v.value())?;
+                    if rec.status.is_terminal() && rec.updated_at_ms < before_ms {
+                        due.push(rec.id);
+                        if due.len() == limit {
+                            break;
+                        }
+                    }
+                }
+                for id in &due {
+                    execs.remove(id.as_str()).map_err(db_err)?;
+                    remove_rows(tx, id)?;
+                }
+                Ok(due.len())
             })
         })
         .await
@@ -371,6 +406,7 @@ impl Store for EmbeddedStore {
                 let now = now_ms();
                 if let Some(l) = &rec.lease
                     && l.expires_at_ms > now
+                    && l.owner != owner
                 {
                     return Err(StoreError::LeaseHeld {
                         id: id.clone(),

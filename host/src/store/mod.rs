@@ -8,12 +8,14 @@
 //! is written once and never changed.
 
 mod embedded;
+mod redis;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
+pub use redis::{RedisOptions, RedisStore};
 
 use crate::execution::{ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
@@ -58,6 +60,17 @@ pub enum StoreError {
         /// Its status.
         status: Status,
     },
+    /// The execution has not ended, so it cannot be deleted.
+    #[error("execution {id} is {status}; cancel it before deleting it")]
+    Active {
+        /// Execution.
+        id: ExecutionId,
+        /// Its status.
+        status: Status,
+    },
+    /// The store is configured wrongly (e.g. a malformed URL).
+    #[error("invalid store configuration: {0}")]
+    Invalid(String),
     /// The backend cannot be reached or failed transiently: retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -125,11 +138,29 @@ pub trait Store: Send + Sync + 'static {
         &self,
         status: Option<Status>,
     ) -> Result<Vec<ExecutionRecord>, StoreError>;
-    /// Deletes an execution, its journal and signals.
+    /// Deletes an execution that has ended (completed, failed or cancelled),
+    /// with its journal and signals, and drops its references to stored
+    /// values. Fails with `Active` while it has not ended.
     async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError>;
+    /// Deletes up to `limit` executions that ended before `before_ms` (ms
+    /// since the Unix epoch); returns how many it deleted. This is how
+    /// finished executions expire.
+    async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError>;
+    /// A tool result stored out of line (see
+    /// [`crate::journal::EntryKind::ToolStored`]), checked against its
+    /// digest and length.
+    async fn get_blob(&self, digest: &Digest, len: u64) -> Result<Vec<u8>, StoreError> {
+        let _ = len;
+        Err(StoreError::Corrupt(format!(
+            "the journal refers to stored value {digest}, but this store keeps values inline"
+        )))
+    }
 
     /// Takes the lease for one invocation: fails with `LeaseHeld` while another
     /// owner's lease is live and with `Terminal` once the execution ended.
+    /// An owner may take over its own live lease (a host drives an execution
+    /// from one task at a time, so its earlier invocation is gone, e.g. after
+    /// the store came back from an outage); the new token fences the old one.
     /// Marks the execution running and counts the invocation.
     async fn acquire_lease(
         &self,

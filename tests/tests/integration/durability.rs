@@ -14,6 +14,8 @@ use reprise_tests::*;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+on_every_store!(replay_that_differs_from_the_journal_fails_with_nondeterminism);
+
 /// Tools whose echo hangs forever on call number `hang_at` (0-based) and
 /// reports it, to interrupt a run mid-step.
 fn hanging_tools(calls: &Calls, hang_at: u32) -> (ToolRegistry, mpsc::UnboundedReceiver<u64>) {
@@ -75,9 +77,7 @@ async fn an_interrupted_run_resumes_from_the_file_without_redoing_steps() {
     assert_eq!(rec.journal_len, 12);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_that_differs_from_the_journal_fails_with_nondeterminism() {
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+async fn replay_that_differs_from_the_journal_fails_with_nondeterminism(store: Arc<dyn Store>) {
     let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "steps").await;
     // Record a journal with one input...

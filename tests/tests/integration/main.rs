@@ -3,5 +3,6 @@
 
 mod conformance;
 mod durability;
+mod redis;
 mod safety;
 mod workflows;

@@ -4,12 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reprise_host::execution::{FailureKind, Outcome, Status};
-use reprise_host::{CompileError, EmbeddedStore, Limits, RuntimeConfig, RuntimeError};
+use reprise_host::{CompileError, Limits, RuntimeConfig, RuntimeError, Store};
 use reprise_tests::*;
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn misbehaving_guests_fail_alone_while_a_healthy_one_completes() {
+on_every_store!(
+    misbehaving_guests_fail_alone_while_a_healthy_one_completes,
+    invalid_components_are_rejected_at_deploy,
+);
+
+async fn misbehaving_guests_fail_alone_while_a_healthy_one_completes(store: Arc<dyn Store>) {
     let config = RuntimeConfig {
         limits: Limits {
             memory_bytes: 32 << 20,
@@ -18,7 +22,7 @@ async fn misbehaving_guests_fail_alone_while_a_healthy_one_completes() {
         },
         ..RuntimeConfig::default()
     };
-    let (rt, calls) = runtime(Arc::new(EmbeddedStore::in_memory()), config);
+    let (rt, calls) = runtime(store, config);
     let cases = [
         ("spin", FailureKind::TimeLimit, "without calling the host"),
         ("membomb", FailureKind::MemoryLimit, "memory limit exceeded"),
@@ -56,9 +60,7 @@ async fn misbehaving_guests_fail_alone_while_a_healthy_one_completes() {
     assert_eq!(calls.total(), 201);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_components_are_rejected_at_deploy() {
-    let store = Arc::new(EmbeddedStore::in_memory());
+async fn invalid_components_are_rejected_at_deploy(store: Arc<dyn Store>) {
     let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     for (bytes, what) in [
         (b"not wasm at all".to_vec(), "garbage"),
@@ -75,6 +77,5 @@ async fn invalid_components_are_rejected_at_deploy() {
         rt.deploy("bad name!", guest("hello")).await,
         Err(RuntimeError::InvalidName(_))
     ));
-    use reprise_host::Store;
     assert_eq!(store.get_deployment("bad").await.unwrap(), None);
 }

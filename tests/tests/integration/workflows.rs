@@ -5,13 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reprise_host::execution::{Status, Wait};
-use reprise_host::{Budget, EmbeddedStore, ExecutionId, RuntimeConfig, RuntimeError};
+use reprise_host::{Budget, ExecutionId, RuntimeConfig, RuntimeError, Store};
 use reprise_tests::*;
 use serde_json::{Value, json};
 
-fn memory() -> Arc<EmbeddedStore> {
-    Arc::new(EmbeddedStore::in_memory())
-}
+on_every_store!(
+    examples_return_their_results,
+    sequential_chains_user_posts_comments,
+    hundred_steps_call_each_tool_once,
+    a_one_step_budget_resumes_in_fresh_instances,
+    timers_and_signals_suspend_without_an_instance,
+    a_signal_sent_before_the_wait_is_not_lost,
+    cancelling_a_suspended_execution_is_final,
+    starting_with_an_id_is_idempotent,
+    std_time_and_randomness_replay_identically,
+    finished_executions_expire_after_the_retention_time,
+);
 
 /// Ends every invocation after one new step, so the rest is replay.
 fn one_step_per_invocation() -> RuntimeConfig {
@@ -24,8 +33,7 @@ fn one_step_per_invocation() -> RuntimeConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn examples_return_their_results() {
+async fn examples_return_their_results(store: Arc<dyn Store>) {
     let cases: &[(&str, Value, Value)] = &[
         ("hello", json!({"name": "Ada"}), json!("Hello, Ada!")),
         ("hello", json!({}), json!("Hello, world!")),
@@ -39,7 +47,7 @@ async fn examples_return_their_results() {
             }),
         ),
     ];
-    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     for (guest, input, expected) in cases {
         deploy(&rt, guest).await;
         let rec = run_to_end(&rt, guest, input.clone()).await;
@@ -47,9 +55,8 @@ async fn examples_return_their_results() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sequential_chains_user_posts_comments() {
-    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+async fn sequential_chains_user_posts_comments(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "sequential").await;
     let rec = run_to_end(&rt, "sequential", json!({"user_id": 123})).await;
     let out: Value = result(&rec);
@@ -70,9 +77,8 @@ async fn sequential_chains_user_posts_comments() {
     assert_eq!(rec.status, Status::Failed);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_steps_call_each_tool_once() {
-    let (rt, calls) = runtime(memory(), RuntimeConfig::default());
+async fn hundred_steps_call_each_tool_once(store: Arc<dyn Store>) {
+    let (rt, calls) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "steps").await;
     let rec = run_to_end(&rt, "steps", json!({"n": 100, "size": 64})).await;
     let out: Value = result(&rec);
@@ -83,14 +89,13 @@ async fn hundred_steps_call_each_tool_once() {
     assert_eq!(rec.invocations, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_one_step_budget_resumes_in_fresh_instances() {
+async fn a_one_step_budget_resumes_in_fresh_instances(store: Arc<dyn Store>) {
     let input = json!({"n": 20, "size": 16});
-    let (free, free_calls) = runtime(memory(), RuntimeConfig::default());
+    let (free, free_calls) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&free, "steps").await;
     let unbounded = run_to_end(&free, "steps", input.clone()).await;
 
-    let (rt, calls) = runtime(memory(), one_step_per_invocation());
+    let (rt, calls) = runtime(store.clone(), one_step_per_invocation());
     deploy(&rt, "steps").await;
     let budgeted = run_to_end(&rt, "steps", input).await;
     assert!(
@@ -115,9 +120,8 @@ async fn wait_for(
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timers_and_signals_suspend_without_an_instance() {
-    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+async fn timers_and_signals_suspend_without_an_instance(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "signals").await;
     let id = rt
         .start("signals", encode(&json!({"sleep_ms": 400})), None)
@@ -154,9 +158,8 @@ async fn timers_and_signals_suspend_without_an_instance() {
     assert!(rec.invocations > invocations);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signal_sent_before_the_wait_is_not_lost() {
-    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+async fn a_signal_sent_before_the_wait_is_not_lost(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "signals").await;
     let id = rt
         .start("signals", encode(&json!({"sleep_ms": 500})), None)
@@ -173,9 +176,8 @@ async fn a_signal_sent_before_the_wait_is_not_lost() {
     assert_eq!(labels, ["now", "sleep", "now", "signal"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_suspended_execution_is_final() {
-    let (rt, _) = runtime(memory(), RuntimeConfig::default());
+async fn cancelling_a_suspended_execution_is_final(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "signals").await;
     let id = rt
         .start("signals", encode(&json!({"sleep_ms": 0})), None)
@@ -197,9 +199,8 @@ async fn cancelling_a_suspended_execution_is_final() {
     assert_eq!(rec.invocations, invocations, "never run again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starting_with_an_id_is_idempotent() {
-    let (rt, calls) = runtime(memory(), RuntimeConfig::default());
+async fn starting_with_an_id_is_idempotent(store: Arc<dyn Store>) {
+    let (rt, calls) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "steps").await;
     let id = ExecutionId::new("order-7").unwrap();
     let input = encode(&json!({"n": 3}));
@@ -223,12 +224,11 @@ async fn starting_with_an_id_is_idempotent() {
     assert!(matches!(unknown, Err(RuntimeError::UnknownWorkflow(_))));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn std_time_and_randomness_replay_identically() {
+async fn std_time_and_randomness_replay_identically(store: Arc<dyn Store>) {
     // One step per invocation: every round after the first is replayed in a
     // fresh instance; the guest fails if a replayed reading differs from the
     // recorded one, and the host fails it if its calls differ.
-    let (rt, _) = runtime(memory(), one_step_per_invocation());
+    let (rt, _) = runtime(store.clone(), one_step_per_invocation());
     deploy(&rt, "clock").await;
     let rec = run_to_end(&rt, "clock", json!({"rounds": 4})).await;
     let readings: Vec<Value> = result(&rec);
@@ -241,6 +241,43 @@ async fn std_time_and_randomness_replay_identically() {
     assert!(walls.windows(2).all(|w| w[0] <= w[1]), "{walls:?}");
     let randoms: Vec<&Value> = readings.iter().map(|r| &r["random"]).collect();
     assert_ne!(randoms[0], randoms[1], "random bytes still vary");
+}
+
+async fn finished_executions_expire_after_the_retention_time(store: Arc<dyn Store>) {
+    let config = RuntimeConfig {
+        retention: Some(Duration::from_millis(300)),
+        ..RuntimeConfig::default()
+    };
+    let (rt, _) = runtime(store.clone(), config);
+    deploy(&rt, "hello").await;
+    deploy(&rt, "signals").await;
+    let waiting = rt
+        .start("signals", encode(&json!({"sleep_ms": 0})), None)
+        .await
+        .unwrap();
+    let done = run_to_end(&rt, "hello", json!({"name": "Ada"})).await;
+    assert_eq!(result::<Value>(&done), json!("Hello, Ada!"));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while store.get_execution(&done.id).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the finished execution expired");
+    assert!(matches!(
+        store.load(&done.id).await,
+        Err(reprise_host::StoreError::NotFound(_))
+    ));
+    let rec = rt.status(&waiting).await.unwrap();
+    assert!(!rec.status.is_terminal(), "an unfinished execution is kept");
+    // Explicit deletion refuses what has not ended.
+    assert!(matches!(
+        rt.delete(&waiting).await,
+        Err(RuntimeError::Store(reprise_host::StoreError::Active { .. }))
+    ));
+    rt.cancel(&waiting).await.unwrap();
+    rt.delete(&waiting).await.unwrap();
+    assert!(rt.status(&waiting).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,1140 @@
+//! The Redis store: the production backend, shared by many hosts.
+//!
+//! Layout (ARCHITECTURE.md has the full table). Every key of one execution
+//! carries the hash tag `{<id>}`, so an execution lives in one Redis Cluster
+//! slot and each of its operations is one Lua script, atomic on the server:
+//!
+//! - `P:x:{id}` hash: the record (`meta` = encoded immutable part, `st`,
+//!   `wait`, `out`, `inv`, `tok`, lease `lo`/`lt`/`le`, `upd`);
+//! - `P:j:{id}` list: the journal, one encoded [`Entry`] per element;
+//! - `P:s:{id}`, `P:sk:{id}` lists: signal payloads and names, by sequence;
+//!   `P:sc:{id}` hash: signals received per name;
+//! - `P:b:{id}` list: digests of the stored values the journal refers to.
+//!
+//! Values shared across executions live under their own keys: components
+//! (`P:component:<hex>`), the deployment table (`P:deployments`), the index
+//! of finished executions by end time (`P:finished`, a sorted set), and
+//! large tool results (`P:blob:{<hex>}` with reference count
+//! `P:blobref:{<hex>}`).
+//!
+//! An append is one `EVALSHA` (the lease's fencing token and the expected
+//! index are checked, the entry pushed); loading an execution with its whole
+//! journal is one `EVALSHA` whatever the journal's length. Lease expiry uses
+//! the Redis server's clock, so hosts with skewed clocks still agree.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
+use serde::{Deserialize, Serialize};
+
+use super::{Created, Delivered, Store, StoreError, Suspended, now_ms};
+use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::{Entry, EntryKind};
+use crate::persist::{decode, encode};
+
+/// Settings of a [`RedisStore`].
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub prefix: String,
+    /// Tool results larger than this many bytes are stored once under their
+    /// sha256 and referenced from the journal.
+    pub blob_threshold: usize,
+    /// Large values move to and from Redis in pieces of this size, so the
+    /// host never holds a second copy of one.
+    pub blob_chunk: usize,
+    /// How long to wait for a connection to Redis.
+    pub connection_timeout: Duration,
+    /// How long to wait for any one reply before the operation fails as
+    /// retriable.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "reprise".into(),
+            blob_threshold: 256 << 10,
+            blob_chunk: 1 << 20,
+            connection_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A store in Redis; see the module documentation for the layout.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    options: RedisOptions,
+}
+
+/// The part of a record that never changes, stored encoded in one field.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    id: ExecutionId,
+    workflow: String,
+    digest: Digest,
+    input: Vec<u8>,
+    seed: u64,
+    created_at_ms: u64,
+}
+
+/// Helpers every execution script starts with.
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local TERMINAL = {completed = true, failed = true, cancelled = true}
+-- nil when `x` exists, has not ended and its live lease has `token`;
+-- otherwise the reply explaining why not.
+local function leased(x, token, now)
+  local v = redis.call('HMGET', x, 'st', 'lt', 'le')
+  if not v[1] then return {'notfound'} end
+  if TERMINAL[v[1]] then return {'terminal', v[1]} end
+  if v[2] ~= token or tonumber(v[3]) <= now then return {'leaselost'} end
+  return nil
+end
+"#;
+
+const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'exists', redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2])}
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return {'ok'}
+"#;
+
+const GET: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2])}
+"#;
+
+const LOAD: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2]),
+  redis.call('LRANGE', KEYS[2], 0, -1), redis.call('LRANGE', KEYS[3], 0, -1),
+  redis.call('LRANGE', KEYS[4], 0, -1)}
+"#;
+
+const ACQUIRE: &str = r#"
+local now = now_ms()
+local v = redis.call('HMGET', KEYS[1], 'st', 'lo', 'le')
+if not v[1] then return {'notfound'} end
+if TERMINAL[v[1]] then return {'terminal', v[1]} end
+if v[2] and v[2] ~= ARGV[1] and tonumber(v[3]) > now then return {'held', v[2], v[3]} end
+local tok = redis.call('HINCRBY', KEYS[1], 'tok', 1)
+local exp = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'lo', ARGV[1], 'lt', tok, 'le', exp, 'st', 'running', 'upd', now)
+redis.call('HDEL', KEYS[1], 'wait')
+redis.call('HINCRBY', KEYS[1], 'inv', 1)
+return {'ok', tok, exp}
+"#;
+
+const RENEW: &str = r#"
+local now = now_ms()
+local bad = leased(KEYS[1], ARGV[1], now)
+if bad then return bad end
+local exp = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'le', exp)
+return {'ok', exp}
+"#;
+
+const APPEND: &str = r#"
+local now = now_ms()
+local bad = leased(KEYS[1], ARGV[1], now)
+if bad then return bad end
+local len = redis.call('LLEN', KEYS[2])
+if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
+redis.call('RPUSH', KEYS[2], ARGV[3])
+if ARGV[4] then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+redis.call('HSET', KEYS[1], 'upd', now)
+return {'ok'}
+"#;
+
+const SUSPEND: &str = r#"
+local now = now_ms()
+local bad = leased(KEYS[1], ARGV[1], now)
+if bad then return bad end
+local arrived = ARGV[3] ~= '' and
+  tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0') > tonumber(ARGV[4])
+redis.call('HDEL', KEYS[1], 'lo', 'lt', 'le')
+local wait = ARGV[2]
+if arrived then wait = ARGV[5] end
+redis.call('HSET', KEYS[1], 'st', 'suspended', 'wait', wait, 'upd', now)
+if arrived then return {'ok', 1} end
+return {'ok', 0}
+"#;
+
+const FINISH: &str = r#"
+local now = now_ms()
+local bad = leased(KEYS[1], ARGV[1], now)
+if bad then return bad end
+redis.call('HDEL', KEYS[1], 'lo', 'lt', 'le', 'wait')
+redis.call('HSET', KEYS[1], 'st', ARGV[2], 'out', ARGV[3], 'upd', now)
+return {'ok'}
+"#;
+
+const RELEASE: &str = r#"
+local now = now_ms()
+local bad = leased(KEYS[1], ARGV[1], now)
+if bad then return bad end
+redis.call('HDEL', KEYS[1], 'lo', 'lt', 'le')
+redis.call('HSET', KEYS[1], 'st', 'suspended', 'wait', ARGV[2], 'upd', now)
+return {'ok'}
+"#;
+
+const SIGNAL: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st then return {'notfound'} end
+if TERMINAL[st] then return {'terminal', st} end
+local seq = redis.call('RPUSH', KEYS[2], ARGV[2]) - 1
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+local woke = 0
+if st == 'suspended' and redis.call('HGET', KEYS[1], 'wait') == ARGV[3] then
+  redis.call('HSET', KEYS[1], 'wait', ARGV[4], 'upd', now_ms())
+  woke = 1
+end
+return {'ok', seq, woke}
+"#;
+
+const NEXT_SIGNAL: &str = r#"
+local names = redis.call('LRANGE', KEYS[2], 0, -1)
+local skip = tonumber(ARGV[2])
+for i, name in ipairs(names) do
+  if name == ARGV[1] then
+    if skip == 0 then return {'ok', i - 1, redis.call('LINDEX', KEYS[1], i - 1)} end
+    skip = skip - 1
+  end
+end
+return {'none'}
+"#;
+
+const CANCEL: &str = r#"
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st then return {'notfound'} end
+if TERMINAL[st] then return {'terminal', st} end
+redis.call('HDEL', KEYS[1], 'lo', 'lt', 'le', 'wait')
+redis.call('HSET', KEYS[1], 'st', 'cancelled', 'out', ARGV[1], 'upd', now_ms())
+return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2])}
+"#;
+
+/// Deletes an ended execution; with ARGV[1] set, only if it ended before
+/// that time (the retention sweep). Returns the stored values it referred to.
+const DELETE: &str = r#"
+local v = redis.call('HMGET', KEYS[1], 'st', 'upd')
+if not v[1] then return {'notfound'} end
+if not TERMINAL[v[1]] then return {'active', v[1]} end
+if ARGV[1] ~= '' and tonumber(v[2]) >= tonumber(ARGV[1]) then return {'kept'} end
+local blobs = redis.call('LRANGE', KEYS[6], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return {'ok', blobs}
+"#;
+
+/// Takes a reference to a stored value; tells whether its bytes are there.
+/// The count goes up first, so a concurrent release cannot delete them.
+const BLOB_REF: &str = r#"
+redis.call('INCR', KEYS[1])
+return redis.call('EXISTS', KEYS[2])
+"#;
+
+/// Drops a reference; the last one deletes the bytes.
+const BLOB_UNREF: &str = r#"
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1], KEYS[2]) end
+return 1
+"#;
+
+/// Moves an uploaded value into place unless an identical one got there
+/// first.
+const BLOB_COMMIT: &str = r#"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('DEL', KEYS[1])
+  return {'ok'}
+end
+if redis.call('STRLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return {'short'} end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('PERSIST', KEYS[2])
+return {'ok'}
+"#;
+
+/// The scripts, compiled (hashed) once per process.
+struct Scripts {
+    create: Script,
+    get: Script,
+    load: Script,
+    acquire: Script,
+    renew: Script,
+    append: Script,
+    suspend: Script,
+    finish: Script,
+    release: Script,
+    signal: Script,
+    next_signal: Script,
+    cancel: Script,
+    delete: Script,
+    blob_ref: Script,
+    blob_unref: Script,
+    blob_commit: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Scripts {
+            create: Script::new(CREATE),
+            get: Script::new(GET),
+            load: Script::new(LOAD),
+            acquire: with_prelude(ACQUIRE),
+            renew: with_prelude(RENEW),
+            append: with_prelude(APPEND),
+            suspend: with_prelude(SUSPEND),
+            finish: with_prelude(FINISH),
+            release: with_prelude(RELEASE),
+            signal: with_prelude(SIGNAL),
+            next_signal: Script::new(NEXT_SIGNAL),
+            cancel: with_prelude(CANCEL),
+            delete: with_prelude(DELETE),
+            blob_ref: Script::new(BLOB_REF),
+            blob_unref: Script::new(BLOB_UNREF),
+            blob_commit: Script::new(BLOB_COMMIT),
+        }
+    })
+}
+
+/// Maps a Redis error to a store error: connection trouble, timeouts and
+/// a busy or loading server are retriable; a reply this code cannot read,
+/// or a script error, is not.
+fn redis_err(e: RedisError) -> StoreError {
+    let permanent = matches!(
+        e.kind(),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType | ErrorKind::InvalidClientConfig
+    ) || (e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+        && matches!(e.code(), Some("ERR" | "WRONGTYPE")));
+    if permanent {
+        StoreError::Corrupt(format!("redis: {e}"))
+    } else {
+        StoreError::Unavailable(format!("redis: {e}"))
+    }
+}
+
+fn bad_reply(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("redis: unexpected reply to {what}"))
+}
+
+fn parse<T: FromRedisValue>(v: Value, what: &str) -> Result<T, StoreError> {
+    T::from_redis_value(v).map_err(|e| StoreError::Corrupt(format!("redis: {what}: {e}")))
+}
+
+/// A script's reply: a tag (`ok`, `notfound`, ...) and the rest.
+struct Reply {
+    tag: String,
+    rest: std::vec::IntoIter<Value>,
+    what: &'static str,
+}
+
+impl Reply {
+    fn new(v: Value, what: &'static str) -> Result<Self, StoreError> {
+        let Value::Array(items) = v else {
+            return Err(bad_reply(what));
+        };
+        let mut rest = items.into_iter();
+        let tag = parse(rest.next().ok_or_else(|| bad_reply(what))?, what)?;
+        Ok(Self { tag, rest, what })
+    }
+
+    fn next<T: FromRedisValue>(&mut self) -> Result<T, StoreError> {
+        parse(
+            self.rest.next().ok_or_else(|| bad_reply(self.what))?,
+            self.what,
+        )
+    }
+
+    /// Turns the replies every execution script may give into errors.
+    fn check(mut self, id: &ExecutionId) -> Result<Self, StoreError> {
+        match self.tag.as_str() {
+            "ok" => Ok(self),
+            "notfound" => Err(StoreError::NotFound(id.clone())),
+            "terminal" => Err(StoreError::Terminal {
+                id: id.clone(),
+                status: parse_status(&self.next::<String>()?)?,
+            }),
+            "active" => Err(StoreError::Active {
+                id: id.clone(),
+                status: parse_status(&self.next::<String>()?)?,
+            }),
+            "leaselost" => Err(StoreError::LeaseLost(id.clone())),
+            "held" => Err(StoreError::LeaseHeld {
+                id: id.clone(),
+                owner: self.next()?,
+                expires_at_ms: self.next()?,
+            }),
+            "conflict" => Err(StoreError::Conflict {
+                id: id.clone(),
+                index: 0,
+                len: self.next()?,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "redis: unexpected reply {other:?} to {}",
+                self.what
+            ))),
+        }
+    }
+}
+
+fn parse_status(s: &str) -> Result<Status, StoreError> {
+    Ok(match s {
+        "running" => Status::Running,
+        "suspended" => Status::Suspended,
+        "completed" => Status::Completed,
+        "failed" => Status::Failed,
+        "cancelled" => Status::Cancelled,
+        other => return Err(StoreError::Corrupt(format!("unknown status {other:?}"))),
+    })
+}
+
+/// Rebuilds a record from its hash fields and the journal length.
+fn record_from(
+    fields: HashMap<String, Vec<u8>>,
+    journal_len: u64,
+) -> Result<ExecutionRecord, StoreError> {
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("execution record lacks field {name}")))
+    };
+    let number = |name: &str| -> Result<u64, StoreError> {
+        match fields.get(name) {
+            None => Ok(0),
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("execution field {name} is not a number"))
+                }),
+        }
+    };
+    let meta: Meta = decode(field("meta")?)?;
+    let status = parse_status(&String::from_utf8_lossy(field("st")?))?;
+    let lease = match fields.get("lo") {
+        Some(owner) => Some(Lease {
+            owner: String::from_utf8_lossy(owner).into_owned(),
+            token: number("lt")?,
+            expires_at_ms: number("le")?,
+        }),
+        None => None,
+    };
+    Ok(ExecutionRecord {
+        id: meta.id,
+        workflow: meta.workflow,
+        digest: meta.digest,
+        input: meta.input,
+        seed: meta.seed,
+        status,
+        wait: fields.get("wait").map(|v| decode(v)).transpose()?,
+        outcome: fields.get("out").map(|v| decode(v)).transpose()?,
+        journal_len,
+        invocations: number("inv")?,
+        lease,
+        last_token: number("tok")?,
+        created_at_ms: meta.created_at_ms,
+        updated_at_ms: number("upd")?,
+    })
+}
+
+impl Reply {
+    /// Reads a record (hash fields, then journal length) from the reply.
+    fn record(&mut self) -> Result<ExecutionRecord, StoreError> {
+        let fields: HashMap<String, Vec<u8>> = self.next()?;
+        let len: u64 = self.next()?;
+        record_from(fields, len)
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://`, `rediss://` for TLS,
+    /// `redis+unix://` or `unix://` for a socket; a password goes in the
+    /// URL). Fails if Redis cannot be reached now; later outages make
+    /// operations fail as retriable while the connection is re-established
+    /// in the background.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        if url.starts_with("rediss://") {
+            // rustls needs a process-wide crypto provider; another part of
+            // the process may have installed one already, which is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        // The URL may hold a password: never echo it.
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.connection_timeout))
+            .set_response_timeout(Some(options.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))?;
+        Ok(Self { conn, options })
+    }
+
+    fn key(&self, kind: &str, id: &ExecutionId) -> String {
+        format!("{}:{kind}:{{{id}}}", self.options.prefix)
+    }
+
+    fn blob_keys(&self, digest: &Digest) -> (String, String) {
+        let hex = digest.to_hex();
+        let p = &self.options.prefix;
+        (
+            format!("{p}:blobref:{{{hex}}}"),
+            format!("{p}:blob:{{{hex}}}"),
+        )
+    }
+
+    fn finished_key(&self) -> String {
+        format!("{}:finished", self.options.prefix)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Takes a reference to `bytes` stored under `digest`, uploading them in
+    /// chunks if no identical value is stored yet.
+    async fn put_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let (refs, blob) = self.blob_keys(digest);
+        let exists: i64 = scripts()
+            .blob_ref
+            .key(&refs)
+            .key(&blob)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        if exists == 1 {
+            return Ok(());
+        }
+        let tmp = format!(
+            "{}:blobtmp:{{{}}}:{}",
+            self.options.prefix,
+            digest.to_hex(),
+            hex::encode(rand::random::<[u8; 8]>())
+        );
+        let upload = async {
+            for chunk in bytes.chunks(self.options.blob_chunk.max(1)) {
+                redis::pipe()
+                    .cmd("APPEND")
+                    .arg(&tmp)
+                    .arg(chunk)
+                    .ignore()
+                    // An upload abandoned by a crashed host expires.
+                    .cmd("PEXPIRE")
+                    .arg(&tmp)
+                    .arg(3_600_000)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            let mut reply = Reply::new(
+                scripts()
+                    .blob_commit
+                    .key(&tmp)
+                    .key(&blob)
+                    .arg(bytes.len())
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?,
+                "blob commit",
+            )?;
+            match reply.tag.as_str() {
+                "ok" => Ok(()),
+                _ => {
+                    let _ = reply.rest.next();
+                    Err(StoreError::Unavailable(format!(
+                        "upload of stored value {digest} was cut short"
+                    )))
+                }
+            }
+        };
+        match upload.await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Give the reference back (best effort: if Redis is gone
+                // this fails too and the count stays one too high, which
+                // keeps a value alive, never loses one).
+                let _ = self.unref_blobs(&[digest.to_hex()]).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn unref_blobs(&self, digests: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        for hex in digests {
+            let digest = Digest::parse(hex)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad stored value digest {hex:?}")))?;
+            let (refs, blob) = self.blob_keys(&digest);
+            let _: i64 = scripts()
+                .blob_unref
+                .key(&refs)
+                .key(&blob)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the delete script for `id`; `before_ms` limits it to executions
+    /// that ended before then. Returns whether it deleted.
+    async fn delete_inner(
+        &self,
+        id: &ExecutionId,
+        before_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let v: Value = scripts()
+            .delete
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .key(self.key("sc", id))
+            .key(self.key("b", id))
+            .arg(before_ms.map(|t| t.to_string()).unwrap_or_default())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let reply = Reply::new(v, "delete")?;
+        if reply.tag == "kept" {
+            return Ok(false);
+        }
+        let mut reply = reply.check(id)?;
+        let blobs: Vec<String> = reply.next()?;
+        let _: () = redis::cmd("ZREM")
+            .arg(self.finished_key())
+            .arg(id.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        self.unref_blobs(&blobs).await?;
+        Ok(true)
+    }
+
+    /// Notes that `id` ends now, for the retention sweep. Written before the
+    /// execution ends; the sweep re-checks, so an entry for an execution
+    /// that did not end after all is harmless.
+    async fn index_finished(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        redis::cmd("ZADD")
+            .arg(self.finished_key())
+            .arg(now_ms())
+            .arg(id.as_str())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = format!("{}:component:{}", self.options.prefix, digest.to_hex());
+        redis::cmd("SET")
+            .arg(key)
+            .arg(bytes)
+            .arg("NX")
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = format!("{}:component:{}", self.options.prefix, digest.to_hex());
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn put_deployment(&self, name: &str, digest: &Digest) -> Result<(), StoreError> {
+        redis::cmd("HSET")
+            .arg(format!("{}:deployments", self.options.prefix))
+            .arg(name)
+            .arg(digest.to_hex())
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError> {
+        let hex: Option<String> = redis::cmd("HGET")
+            .arg(format!("{}:deployments", self.options.prefix))
+            .arg(name)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        hex.map(|h| {
+            Digest::parse(&h)
+                .ok_or_else(|| StoreError::Corrupt(format!("deployment {name}: bad digest")))
+        })
+        .transpose()
+    }
+
+    async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError> {
+        let meta = encode(&Meta {
+            id: record.id.clone(),
+            workflow: record.workflow.clone(),
+            digest: record.digest,
+            input: record.input.clone(),
+            seed: record.seed,
+            created_at_ms: record.created_at_ms,
+        });
+        let mut inv = scripts().create.prepare_invoke();
+        inv.key(self.key("x", &record.id))
+            .key(self.key("j", &record.id))
+            .arg("meta")
+            .arg(meta)
+            .arg("st")
+            .arg(record.status.as_str())
+            .arg("inv")
+            .arg(record.invocations)
+            .arg("tok")
+            .arg(record.last_token)
+            .arg("upd")
+            .arg(record.updated_at_ms);
+        if let Some(wait) = &record.wait {
+            inv.arg("wait").arg(encode(wait));
+        }
+        if let Some(out) = &record.outcome {
+            inv.arg("out").arg(encode(out));
+        }
+        let v: Value = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "create")?;
+        match reply.tag.as_str() {
+            "exists" => Ok(Created::Existing(Box::new(reply.record()?))),
+            _ => reply.check(&record.id).map(|_| Created::New),
+        }
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
+        let v: Value = scripts()
+            .get
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "get")?.check(id)?.record()
+    }
+
+    async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
+        let v: Value = scripts()
+            .load
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "load")?.check(id)?;
+        let record = reply.record()?;
+        let raw: Vec<Vec<u8>> = reply.next()?;
+        let journal = raw
+            .iter()
+            .map(|e| decode(e))
+            .collect::<Result<Vec<Entry>, _>>()?;
+        let payloads: Vec<Vec<u8>> = reply.next()?;
+        let names: Vec<String> = reply.next()?;
+        let signals = payloads
+            .into_iter()
+            .zip(names)
+            .enumerate()
+            .map(|(seq, (payload, name))| SignalRecord {
+                seq: seq as u64,
+                name,
+                payload,
+            })
+            .collect();
+        Ok(Snapshot {
+            record,
+            journal,
+            signals,
+        })
+    }
+
+    async fn list_executions(
+        &self,
+        status: Option<Status>,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let mut conn = self.conn();
+        let pattern = format!("{}:x:{{*}}", self.options.prefix);
+        let mut cursor = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            for key in keys {
+                let Some(id) = key
+                    .rsplit_once('{')
+                    .and_then(|(_, rest)| rest.strip_suffix('}'))
+                    .and_then(|id| ExecutionId::new(id).ok())
+                else {
+                    continue;
+                };
+                match self.get_execution(&id).await {
+                    Ok(rec) if status.is_none_or(|s| s == rec.status) => out.push(rec),
+                    Ok(_) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(out)
+    }
+
+    async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        self.delete_inner(id, None).await.map(|_| ())
+    }
+
+    async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.finished_key())
+            .arg("-inf")
+            .arg(format!("({before_ms}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut deleted = 0;
+        for raw in ids {
+            let Ok(id) = ExecutionId::new(raw.clone()) else {
+                continue;
+            };
+            match self.delete_inner(&id, Some(before_ms)).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                // Gone already, or it did not end after all (it is indexed
+                // again when it does): drop the index entry.
+                Err(StoreError::NotFound(_)) | Err(StoreError::Active { .. }) => {
+                    redis::cmd("ZREM")
+                        .arg(self.finished_key())
+                        .arg(raw)
+                        .query_async::<()>(&mut self.conn())
+                        .await
+                        .map_err(redis_err)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn get_blob(&self, digest: &Digest, len: u64) -> Result<Vec<u8>, StoreError> {
+        let (_, blob) = self.blob_keys(digest);
+        let mut conn = self.conn();
+        let len = len as usize;
+        let mut out = Vec::with_capacity(len);
+        let chunk = self.options.blob_chunk.max(1);
+        while out.len() < len {
+            let end = (out.len() + chunk).min(len) - 1;
+            let piece: Vec<u8> = redis::cmd("GETRANGE")
+                .arg(&blob)
+                .arg(out.len())
+                .arg(end)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            if piece.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "stored value {digest} is missing or shorter than its {len} bytes"
+                )));
+            }
+            out.extend_from_slice(&piece);
+        }
+        if Digest::of(&out) != *digest {
+            return Err(StoreError::Corrupt(format!(
+                "stored value {digest} does not match its digest"
+            )));
+        }
+        Ok(out)
+    }
+
+    async fn acquire_lease(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let v: Value = scripts()
+            .acquire
+            .key(self.key("x", id))
+            .arg(owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "acquire lease")?.check(id)?;
+        Ok(Lease {
+            owner: owner.to_string(),
+            token: reply.next()?,
+            expires_at_ms: reply.next()?,
+        })
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let v: Value = scripts()
+            .renew
+            .key(self.key("x", id))
+            .arg(lease.token)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "renew lease")?.check(id)?;
+        Ok(Lease {
+            expires_at_ms: reply.next()?,
+            ..lease.clone()
+        })
+    }
+
+    async fn append(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        // A large successful tool result is stored once under its digest
+        // and the journal gets a reference to it.
+        let stored = match &entry.kind {
+            EntryKind::Tool {
+                category,
+                name,
+                input_digest,
+                input_len,
+                result: Ok(value),
+            } if value.len() > self.options.blob_threshold => {
+                let digest = Digest::of(value);
+                self.put_blob(&digest, value).await?;
+                Some((
+                    digest,
+                    encode(&Entry {
+                        at_ms: entry.at_ms,
+                        duration_us: entry.duration_us,
+                        kind: EntryKind::ToolStored {
+                            category: category.clone(),
+                            name: name.clone(),
+                            input_digest: *input_digest,
+                            input_len: *input_len,
+                            result_digest: digest,
+                            result_len: value.len() as u64,
+                        },
+                    }),
+                ))
+            }
+            _ => None,
+        };
+        let mut inv = scripts().append.prepare_invoke();
+        inv.key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("b", id))
+            .arg(lease.token)
+            .arg(index);
+        match &stored {
+            Some((digest, bytes)) => inv.arg(bytes.as_slice()).arg(digest.to_hex()),
+            None => inv.arg(encode(entry)),
+        };
+        let result = match inv.invoke_async::<Value>(&mut self.conn()).await {
+            Ok(v) => Reply::new(v, "append")
+                .and_then(|r| r.check(id))
+                .map(|_| ()),
+            Err(e) => Err(redis_err(e)),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict { id, len, .. }) => {
+                self.release_failed_ref(&stored).await;
+                Err(StoreError::Conflict { id, index, len })
+            }
+            // Whether a retriable failure wrote the entry is unknown (the
+            // reply may be what got lost), so its reference is kept.
+            Err(e) if e.is_retriable() => Err(e),
+            Err(e) => {
+                self.release_failed_ref(&stored).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        wait: &Wait,
+        consumed: u64,
+    ) -> Result<Suspended, StoreError> {
+        let signal = match wait {
+            Wait::Signal { name } => name.as_str(),
+            _ => "",
+        };
+        let v: Value = scripts()
+            .suspend
+            .key(self.key("x", id))
+            .key(self.key("sc", id))
+            .arg(lease.token)
+            .arg(encode(wait))
+            .arg(signal)
+            .arg(consumed)
+            .arg(encode(&Wait::Ready))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "suspend")?.check(id)?;
+        Ok(if reply.next::<i64>()? == 1 {
+            Suspended::Ready
+        } else {
+            Suspended::Waiting
+        })
+    }
+
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        self.index_finished(id).await?;
+        let v: Value = scripts()
+            .finish
+            .key(self.key("x", id))
+            .arg(lease.token)
+            .arg(outcome.status().as_str())
+            .arg(encode(outcome))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "finish")?.check(id).map(|_| ())
+    }
+
+    async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
+        let v: Value = scripts()
+            .release
+            .key(self.key("x", id))
+            .arg(lease.token)
+            .arg(encode(&Wait::Ready))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "release lease")?.check(id).map(|_| ())
+    }
+
+    async fn signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Delivered, StoreError> {
+        let v: Value = scripts()
+            .signal
+            .key(self.key("x", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .key(self.key("sc", id))
+            .arg(name)
+            .arg(payload)
+            .arg(encode(&Wait::Signal {
+                name: name.to_string(),
+            }))
+            .arg(encode(&Wait::Ready))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "signal")?.check(id)?;
+        Ok(Delivered {
+            seq: reply.next()?,
+            woke: reply.next::<i64>()? == 1,
+        })
+    }
+
+    async fn next_signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        skip: u64,
+    ) -> Result<Option<SignalRecord>, StoreError> {
+        let v: Value = scripts()
+            .next_signal
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .arg(name)
+            .arg(skip)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let reply = Reply::new(v, "next signal")?;
+        if reply.tag == "none" {
+            return Ok(None);
+        }
+        let mut reply = reply.check(id)?;
+        Ok(Some(SignalRecord {
+            seq: reply.next()?,
+            name: name.to_string(),
+            payload: reply.next()?,
+        }))
+    }
+
+    async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
+        self.index_finished(id).await?;
+        let v: Value = scripts()
+            .cancel
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .arg(encode(&Outcome::Cancelled))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "cancel")?.check(id)?.record()
+    }
+}
+
+impl RedisStore {
+    /// Gives back the reference an append took for a value it did not
+    /// write. Best effort: a failure leaves the value alive, never loses it.
+    async fn release_failed_ref(&self, stored: &Option<(Digest, Vec<u8>)>) {
+        if let Some((digest, _)) = stored
+            && let Err(e) = self.unref_blobs(&[digest.to_hex()]).await
+        {
+            tracing::warn!("cannot release a reference to stored value {digest}: {e}");
+        }
+    }
+}

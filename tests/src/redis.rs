@@ -1,0 +1,150 @@
+//! A private `redis-server` per test: its own temp dir, a unix socket (no
+//! TCP port unless asked), append-only persistence with fsync on every
+//! write, so a test can kill it and start it again without losing data.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reprise_host::store::{RedisOptions, RedisStore};
+
+/// A running `redis-server` that only this test uses. Killed on drop.
+pub struct RedisServer {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a server on a unix socket in a fresh temp dir.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g.
+    /// `["--requirepass", "pw"]`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("reprise-redis")
+            .tempdir()
+            .expect("creating a temp dir for redis-server");
+        let mut server = Self {
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.launch();
+        server
+    }
+
+    /// The unix socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// A URL for this server.
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// A store connected to this server with default options.
+    pub async fn store(&self) -> RedisStore {
+        self.store_with(RedisOptions::default()).await
+    }
+
+    /// A store connected to this server.
+    pub async fn store_with(&self, options: RedisOptions) -> RedisStore {
+        RedisStore::connect(&self.url(), options)
+            .await
+            .expect("connecting to the test's redis-server")
+    }
+
+    fn launch(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg("0")
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}); install it (e.g. `apt-get install \
+                 redis-server`): the Redis tests start their own server"
+            )
+        });
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the server answers PING (or says it needs a password).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = UnixStream::connect(self.socket()) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut buf = [0u8; 64];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && let Ok(n) = s.read(&mut buf)
+                {
+                    let reply = &buf[..n];
+                    if reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH") {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not come up on {}",
+                self.socket().display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the server at once (SIGKILL: no shutdown save, like a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// Starts the server again on the same socket and data dir.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Runs one command through `redis-cli` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,359 @@
+//! What only the Redis store has to show: hosts racing on one execution,
+//! a host fenced out after its lease expired, Redis going away mid-step,
+//! large values stored once, and connection URLs with passwords.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reprise_host::execution::{Outcome, Status};
+use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::store::{RedisOptions, RedisStore, StoreError, now_ms};
+use reprise_host::tools::ToolCall;
+use reprise_host::{
+    Budget, Digest, ExecutionId, ExecutionRecord, Runtime, RuntimeConfig, Store, ToolRegistry,
+};
+use reprise_tests::redis::RedisServer;
+use reprise_tests::*;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+
+fn entry(i: u64) -> Entry {
+    Entry {
+        at_ms: now_ms(),
+        duration_us: i,
+        kind: EntryKind::Checkpoint,
+    }
+}
+
+/// Two hosts, each with its own connection, race to take leases on one
+/// execution and append. Every append that succeeded is in the journal at
+/// its index, exactly once; every one that failed failed with a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_racing_on_one_execution_never_both_write() {
+    let server = RedisServer::start();
+    let a: Arc<dyn Store> = Arc::new(server.store().await);
+    let b: Arc<dyn Store> = Arc::new(server.store().await);
+    let id = ExecutionId::new("raced").unwrap();
+    a.create_execution(&ExecutionRecord::new(
+        id.clone(),
+        "wf".into(),
+        Digest::of(b"c"),
+        vec![],
+        now_ms(),
+    ))
+    .await
+    .unwrap();
+
+    async fn host(store: Arc<dyn Store>, id: ExecutionId, name: &'static str) -> Vec<u64> {
+        let mut written = Vec::new();
+        let ttl = Duration::from_millis(20);
+        for _ in 0..200 {
+            let lease = match store.acquire_lease(&id, name, ttl).await {
+                Ok(l) => l,
+                Err(StoreError::LeaseHeld { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+                Err(e) => panic!("{name}: acquire: {e}"),
+            };
+            // Append a few entries; the lease may expire under us (20 ms),
+            // and the other host may take over.
+            for _ in 0..3 {
+                let len = store.get_execution(&id).await.unwrap().journal_len;
+                match store.append(&id, &lease, len, &entry(len)).await {
+                    Ok(()) => written.push(len),
+                    Err(StoreError::LeaseLost(_)) | Err(StoreError::Conflict { .. }) => break,
+                    Err(e) => panic!("{name}: append: {e}"),
+                }
+                if len % 7 == 0 {
+                    // Stall past the lease now and then.
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }
+        written
+    }
+
+    let (wa, wb) = tokio::join!(
+        tokio::spawn(host(a.clone(), id.clone(), "a")),
+        tokio::spawn(host(b.clone(), id.clone(), "b"))
+    );
+    let (wa, wb) = (wa.unwrap(), wb.unwrap());
+    assert!(!wa.is_empty() && !wb.is_empty(), "both hosts got leases");
+    let mut all: Vec<u64> = wa.iter().chain(&wb).copied().collect();
+    all.sort();
+    let snap = a.load(&id).await.unwrap();
+    let len = snap.journal.len() as u64;
+    assert_eq!(
+        all,
+        (0..len).collect::<Vec<_>>(),
+        "each index written once, by one host"
+    );
+    for (i, e) in snap.journal.iter().enumerate() {
+        assert_eq!(
+            e.duration_us, i as u64,
+            "entry {i} is the one written at {i}"
+        );
+    }
+    assert!(snap.record.last_token >= 2, "leases changed hands");
+}
+
+/// Tools whose `builtin/echo` blocks on call number `hang_at` until `go` is
+/// notified, and reports when it got there.
+fn stalling_tools(
+    calls: &Calls,
+    hang_at: u32,
+    go: Arc<Notify>,
+) -> (ToolRegistry, mpsc::UnboundedReceiver<u64>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut tools = ToolRegistry::with_builtins();
+    let calls = calls.clone();
+    tools.register_fn("builtin", "echo", move |call: ToolCall| {
+        let n = calls.total();
+        calls.record(&call);
+        let (tx, go) = (tx.clone(), go.clone());
+        async move {
+            if n == hang_at {
+                let _ = tx.send(call.idempotency_key.index);
+                go.notified().await;
+            }
+            Ok(call.input)
+        }
+    });
+    (tools, rx)
+}
+
+/// Host A stalls mid-step past its lease; host B takes over and finishes.
+/// When A wakes up its write is refused, and the journal has every step once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_lease_expired_cannot_write() {
+    let server = RedisServer::start();
+    let k = 4;
+    let go = Arc::new(Notify::new());
+    let a_calls = Calls::default();
+    let (tools, mut stalled) = stalling_tools(&a_calls, k, go.clone());
+    let host_a = Runtime::new(
+        engine(),
+        Arc::new(server.store().await),
+        tools,
+        RuntimeConfig {
+            host_id: "host-a".into(),
+            ..RuntimeConfig::default()
+        },
+    );
+    deploy(&host_a, "steps").await;
+    let id = host_a
+        .start("steps", encode(&json!({"n": 10, "size": 4})), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), stalled.recv())
+        .await
+        .expect("host A reached the stalling step");
+    // A's lease runs out while it is stalled (as after a long pause).
+    let key = format!("reprise:x:{{{id}}}");
+    assert_eq!(server.cli(&["HSET", &key, "le", "1"]), "0");
+
+    let (host_b, b_calls) = runtime(
+        Arc::new(server.store().await),
+        RuntimeConfig {
+            host_id: "host-b".into(),
+            ..RuntimeConfig::default()
+        },
+    );
+    host_b.resume(&id).await.unwrap();
+    let rec = wait(&host_b, &id).await;
+    assert_eq!(result::<Value>(&rec)["steps"], 10);
+    assert_eq!(
+        b_calls.total(),
+        10 - k,
+        "B ran only what A had not recorded"
+    );
+
+    // A wakes up: its append is refused and its invocation ends.
+    go.notify_one();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while host_a.live_instances() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("host A's invocation ended");
+    let journal = host_b.journal(&id).await.unwrap();
+    assert_eq!(journal.len(), 10);
+    let rec = host_b.status(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Completed);
+    assert_eq!(rec.journal_len, 10, "A's late write did not land");
+}
+
+/// Redis dies right after a tool ran and before its result is recorded; the
+/// invocation stops with a retriable error, the execution is not failed,
+/// and once Redis is back (with its append-only file) the run finishes with
+/// every entry once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_mid_step_loses_nothing() {
+    let server = Arc::new(Mutex::new(RedisServer::start()));
+    let store = server.lock().unwrap().store().await;
+    let k = 3;
+    let calls = Calls::default();
+    let mut tools = ToolRegistry::with_builtins();
+    let (killed_tx, mut killed) = mpsc::unbounded_channel();
+    {
+        let (calls, server) = (calls.clone(), server.clone());
+        tools.register_fn("builtin", "echo", move |call: ToolCall| {
+            let n = calls.total();
+            calls.record(&call);
+            if n == k {
+                // The store goes away while this step is in flight.
+                server.lock().unwrap().kill();
+                let _ = killed_tx.send(());
+            }
+            async move { Ok(call.input) }
+        });
+    }
+    let rt = Runtime::new(
+        engine(),
+        Arc::new(store),
+        tools,
+        RuntimeConfig {
+            retry_delay: Duration::from_millis(50),
+            ..RuntimeConfig::default()
+        },
+    );
+    deploy(&rt, "steps").await;
+    let id = rt
+        .start("steps", encode(&json!({"n": 8, "size": 4})), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), killed.recv())
+        .await
+        .expect("the run reached the step that kills Redis");
+    // Stay down long enough for the append and a few retries to fail.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.lock().unwrap().restart();
+
+    let rec = wait(&rt, &id).await;
+    assert_eq!(rec.status, Status::Completed, "{:?}", rec.outcome);
+    assert_eq!(result::<Value>(&rec)["steps"], 8);
+    assert_eq!(rec.journal_len, 8);
+    // Step k ran twice (its result was never recorded: at least once);
+    // every other step ran once.
+    assert_eq!(calls.total(), 9);
+    assert_eq!(calls.distinct(), 8);
+    let journal = rt.journal(&id).await.unwrap();
+    assert_eq!(journal.len(), 8, "no entry lost or duplicated");
+}
+
+/// A 100 MiB tool result is stored once under its digest, replayed from
+/// there in a fresh instance, shared by executions with the same result,
+/// and deleted with the last execution that refers to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_result_is_stored_once_and_replayed() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let calls = Calls::default();
+    let mut tools = ToolRegistry::with_builtins();
+    add_blob_tool(&mut tools, &calls);
+    let rt = Runtime::new(
+        engine(),
+        store.clone(),
+        tools,
+        RuntimeConfig {
+            // Each step in its own invocation: the second one replays the
+            // large value from Redis.
+            budget: Budget {
+                max_steps: Some(1),
+                max_time: None,
+            },
+            ..RuntimeConfig::default()
+        },
+    );
+    deploy(&rt, "bigresult").await;
+    let size: u64 = 100 << 20;
+    let expected = fnv1a(&blob_bytes(size));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let rec = run_to_end(&rt, "bigresult", json!({"size": size})).await;
+        let out: Value = result(&rec);
+        assert_eq!(out["len"], size);
+        assert_eq!(out["checksum"], expected);
+        assert!(rec.invocations >= 2, "the value was replayed");
+        let journal = rt.journal(&rec.id).await.unwrap();
+        let EntryKind::ToolStored { result_len, .. } = &journal[0].kind else {
+            panic!("the large result is not stored out of line: {journal:?}");
+        };
+        assert_eq!(*result_len, size);
+        ids.push(rec.id);
+    }
+    assert_eq!(calls.total(), 2, "each execution called the tool once");
+    let blobs = server.cli(&["--scan", "--pattern", "reprise:blob:*"]);
+    assert_eq!(blobs.lines().count(), 1, "one copy for both: {blobs}");
+    let journal_key = format!("reprise:j:{{{}}}", ids[0]);
+    let journal_bytes: u64 = server
+        .cli(&["MEMORY", "USAGE", &journal_key])
+        .parse()
+        .unwrap();
+    assert!(journal_bytes < 4096, "journal holds a reference only");
+
+    store.delete_execution(&ids[0]).await.unwrap();
+    let blobs = server.cli(&["--scan", "--pattern", "reprise:blob:*"]);
+    assert_eq!(blobs.lines().count(), 1, "still referred to by the second");
+    store.delete_execution(&ids[1]).await.unwrap();
+    assert_eq!(server.cli(&["--scan", "--pattern", "reprise:blob*"]), "");
+}
+
+/// Password URLs work; a wrong password is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_urls_connect_and_a_wrong_password_is_refused() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let socket = server.socket();
+    let good = format!("redis+unix://{}?pass=s3cret", socket.display());
+    let store = RedisStore::connect(&good, RedisOptions::default())
+        .await
+        .expect("connecting with the password");
+    store.put_deployment("wf", &Digest::of(b"x")).await.unwrap();
+    assert_eq!(
+        store.get_deployment("wf").await.unwrap(),
+        Some(Digest::of(b"x"))
+    );
+    let bad = format!("redis+unix://{}?pass=wrong", socket.display());
+    let err = RedisStore::connect(&bad, RedisOptions::default())
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    let msg = err.to_string();
+    assert!(!msg.contains("wrong"), "the password is not echoed: {msg}");
+    assert!(
+        msg.contains("cannot connect to Redis"),
+        "the error says what failed: {msg}"
+    );
+    let err = RedisStore::connect("nonsense://", RedisOptions::default())
+        .await
+        .err()
+        .expect("a malformed URL is refused");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+/// A cancelled execution keeps its outcome until deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_executions_are_indexed_for_retention() {
+    let server = RedisServer::start();
+    let store = server.store().await;
+    let id = ExecutionId::new("gone").unwrap();
+    store
+        .create_execution(&ExecutionRecord::new(
+            id.clone(),
+            "wf".into(),
+            Digest::of(b"c"),
+            vec![],
+            now_ms(),
+        ))
+        .await
+        .unwrap();
+    let rec = store.cancel(&id).await.unwrap();
+    assert_eq!(rec.outcome, Some(Outcome::Cancelled));
+    let indexed = server.cli(&["ZRANGE", "reprise:finished", "0", "-1"]);
+    assert_eq!(indexed, "gone");
+    assert_eq!(store.purge_finished(now_ms() + 1, 10).await.unwrap(), 1);
+    assert_eq!(server.cli(&["ZCARD", "reprise:finished"]), "0");
+    assert_eq!(server.cli(&["DBSIZE"]), "0", "nothing of it is left");
+}
