@@ -29,6 +29,9 @@ use crate::tools::ToolRegistry;
 /// by other hosts.
 pub const WAIT_POLL: Duration = Duration::from_millis(250);
 
+/// Executions deleted per store call by the retention sweep.
+const PURGE_BATCH: usize = 500;
+
 /// Longest delay between retries after store errors.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -358,8 +361,8 @@ impl Inner {
             tokio::time::sleep(every).await;
             let before = now_ms().saturating_sub(retention.as_millis() as u64);
             loop {
-                match self.store.purge_finished(before, 500).await {
-                    Ok(n) if n == 500 => continue,
+                match self.store.purge_finished(before, PURGE_BATCH).await {
+                    Ok(n) if n >= PURGE_BATCH => continue,
                     Ok(n) => {
                         if n > 0 {
                             tracing::debug!("deleted {n} expired executions");

@@ -191,8 +191,9 @@ async fn a_host_whose_lease_expired_cannot_write() {
 /// every entry once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_mid_step_loses_nothing() {
-    let server = Arc::new(Mutex::new(RedisServer::start()));
-    let store = server.lock().unwrap().store().await;
+    let server = RedisServer::start();
+    let store = server.store().await;
+    let server = Arc::new(Mutex::new(server));
     let k = 3;
     let calls = Calls::default();
     let mut tools = ToolRegistry::with_builtins();
