@@ -128,7 +128,7 @@ impl fmt::Display for Failure {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The workflow's result payload.
-    Completed(Vec<u8>),
+    Completed(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The failure.
     Failed(Failure),
     /// Cancelled on request.
@@ -169,6 +169,7 @@ pub struct ExecutionRecord {
     /// The component it is pinned to.
     pub digest: Digest,
     /// The input payload.
+    #[serde(with = "serde_bytes")]
     pub input: Vec<u8>,
     /// Seed for the guest's WASI random generators.
     pub seed: u64,
@@ -228,6 +229,7 @@ pub struct SignalRecord {
     /// Name.
     pub name: String,
     /// Payload.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

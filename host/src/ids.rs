@@ -60,10 +60,26 @@ impl fmt::Display for ExecutionId {
 #[error("{0}")]
 pub struct InvalidId(String);
 
-/// The sha256 of some bytes: identifies a deployed component (and, later,
-/// large payloads stored by content).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The sha256 of some bytes: identifies a deployed component and large
+/// values stored by content. Serialized as 32 raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::Bytes::new(&self.0).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    /// Reads raw bytes, and also the array of 32 numbers that format
+    /// version 1 wrote.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self(
+            serde_bytes::ByteArray::<32>::deserialize(d)?.into_array(),
+        ))
+    }
+}
 
 impl Digest {
     /// Digest of `bytes`.

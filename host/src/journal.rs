@@ -39,6 +39,7 @@ pub enum EntryKind {
         /// Size of the input payload in bytes.
         input_len: u64,
         /// The recorded result.
+        #[serde(with = "result_bytes")]
         result: Result<Vec<u8>, ToolFailure>,
     },
     /// A durable timer was set; the guest continues once `wake_at_ms` passes.
@@ -55,11 +56,13 @@ pub enum EntryKind {
         /// Position of the signal among all signals sent to the execution.
         seq: u64,
         /// Its payload.
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// An item was emitted to the output stream.
     Emit {
         /// The item.
+        #[serde(with = "serde_bytes")]
         item: Vec<u8>,
     },
     /// An explicit save point.
@@ -103,7 +106,34 @@ pub struct ToolFailure {
     /// Human-readable message.
     pub message: String,
     /// Optional structured details.
+    #[serde(with = "serde_bytes")]
     pub details: Option<Vec<u8>>,
+}
+
+/// Serializes a tool result with its payload as raw bytes (not an array of
+/// numbers): smaller, and decoded with one copy. Reading also accepts the
+/// arrays format version 1 wrote.
+mod result_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    use super::ToolFailure;
+
+    pub fn serialize<S: Serializer>(
+        result: &Result<Vec<u8>, ToolFailure>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match result {
+            Ok(v) => Ok::<&Bytes, &ToolFailure>(Bytes::new(v)).serialize(s),
+            Err(e) => Err::<&Bytes, &ToolFailure>(e).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<Vec<u8>, ToolFailure>, D::Error> {
+        Ok(Result::<ByteBuf, ToolFailure>::deserialize(d)?.map(ByteBuf::into_vec))
+    }
 }
 
 /// The shape of a journaled call, without its result: what replay compares.
@@ -174,6 +204,43 @@ impl EntryKind {
         }
     }
 
+    /// Whether this entry records `call` (what [`EntryKind::call`] would
+    /// compare equal to, without building it: replay checks every entry).
+    pub fn matches(&self, call: &Call) -> bool {
+        match (self, call) {
+            (
+                EntryKind::Tool {
+                    category,
+                    name,
+                    input_digest,
+                    ..
+                }
+                | EntryKind::ToolStored {
+                    category,
+                    name,
+                    input_digest,
+                    ..
+                },
+                Call::Tool {
+                    category: c,
+                    name: n,
+                    input_digest: d,
+                },
+            ) => category == c && name == n && input_digest == d,
+            (EntryKind::Sleep { duration_ms, .. }, Call::Sleep { duration_ms: d }) => {
+                duration_ms == d
+            }
+            (EntryKind::Signal { name, .. }, Call::Signal { name: n }) => name == n,
+            (EntryKind::Emit { item }, Call::Emit { item_digest }) => {
+                Digest::of(item) == *item_digest
+            }
+            (EntryKind::Checkpoint, Call::Checkpoint)
+            | (EntryKind::Now { .. }, Call::Now)
+            | (EntryKind::Random { .. }, Call::Random) => true,
+            _ => false,
+        }
+    }
+
     /// A short name for the kind: `tool`, `sleep`, `signal`, ...
     pub fn label(&self) -> &'static str {
         match self {
@@ -217,6 +284,63 @@ impl fmt::Display for Call {
             Call::Checkpoint => f.write_str("checkpoint"),
             Call::Now => f.write_str("now"),
             Call::Random => f.write_str("random"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_agrees_with_call() {
+        let kinds = [
+            EntryKind::Tool {
+                category: "c".into(),
+                name: "n".into(),
+                input_digest: Digest::of(b"i"),
+                input_len: 1,
+                result: Ok(vec![1]),
+            },
+            EntryKind::ToolStored {
+                category: "c".into(),
+                name: "n".into(),
+                input_digest: Digest::of(b"i"),
+                input_len: 1,
+                result_digest: Digest::of(b"r"),
+                result_len: 1,
+            },
+            EntryKind::Tool {
+                category: "c".into(),
+                name: "other".into(),
+                input_digest: Digest::of(b"i"),
+                input_len: 1,
+                result: Ok(vec![1]),
+            },
+            EntryKind::Sleep {
+                duration_ms: 5,
+                wake_at_ms: 9,
+            },
+            EntryKind::Signal {
+                name: "s".into(),
+                seq: 0,
+                payload: vec![],
+            },
+            EntryKind::Emit { item: vec![7] },
+            EntryKind::Checkpoint,
+            EntryKind::Now { value: 1 },
+            EntryKind::Random { value: 2 },
+        ];
+        for a in &kinds {
+            for b in &kinds {
+                assert_eq!(
+                    a.matches(&b.call()),
+                    a.call() == b.call(),
+                    "{} vs {}",
+                    a.call(),
+                    b.call()
+                );
+            }
         }
     }
 }

@@ -9,15 +9,25 @@
 //! - the live step cost (steps n=100 minus n=0, per step) on the in-memory and
 //!   the file store (the file store fsyncs every append);
 //! - the replay cost per journal entry (resume an execution whose 1,000
-//!   entries are already journaled, minus one with none).
+//!   entries are already journaled, minus one with none);
+//! - on Redis over loopback TCP (a private `redis-server`, AOF with fsync
+//!   every second): one raw `PING` and `RPUSH` round trip, one journal
+//!   append (the Lua script), a live step end to end, loading and resuming
+//!   a 1,000-step execution, and the bytes Redis keeps per entry and per
+//!   suspended execution; and the host memory a suspended execution holds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reprise_host::execution::ExecutionRecord;
+use reprise_host::execution::{Status, Wait};
 use reprise_host::journal::Entry;
+use reprise_host::journal::EntryKind;
 use reprise_host::store::now_ms;
-use reprise_host::{EmbeddedStore, ExecutionId, Runtime, RuntimeConfig, Store};
+use reprise_host::{
+    Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Runtime, RuntimeConfig, Store,
+};
+use reprise_tests::redis::RedisServer;
 use reprise_tests::{deploy, encode, runtime, wait};
 use serde_json::json;
 
@@ -81,6 +91,41 @@ async fn replay_many(
         assert_eq!(done.journal_len as usize, journal.len());
     }
     stats(samples)
+}
+
+/// Times `n` sequential runs of `op`.
+async fn time_many<F, Fut>(n: usize, mut op: F) -> Stats
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        op(i).await;
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+/// Resident set size of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn info_used_memory(server: &RedisServer) -> i64 {
+    server
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn row(name: &str, s: &Stats) {
@@ -147,5 +192,168 @@ fn main() {
         row("resume + replay of 1,000 entries, memory store", &r1000);
         let per_entry = (us(r1000.median) - us(r0.median)) / 1000.0;
         println!("  => replay per entry: {per_entry:.2} us");
+
+        redis_scenarios(&memory, &input, &journal).await;
     });
+}
+
+async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry]) {
+    println!();
+    let (server, url) = RedisServer::start_tcp(&["--appendfsync", "everysec"]);
+    let store = RedisStore::connect(&url, RedisOptions::default())
+        .await
+        .unwrap();
+    let redis: Arc<dyn Store> = Arc::new(store);
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut conn = ::redis::aio::ConnectionManager::new(client).await.unwrap();
+
+    // Raw round trips on the same kind of connection the store uses.
+    let n = 5000;
+    for _ in 0..500 {
+        let _: String = ::redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    }
+    let ping = time_many(n, |_| {
+        let mut c = conn.clone();
+        async move {
+            let _: String = ::redis::cmd("PING").query_async(&mut c).await.unwrap();
+        }
+    })
+    .await;
+    let entry_bytes = reprise_host::persist::encode(&journal[0]);
+    let rpush = time_many(n, |_| {
+        let mut c = conn.clone();
+        let v = entry_bytes.clone();
+        async move {
+            let _: i64 = ::redis::cmd("RPUSH")
+                .arg("bench:list")
+                .arg(v)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    row("raw PING round trip, loopback TCP", &ping);
+    row("raw RPUSH of one encoded entry, loopback TCP", &rpush);
+
+    // One journal append: the conditional Lua script.
+    let id = ExecutionId::new("bench-append").unwrap();
+    let rec = ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b""), vec![], now_ms());
+    redis.create_execution(&rec).await.unwrap();
+    let lease = redis
+        .acquire_lease(&id, "bench", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let tool_entry = journal
+        .iter()
+        .find(|e| matches!(e.kind, EntryKind::Tool { .. }))
+        .unwrap()
+        .clone();
+    let append = time_many(n, |i| {
+        let (redis, id, lease, e) = (redis.clone(), id.clone(), lease.clone(), tool_entry.clone());
+        async move { redis.append(&id, &lease, i as u64, &e).await.unwrap() }
+    })
+    .await;
+    row("journal append (Lua: fence + index check + RPUSH)", &append);
+    println!(
+        "  => append / RPUSH round trip: {:.2}x",
+        us(append.median) / us(rpush.median)
+    );
+
+    // A live step end to end.
+    let (rrt, _) = runtime(redis.clone(), RuntimeConfig::default());
+    for g in ["steps", "signals"] {
+        deploy(&rrt, g).await;
+    }
+    run_many(&rrt, "steps", json!({"n": 100, "size": 64}), 10).await;
+    let r0 = run_many(&rrt, "steps", json!({"n": 0, "size": 64}), 300).await;
+    let r100 = run_many(&rrt, "steps", json!({"n": 100, "size": 64}), 100).await;
+    row("steps n=0 (64 B payloads), Redis", &r0);
+    row("steps n=100 (64 B payloads), Redis", &r100);
+    let per_step = (us(r100.median) - us(r0.median)) / 100.0;
+    println!(
+        "  => live step, Redis: {per_step:.1} us = {:.2}x one RPUSH round trip",
+        per_step / us(rpush.median)
+    );
+
+    // Loading and resuming a 1,000-step execution.
+    let digest = memory.get_deployment("steps").await.unwrap().unwrap();
+    assert_eq!(redis.get_deployment("steps").await.unwrap(), Some(digest));
+    let q0 = replay_many(
+        &rrt,
+        &redis,
+        &encode(&json!({"n": 0, "size": 16})),
+        &[],
+        100,
+    )
+    .await;
+    let q1000 = replay_many(&rrt, &redis, input, journal, 50).await;
+    row("resume with 0 journal entries, Redis", &q0);
+    row("resume + replay of 1,000 entries, Redis", &q1000);
+    let loaded_id = {
+        let rec = ExecutionRecord::new(
+            ExecutionId::generate(),
+            "steps".into(),
+            digest,
+            input.to_vec(),
+            now_ms(),
+        );
+        redis.create_execution(&rec).await.unwrap();
+        let lease = redis
+            .acquire_lease(&rec.id, "bench", Duration::from_secs(60))
+            .await
+            .unwrap();
+        for (i, e) in journal.iter().enumerate() {
+            redis.append(&rec.id, &lease, i as u64, e).await.unwrap();
+        }
+        redis.release_lease(&rec.id, &lease).await.unwrap();
+        rec.id
+    };
+    let load = time_many(200, |_| {
+        let (redis, id) = (redis.clone(), loaded_id.clone());
+        async move {
+            assert_eq!(redis.load(&id).await.unwrap().journal.len(), 1000);
+        }
+    })
+    .await;
+    row("load of a 1,000-entry execution (one round trip)", &load);
+
+    // Bytes in Redis.
+    let jkey = format!("reprise:j:{{{loaded_id}}}");
+    let jbytes: f64 = server.cli(&["MEMORY", "USAGE", &jkey]).parse().unwrap();
+    println!(
+        "Redis bytes per journal entry (steps, 16 B payloads): {:.1} (encoded entry {} B)",
+        jbytes / 1000.0,
+        reprise_host::persist::encode(&journal[1]).len()
+    );
+    let before_redis = info_used_memory(&server);
+    let before_rss = rss();
+    let k = 1000;
+    let mut ids = Vec::with_capacity(k);
+    for _ in 0..k {
+        let id = rrt
+            .start("signals", encode(&json!({"sleep_ms": 0})), None)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        rrt.wait_until(id, |r| {
+            r.status == Status::Suspended && matches!(r.wait, Some(Wait::Signal { .. }))
+        })
+        .await
+        .unwrap();
+    }
+    let after_redis = info_used_memory(&server);
+    let after_rss = rss();
+    println!(
+        "Redis bytes per suspended execution (signals guest, 2 entries): {:.0}",
+        (after_redis - before_redis) as f64 / k as f64
+    );
+    println!(
+        "host RSS change per suspended execution ({k} suspended, live instances {}): {:.0} bytes",
+        rrt.live_instances(),
+        (after_rss as f64 - before_rss as f64) / k as f64
+    );
+    drop(server);
 }

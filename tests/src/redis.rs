@@ -49,6 +49,21 @@ impl RedisServer {
         format!("redis+unix://{}", self.socket().display())
     }
 
+    /// Starts a server that also listens on a free TCP port on loopback
+    /// (benchmarks compare against network round trips); returns it and
+    /// its `redis://127.0.0.1:<port>` URL.
+    pub fn start_tcp(extra: &[&str]) -> (Self, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("finding a free port")
+            .port()
+            .to_string();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        let server = Self::start_with(&args);
+        (server, format!("redis://127.0.0.1:{port}"))
+    }
+
     /// A store connected to this server with default options.
     pub async fn store(&self) -> RedisStore {
         self.store_with(RedisOptions::default()).await

@@ -17,8 +17,9 @@
 //! large tool results (`P:blob:{<hex>}` with reference count
 //! `P:blobref:{<hex>}`).
 //!
-//! An append is one `EVALSHA` (the lease's fencing token and the expected
-//! index are checked, the entry pushed); loading an execution with its whole
+//! An append is one `EVALSHA` (the lease's fencing token, its expiry and the
+//! expected index are checked, the entry pushed: four commands, one write,
+//! as lean as the check allows); loading an execution with its whole
 //! journal is one `EVALSHA` whatever the journal's length. Lease expiry uses
 //! the Redis server's clock, so hosts with skewed clocks still agree.
 
@@ -80,6 +81,7 @@ struct Meta {
     id: ExecutionId,
     workflow: String,
     digest: Digest,
+    #[serde(with = "serde_bytes")]
     input: Vec<u8>,
     seed: u64,
     created_at_ms: u64,
@@ -154,7 +156,6 @@ local len = redis.call('LLEN', KEYS[2])
 if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 if ARGV[4] then redis.call('RPUSH', KEYS[3], ARGV[4]) end
-redis.call('HSET', KEYS[1], 'upd', now)
 return {'ok'}
 "#;
 
