@@ -148,6 +148,17 @@ fn main() {
         for g in ["hello", "steps"] {
             deploy(&rt, g).await;
         }
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("replay") {
+            // For profiling: only the replay scenario, repeated.
+            deploy(&rt, "steps").await;
+            let input = encode(&json!({"n": 1000, "size": 16}));
+            let id = rt.start("steps", input.clone(), None).await.unwrap();
+            wait(&rt, &id).await;
+            let journal = rt.journal(&id).await.unwrap();
+            let r = replay_many(&rt, &memory, &input, &journal, 300).await;
+            row("resume + replay of 1,000 entries, memory store", &r);
+            return;
+        }
         // Warm up: compile caches, pool slots, allocator.
         run_many(&rt, "hello", json!({}), 200).await;
         run_many(&rt, "steps", json!({"n": 100, "size": 64}), 20).await;
@@ -317,9 +328,24 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
     })
     .await;
     row("load of a 1,000-entry execution (one round trip)", &load);
+    let jkey = format!("reprise:j:{{{loaded_id}}}");
+    let lrange = time_many(200, |_| {
+        let (mut c, key) = (conn.clone(), jkey.clone());
+        async move {
+            let v: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(v.len(), 1000);
+        }
+    })
+    .await;
+    row("raw LRANGE of the same 1,000 entries", &lrange);
 
     // Bytes in Redis.
-    let jkey = format!("reprise:j:{{{loaded_id}}}");
     let jbytes: f64 = server.cli(&["MEMORY", "USAGE", &jkey]).parse().unwrap();
     println!(
         "Redis bytes per journal entry (steps, 16 B payloads): {:.1} (encoded entry {} B)",
