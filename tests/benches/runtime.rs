@@ -108,6 +108,15 @@ where
     stats(samples)
 }
 
+/// User + system CPU time of this process, in clock ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
 /// Resident set size of this process, in bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -148,6 +157,52 @@ fn main() {
         for g in ["hello", "steps"] {
             deploy(&rt, g).await;
         }
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("replayloop") {
+            // For profiling: replay 1,000 entries over and over (a budget of
+            // zero new steps never gets past the journal).
+            deploy(&rt, "steps").await;
+            let input = encode(&json!({"n": 1000, "size": 16}));
+            let id = rt.start("steps", input.clone(), None).await.unwrap();
+            wait(&rt, &id).await;
+            let journal = rt.journal(&id).await.unwrap();
+            let (looping, _) = runtime(
+                memory.clone(),
+                RuntimeConfig {
+                    budget: reprise_host::Budget {
+                        max_steps: Some(0),
+                        max_time: None,
+                    },
+                    ..RuntimeConfig::default()
+                },
+            );
+            let more = encode(&json!({"n": 1001, "size": 16}));
+            let digest = memory.get_deployment("steps").await.unwrap().unwrap();
+            let rec = ExecutionRecord::new(
+                ExecutionId::generate(),
+                "steps".into(),
+                digest,
+                more,
+                now_ms(),
+            );
+            memory.create_execution(&rec).await.unwrap();
+            let lease = memory
+                .acquire_lease(&rec.id, "b", Duration::from_secs(60))
+                .await
+                .unwrap();
+            for (i, e) in journal.iter().enumerate() {
+                memory.append(&rec.id, &lease, i as u64, e).await.unwrap();
+            }
+            memory.release_lease(&rec.id, &lease).await.unwrap();
+            let before = looping.invocations();
+            looping.resume(&rec.id).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let n = looping.invocations() - before;
+            println!(
+                "{n} replays of 1,000 entries in 10 s: {:.1} us each",
+                1e7 / n as f64
+            );
+            return;
+        }
         if std::env::var("BENCH_ONLY").as_deref() == Ok("replay") {
             // For profiling: only the replay scenario, repeated.
             deploy(&rt, "steps").await;
@@ -155,8 +210,24 @@ fn main() {
             let id = rt.start("steps", input.clone(), None).await.unwrap();
             wait(&rt, &id).await;
             let journal = rt.journal(&id).await.unwrap();
-            let r = replay_many(&rt, &memory, &input, &journal, 300).await;
+            let load = time_many(200, |_| {
+                let (m, id) = (memory.clone(), id.clone());
+                async move {
+                    m.load(&id).await.unwrap();
+                }
+            })
+            .await;
+            row("load of 1,000 entries, memory store", &load);
+            let cpu0 = cpu_ticks();
+            let t = Instant::now();
+            let r = replay_many(&rt, &memory, &input, &journal, 100).await;
+            let (cpu1, wall) = (cpu_ticks(), t.elapsed());
             row("resume + replay of 1,000 entries, memory store", &r);
+            println!(
+                "cpu {} ticks over {:?} wall (incl. setup)",
+                cpu1 - cpu0,
+                wall
+            );
             return;
         }
         // Warm up: compile caches, pool slots, allocator.
