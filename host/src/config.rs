@@ -54,7 +54,9 @@ pub struct RuntimeConfig {
     /// Delay before retrying an invocation that stopped on a retriable
     /// store error; doubles up to 30 s.
     pub retry_delay: Duration,
-    /// This host's id, recorded in leases.
+    /// This host's id, recorded in leases. Unique per runtime (the default
+    /// is random): a host may take over a lease held under its own id, which
+    /// is only safe because one runtime drives an execution from one task.
     pub host_id: String,
     /// How long a finished (completed, failed or cancelled) execution is
     /// kept before it is deleted with its journal; `None` keeps them all.

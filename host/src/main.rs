@@ -41,6 +41,15 @@ struct StoreArgs {
     /// or `redis+unix:///path/to/socket[?pass=password]`.
     #[arg(long, env = "REPRISE_REDIS_URL", value_name = "URL")]
     redis: Option<String>,
+    /// CA certificate (PEM file) to trust for a `rediss://` URL, instead of
+    /// the system's roots.
+    #[arg(
+        long,
+        env = "REPRISE_REDIS_CA",
+        value_name = "FILE",
+        requires = "redis"
+    )]
+    redis_ca: Option<PathBuf>,
     /// Keep finished executions this many hours before deleting them
     /// (0 keeps them forever).
     #[arg(long, default_value_t = 168, value_name = "HOURS")]
@@ -138,7 +147,18 @@ fn main() -> ExitCode {
 
 async fn open_store(args: &StoreArgs, required: bool) -> Result<Arc<dyn Store>> {
     if let Some(url) = &args.redis {
-        let store = RedisStore::connect(url, RedisOptions::default()).await?;
+        let tls_ca = match &args.redis_ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --redis-ca {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let options = RedisOptions {
+            tls_ca,
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::connect(url, options).await?;
         return Ok(Arc::new(store));
     }
     match &args.store {

@@ -54,6 +54,9 @@ pub struct RedisOptions {
     /// How long to wait for any one reply before the operation fails as
     /// retriable.
     pub response_timeout: Duration,
+    /// For `rediss://` URLs: the CA certificate (PEM) to trust instead of
+    /// the system's roots, for a Redis behind a private CA.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -64,6 +67,7 @@ impl Default for RedisOptions {
             blob_chunk: 1 << 20,
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
+            tls_ca: None,
         }
     }
 }
@@ -472,8 +476,19 @@ impl RedisStore {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         // The URL may hold a password: never echo it.
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind())))?;
+        let invalid =
+            |e: RedisError| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind()));
+        let client = match &options.tls_ca {
+            Some(ca) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            )
+            .map_err(invalid)?,
+            None => redis::Client::open(url).map_err(invalid)?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout))

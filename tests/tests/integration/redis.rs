@@ -358,3 +358,119 @@ async fn finished_executions_are_indexed_for_retention() {
     assert_eq!(server.cli(&["ZCARD", "reprise:finished"]), "0");
     assert_eq!(server.cli(&["DBSIZE"]), "0", "nothing of it is left");
 }
+
+/// `rediss://` works against a TLS-only Redis whose certificate is signed by
+/// a private CA given in the options; without the CA it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_urls_connect_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("running openssl (install it: the TLS test makes its own certificates)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+    ]);
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("ext.cnf"),
+        "-out",
+        &path("server.pem"),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let (cert, key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let _server = RedisServer::start_with(&[
+        "--tls-port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://localhost:{port}");
+    let options = RedisOptions {
+        tls_ca: Some(std::fs::read(&ca).unwrap()),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&url, options)
+        .await
+        .expect("connecting over TLS with the private CA");
+    store
+        .put_deployment("wf", &Digest::of(b"tls"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_deployment("wf").await.unwrap(),
+        Some(Digest::of(b"tls"))
+    );
+    let untrusted = RedisStore::connect(
+        &url,
+        RedisOptions {
+            connection_timeout: Duration::from_secs(2),
+            ..RedisOptions::default()
+        },
+    )
+    .await;
+    assert!(
+        untrusted.is_err(),
+        "a certificate from an unknown CA must be refused"
+    );
+}
