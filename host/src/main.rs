@@ -100,6 +100,13 @@ enum Command {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// Cancel an execution that has not ended: it is never run again.
+    Cancel {
+        /// Execution id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Delete a finished (completed, failed or cancelled) execution and its
     /// journal now, without waiting for it to expire.
     Delete {
@@ -224,6 +231,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let rt = runtime(open_store(&store, true).await?, &store, &budget)?;
             rt.resume(&id).await?;
             finish(&rt, &id, journal).await
+        }
+        Command::Cancel { id, store } => {
+            let id = ExecutionId::new(id)?;
+            let rec = open_store(&store, true).await?.cancel(&id).await?;
+            println!(
+                "cancelled execution {} ({} journal entries)",
+                rec.id, rec.journal_len
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Delete { id, store } => {
             let id = ExecutionId::new(id)?;
