@@ -171,6 +171,32 @@ pub fn add_blob_tool(tools: &mut ToolRegistry, calls: &Calls) {
     });
 }
 
+/// Tools whose `builtin/echo` blocks on call number `hang_at` (0-based)
+/// until `go` is notified (forever if it never is), and reports the
+/// journal index it got to: a way to interrupt a run mid-step.
+pub fn stalling_tools(
+    calls: &Calls,
+    hang_at: u32,
+    go: Arc<tokio::sync::Notify>,
+) -> (ToolRegistry, tokio::sync::mpsc::UnboundedReceiver<u64>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tools = ToolRegistry::with_builtins();
+    let calls = calls.clone();
+    tools.register_fn("builtin", "echo", move |call: ToolCall| {
+        let n = calls.total();
+        calls.record(&call);
+        let (tx, go) = (tx.clone(), go.clone());
+        async move {
+            if n == hang_at {
+                let _ = tx.send(call.idempotency_key.index);
+                go.notified().await;
+            }
+            Ok(call.input)
+        }
+    });
+    (tools, rx)
+}
+
 /// A runtime on the shared engine, `store` and counting tools.
 pub fn runtime(store: Arc<dyn Store>, config: RuntimeConfig) -> (Runtime, Calls) {
     let calls = Calls::default();

@@ -6,36 +6,11 @@ use std::time::Duration;
 
 use reprise_host::execution::{ExecutionRecord, FailureKind, Outcome, Status};
 use reprise_host::store::now_ms;
-use reprise_host::tools::ToolCall;
-use reprise_host::{
-    Digest, EmbeddedStore, ExecutionId, Runtime, RuntimeConfig, Store, ToolRegistry,
-};
+use reprise_host::{Digest, EmbeddedStore, ExecutionId, Runtime, RuntimeConfig, Store};
 use reprise_tests::*;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 on_every_store!(replay_that_differs_from_the_journal_fails_with_nondeterminism);
-
-/// Tools whose echo hangs forever on call number `hang_at` (0-based) and
-/// reports it, to interrupt a run mid-step.
-fn hanging_tools(calls: &Calls, hang_at: u32) -> (ToolRegistry, mpsc::UnboundedReceiver<u64>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut tools = ToolRegistry::with_builtins();
-    let calls = calls.clone();
-    tools.register_fn("builtin", "echo", move |call: ToolCall| {
-        let n = calls.total();
-        calls.record(&call);
-        let tx = tx.clone();
-        async move {
-            if n == hang_at {
-                let _ = tx.send(call.idempotency_key.index);
-                std::future::pending::<()>().await;
-            }
-            Ok(call.input)
-        }
-    });
-    (tools, rx)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_run_resumes_from_the_file_without_redoing_steps() {
@@ -45,7 +20,7 @@ async fn an_interrupted_run_resumes_from_the_file_without_redoing_steps() {
     let first_calls = Calls::default();
     let id = {
         let store = Arc::new(EmbeddedStore::open(&path).unwrap());
-        let (tools, mut hung) = hanging_tools(&first_calls, k);
+        let (tools, mut hung) = stalling_tools(&first_calls, k, Default::default());
         let rt = Runtime::new(engine(), store, tools, RuntimeConfig::default());
         deploy(&rt, "steps").await;
         let id = rt

@@ -98,31 +98,6 @@ async fn two_hosts_racing_on_one_execution_never_both_write() {
     assert!(snap.record.last_token >= 2, "leases changed hands");
 }
 
-/// Tools whose `builtin/echo` blocks on call number `hang_at` until `go` is
-/// notified, and reports when it got there.
-fn stalling_tools(
-    calls: &Calls,
-    hang_at: u32,
-    go: Arc<Notify>,
-) -> (ToolRegistry, mpsc::UnboundedReceiver<u64>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut tools = ToolRegistry::with_builtins();
-    let calls = calls.clone();
-    tools.register_fn("builtin", "echo", move |call: ToolCall| {
-        let n = calls.total();
-        calls.record(&call);
-        let (tx, go) = (tx.clone(), go.clone());
-        async move {
-            if n == hang_at {
-                let _ = tx.send(call.idempotency_key.index);
-                go.notified().await;
-            }
-            Ok(call.input)
-        }
-    });
-    (tools, rx)
-}
-
 /// Host A stalls mid-step past its lease; host B takes over and finishes.
 /// When A wakes up its write is refused, and the journal has every step once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
