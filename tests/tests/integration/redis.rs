@@ -449,3 +449,42 @@ async fn tls_urls_connect_with_a_private_ca() {
         "a certificate from an unknown CA must be refused"
     );
 }
+
+/// A host dies mid-step (its tasks stop, its lease is never released);
+/// another host recovers the execution once the lease expires and finishes
+/// it, running only the steps that were not recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_host_recovers_the_executions_of_a_dead_one() {
+    let server = RedisServer::start();
+    let k = 3;
+    let a_calls = Calls::default();
+    let (tools, mut stalled) = stalling_tools(&a_calls, k, Default::default());
+    let host_a = Runtime::new(
+        engine(),
+        Arc::new(server.store().await),
+        tools,
+        RuntimeConfig {
+            lease_ttl: Duration::from_millis(600),
+            ..RuntimeConfig::default()
+        },
+    );
+    deploy(&host_a, "steps").await;
+    let id = host_a
+        .start("steps", encode(&json!({"n": 6, "size": 4})), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), stalled.recv())
+        .await
+        .expect("host A reached the stalling step");
+    host_a.shutdown().await;
+    drop(host_a);
+    let rec = server.store().await.get_execution(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Running, "A died holding the lease");
+
+    let (host_b, b_calls) = runtime(Arc::new(server.store().await), RuntimeConfig::default());
+    assert_eq!(host_b.recover().await.unwrap(), 1);
+    let rec = wait(&host_b, &id).await;
+    assert_eq!(result::<Value>(&rec)["steps"], 6);
+    assert_eq!(rec.journal_len, 6);
+    assert_eq!(b_calls.total(), 6 - k, "B ran only what A had not recorded");
+}
