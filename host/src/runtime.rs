@@ -439,12 +439,12 @@ impl Inner {
 
     async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
         let cfg = &self.config;
-        let lease = match self
+        let (lease, snapshot) = match self
             .store
-            .acquire_lease(id, &cfg.host_id, cfg.lease_ttl)
+            .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
             .await
         {
-            Ok(lease) => lease,
+            Ok(taken) => taken,
             Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
                 return Next::RetryAfter(Duration::from_millis(
                     expires_at_ms.saturating_sub(now_ms()) + 10,
@@ -463,10 +463,6 @@ impl Inner {
         self.invocations.fetch_add(1, Ordering::SeqCst);
         self.notify();
 
-        let snapshot = match self.store.load(id).await {
-            Ok(s) => s,
-            Err(e) => return self.after_store_error(id, &lease, e).await,
-        };
         let compiled = match self.component(&snapshot.record.digest).await {
             Ok(Ok(c)) => c,
             Err(e) => return self.after_store_error(id, &lease, e).await,

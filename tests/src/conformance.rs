@@ -289,6 +289,31 @@ pub async fn same_owner_takes_over_its_lease(store: Arc<dyn Store>) {
     assert_eq!(store.get_execution(&id).await.unwrap().invocations, 2);
 }
 
+/// Taking the lease and loading in one call gives the journal and a lease
+/// that can append; another owner is refused while it is live.
+pub async fn acquire_and_load_takes_the_lease(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    store.append(&id, &l, 0, &entry(0)).await.unwrap();
+    store.signal(&id, "go", b"x").await.unwrap();
+    store.release_lease(&id, &l).await.unwrap();
+    let (l2, snap) = store.acquire_and_load(&id, "b", TTL).await.unwrap();
+    assert!(l2.token > l.token);
+    assert_eq!((snap.journal.len(), snap.signals.len()), (1, 1));
+    assert_eq!(snap.record.status, Status::Running);
+    assert_eq!(snap.record.lease.as_ref().map(|l| l.token), Some(l2.token));
+    store.append(&id, &l2, 1, &entry(1)).await.unwrap();
+    assert!(matches!(
+        store.acquire_and_load(&id, "c", TTL).await,
+        Err(StoreError::LeaseHeld { .. })
+    ));
+    let missing = ExecutionId::new("missing").unwrap();
+    assert!(matches!(
+        store.acquire_and_load(&missing, "c", TTL).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 /// Executions that ended before a time are purged; others are kept.
 pub async fn purge_removes_only_finished_executions(store: Arc<dyn Store>) {
     let done = created(store.as_ref(), "done").await;
@@ -377,6 +402,7 @@ macro_rules! conformance_tests {
                 cancel_fences_the_running_invocation,
                 list_and_delete,
                 same_owner_takes_over_its_lease,
+                acquire_and_load_takes_the_lease,
                 purge_removes_only_finished_executions,
                 large_results_round_trip,
             );

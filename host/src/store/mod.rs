@@ -168,6 +168,25 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         ttl: Duration,
     ) -> Result<Lease, StoreError>;
+    /// Takes the lease ([`Store::acquire_lease`]) and loads the snapshot
+    /// ([`Store::load`]): everything an invocation needs before it starts,
+    /// in one round trip where the backend can.
+    async fn acquire_and_load(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        let lease = self.acquire_lease(id, owner, ttl).await?;
+        match self.load(id).await {
+            Ok(snapshot) => Ok((lease, snapshot)),
+            Err(e) => {
+                // Best effort: otherwise the lease simply expires.
+                let _ = self.release_lease(id, &lease).await;
+                Err(e)
+            }
+        }
+    }
     /// Extends a lease the caller still holds.
     async fn renew_lease(
         &self,

@@ -129,7 +129,9 @@ return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2]),
   redis.call('LRANGE', KEYS[4], 0, -1)}
 "#;
 
-const ACQUIRE: &str = r#"
+/// Takes the lease (a live lease of another owner refuses); leaves `tok`
+/// and `exp` for the reply.
+const TAKE_LEASE: &str = r#"
 local now = now_ms()
 local v = redis.call('HMGET', KEYS[1], 'st', 'lo', 'le')
 if not v[1] then return {'notfound'} end
@@ -140,7 +142,17 @@ local exp = now + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'lo', ARGV[1], 'lt', tok, 'le', exp, 'st', 'running', 'upd', now)
 redis.call('HDEL', KEYS[1], 'wait')
 redis.call('HINCRBY', KEYS[1], 'inv', 1)
+"#;
+
+const ACQUIRE: &str = r#"
 return {'ok', tok, exp}
+"#;
+
+/// After TAKE_LEASE, LOAD's reply: an invocation starts with one round trip.
+const ACQUIRE_LOAD: &str = r#"
+return {'ok', tok, exp, redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2]),
+  redis.call('LRANGE', KEYS[2], 0, -1), redis.call('LRANGE', KEYS[3], 0, -1),
+  redis.call('LRANGE', KEYS[4], 0, -1)}
 "#;
 
 const RENEW: &str = r#"
@@ -275,6 +287,7 @@ struct Scripts {
     get: Script,
     load: Script,
     acquire: Script,
+    acquire_load: Script,
     renew: Script,
     append: Script,
     suspend: Script,
@@ -297,7 +310,8 @@ fn scripts() -> &'static Scripts {
             create: Script::new(CREATE),
             get: Script::new(GET),
             load: Script::new(LOAD),
-            acquire: with_prelude(ACQUIRE),
+            acquire: with_prelude(&format!("{TAKE_LEASE}{ACQUIRE}")),
+            acquire_load: with_prelude(&format!("{TAKE_LEASE}{ACQUIRE_LOAD}")),
             renew: with_prelude(RENEW),
             append: with_prelude(APPEND),
             suspend: with_prelude(SUSPEND),
@@ -455,6 +469,34 @@ fn record_from(
 }
 
 impl Reply {
+    /// Reads a snapshot: record, journal length, journal, signal payloads
+    /// and names.
+    fn snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        let record = self.record()?;
+        let raw: Vec<Vec<u8>> = self.next()?;
+        let journal = raw
+            .iter()
+            .map(|e| decode(e))
+            .collect::<Result<Vec<Entry>, _>>()?;
+        let payloads: Vec<Vec<u8>> = self.next()?;
+        let names: Vec<String> = self.next()?;
+        let signals = payloads
+            .into_iter()
+            .zip(names)
+            .enumerate()
+            .map(|(seq, (payload, name))| SignalRecord {
+                seq: seq as u64,
+                name,
+                payload,
+            })
+            .collect();
+        Ok(Snapshot {
+            record,
+            journal,
+            signals,
+        })
+    }
+
     /// Reads a record (hash fields, then journal length) from the reply.
     fn record(&mut self) -> Result<ExecutionRecord, StoreError> {
         let fields: HashMap<String, Vec<u8>> = self.next()?;
@@ -765,30 +807,33 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        let mut reply = Reply::new(v, "load")?.check(id)?;
-        let record = reply.record()?;
-        let raw: Vec<Vec<u8>> = reply.next()?;
-        let journal = raw
-            .iter()
-            .map(|e| decode(e))
-            .collect::<Result<Vec<Entry>, _>>()?;
-        let payloads: Vec<Vec<u8>> = reply.next()?;
-        let names: Vec<String> = reply.next()?;
-        let signals = payloads
-            .into_iter()
-            .zip(names)
-            .enumerate()
-            .map(|(seq, (payload, name))| SignalRecord {
-                seq: seq as u64,
-                name,
-                payload,
-            })
-            .collect();
-        Ok(Snapshot {
-            record,
-            journal,
-            signals,
-        })
+        Reply::new(v, "load")?.check(id)?.snapshot()
+    }
+
+    async fn acquire_and_load(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        let v: Value = scripts()
+            .acquire_load
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .arg(owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "acquire and load")?.check(id)?;
+        let lease = Lease {
+            owner: owner.to_string(),
+            token: reply.next()?,
+            expires_at_ms: reply.next()?,
+        };
+        Ok((lease, reply.snapshot()?))
     }
 
     async fn list_executions(
