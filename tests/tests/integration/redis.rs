@@ -98,6 +98,28 @@ async fn two_hosts_racing_on_one_execution_never_both_write() {
     assert!(snap.record.last_token >= 2, "leases changed hands");
 }
 
+/// Host A: a runtime on `server` that starts `steps` with `n` steps and
+/// stalls in step `k` until `go` is notified; returns once it is stalled.
+async fn stalled_host(
+    server: &RedisServer,
+    n: u32,
+    k: u32,
+    go: Arc<Notify>,
+    config: RuntimeConfig,
+) -> (Runtime, ExecutionId) {
+    let (tools, mut stalled) = stalling_tools(&Calls::default(), k, go);
+    let host = Runtime::new(engine(), Arc::new(server.store().await), tools, config);
+    deploy(&host, "steps").await;
+    let id = host
+        .start("steps", encode(&json!({"n": n, "size": 4})), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), stalled.recv())
+        .await
+        .expect("host A reached the stalling step");
+    (host, id)
+}
+
 /// Host A stalls mid-step past its lease; host B takes over and finishes.
 /// When A wakes up its write is refused, and the journal has every step once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,25 +127,11 @@ async fn a_host_whose_lease_expired_cannot_write() {
     let server = RedisServer::start();
     let k = 4;
     let go = Arc::new(Notify::new());
-    let a_calls = Calls::default();
-    let (tools, mut stalled) = stalling_tools(&a_calls, k, go.clone());
-    let host_a = Runtime::new(
-        engine(),
-        Arc::new(server.store().await),
-        tools,
-        RuntimeConfig {
-            host_id: "host-a".into(),
-            ..RuntimeConfig::default()
-        },
-    );
-    deploy(&host_a, "steps").await;
-    let id = host_a
-        .start("steps", encode(&json!({"n": 10, "size": 4})), None)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(60), stalled.recv())
-        .await
-        .expect("host A reached the stalling step");
+    let config = RuntimeConfig {
+        host_id: "host-a".into(),
+        ..RuntimeConfig::default()
+    };
+    let (host_a, id) = stalled_host(&server, 10, k, go.clone(), config).await;
     // A's lease runs out while it is stalled (as after a long pause).
     let key = format!("reprise:x:{{{id}}}");
     assert_eq!(server.cli(&["HSET", &key, "le", "1"]), "0");
@@ -457,25 +465,11 @@ async fn tls_urls_connect_with_a_private_ca() {
 async fn another_host_recovers_the_executions_of_a_dead_one() {
     let server = RedisServer::start();
     let k = 3;
-    let a_calls = Calls::default();
-    let (tools, mut stalled) = stalling_tools(&a_calls, k, Default::default());
-    let host_a = Runtime::new(
-        engine(),
-        Arc::new(server.store().await),
-        tools,
-        RuntimeConfig {
-            lease_ttl: Duration::from_millis(600),
-            ..RuntimeConfig::default()
-        },
-    );
-    deploy(&host_a, "steps").await;
-    let id = host_a
-        .start("steps", encode(&json!({"n": 6, "size": 4})), None)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(60), stalled.recv())
-        .await
-        .expect("host A reached the stalling step");
+    let config = RuntimeConfig {
+        lease_ttl: Duration::from_millis(600),
+        ..RuntimeConfig::default()
+    };
+    let (host_a, id) = stalled_host(&server, 6, k, Default::default(), config).await;
     host_a.shutdown().await;
     drop(host_a);
     let rec = server.store().await.get_execution(&id).await.unwrap();
