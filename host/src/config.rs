@@ -95,3 +95,26 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// Serde for durations written as text, e.g. `"250ms"`, `"30s"`, `"7d"`
+/// (humantime's format), in config files.
+pub mod duration_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `"1m 30s"`-style text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads `"250ms"`, `"30s"`, `"7d"`...
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"250ms\", \"30s\", \"5m\", \"7d\""
+            ))
+        })
+    }
+}

@@ -38,6 +38,19 @@ impl Status {
             Status::Cancelled => "cancelled",
         }
     }
+
+    /// The status named by [`Status::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Status::Running,
+            Status::Suspended,
+            Status::Completed,
+            Status::Failed,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 impl fmt::Display for Status {

@@ -172,6 +172,36 @@ pub enum Call {
 }
 
 impl EntryKind {
+    /// A one-line description: the tool and its error, the timer, the
+    /// signal, the value.
+    pub fn detail(&self) -> String {
+        match self {
+            EntryKind::Tool {
+                category,
+                name,
+                result,
+                ..
+            } => match result {
+                Ok(_) => format!("{category}/{name}"),
+                Err(e) => format!("{category}/{name} -> error {}: {}", e.code, e.message),
+            },
+            EntryKind::ToolStored {
+                category,
+                name,
+                result_digest,
+                ..
+            } => format!("{category}/{name} (stored as {result_digest})"),
+            EntryKind::Sleep {
+                duration_ms,
+                wake_at_ms,
+            } => format!("{duration_ms} ms, until {wake_at_ms}"),
+            EntryKind::Signal { name, seq, .. } => format!("{name} (#{seq})"),
+            EntryKind::Now { value } => value.to_string(),
+            EntryKind::Random { value } => value.to_string(),
+            EntryKind::Emit { .. } | EntryKind::Checkpoint => String::new(),
+        }
+    }
+
     /// The call this entry records.
     pub fn call(&self) -> Call {
         match self {

@@ -11,7 +11,9 @@
 //! - [`store`]: the `Store` trait and its backends;
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools;
 //! - [`engine`]: wasmtime, compiled components and one invocation;
-//! - [`runtime`]: the driver and scheduler behind the public API.
+//! - [`runtime`]: the driver and scheduler behind the public API;
+//! - [`metrics`]: what the runtime counts, for Prometheus;
+//! - [`server`]: `reprise serve`, the HTTP API in front of a runtime.
 #![deny(missing_docs)]
 
 pub mod config;
@@ -19,8 +21,10 @@ pub mod engine;
 pub mod execution;
 pub mod ids;
 pub mod journal;
+pub mod metrics;
 pub mod persist;
 pub mod runtime;
+pub mod server;
 pub mod store;
 pub mod tools;
 
@@ -28,6 +32,7 @@ pub use config::{Budget, EngineConfig, Limits, RuntimeConfig};
 pub use engine::{CompileError, WorkflowEngine};
 pub use execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
 pub use ids::{Digest, ExecutionId};
+pub use metrics::Metrics;
 pub use runtime::{Deployment, Runtime, RuntimeError};
 pub use store::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError};
 pub use tools::{Tool, ToolCall, ToolError, ToolRegistry};

@@ -1,5 +1,13 @@
-//! `reprise`: run workflow components locally, on the embedded store or on
-//! Redis.
+//! `reprise`: serve workflows over HTTP (`serve`), talk to such a host
+//! (`deploy`, `start`, `status`, `signal`, `journal`, `cancel`, `ls`), or run
+//! a component locally (`run`, `resume`) on the embedded store or on Redis.
+//!
+//! Exit codes: 0 success; 1 the request failed (server error, unreachable
+//! host, store error); 2 usage error (bad arguments or input); 3 the
+//! workflow failed or was cancelled; 4 the execution has not ended (it waits
+//! for a signal, or `--wait` ran out).
+
+mod cli_client;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,16 +16,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use reprise_host::journal::{Entry, EntryKind};
+use cli_client::{CliError, Client, ClientArgs, parse_wait};
+use reprise_host::journal::Entry;
+use reprise_host::server::{self, Server, config::ServeConfig};
 use reprise_host::store::{RedisOptions, RedisStore};
 use reprise_host::{
     Budget, EmbeddedStore, EngineConfig, ExecutionId, ExecutionRecord, Outcome, Runtime,
     RuntimeConfig, Status, Store, ToolRegistry, Wait, WorkflowEngine,
 };
 
+/// Exit code when a request failed (server, network or store).
+const EXIT_SERVER: u8 = 1;
+/// Exit code for bad arguments.
+const EXIT_USAGE: u8 = 2;
 /// Exit code when the workflow failed or was cancelled.
 const EXIT_WORKFLOW_FAILED: u8 = 3;
-/// Exit code when the execution waits for a signal.
+/// Exit code when the execution has not ended.
 const EXIT_SUSPENDED: u8 = 4;
 
 #[derive(Parser)]
@@ -68,8 +82,89 @@ struct BudgetArgs {
     max_time_ms: Option<u64>,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (see README: every key, with its default).
+    #[arg(long, env = "REPRISE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "REPRISE_LISTEN", value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory of the embedded store [default: ./reprise-data].
+    #[arg(long, env = "REPRISE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Redis URL: use Redis as the store instead of the data directory.
+    #[arg(long, env = "REPRISE_REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
+    /// CA certificate (PEM file) to trust for a `rediss://` URL.
+    #[arg(long, env = "REPRISE_REDIS_CA", value_name = "FILE")]
+    redis_ca: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run a host: the HTTP API on the embedded store (or Redis).
+    Serve(ServeArgs),
+    /// Deploy a component to a host under a name.
+    Deploy {
+        /// Workflow name.
+        name: String,
+        /// The component (.wasm).
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start an execution on a host.
+    Start {
+        /// Workflow name.
+        name: String,
+        /// Input as JSON.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Execution id (default: generated). Starting the same id twice
+        /// starts once.
+        #[arg(long)]
+        id: Option<String>,
+        /// Wait for the result, up to this long (default 60s); exit 4 if it
+        /// has not ended by then.
+        #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_name = "DURATION")]
+        wait: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an execution.
+    Status {
+        /// Execution id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send a signal to an execution.
+    Signal {
+        /// Execution id.
+        id: String,
+        /// Signal name.
+        name: String,
+        /// Payload as JSON.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List executions (or, with --workflows, deployed workflows).
+    Ls {
+        /// List deployed workflows instead.
+        #[arg(long)]
+        workflows: bool,
+        /// Only executions of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only executions with this status.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Deploy a component and run one execution of it to the end.
     Run {
         /// The workflow component (.wasm).
@@ -105,7 +200,7 @@ enum Command {
         /// Execution id.
         id: String,
         #[command(flatten)]
-        store: StoreArgs,
+        client: ClientArgs,
     },
     /// Delete a finished (completed, failed or cancelled) execution and its
     /// journal now, without waiting for it to expire.
@@ -115,13 +210,13 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Print an execution's journal.
+    /// Print an execution's journal, from a host, or with --store or
+    /// --redis straight from a store.
     Journal {
         /// Execution id.
         id: String,
-        /// One JSON object per entry instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -147,7 +242,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<CliError>() {
+                Some(c) => c.exit_code(),
+                None => ExitCode::from(EXIT_SERVER),
+            }
         }
     }
 }
@@ -200,6 +298,36 @@ fn runtime(store: Arc<dyn Store>, args: &StoreArgs, budget: &BudgetArgs) -> Resu
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Deploy { name, file, client } => Client::new(client)?.deploy(&name, &file).await,
+        Command::Start {
+            name,
+            input,
+            id,
+            wait,
+            client,
+        } => {
+            let wait = wait.as_deref().map(parse_wait).transpose()?;
+            Client::new(client)?.start(&name, &input, id, wait).await
+        }
+        Command::Status { id, client } => Client::new(client)?.status(&id).await,
+        Command::Signal {
+            id,
+            name,
+            payload,
+            client,
+        } => Client::new(client)?.signal(&id, &name, &payload).await,
+        Command::Ls {
+            workflows,
+            workflow,
+            status,
+            client,
+        } => {
+            Client::new(client)?
+                .ls(workflows, workflow.as_deref(), status.as_deref())
+                .await
+        }
+        Command::Cancel { id, client } => Client::new(client)?.cancel(&id).await,
         Command::Run {
             component,
             input,
@@ -208,11 +336,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             store,
             budget,
         } => {
-            let input: serde_json::Value =
-                serde_json::from_str(&input).context("--input is not valid JSON")?;
+            let input: serde_json::Value = serde_json::from_str(&input)
+                .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
             let input = rmp_serde::to_vec_named(&input)?;
-            let bytes = std::fs::read(&component)
-                .with_context(|| format!("cannot read {}", component.display()))?;
+            let bytes = std::fs::read(&component).map_err(|e| {
+                CliError::Usage(format!("cannot read {}: {e}", component.display()))
+            })?;
             let rt = runtime(open_store(&store, false).await?, &store, &budget)?;
             let name = workflow_name(&component);
             let deployment = rt.deploy(&name, bytes).await?;
@@ -232,15 +361,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             rt.resume(&id).await?;
             finish(&rt, &id, journal).await
         }
-        Command::Cancel { id, store } => {
-            let id = ExecutionId::new(id)?;
-            let rec = open_store(&store, true).await?.cancel(&id).await?;
-            println!(
-                "cancelled execution {} ({} journal entries)",
-                rec.id, rec.journal_len
-            );
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Delete { id, store } => {
             let id = ExecutionId::new(id)?;
             open_store(&store, true)
@@ -250,11 +370,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("deleted execution {id}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Journal { id, json, store } => {
+        Command::Journal { id, client, store } => {
+            if store.store.is_none() && store.redis.is_none() {
+                return Client::new(client)?.journal(&id).await;
+            }
             let id = ExecutionId::new(id)?;
             let store = open_store(&store, true).await?;
             let snapshot = store.load(&id).await?;
-            print_journal(&snapshot.journal, json);
+            print_journal(&snapshot.journal, client.json);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -332,41 +455,13 @@ fn payload_json(bytes: &[u8]) -> String {
     }
 }
 
-fn describe(kind: &EntryKind) -> String {
-    match kind {
-        EntryKind::Tool {
-            category,
-            name,
-            result,
-            ..
-        } => match result {
-            Ok(_) => format!("{category}/{name}"),
-            Err(e) => format!("{category}/{name} -> error {}: {}", e.code, e.message),
-        },
-        EntryKind::ToolStored {
-            category,
-            name,
-            result_digest,
-            ..
-        } => format!("{category}/{name} (stored as {result_digest})"),
-        EntryKind::Sleep {
-            duration_ms,
-            wake_at_ms,
-        } => format!("{duration_ms} ms, until {wake_at_ms}"),
-        EntryKind::Signal { name, seq, .. } => format!("{name} (#{seq})"),
-        EntryKind::Now { value } => value.to_string(),
-        EntryKind::Random { value } => value.to_string(),
-        EntryKind::Emit { .. } | EntryKind::Checkpoint => String::new(),
-    }
-}
-
 fn print_journal(journal: &[Entry], json: bool) {
     if json {
         for (i, e) in journal.iter().enumerate() {
             let line = serde_json::json!({
                 "index": i,
                 "kind": e.kind.label(),
-                "detail": describe(&e.kind),
+                "detail": e.kind.detail(),
                 "at_ms": e.at_ms,
                 "duration_us": e.duration_us,
                 "size": e.kind.value_len(),
@@ -375,18 +470,124 @@ fn print_journal(journal: &[Entry], json: bool) {
         }
         return;
     }
+    let details: Vec<String> = journal.iter().map(|e| e.kind.detail()).collect();
+    print_journal_rows(journal.iter().zip(&details).enumerate().map(|(i, (e, d))| {
+        (
+            i as u64,
+            e.kind.label(),
+            d.as_str(),
+            e.duration_us,
+            e.kind.value_len() as u64,
+        )
+    }));
+}
+
+/// Prints journal rows `(index, kind, detail, duration µs, size)` as a table.
+fn print_journal_rows<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, u64, u64)>) {
     println!(
         "{:>5}  {:<10}  {:<40}  {:>10}  {:>9}",
         "index", "kind", "tool / detail", "duration", "size"
     );
-    for (i, e) in journal.iter().enumerate() {
+    for (i, kind, detail, duration_us, size) in rows {
         println!(
             "{:>5}  {:<10}  {:<40}  {:>10}  {:>9}",
             i,
-            e.kind.label(),
-            describe(&e.kind),
-            format!("{:.3} ms", e.duration_us as f64 / 1000.0),
-            format!("{} B", e.kind.value_len()),
+            kind,
+            detail,
+            format!("{:.3} ms", duration_us as f64 / 1000.0),
+            format!("{size} B"),
         );
     }
+}
+
+/// `reprise serve`: config file, then environment and flags; the store;
+/// the runtime, recovering what a previous process left; the HTTP API until
+/// SIGTERM or Ctrl-C.
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => ServeConfig::from_file(path).map_err(|e| CliError::Usage(e.to_string()))?,
+        None => ServeConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = args.redis {
+        config.redis = Some(url);
+    }
+    if let Some(ca) = args.redis_ca {
+        config.redis_ca = Some(ca);
+    }
+    let tools = server::tools_from(&config.tools).map_err(|e| CliError::Usage(e.to_string()))?;
+    let store: Arc<dyn Store> = match &config.redis {
+        Some(url) => {
+            let tls_ca = match &config.redis_ca {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    CliError::Usage(format!("cannot read redis_ca {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            let options = RedisOptions {
+                tls_ca,
+                ..RedisOptions::default()
+            };
+            Arc::new(RedisStore::connect(url, options).await?)
+        }
+        None => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("cannot create data directory {}", config.data_dir.display())
+            })?;
+            Arc::new(EmbeddedStore::open(config.data_dir.join("reprise.redb"))?)
+        }
+    };
+    let engine = WorkflowEngine::new(server::engine_config(&config))
+        .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+    let runtime = Arc::new(Runtime::new(
+        Arc::new(engine),
+        store,
+        tools,
+        server::runtime_config(&config),
+    ));
+    let recovered = runtime.recover().await?;
+    if recovered > 0 {
+        tracing::info!(recovered, "resumed executions left by a previous process");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let where_ = match &config.redis {
+        Some(_) => "Redis".to_string(),
+        None => config.data_dir.display().to_string(),
+    };
+    let server = Server::new(config, runtime).map_err(|e| CliError::Usage(e.to_string()))?;
+    eprintln!("reprise listening on http://{addr} (store: {where_})");
+    server.serve(listener, shutdown_signal()).await?;
+    eprintln!("reprise stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -22,7 +22,8 @@ use crate::engine::{CompileError, CompiledWorkflow, WorkflowEngine};
 use crate::execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
 use crate::ids::{Digest, ExecutionId, InvalidId};
 use crate::journal::Entry;
-use crate::store::{Created, Store, StoreError, Suspended, now_ms};
+use crate::metrics::{Metrics, StatusLabel};
+use crate::store::{Created, DeploymentVersion, Store, StoreError, Suspended, now_ms};
 use crate::tools::ToolRegistry;
 
 /// How often [`Runtime::wait_until`] re-reads the store, to see changes made
@@ -65,10 +66,26 @@ pub enum RuntimeError {
 pub struct Deployment {
     /// Its name.
     pub name: String,
+    /// Version number of this digest under this name (from 1).
+    pub version: u32,
     /// Digest of the component bytes.
     pub digest: Digest,
     /// What the component imports.
     pub imports: Vec<String>,
+    /// When this version was deployed, ms since the Unix epoch.
+    pub deployed_at_ms: u64,
+}
+
+impl Deployment {
+    fn new(name: String, v: DeploymentVersion) -> Self {
+        Self {
+            name,
+            version: v.version,
+            digest: v.digest,
+            imports: v.imports,
+            deployed_at_ms: v.deployed_at_ms,
+        }
+    }
 }
 
 /// Runs workflow executions against one store with one set of tools.
@@ -90,8 +107,13 @@ struct Inner {
     active: Mutex<HashMap<ExecutionId, bool>>,
     tasks: Mutex<JoinSet<()>>,
     closed: AtomicBool,
+    /// Set by [`Runtime::drain`]: invocations suspend before their next step.
+    draining: Arc<AtomicBool>,
     live_instances: AtomicUsize,
+    /// Invocations between taking their lease and recording how they ended.
+    in_flight: AtomicUsize,
     invocations: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// What the driver does after an invocation.
@@ -121,8 +143,11 @@ impl Runtime {
                 active: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(JoinSet::new()),
                 closed: AtomicBool::new(false),
+                draining: Arc::new(AtomicBool::new(false)),
                 live_instances: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
                 invocations: AtomicU64::new(0),
+                metrics: Arc::new(Metrics::default()),
             }),
         };
         if let Some(retention) = rt.inner.config.retention
@@ -170,15 +195,53 @@ impl Runtime {
             .store
             .put_component(&compiled.digest, &bytes)
             .await?;
-        self.inner
-            .store
-            .put_deployment(name, &compiled.digest)
-            .await?;
-        Ok(Deployment {
-            name: name.to_string(),
+        let version = DeploymentVersion {
+            version: 0,
             digest: compiled.digest,
+            deployed_at_ms: now_ms(),
             imports: compiled.imports.clone(),
-        })
+        };
+        let current = self.inner.store.put_deployment(name, &version).await?;
+        Ok(Deployment::new(name.to_string(), current))
+    }
+
+    /// Every deployed workflow at its current version, sorted by name.
+    pub async fn deployments(&self) -> Result<Vec<Deployment>, RuntimeError> {
+        Ok(self
+            .inner
+            .store
+            .list_deployments()
+            .await?
+            .into_iter()
+            .map(|(name, v)| Deployment::new(name, v))
+            .collect())
+    }
+
+    /// Every version of workflow `name`, oldest first.
+    pub async fn deployment_versions(&self, name: &str) -> Result<Vec<Deployment>, RuntimeError> {
+        let versions = self.inner.store.deployment_versions(name).await?;
+        if versions.is_empty() {
+            return Err(RuntimeError::UnknownWorkflow(name.to_string()));
+        }
+        Ok(versions
+            .into_iter()
+            .map(|v| Deployment::new(name.to_string(), v))
+            .collect())
+    }
+
+    /// Executions, optionally only those of one workflow and one status,
+    /// sorted by creation time then id.
+    pub async fn list(
+        &self,
+        workflow: Option<&str>,
+        status: Option<Status>,
+    ) -> Result<Vec<ExecutionRecord>, RuntimeError> {
+        let mut all = self.inner.store.list_executions(status).await?;
+        if let Some(w) = workflow {
+            all.retain(|r| r.workflow == w);
+        }
+        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(all)
     }
 
     /// Starts an execution of the workflow deployed as `workflow`. With an
@@ -327,6 +390,46 @@ impl Runtime {
         self.inner.live_instances.load(Ordering::SeqCst)
     }
 
+    /// Executions this runtime is driving now (running, or about to run
+    /// again at once). Executions waiting for a timer or a signal are not
+    /// counted: they hold nothing but a sleeping task.
+    pub fn active_executions(&self) -> usize {
+        self.inner.active.lock().expect("active poisoned").len()
+    }
+
+    /// The runtime's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Whether [`Runtime::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// Stops taking work and lets running invocations reach their next
+    /// journal write, where they suspend (their executions stay runnable,
+    /// for [`Runtime::recover`] in the next process or another host). Waits
+    /// up to `grace` for them, then stops the rest like
+    /// [`Runtime::shutdown`]: those resume from the last recorded step, so
+    /// nothing recorded is lost either way. Returns how many invocations
+    /// were still running when `grace` ran out.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut changes = self.inner.changes.subscribe();
+        let in_flight = || self.inner.in_flight.load(Ordering::SeqCst);
+        while in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        let left = in_flight();
+        self.shutdown().await;
+        left
+    }
+
     /// Invocations run by this runtime so far.
     pub fn invocations(&self) -> u64 {
         self.inner.invocations.load(Ordering::SeqCst)
@@ -417,7 +520,16 @@ impl Inner {
         }
         let mut delay = self.config.retry_delay;
         loop {
-            match self.invoke_once(&id).await {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let next = self.invoke_once(&id).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.notify();
+            if self.draining.load(Ordering::SeqCst) {
+                // Leave it runnable in the store for the next process.
+                self.active.lock().expect("active poisoned").remove(&id);
+                return;
+            }
+            match next {
                 Next::Again => delay = self.config.retry_delay,
                 Next::Retry => {
                     tokio::time::sleep(delay).await;
@@ -439,6 +551,9 @@ impl Inner {
 
     async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
         let cfg = &self.config;
+        if self.draining.load(Ordering::SeqCst) {
+            return Next::Done;
+        }
         let (lease, snapshot) = match self
             .store
             .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
@@ -461,6 +576,7 @@ impl Inner {
             }
         };
         self.invocations.fetch_add(1, Ordering::SeqCst);
+        self.metrics.invocations.inc();
         self.notify();
 
         let compiled = match self.component(&snapshot.record.digest).await {
@@ -481,8 +597,11 @@ impl Inner {
             limits: cfg.limits.clone(),
             budget: cfg.budget.clone(),
             inline_sleep_max: cfg.inline_sleep_max,
+            metrics: self.metrics.clone(),
+            drain: self.draining.clone(),
         };
         self.live_instances.fetch_add(1, Ordering::SeqCst);
+        self.metrics.live_instances.inc();
         let end = tokio::select! {
             report = invocation::run(&self.engine, &compiled, invocation) => {
                 tracing::debug!(
@@ -492,11 +611,17 @@ impl Inner {
                     "invocation ended: {:?}",
                     report.end
                 );
+                self.metrics.steps.inc_by(u64::from(report.new_steps));
+                self.metrics.replayed_entries.inc_by(report.replayed as u64);
+                if let Some(t) = report.replay_time {
+                    self.metrics.replay_seconds.observe(t.as_secs_f64());
+                }
                 report.end
             }
             lost = renew_lease(self.store.as_ref(), id, &lease, cfg.lease_ttl) => End::Store(lost),
         };
         self.live_instances.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.live_instances.dec();
         self.after(id, &lease, end).await
     }
 
@@ -540,6 +665,12 @@ impl Inner {
         let next = match end {
             End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
                 Ok(()) => {
+                    self.metrics
+                        .finished
+                        .get_or_create(&StatusLabel {
+                            status: outcome.status().as_str().to_string(),
+                        })
+                        .inc();
                     if let Outcome::Failed(f) = &outcome {
                         tracing::info!(execution = %id, "execution failed: {f}");
                     }
@@ -548,7 +679,11 @@ impl Inner {
                 Err(e) => return self.after_store_error(id, lease, e).await,
             },
             End::Suspend { wait, consumed } => {
-                match self.store.suspend(id, lease, &wait, consumed).await {
+                let suspended = self.store.suspend(id, lease, &wait, consumed).await;
+                if suspended.is_ok() {
+                    self.metrics.suspensions.inc();
+                }
+                match suspended {
                     Ok(Suspended::Ready) => Next::Again,
                     Ok(Suspended::Waiting) => match wait {
                         Wait::Ready => Next::Again,

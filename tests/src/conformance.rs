@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reprise_host::execution::{ExecutionRecord, Lease, Outcome, Status, Wait};
 use reprise_host::journal::{Entry, EntryKind};
-use reprise_host::store::{Created, StoreError, Suspended, now_ms};
+use reprise_host::store::{Created, DeploymentVersion, StoreError, Suspended, now_ms};
 use reprise_host::{Digest, ExecutionId, Store};
 
 const TTL: Duration = Duration::from_secs(30);
@@ -53,11 +53,50 @@ pub async fn components_and_deployments(store: Arc<dyn Store>) {
     store.put_component(&d, b"bytes").await.unwrap();
     assert_eq!(store.get_component(&d).await.unwrap().unwrap(), b"bytes");
     assert_eq!(store.get_deployment("wf").await.unwrap(), None);
-    store.put_deployment("wf", &d).await.unwrap();
+    assert!(store.deployment_versions("wf").await.unwrap().is_empty());
+    let v1 = store.put_deployment("wf", &version(d, 10)).await.unwrap();
+    assert_eq!((v1.version, v1.digest, v1.deployed_at_ms), (1, d, 10));
+    assert_eq!(v1.imports, vec!["reprise:workflow/host@0.1.0".to_string()]);
     assert_eq!(store.get_deployment("wf").await.unwrap(), Some(d));
+    // The same digest again adds no version.
+    let again = store.put_deployment("wf", &version(d, 20)).await.unwrap();
+    assert_eq!(again, v1);
     let d2 = Digest::of(b"v2");
-    store.put_deployment("wf", &d2).await.unwrap();
+    let v2 = store.put_deployment("wf", &version(d2, 30)).await.unwrap();
+    assert_eq!((v2.version, v2.digest), (2, d2));
     assert_eq!(store.get_deployment("wf").await.unwrap(), Some(d2));
+    // Back to the first digest: a new version, not a rewrite of history.
+    let v3 = store.put_deployment("wf", &version(d, 40)).await.unwrap();
+    assert_eq!((v3.version, v3.digest), (3, d));
+    let all = store.deployment_versions("wf").await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|v| (v.version, v.digest))
+            .collect::<Vec<_>>(),
+        vec![(1, d), (2, d2), (3, d)]
+    );
+    store
+        .put_deployment("other", &version(d2, 50))
+        .await
+        .unwrap();
+    let listed = store.list_deployments().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.version, v.digest))
+            .collect::<Vec<_>>(),
+        vec![("other", 1, d2), ("wf", 3, d)]
+    );
+}
+
+/// A deployment version of `digest` at time `at`.
+pub fn version(digest: Digest, at: u64) -> DeploymentVersion {
+    DeploymentVersion {
+        version: 0,
+        digest,
+        deployed_at_ms: at,
+        imports: vec!["reprise:workflow/host@0.1.0".into()],
+    }
 }
 
 /// Creating an execution twice keeps the first.

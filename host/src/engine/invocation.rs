@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -26,6 +27,7 @@ use crate::config::{Budget, Limits};
 use crate::execution::{Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Call, Entry, EntryKind, ToolFailure};
+use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
 
@@ -53,6 +55,9 @@ pub(crate) struct Report {
     pub end: End,
     pub replayed: usize,
     pub new_steps: u32,
+    /// Time from the start of the invocation to the end of its replay, if
+    /// it replayed anything and got to the end of the journal.
+    pub replay_time: Option<Duration>,
 }
 
 /// What an invocation needs besides the engine.
@@ -64,6 +69,10 @@ pub(crate) struct Invocation {
     pub limits: Limits,
     pub budget: Budget,
     pub inline_sleep_max: Duration,
+    pub metrics: Arc<Metrics>,
+    /// Set when the host drains: the invocation suspends before its next
+    /// new step, as if its budget had run out.
+    pub drain: Arc<AtomicBool>,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -146,6 +155,9 @@ struct Steps {
     clock: Arc<JournalClock>,
     budget: Budget,
     inline_sleep_max: Duration,
+    metrics: Arc<Metrics>,
+    drain: Arc<AtomicBool>,
+    replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
     last_progress: Instant,
@@ -194,6 +206,9 @@ impl Steps {
                 ));
             }
             self.cursor += 1;
+            if self.cursor == self.journal.len() {
+                self.replay_done = Some(Instant::now());
+            }
             self.clock.advance_to(entry_time(&self.journal[index]));
             let kind = std::mem::replace(&mut self.journal[index].kind, EntryKind::Checkpoint);
             return Ok(Some(kind));
@@ -206,7 +221,7 @@ impl Steps {
             .budget
             .max_time
             .is_some_and(|max| self.started.elapsed() >= max);
-        if over_steps || over_time {
+        if over_steps || over_time || self.drain.load(Ordering::Relaxed) {
             return Err(self.stop(End::Suspend {
                 wait: Wait::Ready,
                 consumed: 0,
@@ -297,7 +312,14 @@ impl bindings::Host for InvocationState {
                         },
                     })
                     .await;
-                let duration_us = started.elapsed().as_micros() as u64;
+                let elapsed = started.elapsed();
+                s.metrics
+                    .tool_seconds
+                    .get_or_create(&CategoryLabel {
+                        category: category.clone(),
+                    })
+                    .observe(elapsed.as_secs_f64());
+                let duration_us = elapsed.as_micros() as u64;
                 let Call::Tool { input_digest, .. } = call else {
                     unreachable!()
                 };
@@ -490,6 +512,8 @@ pub(crate) async fn run(
         limits,
         budget,
         inline_sleep_max,
+        metrics,
+        drain,
     } = inv;
     let record = snapshot.record;
     let clock = JournalClock::new(record.created_at_ms);
@@ -519,6 +543,9 @@ pub(crate) async fn run(
             clock,
             budget,
             inline_sleep_max,
+            metrics,
+            drain,
+            replay_done: None,
             started: now,
             new_steps: 0,
             last_progress: now,
@@ -588,6 +615,7 @@ fn report(wstore: &wasmtime::Store<InvocationState>, end: End) -> Report {
         end,
         replayed: steps.cursor,
         new_steps: steps.new_steps,
+        replay_time: steps.replay_done.map(|t| t - steps.started),
     }
 }
 

@@ -20,7 +20,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use super::{Created, Delivered, Store, StoreError, Suspended, now_ms};
+use super::{Created, Delivered, DeploymentVersion, Store, StoreError, Suspended, now_ms};
 use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
@@ -28,6 +28,8 @@ use crate::persist::{decode, encode};
 
 const COMPONENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("components");
 const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployments");
+/// Every version of each deployment, oldest first (one encoded list per name).
+const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployment_versions");
 const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
 const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
@@ -77,6 +79,7 @@ impl EmbeddedStore {
         write(&self.db, self.on_disk, |tx| {
             tx.open_table(COMPONENTS).map_err(db_err)?;
             tx.open_table(DEPLOYMENTS).map_err(db_err)?;
+            tx.open_table(VERSIONS).map_err(db_err)?;
             tx.open_table(JOURNAL).map_err(db_err)?;
             tx.open_table(SIGNALS).map_err(db_err)?;
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
@@ -220,6 +223,24 @@ fn signals_named(
     Ok(out)
 }
 
+/// Numbers versions by their position (they are stored without numbers).
+fn numbered(mut all: Vec<DeploymentVersion>) -> Vec<DeploymentVersion> {
+    for (i, v) in all.iter_mut().enumerate() {
+        v.version = i as u32 + 1;
+    }
+    all
+}
+
+fn read_versions(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<Vec<DeploymentVersion>, StoreError> {
+    match t.get(name).map_err(db_err)? {
+        Some(v) => Ok(numbered(decode(v.value())?)),
+        None => Ok(Vec::new()),
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
@@ -249,15 +270,61 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn put_deployment(&self, name: &str, digest: &Digest) -> Result<(), StoreError> {
-        let (name, digest) = (name.to_string(), *digest);
+    async fn put_deployment(
+        &self,
+        name: &str,
+        version: &DeploymentVersion,
+    ) -> Result<DeploymentVersion, StoreError> {
+        let (name, version) = (name.to_string(), version.clone());
         self.run(move |db, d| {
             write(db, d, |tx| {
-                let mut t = tx.open_table(DEPLOYMENTS).map_err(db_err)?;
-                t.insert(name.as_str(), digest.0.as_slice())
+                let mut versions = tx.open_table(VERSIONS).map_err(db_err)?;
+                let mut all = read_versions(&versions, &name)?;
+                if let Some(last) = all.last()
+                    && last.digest == version.digest
+                {
+                    return Ok(last.clone());
+                }
+                all.push(DeploymentVersion {
+                    version: all.len() as u32 + 1,
+                    ..version
+                });
+                versions
+                    .insert(name.as_str(), encode(&all).as_slice())
                     .map_err(db_err)?;
-                Ok(())
+                let current = all.pop().expect("just pushed");
+                let mut t = tx.open_table(DEPLOYMENTS).map_err(db_err)?;
+                t.insert(name.as_str(), current.digest.0.as_slice())
+                    .map_err(db_err)?;
+                Ok(current)
             })
+        })
+        .await
+    }
+
+    async fn deployment_versions(&self, name: &str) -> Result<Vec<DeploymentVersion>, StoreError> {
+        let name = name.to_string();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            read_versions(&tx.open_table(VERSIONS).map_err(db_err)?, &name)
+        })
+        .await
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError> {
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(VERSIONS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let name = k.value().to_string();
+                let mut all = numbered(decode(v.value())?);
+                if let Some(current) = all.pop() {
+                    out.push((name, current));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -115,6 +115,21 @@ pub struct Delivered {
     pub woke: bool,
 }
 
+/// One version of a deployed workflow. Versions are numbered from 1 per
+/// name; deploying the digest the name already points at adds none.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeploymentVersion {
+    /// 1 for the first deployment of the name, then 2, 3, ...
+    #[serde(skip)]
+    pub version: u32,
+    /// Digest of the component bytes.
+    pub digest: Digest,
+    /// When it was deployed, ms since the Unix epoch.
+    pub deployed_at_ms: u64,
+    /// What the component imports.
+    pub imports: Vec<String>,
+}
+
 /// The storage contract every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -122,10 +137,20 @@ pub trait Store: Send + Sync + 'static {
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError>;
     /// A component's bytes.
     async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Points workflow `name` at `digest`.
-    async fn put_deployment(&self, name: &str, digest: &Digest) -> Result<(), StoreError>;
+    /// Points workflow `name` at `version.digest`, adding a version, unless
+    /// it already points there. Returns the version `name` now points at,
+    /// numbered (the `version` field of the argument is ignored).
+    async fn put_deployment(
+        &self,
+        name: &str,
+        version: &DeploymentVersion,
+    ) -> Result<DeploymentVersion, StoreError>;
     /// The digest workflow `name` points at.
     async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError>;
+    /// Every version of workflow `name`, oldest first (empty if unknown).
+    async fn deployment_versions(&self, name: &str) -> Result<Vec<DeploymentVersion>, StoreError>;
+    /// Every deployed name with the version it points at, sorted by name.
+    async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError>;
 
     /// Creates an execution unless one with the same id exists.
     async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError>;

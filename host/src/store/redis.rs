@@ -32,7 +32,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{Created, Delivered, Store, StoreError, Suspended, now_ms};
+use super::{Created, Delivered, DeploymentVersion, Store, StoreError, Suspended, now_ms};
 use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Entry, EntryKind};
@@ -281,6 +281,21 @@ redis.call('PERSIST', KEYS[2])
 return {'ok'}
 "#;
 
+/// Points a name at a digest and adds a version, unless it points there
+/// already. KEYS: deployments hash, the name's version list (same slot
+/// through its hash tag). ARGV: name, digest hex, encoded version.
+/// Returns the version number and the encoded current version.
+const DEPLOY: &str = r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local n = redis.call('LLEN', KEYS[2])
+if cur == ARGV[2] and n > 0 then
+  return {n, redis.call('LINDEX', KEYS[2], -1)}
+end
+n = redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {n, ARGV[3]}
+"#;
+
 /// The scripts, compiled (hashed) once per process.
 struct Scripts {
     create: Script,
@@ -300,6 +315,7 @@ struct Scripts {
     blob_ref: Script,
     blob_unref: Script,
     blob_commit: Script,
+    deploy: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -324,6 +340,7 @@ fn scripts() -> &'static Scripts {
             blob_ref: Script::new(BLOB_REF),
             blob_unref: Script::new(BLOB_UNREF),
             blob_commit: Script::new(BLOB_COMMIT),
+            deploy: Script::new(DEPLOY),
         }
     })
 }
@@ -555,6 +572,16 @@ impl RedisStore {
         )
     }
 
+    fn deployments_key(&self) -> String {
+        format!("{}:deployments", self.options.prefix)
+    }
+
+    /// The version list of deployment `name`, hashed to the same slot as
+    /// the deployments hash (its hash tag is that key's name).
+    fn versions_key(&self, name: &str) -> String {
+        format!("{{{}}}:versions:{name}", self.deployments_key())
+    }
+
     fn finished_key(&self) -> String {
         format!("{}:finished", self.options.prefix)
     }
@@ -723,19 +750,74 @@ impl Store for RedisStore {
             .map_err(redis_err)
     }
 
-    async fn put_deployment(&self, name: &str, digest: &Digest) -> Result<(), StoreError> {
-        redis::cmd("HSET")
-            .arg(format!("{}:deployments", self.options.prefix))
+    async fn put_deployment(
+        &self,
+        name: &str,
+        version: &DeploymentVersion,
+    ) -> Result<DeploymentVersion, StoreError> {
+        let (n, bytes): (u32, Vec<u8>) = scripts()
+            .deploy
+            .key(self.deployments_key())
+            .key(self.versions_key(name))
             .arg(name)
-            .arg(digest.to_hex())
-            .query_async::<()>(&mut self.conn())
+            .arg(version.digest.to_hex())
+            .arg(encode(version))
+            .invoke_async(&mut self.conn())
             .await
-            .map_err(redis_err)
+            .map_err(redis_err)?;
+        let mut current: DeploymentVersion = decode(&bytes)?;
+        current.version = n;
+        Ok(current)
+    }
+
+    async fn deployment_versions(&self, name: &str) -> Result<Vec<DeploymentVersion>, StoreError> {
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(self.versions_key(name))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        raw.iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let mut v: DeploymentVersion = decode(bytes)?;
+                v.version = i as u32 + 1;
+                Ok(v)
+            })
+            .collect()
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError> {
+        let names: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.deployments_key())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let (n, last): (u32, Option<Vec<u8>>) = redis::pipe()
+                .cmd("LLEN")
+                .arg(self.versions_key(&name))
+                .cmd("LINDEX")
+                .arg(self.versions_key(&name))
+                .arg(-1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(redis_err)?;
+            if let Some(bytes) = last {
+                let mut v: DeploymentVersion = decode(&bytes)?;
+                v.version = n;
+                out.push((name, v));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError> {
         let hex: Option<String> = redis::cmd("HGET")
-            .arg(format!("{}:deployments", self.options.prefix))
+            .arg(self.deployments_key())
             .arg(name)
             .query_async(&mut self.conn())
             .await

@@ -97,10 +97,12 @@ struct Comment {
     body: String,
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ToolError> {
+/// Decodes a tool input (MessagePack); a bad one is a `bad-input` tool error.
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ToolError> {
     rmp_serde::from_slice(bytes).map_err(|e| ToolError::new("bad-input", e.to_string()))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ToolError> {
+/// Encodes a tool result as MessagePack (maps with field names).
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ToolError> {
     rmp_serde::to_vec_named(value).map_err(|e| ToolError::new("internal", e.to_string()))
 }

@@ -9,6 +9,8 @@
 //! Tool errors are values the workflow sees ([`ToolError`]), not traps.
 
 pub mod builtin;
+pub mod http;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -92,6 +94,8 @@ where
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: HashMap<(String, String), Arc<dyn Tool>>,
+    /// Tools that serve every name of a category (e.g. a webhook).
+    categories: HashMap<String, Arc<dyn Tool>>,
 }
 
 impl ToolRegistry {
@@ -137,16 +141,26 @@ impl ToolRegistry {
         )
     }
 
-    /// The tool at `(category, name)`.
+    /// Adds (or replaces) a tool that serves every name of `category` for
+    /// which no tool of its own is registered; it sees the name in
+    /// [`ToolCall::name`].
+    pub fn register_category(&mut self, category: impl Into<String>, tool: impl Tool) -> &mut Self {
+        self.categories.insert(category.into(), Arc::new(tool));
+        self
+    }
+
+    /// The tool at `(category, name)`, or the category's tool.
     pub fn get(&self, category: &str, name: &str) -> Option<Arc<dyn Tool>> {
         self.tools
             .get(&(category.to_string(), name.to_string()))
+            .or_else(|| self.categories.get(category))
             .cloned()
     }
 
-    /// Every registered address, sorted.
+    /// Every registered address, sorted; a category tool is `(category, "*")`.
     pub fn addresses(&self) -> Vec<(String, String)> {
         let mut v: Vec<_> = self.tools.keys().cloned().collect();
+        v.extend(self.categories.keys().map(|c| (c.clone(), "*".to_string())));
         v.sort();
         v
     }

@@ -294,7 +294,13 @@ async fn password_urls_connect_and_a_wrong_password_is_refused() {
     let store = RedisStore::connect(&good, RedisOptions::default())
         .await
         .expect("connecting with the password");
-    store.put_deployment("wf", &Digest::of(b"x")).await.unwrap();
+    store
+        .put_deployment(
+            "wf",
+            &reprise_tests::conformance::version(Digest::of(b"x"), 1),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         store.get_deployment("wf").await.unwrap(),
         Some(Digest::of(b"x"))
@@ -437,7 +443,10 @@ async fn tls_urls_connect_with_a_private_ca() {
         .await
         .expect("connecting over TLS with the private CA");
     store
-        .put_deployment("wf", &Digest::of(b"tls"))
+        .put_deployment(
+            "wf",
+            &reprise_tests::conformance::version(Digest::of(b"tls"), 1),
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -1,0 +1,122 @@
+//! Prometheus metrics of one runtime: what an operator watches to see that
+//! work flows (invocations, steps), what it costs (replay time, tool
+//! latency), and what waits (suspended executions, live instances).
+//!
+//! Counters are updated on the hot path with one atomic add; the text
+//! exposition is rendered only when scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of per-category tool metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    /// The tool category, e.g. `builtin` or a configured webhook category.
+    pub category: String,
+}
+
+/// Labels of per-status execution metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// `running`, `suspended`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+}
+
+/// The metrics of a runtime, and the registry that renders them.
+pub struct Metrics {
+    registry: Registry,
+    /// Invocations started (an instance created and run).
+    pub invocations: Counter,
+    /// New journal entries recorded (steps that did new work).
+    pub steps: Counter,
+    /// Journal entries replayed into fresh instances.
+    pub replayed_entries: Counter,
+    /// Time from an invocation's start to the end of its replay.
+    pub replay_seconds: Histogram,
+    /// Invocations that ended with the execution waiting.
+    pub suspensions: Counter,
+    /// Executions that ended, by final status.
+    pub finished: Family<StatusLabel, Counter>,
+    /// Tool call latency, by category.
+    pub tool_seconds: Family<CategoryLabel, Histogram>,
+    /// Instances alive now.
+    pub live_instances: Gauge,
+    /// Executions in the store by status, refreshed when scraped (set by
+    /// the server, which knows how often it may afford to count).
+    pub executions: Family<StatusLabel, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("reprise");
+        let m = Self {
+            invocations: Counter::default(),
+            steps: Counter::default(),
+            replayed_entries: Counter::default(),
+            replay_seconds: latency_histogram(),
+            suspensions: Counter::default(),
+            finished: Family::default(),
+            tool_seconds: Family::new_with_constructor(latency_histogram),
+            live_instances: Gauge::default(),
+            executions: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("invocations", "Invocations started", m.invocations.clone());
+        registry.register("steps", "New journal entries recorded", m.steps.clone());
+        registry.register(
+            "replayed_entries",
+            "Journal entries replayed into fresh instances",
+            m.replayed_entries.clone(),
+        );
+        registry.register(
+            "replay_seconds",
+            "Time from an invocation's start to the end of its replay",
+            m.replay_seconds.clone(),
+        );
+        registry.register(
+            "suspensions",
+            "Invocations that ended with the execution waiting",
+            m.suspensions.clone(),
+        );
+        registry.register(
+            "executions_finished",
+            "Executions that ended, by final status",
+            m.finished.clone(),
+        );
+        registry.register(
+            "tool_call_seconds",
+            "Tool call latency by category",
+            m.tool_seconds.clone(),
+        );
+        registry.register(
+            "live_instances",
+            "Workflow instances alive now",
+            m.live_instances.clone(),
+        );
+        registry.register(
+            "executions",
+            "Executions in the store by status",
+            m.executions.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

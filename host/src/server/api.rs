@@ -1,0 +1,713 @@
+//! The `/v1` routes. Each handler is annotated for the OpenAPI document,
+//! which is generated from the same annotations the router is built from,
+//! so the document cannot list a route the server does not serve.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::body::{Body, Format, body_rejection};
+use super::config::Scope;
+use super::problem::Problem;
+use crate::execution::{ExecutionRecord, Outcome, Status, Wait};
+use crate::ids::ExecutionId;
+use crate::journal::Entry;
+use crate::runtime::Deployment;
+
+type Shared = State<std::sync::Arc<AppState>>;
+
+/// Most items one page of a list returns.
+const MAX_PAGE: usize = 1000;
+/// Items per page when the request does not say.
+const DEFAULT_PAGE: usize = 100;
+
+/// A version of a deployed workflow.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentView {
+    /// Workflow name.
+    pub name: String,
+    /// Version number under this name, from 1.
+    pub version: u32,
+    /// sha256 of the component, hex.
+    pub digest: String,
+    /// Interfaces the component imports.
+    pub imports: Vec<String>,
+    /// When this version was deployed, ms since the Unix epoch.
+    pub deployed_at_ms: u64,
+}
+
+impl From<Deployment> for DeploymentView {
+    fn from(d: Deployment) -> Self {
+        Self {
+            name: d.name,
+            version: d.version,
+            digest: d.digest.to_hex(),
+            imports: d.imports,
+            deployed_at_ms: d.deployed_at_ms,
+        }
+    }
+}
+
+/// A workflow with every version deployed under its name.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowView {
+    /// Workflow name.
+    pub name: String,
+    /// The version new executions start on.
+    pub current: DeploymentView,
+    /// Every version, oldest first.
+    pub versions: Vec<DeploymentView>,
+}
+
+/// The deployed workflows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowList {
+    /// Each workflow at its current version, sorted by name.
+    pub workflows: Vec<DeploymentView>,
+}
+
+/// Starts an execution.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The workflow's input (any JSON value; MessagePack for the guest).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    /// Execution id. Starting twice with the same id (and the same input)
+    /// starts once; a different input under the same id is a conflict.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// Sends a signal.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    /// The signal's payload (any JSON value).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// Why an execution failed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorView {
+    /// `workflow-error`, `trap`, `nondeterminism-detected`, `memory-limit`,
+    /// `time-limit`, `missing-tool` or `invalid-component`.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// What a suspended execution waits for.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WaitView {
+    /// `ready` (runnable now), `timer` or `signal`.
+    pub kind: String,
+    /// For a timer: when it fires, ms since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<u64>,
+    /// For a signal: its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+/// An execution.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    /// Execution id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Digest of the component version it runs (pinned at start).
+    pub digest: String,
+    /// `running`, `suspended`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// For a suspended execution: what it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitView>,
+    /// The result, when completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// The failure, when failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+    /// Journal entries recorded.
+    pub steps: u64,
+    /// Invocations so far.
+    pub invocations: u64,
+    /// ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
+impl From<ExecutionRecord> for ExecutionView {
+    fn from(r: ExecutionRecord) -> Self {
+        let (result, error) = match &r.outcome {
+            Some(Outcome::Completed(bytes)) => (Some(payload_json(bytes)), None),
+            Some(Outcome::Failed(f)) => (
+                None,
+                Some(ErrorView {
+                    kind: f.kind.as_str().to_string(),
+                    message: f.message.clone(),
+                }),
+            ),
+            Some(Outcome::Cancelled) | None => (None, None),
+        };
+        let wait = match (&r.status, &r.wait) {
+            (Status::Suspended, Some(w)) => Some(match w {
+                Wait::Ready => WaitView {
+                    kind: "ready".into(),
+                    wake_at_ms: None,
+                    signal: None,
+                },
+                Wait::Timer { wake_at_ms } => WaitView {
+                    kind: "timer".into(),
+                    wake_at_ms: Some(*wake_at_ms),
+                    signal: None,
+                },
+                Wait::Signal { name } => WaitView {
+                    kind: "signal".into(),
+                    wake_at_ms: None,
+                    signal: Some(name.clone()),
+                },
+            }),
+            _ => None,
+        };
+        Self {
+            id: r.id.to_string(),
+            workflow: r.workflow,
+            digest: r.digest.to_hex(),
+            status: r.status.as_str().to_string(),
+            wait,
+            result,
+            error,
+            steps: r.journal_len,
+            invocations: r.invocations,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+        }
+    }
+}
+
+/// A page of executions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionList {
+    /// Executions, oldest first.
+    pub executions: Vec<ExecutionView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One journal entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryView {
+    /// Position in the journal.
+    pub index: u64,
+    /// `tool`, `sleep`, `signal`, `now`, `random`, `emit` or `checkpoint`.
+    pub kind: String,
+    /// Tool address and error, timer, signal name, or value.
+    pub detail: String,
+    /// When it was recorded, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// How long the step took, µs.
+    pub duration_us: u64,
+    /// Size of the recorded value, bytes.
+    pub size: u64,
+}
+
+/// A page of a journal.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JournalPage {
+    /// Entries from `after` on.
+    pub entries: Vec<EntryView>,
+    /// Entries in the whole journal.
+    pub total: u64,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+/// A signal was delivered.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SignalAccepted {
+    /// The execution.
+    pub id: String,
+    /// The signal's name.
+    pub name: String,
+}
+
+/// `?wait=` on a start.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StartParams {
+    /// Wait up to this long for the result (`500ms`, `10s`); capped at
+    /// the host's request timeout less one second. Returns early, with 202,
+    /// if the execution waits for a signal.
+    pub wait: Option<String>,
+}
+
+/// Filters and paging of the execution list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Only executions of this workflow.
+    pub workflow: Option<String>,
+    /// Only executions with this status.
+    pub status: Option<String>,
+    /// Items per page (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// Paging of a journal.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct JournalParams {
+    /// First index to return (default 0).
+    pub after: Option<u64>,
+    /// Entries per page (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// A MessagePack payload as JSON; `{"hex": ...}` if it is not MessagePack
+/// that JSON can hold (e.g. raw binary).
+pub fn payload_json(bytes: &[u8]) -> serde_json::Value {
+    match rmp_serde::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => v,
+        Err(_) => serde_json::json!({ "hex": hex::encode(bytes) }),
+    }
+}
+
+fn encode_payload(value: &serde_json::Value) -> Result<Vec<u8>, Problem> {
+    rmp_serde::to_vec_named(value)
+        .map_err(|e| Problem::bad_request(format!("cannot encode the payload: {e}")))
+}
+
+fn execution_id(id: &str) -> Result<ExecutionId, Problem> {
+    ExecutionId::new(id).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "Invalid execution id",
+            e.to_string(),
+        )
+    })
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(Problem::bad_request(format!(
+            "limit {n} is out of range: use 1 to {MAX_PAGE}"
+        ))),
+    }
+}
+
+/// Deploy a workflow component.
+///
+/// The body is the component (`application/wasm` or
+/// `application/octet-stream`). It is validated against the workflow world,
+/// compiled and stored by digest. Deploying new bytes under a name adds a
+/// version; executions already started stay on the version they started on.
+#[utoipa::path(
+    put,
+    path = "/v1/workflows/{name}",
+    tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name: 1 to 64 of letters, digits, '-', '_', '.'")),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "Deployed (a new version, or the current one if the bytes are unchanged)", body = DeploymentView),
+        (status = 400, description = "Not a valid component of the workflow world, or a bad name", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than max_component_bytes", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["deploy"]))
+)]
+pub async fn deploy(
+    State(state): Shared,
+    Path(name): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Deploy)?;
+    let body = body.map_err(|r| body_rejection(r.status(), r.body_text()))?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("?");
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !matches!(media, "application/wasm" | "application/octet-stream") {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported content type",
+                format!(
+                    "a deploy takes the component bytes as application/wasm or \
+                     application/octet-stream, not {ct:?}"
+                ),
+            ));
+        }
+    }
+    if body.is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-component",
+            "The component cannot be deployed",
+            "the body is empty; send the component's bytes",
+        ));
+    }
+    let deployment = state.runtime.deploy(&name, body.to_vec()).await?;
+    tracing::info!(workflow = name, version = deployment.version, digest = %deployment.digest, "deployed");
+    Ok(format.reply(StatusCode::CREATED, &DeploymentView::from(deployment)))
+}
+
+/// List deployed workflows.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows",
+    tag = "workflows",
+    responses((status = 200, body = WorkflowList)),
+    security(("bearer" = ["invoke"]), ("bearer" = ["deploy"]))
+)]
+pub async fn list_workflows(
+    State(state): Shared,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize_any(&headers)?;
+    let workflows = state
+        .runtime
+        .deployments()
+        .await?
+        .into_iter()
+        .map(DeploymentView::from)
+        .collect();
+    Ok(format.reply(StatusCode::OK, &WorkflowList { workflows }))
+}
+
+/// A workflow and its versions.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows/{name}",
+    tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    responses(
+        (status = 200, body = WorkflowView),
+        (status = 404, description = "No such workflow", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]), ("bearer" = ["deploy"]))
+)]
+pub async fn get_workflow(
+    State(state): Shared,
+    Path(name): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize_any(&headers)?;
+    let versions: Vec<DeploymentView> = state
+        .runtime
+        .deployment_versions(&name)
+        .await?
+        .into_iter()
+        .map(DeploymentView::from)
+        .collect();
+    // The current version is the last one added.
+    let current = versions
+        .last()
+        .cloned()
+        .expect("an existing workflow has a version");
+    Ok(format.reply(
+        StatusCode::OK,
+        &WorkflowView {
+            name,
+            current,
+            versions,
+        },
+    ))
+}
+
+/// Start an execution.
+///
+/// Returns 200 with the result if `wait` is given and the execution ends
+/// in time; otherwise 202 with its current state (poll
+/// `GET /v1/executions/{id}`). With an `id`, a repeated start returns the
+/// same execution. When the host already drives `max_active` executions,
+/// 429 with `Retry-After`.
+#[utoipa::path(
+    post,
+    path = "/v1/workflows/{name}/executions",
+    tag = "executions",
+    params(("name" = String, Path, description = "Workflow name"), StartParams),
+    request_body = StartRequest,
+    responses(
+        (status = 200, description = "Ended within `wait`", body = ExecutionView),
+        (status = 202, description = "Started (or already started); not ended yet", body = ExecutionView),
+        (status = 404, description = "No such workflow", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The id is taken by a different start", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The host is saturated; retry after Retry-After", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn start(
+    State(state): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<StartParams>,
+    format: Format,
+    headers: HeaderMap,
+    Body(req): Body<StartRequest>,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let wait = match &params.wait {
+        None => None,
+        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+            Problem::bad_request(format!(
+                "wait={text:?} is not a duration ({e}); e.g. 500ms, 10s"
+            ))
+        })?),
+    };
+    state.admit()?;
+    let id = req.id.as_deref().map(execution_id).transpose()?;
+    let input = encode_payload(&req.input)?;
+    let id = state.runtime.start(&name, input, id).await?;
+    let record = match wait {
+        Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
+        _ => state.runtime.status(&id).await?,
+    };
+    let status = if record.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = format.reply(status, &ExecutionView::from(record));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/executions/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// An execution's state.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, body = ExecutionView),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn get_execution(
+    State(state): Shared,
+    Path(id): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let record = state.runtime.status(&execution_id(&id)?).await?;
+    Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
+}
+
+/// Cancel an execution.
+///
+/// The guest is not run again; a running invocation stops at its next
+/// journal write. The cancellation is recorded as the outcome. Cancelling
+/// an execution that already ended is a 409.
+#[utoipa::path(
+    delete,
+    path = "/v1/executions/{id}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "Cancelled", body = ExecutionView),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "It already ended", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn cancel(
+    State(state): Shared,
+    Path(id): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let record = state.runtime.cancel(&execution_id(&id)?).await?;
+    Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
+}
+
+/// An execution's journal, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/journal",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), JournalParams),
+    responses(
+        (status = 200, body = JournalPage),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn journal(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(params): Query<JournalParams>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let limit = page_limit(params.limit)?;
+    let journal = state.runtime.journal(&execution_id(&id)?).await?;
+    let total = journal.len() as u64;
+    let from = params.after.unwrap_or(0).min(total);
+    let entries: Vec<EntryView> = journal
+        .iter()
+        .enumerate()
+        .skip(from as usize)
+        .take(limit)
+        .map(|(i, e)| entry_view(i as u64, e))
+        .collect();
+    let end = from + entries.len() as u64;
+    Ok(format.reply(
+        StatusCode::OK,
+        &JournalPage {
+            entries,
+            total,
+            next_after: (end < total).then_some(end),
+        },
+    ))
+}
+
+fn entry_view(index: u64, e: &Entry) -> EntryView {
+    EntryView {
+        index,
+        kind: e.kind.label().to_string(),
+        detail: e.kind.detail(),
+        at_ms: e.at_ms,
+        duration_us: e.duration_us,
+        size: e.kind.value_len() as u64,
+    }
+}
+
+/// Send a signal to an execution.
+///
+/// It is buffered until the workflow waits for a signal of that name; a
+/// signal sent before the wait is never lost.
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/signals/{name}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("name" = String, Path, description = "Signal name")),
+    request_body = SignalRequest,
+    responses(
+        (status = 202, description = "Delivered", body = SignalAccepted),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The execution has ended", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn signal(
+    State(state): Shared,
+    Path((id, name)): Path<(String, String)>,
+    format: Format,
+    headers: HeaderMap,
+    Body(req): Body<SignalRequest>,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let id = execution_id(&id)?;
+    if name.is_empty() || name.len() > 256 {
+        return Err(Problem::bad_request("a signal name has 1 to 256 bytes"));
+    }
+    let payload = encode_payload(&req.payload)?;
+    state.runtime.signal(&id, &name, payload).await?;
+    Ok(format.reply(
+        StatusCode::ACCEPTED,
+        &SignalAccepted {
+            id: id.to_string(),
+            name,
+        },
+    ))
+}
+
+/// List executions, oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/executions",
+    tag = "executions",
+    params(ListParams),
+    responses(
+        (status = 200, body = ExecutionList),
+        (status = 400, description = "Bad filter or cursor", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn list_executions(
+    State(state): Shared,
+    Query(params): Query<ListParams>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let limit = page_limit(params.limit)?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "status {s:?} is not one of running, suspended, completed, failed, cancelled"
+                ))
+            })
+        })
+        .transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.split_once('-')
+                .and_then(|(ms, id)| Some((ms.parse::<u64>().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    Problem::bad_request(format!("cursor {c:?} is not one this API gave"))
+                })
+        })
+        .transpose()?;
+    let all = state
+        .runtime
+        .list(params.workflow.as_deref(), status)
+        .await?;
+    let mut page: Vec<ExecutionRecord> = all
+        .into_iter()
+        .filter(|r| match &after {
+            Some((ms, id)) => (r.created_at_ms, r.id.as_str()) > (*ms, id.as_str()),
+            None => true,
+        })
+        .take(limit + 1)
+        .collect();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next_cursor = more
+        .then(|| page.last())
+        .flatten()
+        .map(|r| format!("{}-{}", r.created_at_ms, r.id));
+    Ok(format.reply(
+        StatusCode::OK,
+        &ExecutionList {
+            executions: page.into_iter().map(ExecutionView::from).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// Caps a requested wait below the request timeout, so the reply (202)
+/// always beats the timeout.
+pub fn cap_wait(wait: Duration, request_timeout: Duration) -> Duration {
+    wait.min(request_timeout.saturating_sub(Duration::from_secs(1)))
+}

@@ -1,0 +1,256 @@
+//! `reprise serve` configuration: a TOML file, then environment variables,
+//! then flags, each overriding the one before (the binary applies the last
+//! two). Unknown keys are errors that name the key, so a typo never turns
+//! into a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{DEFAULT_RETENTION, duration_serde};
+use crate::tools::http::HttpConfig;
+use crate::tools::webhook::WebhookConfig;
+
+/// Everything `reprise serve` can be told.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (used when `redis` is not set).
+    pub data_dir: PathBuf,
+    /// Redis URL; the journal store is Redis when set.
+    pub redis: Option<String>,
+    /// CA certificate (PEM) to trust for a `rediss://` URL.
+    pub redis_ca: Option<PathBuf>,
+    /// How long finished executions are kept; `"0s"` keeps them.
+    #[serde(with = "duration_serde")]
+    pub retention: Duration,
+    /// Largest component a deploy accepts, in bytes.
+    pub max_component_bytes: usize,
+    /// Largest body of any other request, in bytes.
+    pub max_request_bytes: usize,
+    /// Time limit of a request (a `?wait` is capped below it).
+    #[serde(with = "duration_serde")]
+    pub request_timeout: Duration,
+    /// Executions this host drives at once before new starts get 429.
+    pub max_active: usize,
+    /// On SIGTERM or Ctrl-C, how long running invocations get to reach
+    /// their next journal write before they are stopped.
+    #[serde(with = "duration_serde")]
+    pub shutdown_grace: Duration,
+    /// Bearer tokens. None configured: no authentication (and a warning
+    /// unless the listen address is loopback).
+    pub auth: AuthConfig,
+    /// Per-invocation limits and budget.
+    pub limits: LimitsConfig,
+    /// Tools offered to workflows besides the built-in ones.
+    pub tools: ToolsConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("reprise-data"),
+            redis: None,
+            redis_ca: None,
+            retention: DEFAULT_RETENTION,
+            max_component_bytes: 64 << 20,
+            max_request_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(60),
+            max_active: 512,
+            shutdown_grace: Duration::from_secs(30),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            tools: ToolsConfig::default(),
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `[[auth.tokens]]`, one per client.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// What a token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Deploy workflows.
+    Deploy,
+    /// Start, signal, cancel and read executions, and list workflows.
+    Invoke,
+}
+
+/// One `[[auth.tokens]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs.
+    pub name: String,
+    /// The token itself. Prefer `token_env`, which keeps it out of the file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// What it allows.
+    pub scopes: Vec<Scope>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest guest memory, in MiB.
+    pub memory_mib: usize,
+    /// Longest a guest may run without calling the host.
+    #[serde(with = "duration_serde")]
+    pub time_without_progress: Duration,
+    /// Instances that may run at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// New journal entries per invocation before it is resumed in a fresh
+    /// instance (none: unbounded).
+    pub max_steps_per_invocation: Option<u32>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = crate::config::Limits::default();
+        Self {
+            memory_mib: limits.memory_bytes >> 20,
+            time_without_progress: limits.time_without_progress,
+            max_instances: crate::config::EngineConfig::default().max_instances,
+            max_steps_per_invocation: None,
+        }
+    }
+}
+
+/// `[tools]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// `[tools.webhook.<category>]`: every call in that category is POSTed
+    /// to a URL.
+    #[serde(default)]
+    pub webhook: BTreeMap<String, WebhookConfig>,
+    /// `[tools.http]`: enables the `http/request` tool.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a wrong or unknown key.
+    #[error("config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config: {0}")]
+    Value(String),
+}
+
+impl ServeConfig {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Checks what parsing cannot, and resolves token variables.
+    pub fn tokens(&self) -> Result<Vec<(String, String, Vec<Scope>)>, ConfigError> {
+        let mut out = Vec::new();
+        for t in &self.auth.tokens {
+            let token = match (&t.token, &t.token_env) {
+                (Some(tok), None) => tok.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    ConfigError::Value(format!(
+                        "auth token {:?} reads ${var}, which is not set",
+                        t.name
+                    ))
+                })?,
+                _ => {
+                    return Err(ConfigError::Value(format!(
+                        "auth token {:?}: give exactly one of `token` and `token_env`",
+                        t.name
+                    )));
+                }
+            };
+            if token.len() < 16 {
+                return Err(ConfigError::Value(format!(
+                    "auth token {:?} is shorter than 16 characters",
+                    t.name
+                )));
+            }
+            if t.scopes.is_empty() {
+                return Err(ConfigError::Value(format!(
+                    "auth token {:?} has no scopes (use \"deploy\" and/or \"invoke\")",
+                    t.name
+                )));
+            }
+            out.push((t.name.clone(), token, t.scopes.clone()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err =
+            ServeConfig::from_toml("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(err.contains("listen_port"), "{err}");
+        let err = ServeConfig::from_toml("[tools.webhook.pay]\nurl = \"http://x\"\nurll = 1\n")
+            .unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_defaults() {
+        let c = ServeConfig::from_toml(
+            "shutdown_grace = \"5s\"\n[tools.webhook.pay]\nurl = \"http://x\"\ntimeout = \"250ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(c.tools.webhook["pay"].timeout, Duration::from_millis(250));
+        assert_eq!(c.tools.webhook["pay"].retries, 3);
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let err = ServeConfig::from_toml("retention = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+    }
+}

@@ -1,0 +1,443 @@
+//! `reprise serve`: the HTTP API in front of a [`Runtime`].
+//!
+//! Routes are under `/v1` (see [`api`]); `/healthz`, `/readyz` and
+//! `/metrics` are for operators; `/v1/openapi.json` describes the API and
+//! is generated from the same annotations the router is built from.
+//!
+//! Requests are bounded three ways: body size (`max_component_bytes` for a
+//! deploy, `max_request_bytes` for the rest: 413), time (`request_timeout`:
+//! 503), and admission (`max_active` executions driven by this host: new
+//! starts get 429 with `Retry-After` instead of queueing without bound).
+//!
+//! Shutdown is graceful: the host stops taking work (starts get 503, `/readyz`
+//! fails, waiting requests reply 202 at once), running invocations get
+//! `shutdown_grace` to reach their next journal write and suspend there,
+//! and what is left is stopped. Nothing recorded is lost either way: the
+//! next host to start recovers every runnable execution.
+
+pub mod api;
+pub mod body;
+pub mod config;
+pub mod problem;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::{Budget, EngineConfig, Limits, RuntimeConfig};
+use crate::execution::{ExecutionRecord, Status, Wait};
+use crate::ids::ExecutionId;
+use crate::metrics::StatusLabel;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::tools::ToolRegistry;
+use crate::tools::http::HttpTool;
+use crate::tools::webhook::Webhook;
+use config::{ConfigError, Scope, ServeConfig};
+use problem::Problem;
+
+/// How long the per-status execution counts of `/metrics` are reused:
+/// counting scans the store.
+const COUNT_TTL: Duration = Duration::from_secs(15);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Reprise",
+        description = "Durable workflows as WebAssembly components: deploy them, start and signal executions, read their journals."
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "workflows", description = "Deployed components"),
+        (name = "executions", description = "Runs of a workflow")
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// A configured token: the sha256 of its text (compared instead of the
+/// text, so the comparison's timing says nothing about the token), its
+/// name and scopes.
+struct Token {
+    hash: [u8; 32],
+    name: String,
+    scopes: Vec<Scope>,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    runtime: Arc<Runtime>,
+    config: ServeConfig,
+    tokens: Vec<Token>,
+    shutting_down: watch::Sender<bool>,
+    counts: Mutex<Option<(Instant, HashMap<Status, u64>)>>,
+}
+
+impl AppState {
+    /// Checks the bearer token against `scope`. With no tokens configured,
+    /// everything is allowed.
+    fn authorize(&self, headers: &HeaderMap, scope: Scope) -> Result<(), Problem> {
+        let token = self.token(headers)?;
+        match token {
+            None => Ok(()),
+            Some(t) if t.scopes.contains(&scope) => Ok(()),
+            Some(t) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "The token does not allow this",
+                format!(
+                    "token {:?} lacks the {:?} scope this request needs",
+                    t.name,
+                    format!("{scope:?}").to_lowercase()
+                ),
+            )),
+        }
+    }
+
+    /// Any valid token will do (reads of deployments).
+    fn authorize_any(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        self.token(headers).map(|_| ())
+    }
+
+    fn token(&self, headers: &HeaderMap) -> Result<Option<&Token>, Problem> {
+        if self.tokens.is_empty() {
+            return Ok(None);
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(Problem::unauthorized(
+                "this host requires a bearer token: send `Authorization: Bearer <token>`",
+            ));
+        };
+        let presented = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        let hash: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        self.tokens
+            .iter()
+            .find(|t| t.hash == hash)
+            .map(Some)
+            .ok_or_else(|| Problem::unauthorized("the bearer token is not valid on this host"))
+    }
+
+    /// Admission control for new starts.
+    fn admit(&self) -> Result<(), Problem> {
+        if *self.shutting_down.borrow() || self.runtime.is_draining() {
+            return Err(Problem::shutting_down());
+        }
+        let active = self.runtime.active_executions();
+        if active >= self.config.max_active {
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "saturated",
+                "The host is saturated",
+                format!(
+                    "this host is driving {active} executions (max_active = {}); retry later",
+                    self.config.max_active
+                ),
+            )
+            .retry_after(1));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `wait` (capped below the request timeout) until the
+    /// execution ends or waits for a signal, or the host shuts down.
+    async fn wait_settled(
+        &self,
+        id: &ExecutionId,
+        wait: Duration,
+    ) -> Result<ExecutionRecord, RuntimeError> {
+        let wait = api::cap_wait(wait, self.config.request_timeout);
+        let mut shutdown = self.shutting_down.subscribe();
+        // `wait_for` yields a borrow guard that must not live across an await.
+        let shutting_down = async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        let settled = self.runtime.wait_until(id, |r| {
+            r.status.is_terminal()
+                || (r.status == Status::Suspended && matches!(r.wait, Some(Wait::Signal { .. })))
+        });
+        tokio::select! {
+            r = settled => r,
+            _ = tokio::time::sleep(wait) => self.runtime.status(id).await,
+            _ = shutting_down => self.runtime.status(id).await,
+        }
+    }
+
+    /// Executions in the store by status, counted at most every
+    /// [`COUNT_TTL`].
+    async fn counts(&self) -> Result<HashMap<Status, u64>, RuntimeError> {
+        if let Some((at, counts)) = &*self.counts.lock().expect("counts poisoned")
+            && at.elapsed() < COUNT_TTL
+        {
+            return Ok(counts.clone());
+        }
+        let mut counts = HashMap::new();
+        for r in self.runtime.list(None, None).await? {
+            *counts.entry(r.status).or_insert(0) += 1;
+        }
+        *self.counts.lock().expect("counts poisoned") = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+}
+
+/// The tools `config` asks for, besides the built-in ones.
+pub fn tools_from(config: &config::ToolsConfig) -> Result<ToolRegistry, ConfigError> {
+    let mut tools = ToolRegistry::with_builtins();
+    for (category, hook) in &config.webhook {
+        if matches!(category.as_str(), "builtin" | "demo" | "http") {
+            return Err(ConfigError::Value(format!(
+                "webhook category {category:?} is reserved for the built-in tools"
+            )));
+        }
+        tools.register_category(
+            category.clone(),
+            Webhook::new(category, hook.clone()).map_err(ConfigError::Value)?,
+        );
+    }
+    if let Some(http) = &config.http {
+        tools.register(
+            "http",
+            "request",
+            HttpTool::new(http.clone()).map_err(ConfigError::Value)?,
+        );
+    }
+    Ok(tools)
+}
+
+/// The engine settings `config` asks for.
+pub fn engine_config(config: &ServeConfig) -> EngineConfig {
+    EngineConfig {
+        max_instances: config.limits.max_instances,
+        max_memory_bytes: (config.limits.memory_mib << 20)
+            .max(EngineConfig::default().max_memory_bytes),
+    }
+}
+
+/// The runtime settings `config` asks for.
+pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
+    RuntimeConfig {
+        limits: Limits {
+            memory_bytes: config.limits.memory_mib << 20,
+            time_without_progress: config.limits.time_without_progress,
+            ..Limits::default()
+        },
+        budget: Budget {
+            max_steps: config.limits.max_steps_per_invocation,
+            max_time: None,
+        },
+        retention: (!config.retention.is_zero()).then_some(config.retention),
+        ..RuntimeConfig::default()
+    }
+}
+
+/// A configured HTTP front end for a runtime.
+pub struct Server {
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// A server for `runtime`, configured by `config` (its store, engine
+    /// and tool settings are the caller's business: see [`tools_from`],
+    /// [`engine_config`], [`runtime_config`]).
+    pub fn new(config: ServeConfig, runtime: Arc<Runtime>) -> Result<Self, ConfigError> {
+        let tokens = config
+            .tokens()?
+            .into_iter()
+            .map(|(name, token, scopes)| Token {
+                hash: Sha256::digest(token.as_bytes()).into(),
+                name,
+                scopes,
+            })
+            .collect::<Vec<_>>();
+        if tokens.is_empty() && !config.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.listen,
+                "no auth tokens are configured, and the API listens beyond this machine: anyone \
+                 who can reach it can deploy and run code; configure [[auth.tokens]]"
+            );
+        }
+        Ok(Self {
+            state: Arc::new(AppState {
+                runtime,
+                config,
+                tokens,
+                shutting_down: watch::channel(false).0,
+                counts: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The router and the OpenAPI document it serves.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let deploy = OpenApiRouter::new()
+            .routes(routes!(api::deploy))
+            .layer(DefaultBodyLimit::max(state.config.max_component_bytes));
+        let rest = OpenApiRouter::new()
+            .routes(routes!(api::list_workflows))
+            .routes(routes!(api::get_workflow))
+            .routes(routes!(api::start))
+            .routes(routes!(api::list_executions))
+            .routes(routes!(api::get_execution, api::cancel))
+            .routes(routes!(api::journal))
+            .routes(routes!(api::signal))
+            .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
+        let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .merge(deploy)
+            .merge(rest)
+            .split_for_parts();
+        let doc = Arc::new(doc);
+        router
+            .route(
+                "/v1/openapi.json",
+                get(move || {
+                    let doc = doc.clone();
+                    async move { axum::Json(doc.as_ref().clone()) }
+                }),
+            )
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .fallback(|req: Request| async move { Problem::no_route(req.uri().path()) })
+            .method_not_allowed_fallback(|req: Request| async move {
+                Problem::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "Method not allowed",
+                    format!("{} is not allowed on {}", req.method(), req.uri().path()),
+                )
+            })
+            .layer(axum::middleware::from_fn_with_state(state.clone(), timeout))
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then shuts down
+    /// gracefully (see the module docs). Returns once the runtime's tasks
+    /// have stopped.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let router = self.router();
+        let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut stopped = state.shutting_down.subscribe();
+        let http = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|down| *down).await;
+        });
+        let watcher = {
+            let state = state.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(
+                    grace = ?state.config.shutdown_grace,
+                    "shutting down: taking no new work, letting invocations reach their next step"
+                );
+                state.shutting_down.send_replace(true);
+                let left = state.runtime.drain(state.config.shutdown_grace).await;
+                if left > 0 {
+                    tracing::warn!(
+                        left,
+                        "invocations still running after the grace period were stopped; they \
+                         resume from their last recorded step"
+                    );
+                }
+                let _ = begin_tx.send(());
+            }
+        };
+        let watcher = tokio::spawn(watcher);
+        let served = http.await;
+        // The HTTP side only stops after the drain began; wait for it to end.
+        let _ = begin_rx.await;
+        let _ = watcher.await;
+        served
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if *state.shutting_down.borrow() {
+        return Problem::shutting_down().into_response();
+    }
+    match state.runtime.store().get_deployment("-").await {
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => Problem::from(e).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let m = state.runtime.metrics();
+    match state.counts().await {
+        Ok(counts) => {
+            for status in [
+                Status::Running,
+                Status::Suspended,
+                Status::Completed,
+                Status::Failed,
+                Status::Cancelled,
+            ] {
+                m.executions
+                    .get_or_create(&StatusLabel {
+                        status: status.as_str().to_string(),
+                    })
+                    .set(counts.get(&status).copied().unwrap_or(0) as i64);
+            }
+        }
+        Err(e) => tracing::warn!("cannot count executions for /metrics: {e}"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+/// Bounds every request by `request_timeout`.
+async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The request took too long",
+            format!("the request did not complete within {limit:?} (request_timeout)"),
+        )
+        .retry_after(1)
+        .into_response(),
+    }
+}
