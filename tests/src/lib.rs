@@ -1,10 +1,11 @@
 //! Integration-test fixtures: the guests, built once per run; one shared
 //! wasmtime engine; runtimes over real stores with tools that count calls;
 //! the store conformance suite, generic over the `Store` trait; and a
-//! private `redis-server` per test.
+//! private `redis-server` per test; a `reprise serve` host per test.
 
 pub mod conformance;
 pub mod redis;
+pub mod server;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,8 @@ pub const GUESTS: &[&str] = &[
     "membomb",
     "missing_tool",
     "bigresult",
+    "caller",
+    "wrongworld",
 ];
 
 /// One engine for the whole test binary, so each component compiles once.

@@ -3,6 +3,8 @@
 
 mod conformance;
 mod durability;
+mod http;
 mod redis;
 mod safety;
+mod tools;
 mod workflows;

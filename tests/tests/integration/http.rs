@@ -1,0 +1,697 @@
+//! The HTTP API over loopback: every route, bad input, admission, auth,
+//! graceful shutdown. Route tests run on the embedded store and on Redis.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::server::config::ServeConfig;
+use reprise_host::{Store, ToolRegistry};
+use reprise_tests::server::TestServer;
+use reprise_tests::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+fn config() -> ServeConfig {
+    ServeConfig::default()
+}
+
+/// Deploy, start and wait, read the execution, its journal in pages, the
+/// lists of workflows and executions.
+async fn routes_end_to_end(store: Arc<dyn Store>) {
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    let d = s.deploy("sequential", "sequential").await;
+    assert_eq!(d["name"], "sequential");
+    assert_eq!(d["version"], 1);
+    assert_eq!(d["digest"].as_str().unwrap().len(), 64);
+    assert!(
+        d["imports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("reprise:workflow/host@0.1.0")),
+        "{d}"
+    );
+
+    let r = s
+        .start_and_wait("sequential", json!({"input": {"user_id": 7}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["result"]["user"]["name"], "User 7");
+    assert_eq!(r.body["steps"], 3);
+    assert_eq!(r.body["digest"], d["digest"]);
+    assert_eq!(
+        r.headers["location"].to_str().unwrap(),
+        format!("/v1/executions/{id}")
+    );
+
+    let e = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(e.status, StatusCode::OK);
+    assert_eq!(e.body["result"], r.body["result"]);
+    assert!(e.body["created_at_ms"].as_u64().unwrap() <= e.body["updated_at_ms"].as_u64().unwrap());
+
+    // The journal, one entry per page.
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let p = s
+            .get(&format!("/v1/executions/{id}/journal?after={after}&limit=1"))
+            .await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+        assert_eq!(p.body["total"], 3);
+        for entry in p.body["entries"].as_array().unwrap() {
+            seen.push(entry["detail"].as_str().unwrap().to_string());
+        }
+        match p.body["next_after"].as_u64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["demo/user", "demo/posts", "demo/comments"]);
+
+    // A second execution, then the lists.
+    s.start_and_wait("sequential", json!({"input": {"user_id": 8}}))
+        .await;
+    let w = s.get("/v1/workflows").await;
+    assert_eq!(w.body["workflows"][0]["name"], "sequential");
+    let w = s.get("/v1/workflows/sequential").await;
+    assert_eq!(w.body["current"]["version"], 1);
+    assert_eq!(w.body["versions"].as_array().unwrap().len(), 1);
+
+    let all = s.get("/v1/executions?workflow=sequential&status=completed").await;
+    assert_eq!(all.body["executions"].as_array().unwrap().len(), 2, "{}", all.body);
+    let none = s.get("/v1/executions?status=failed").await;
+    assert!(none.body["executions"].as_array().unwrap().is_empty());
+    // Paging: one per page, two pages, no repeats.
+    let p1 = s.get("/v1/executions?limit=1").await;
+    let cursor = p1.body["next_cursor"].as_str().unwrap().to_string();
+    let p2 = s.get(&format!("/v1/executions?limit=1&cursor={cursor}")).await;
+    assert!(p2.body.get("next_cursor").is_none(), "{}", p2.body);
+    assert_ne!(
+        p1.body["executions"][0]["id"],
+        p2.body["executions"][0]["id"]
+    );
+    s.stop().await;
+}
+
+/// The same id starts once; another input under it is a conflict.
+async fn idempotent_start(store: Arc<dyn Store>) {
+    let calls = Calls::default();
+    let s = TestServer::start(store, config(), counting_tools(&calls)).await;
+    s.deploy("steps", "steps").await;
+    let body = json!({"id": "order-1", "input": {"n": 5}});
+    let first = s.start_and_wait("steps", body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let again = s.start_and_wait("steps", body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["id"], "order-1");
+    assert_eq!(again.body["invocations"], first.body["invocations"]);
+    assert_eq!(calls.total(), 5, "the second start ran nothing");
+
+    let conflict = s
+        .post(
+            "/v1/workflows/steps/executions",
+            &json!({"id": "order-1", "input": {"n": 6}}),
+        )
+        .await;
+    assert_eq!(conflict.status, StatusCode::CONFLICT);
+    assert_eq!(conflict.problem_type(), "urn:reprise:problem:id-conflict");
+    s.stop().await;
+}
+
+/// `?wait` that runs out gives 202 with the state; a signal wait returns
+/// at once; a signal to a missing execution is a 404.
+async fn wait_timeout_and_signals(store: Arc<dyn Store>) {
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    s.deploy("signals", "signals").await;
+    // A 2 s timer: the 300 ms wait runs out first.
+    let r = s
+        .post(
+            "/v1/workflows/signals/executions?wait=300ms",
+            &json!({"input": {"sleep_ms": 2000}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    assert_eq!(r.body["status"], "suspended");
+    assert_eq!(r.body["wait"]["kind"], "timer");
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    // No timer: the start returns as soon as it waits for the signal.
+    let started = std::time::Instant::now();
+    let r2 = s
+        .post(
+            "/v1/workflows/signals/executions?wait=30s",
+            &json!({"input": {"sleep_ms": 0}}),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(25));
+    assert_eq!(r2.status, StatusCode::ACCEPTED);
+    assert_eq!(r2.body["wait"]["kind"], "signal");
+    assert_eq!(r2.body["wait"]["signal"], "approve");
+    let id2 = r2.body["id"].as_str().unwrap();
+
+    let sig = s
+        .post(
+            &format!("/v1/executions/{id2}/signals/approve"),
+            &json!({"payload": {"by": "ann"}}),
+        )
+        .await;
+    assert_eq!(sig.status, StatusCode::ACCEPTED, "{}", sig.body);
+    let done = wait(&s.runtime, &reprise_host::ExecutionId::new(id2).unwrap()).await;
+    assert_eq!(result::<Value>(&done)["approved_by"], "ann");
+
+    // The first one: signal it before its timer ends; it finishes after.
+    s.post(
+        &format!("/v1/executions/{id}/signals/approve"),
+        &json!({"payload": {"by": "bob"}}),
+    )
+    .await;
+    let done = wait(&s.runtime, &reprise_host::ExecutionId::new(&id).unwrap()).await;
+    assert_eq!(result::<Value>(&done)["approved_by"], "bob");
+
+    let missing = s
+        .post("/v1/executions/nope/signals/approve", &json!({}))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.problem_type(),
+        "urn:reprise:problem:execution-not-found"
+    );
+    let ended = s
+        .post(&format!("/v1/executions/{id}/signals/approve"), &json!({}))
+        .await;
+    assert_eq!(ended.status, StatusCode::CONFLICT);
+    assert_eq!(ended.problem_type(), "urn:reprise:problem:execution-ended");
+    s.stop().await;
+}
+
+/// Re-deploying adds a version; a running execution stays on its digest.
+async fn pinned_across_redeploy(store: Arc<dyn Store>) {
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    let v1 = s.deploy("flow", "signals").await;
+    let r = s
+        .start_and_wait("flow", json!({"input": {"sleep_ms": 0}}))
+        .await;
+    assert_eq!(r.body["wait"]["kind"], "signal");
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    let v2 = s.deploy("flow", "hello").await;
+    assert_eq!(v2["version"], 2);
+    assert_ne!(v2["digest"], v1["digest"]);
+    // The same bytes again add no version.
+    assert_eq!(s.deploy("flow", "hello").await["version"], 2);
+    let w = s.get("/v1/workflows/flow").await;
+    assert_eq!(w.body["current"]["digest"], v2["digest"]);
+    assert_eq!(w.body["versions"].as_array().unwrap().len(), 2);
+
+    s.post(
+        &format!("/v1/executions/{id}/signals/approve"),
+        &json!({"payload": {"by": "pinned"}}),
+    )
+    .await;
+    let done = wait(&s.runtime, &reprise_host::ExecutionId::new(&id).unwrap()).await;
+    assert_eq!(done.digest.to_hex(), v1["digest"].as_str().unwrap());
+    assert_eq!(result::<Value>(&done)["approved_by"], "pinned");
+
+    let new = s.start_and_wait("flow", json!({"input": {"name": "there"}})).await;
+    assert_eq!(new.body["digest"], v2["digest"]);
+    assert_eq!(new.body["status"], "completed", "{}", new.body);
+    s.stop().await;
+}
+
+/// Cancelling a suspended execution is final and recorded.
+async fn cancel_suspended(store: Arc<dyn Store>) {
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    s.deploy("signals", "signals").await;
+    let r = s
+        .start_and_wait("signals", json!({"input": {"sleep_ms": 0}}))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let c = s
+        .send(s.http.delete(s.url(&format!("/v1/executions/{id}"))))
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.body);
+    assert_eq!(c.body["status"], "cancelled");
+    let again = s
+        .send(s.http.delete(s.url(&format!("/v1/executions/{id}"))))
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.problem_type(), "urn:reprise:problem:execution-ended");
+    let sig = s
+        .post(&format!("/v1/executions/{id}/signals/approve"), &json!({}))
+        .await;
+    assert_eq!(sig.status, StatusCode::CONFLICT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(e.body["status"], "cancelled");
+    assert_eq!(e.body["steps"], 3, "the guest did not run again");
+    let missing = s
+        .send(s.http.delete(s.url("/v1/executions/missing")))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// MessagePack in and out.
+async fn msgpack_bodies(store: Arc<dyn Store>) {
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    s.deploy("hello", "hello").await;
+    let body = rmp_serde::to_vec_named(&json!({"input": {"name": "msgpack"}})).unwrap();
+    let r = s
+        .http
+        .post(s.url("/v1/workflows/hello/executions?wait=30s"))
+        .header("content-type", "application/msgpack")
+        .header("accept", "application/msgpack")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/msgpack");
+    let v: Value = rmp_serde::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(v["result"].as_str().unwrap().contains("msgpack"), "{v}");
+    s.stop().await;
+}
+
+reprise_tests::on_every_store!(
+    routes_end_to_end,
+    idempotent_start,
+    wait_timeout_and_signals,
+    pinned_across_redeploy,
+    cancel_suspended,
+    msgpack_bodies,
+    bad_input_changes_nothing,
+    graceful_shutdown_loses_nothing,
+);
+
+/// Every kind of bad request gets a clear problem, and the store is as it
+/// was.
+async fn bad_input_changes_nothing(store: Arc<dyn Store>) {
+    let mut cfg = config();
+    cfg.max_request_bytes = 1024;
+    cfg.max_component_bytes = 8 << 20;
+    let s = TestServer::start(store.clone(), cfg, ToolRegistry::with_builtins()).await;
+    let put = |name: &str, bytes: Vec<u8>, ct: &str| {
+        s.http
+            .put(s.url(&format!("/v1/workflows/{name}")))
+            .header("content-type", ct)
+            .body(bytes)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str, &str)> = vec![
+        (
+            put("w", b"not wasm at all".to_vec(), "application/wasm"),
+            StatusCode::BAD_REQUEST,
+            "invalid-component",
+            "",
+        ),
+        (
+            put("w", guest("wrongworld"), "application/wasm"),
+            StatusCode::BAD_REQUEST,
+            "invalid-component",
+            "no export `run`",
+        ),
+        (
+            put("w", Vec::new(), "application/wasm"),
+            StatusCode::BAD_REQUEST,
+            "invalid-component",
+            "empty",
+        ),
+        (
+            put("w", guest("hello"), "text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "application/wasm",
+        ),
+        (
+            put("w", vec![0; 9 << 20], "application/wasm"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "",
+        ),
+        (
+            put("bad name!", guest("hello"), "application/wasm"),
+            StatusCode::BAD_REQUEST,
+            "invalid-name",
+            "",
+        ),
+        (
+            s.http
+                .post(s.url("/v1/workflows/nothing/executions"))
+                .json(&json!({"input": 1})),
+            StatusCode::NOT_FOUND,
+            "unknown-workflow",
+            "nothing",
+        ),
+        (
+            s.http
+                .post(s.url("/v1/workflows/nothing/executions"))
+                .header("content-type", "application/json")
+                .body("{\"input\": "),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "JSON",
+        ),
+        (
+            s.http
+                .post(s.url("/v1/workflows/nothing/executions"))
+                .json(&json!({"inptu": 1})),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "inptu",
+        ),
+        (
+            s.http
+                .post(s.url("/v1/workflows/nothing/executions"))
+                .header("content-type", "text/plain")
+                .body("hi"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "",
+        ),
+        (
+            s.http
+                .post(s.url("/v1/workflows/nothing/executions"))
+                .json(&json!({"input": "x".repeat(2000)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "",
+        ),
+        (
+            s.http
+                .post(s.url("/v1/workflows/nothing/executions?wait=soon"))
+                .json(&json!({})),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "soon",
+        ),
+        (
+            s.http.get(s.url("/v1/executions?status=sleeping")),
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "sleeping",
+        ),
+        (
+            s.http.get(s.url("/v1/executions/a%20b")),
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "",
+        ),
+        (
+            s.http.get(s.url("/v1/workflows/nothing")),
+            StatusCode::NOT_FOUND,
+            "unknown-workflow",
+            "",
+        ),
+        (
+            s.http.get(s.url("/v2/anything")),
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "/v1",
+        ),
+        (
+            s.http.patch(s.url("/v1/workflows")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "PATCH",
+        ),
+    ];
+    for (req, status, kind, mentions) in cases {
+        let r = s.send(req).await;
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(
+            r.problem_type(),
+            format!("urn:reprise:problem:{kind}"),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(mentions),
+            "{} should mention {mentions:?}",
+            r.body
+        );
+    }
+    assert!(store.list_deployments().await.unwrap().is_empty());
+    assert!(store.list_executions(None).await.unwrap().is_empty());
+    s.stop().await;
+}
+
+/// SIGTERM-style shutdown while a workflow runs: the step in progress
+/// finishes and is recorded, the execution is left runnable, and a new host
+/// on the same store finishes it without running any step twice.
+async fn graceful_shutdown_loses_nothing(store: Arc<dyn Store>) {
+    let calls = Calls::default();
+    let slow_echo = |calls: &Calls| {
+        let mut tools = ToolRegistry::with_builtins();
+        let calls = calls.clone();
+        tools.register_fn("builtin", "echo", move |call: reprise_host::tools::ToolCall| {
+            calls.record(&call);
+            async move {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                Ok(call.input)
+            }
+        });
+        tools
+    };
+    let mut cfg = config();
+    cfg.shutdown_grace = Duration::from_secs(10);
+    let s = TestServer::start(store.clone(), cfg.clone(), slow_echo(&calls)).await;
+    s.deploy("steps", "steps").await;
+    let r = s
+        .post(
+            "/v1/workflows/steps/executions",
+            &json!({"id": "long", "input": {"n": 60}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let id = reprise_host::ExecutionId::new("long").unwrap();
+    s.runtime
+        .wait_until(&id, |r| r.journal_len >= 5)
+        .await
+        .unwrap();
+    let runtime = s.runtime.clone();
+    s.stop().await;
+    assert_eq!(runtime.live_instances(), 0);
+    let rec = store.get_execution(&id).await.unwrap();
+    assert!(!rec.status.is_terminal(), "{rec:?}");
+    assert!(rec.lease.is_none(), "the lease was released: {rec:?}");
+    assert!(rec.journal_len < 60, "shut down mid-run");
+    assert_eq!(
+        calls.total() as u64,
+        rec.journal_len,
+        "every step that ran was recorded"
+    );
+    drop(runtime);
+
+    let s2 = TestServer::start(store.clone(), cfg, slow_echo(&calls)).await;
+    let done = wait(&s2.runtime, &id).await;
+    assert_eq!(result::<Value>(&done)["steps"], 60);
+    assert_eq!(calls.total(), 60);
+    assert_eq!(calls.max_per_key(), 1, "no step ran twice");
+    s2.stop().await;
+}
+
+/// Starts beyond `max_active` get 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_host_answers_429() {
+    let (store, _guard) = memory_store().await;
+    let calls = Calls::default();
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (tools, mut stalled) = stalling_tools(&calls, 0, go.clone());
+    let mut cfg = config();
+    cfg.max_active = 1;
+    let s = TestServer::start(store, cfg, tools).await;
+    s.deploy("steps", "steps").await;
+    let first = s
+        .post("/v1/workflows/steps/executions", &json!({"input": {"n": 2}}))
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    stalled.recv().await.unwrap();
+    let second = s
+        .post("/v1/workflows/steps/executions", &json!({"input": {"n": 2}}))
+        .await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(second.problem_type(), "urn:reprise:problem:saturated");
+    assert_eq!(second.headers["retry-after"], "1");
+    go.notify_one();
+    let id = reprise_host::ExecutionId::new(first.body["id"].as_str().unwrap()).unwrap();
+    wait(&s.runtime, &id).await;
+    // Once it is done, starts are admitted again.
+    let third = s
+        .start_and_wait("steps", json!({"input": {"n": 1}}))
+        .await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.body);
+    s.stop().await;
+}
+
+/// Tokens: none, wrong, and a token without the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_and_scopes() {
+    let (store, _guard) = memory_store().await;
+    let cfg = ServeConfig::from_toml(
+        r#"
+        [[auth.tokens]]
+        name = "ci"
+        token = "deploy-token-0123456789"
+        scopes = ["deploy"]
+        [[auth.tokens]]
+        name = "app"
+        token = "invoke-token-0123456789"
+        scopes = ["invoke"]
+        "#,
+    )
+    .unwrap();
+    let s = TestServer::start(store.clone(), cfg, ToolRegistry::with_builtins()).await;
+    let deploy = |token: Option<&str>| {
+        let mut r = s
+            .http
+            .put(s.url("/v1/workflows/hello"))
+            .header("content-type", "application/wasm")
+            .body(guest("hello"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    };
+    let none = s.send(deploy(None)).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.problem_type(), "urn:reprise:problem:unauthorized");
+    assert!(none.headers.contains_key("www-authenticate"));
+    let wrong = s.send(deploy(Some("not-a-token-at-all"))).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let scope = s.send(deploy(Some("invoke-token-0123456789"))).await;
+    assert_eq!(scope.status, StatusCode::FORBIDDEN);
+    assert_eq!(scope.problem_type(), "urn:reprise:problem:forbidden");
+    assert!(store.list_deployments().await.unwrap().is_empty());
+
+    let ok = s.send(deploy(Some("deploy-token-0123456789"))).await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+    let start = |token: &str| {
+        s.http
+            .post(s.url("/v1/workflows/hello/executions?wait=30s"))
+            .bearer_auth(token)
+            .json(&json!({"input": "x"}))
+    };
+    assert_eq!(
+        s.send(start("deploy-token-0123456789")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert!(store.list_executions(None).await.unwrap().is_empty());
+    assert_eq!(
+        s.send(start("invoke-token-0123456789")).await.status,
+        StatusCode::OK
+    );
+    // Operators' endpoints need no token.
+    assert_eq!(s.get("/healthz").await.status, StatusCode::OK);
+    s.stop().await;
+}
+
+/// Token configs that cannot work are refused when the server is built.
+#[test]
+fn bad_token_config_is_refused() {
+    let short = ServeConfig::from_toml(
+        "[[auth.tokens]]\nname = \"x\"\ntoken = \"short\"\nscopes = [\"invoke\"]\n",
+    )
+    .unwrap();
+    assert!(short.tokens().unwrap_err().to_string().contains("16"));
+    let unset = ServeConfig::from_toml(
+        "[[auth.tokens]]\nname = \"x\"\ntoken_env = \"REPRISE_TEST_UNSET_VAR\"\nscopes = [\"invoke\"]\n",
+    )
+    .unwrap();
+    assert!(
+        unset
+            .tokens()
+            .unwrap_err()
+            .to_string()
+            .contains("REPRISE_TEST_UNSET_VAR")
+    );
+}
+
+/// The OpenAPI document lists exactly the routes the server serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_matches_routes() {
+    let (store, _guard) = memory_store().await;
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    let doc = s.get("/v1/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "put", "post", "delete", "patch"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("PUT", "/v1/workflows/{name}"),
+        ("GET", "/v1/workflows"),
+        ("GET", "/v1/workflows/{name}"),
+        ("POST", "/v1/workflows/{name}/executions"),
+        ("GET", "/v1/executions"),
+        ("GET", "/v1/executions/{id}"),
+        ("DELETE", "/v1/executions/{id}"),
+        ("GET", "/v1/executions/{id}/journal"),
+        ("POST", "/v1/executions/{id}/signals/{name}"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(documented, expected);
+    // Every documented operation is served: no "no route" and no 405.
+    for (method, path) in &documented {
+        let concrete = path.replace("{name}", "x").replace("{id}", "x");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = s
+            .send(
+                s.http
+                    .request(method.clone(), s.url(&concrete))
+                    .header("content-type", "application/json")
+                    .body("{}"),
+            )
+            .await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(
+            r.body["type"], "urn:reprise:problem:not-found",
+            "{method} {path} is documented but not served"
+        );
+    }
+    assert!(doc.body["components"]["schemas"]["ExecutionView"].is_object());
+    s.stop().await;
+}
+
+/// Health, readiness and the metrics that count what ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics() {
+    let (store, _guard) = memory_store().await;
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    assert_eq!(s.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(s.get("/readyz").await.status, StatusCode::OK);
+    s.deploy("steps", "steps").await;
+    s.start_and_wait("steps", json!({"input": {"n": 4}})).await;
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in\n{text}"))
+    };
+    assert_eq!(value("reprise_invocations_total"), 1.0);
+    assert_eq!(value("reprise_steps_total"), 4.0);
+    assert_eq!(value("reprise_tool_call_seconds_count{category=\"builtin\"}"), 4.0);
+    assert_eq!(value("reprise_executions{status=\"completed\"}"), 1.0);
+    assert_eq!(value("reprise_executions_finished_total{status=\"completed\"}"), 1.0);
+    assert_eq!(value("reprise_live_instances"), 0.0);
+    assert!(text.contains("reprise_replay_seconds"), "{text}");
+    s.stop().await;
+}
