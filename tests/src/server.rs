@@ -58,7 +58,11 @@ impl TestServer {
     /// Starts a host on `store` with `tools` (the config's `tools` section
     /// is ignored; build them with `reprise_host::server::tools_from`), and
     /// recovers what the store holds, as `reprise serve` does.
-    pub async fn start(store: Arc<dyn Store>, mut config: ServeConfig, tools: ToolRegistry) -> Self {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        mut config: ServeConfig,
+        tools: ToolRegistry,
+    ) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let runtime = Arc::new(Runtime::new(
             crate::engine(),
@@ -100,7 +104,10 @@ impl TestServer {
 
     /// Sends `req` and reads the reply.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let r = req.send().await.expect("sending a request to the test host");
+        let r = req
+            .send()
+            .await
+            .expect("sending a request to the test host");
         let status = r.status();
         let headers = r.headers().clone();
         let bytes = r.bytes().await.unwrap();
@@ -132,7 +139,12 @@ impl TestServer {
                     .body(crate::guest(guest)),
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "deploying {guest}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "deploying {guest}: {}",
+            r.body
+        );
         r.body
     }
 

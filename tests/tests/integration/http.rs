@@ -56,7 +56,9 @@ async fn routes_end_to_end(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     loop {
         let p = s
-            .get(&format!("/v1/executions/{id}/journal?after={after}&limit=1"))
+            .get(&format!(
+                "/v1/executions/{id}/journal?after={after}&limit=1"
+            ))
             .await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.body);
         assert_eq!(p.body["total"], 3);
@@ -79,14 +81,23 @@ async fn routes_end_to_end(store: Arc<dyn Store>) {
     assert_eq!(w.body["current"]["version"], 1);
     assert_eq!(w.body["versions"].as_array().unwrap().len(), 1);
 
-    let all = s.get("/v1/executions?workflow=sequential&status=completed").await;
-    assert_eq!(all.body["executions"].as_array().unwrap().len(), 2, "{}", all.body);
+    let all = s
+        .get("/v1/executions?workflow=sequential&status=completed")
+        .await;
+    assert_eq!(
+        all.body["executions"].as_array().unwrap().len(),
+        2,
+        "{}",
+        all.body
+    );
     let none = s.get("/v1/executions?status=failed").await;
     assert!(none.body["executions"].as_array().unwrap().is_empty());
     // Paging: one per page, two pages, no repeats.
     let p1 = s.get("/v1/executions?limit=1").await;
     let cursor = p1.body["next_cursor"].as_str().unwrap().to_string();
-    let p2 = s.get(&format!("/v1/executions?limit=1&cursor={cursor}")).await;
+    let p2 = s
+        .get(&format!("/v1/executions?limit=1&cursor={cursor}"))
+        .await;
     assert!(p2.body.get("next_cursor").is_none(), "{}", p2.body);
     assert_ne!(
         p1.body["executions"][0]["id"],
@@ -214,7 +225,9 @@ async fn pinned_across_redeploy(store: Arc<dyn Store>) {
     assert_eq!(done.digest.to_hex(), v1["digest"].as_str().unwrap());
     assert_eq!(result::<Value>(&done)["approved_by"], "pinned");
 
-    let new = s.start_and_wait("flow", json!({"input": {"name": "there"}})).await;
+    let new = s
+        .start_and_wait("flow", json!({"input": {"name": "there"}}))
+        .await;
     assert_eq!(new.body["digest"], v2["digest"]);
     assert_eq!(new.body["status"], "completed", "{}", new.body);
     s.stop().await;
@@ -246,9 +259,7 @@ async fn cancel_suspended(store: Arc<dyn Store>) {
     let e = s.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(e.body["status"], "cancelled");
     assert_eq!(e.body["steps"], 3, "the guest did not run again");
-    let missing = s
-        .send(s.http.delete(s.url("/v1/executions/missing")))
-        .await;
+    let missing = s.send(s.http.delete(s.url("/v1/executions/missing"))).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
@@ -445,13 +456,17 @@ async fn graceful_shutdown_loses_nothing(store: Arc<dyn Store>) {
     let slow_echo = |calls: &Calls| {
         let mut tools = ToolRegistry::with_builtins();
         let calls = calls.clone();
-        tools.register_fn("builtin", "echo", move |call: reprise_host::tools::ToolCall| {
-            calls.record(&call);
-            async move {
-                tokio::time::sleep(Duration::from_millis(40)).await;
-                Ok(call.input)
-            }
-        });
+        tools.register_fn(
+            "builtin",
+            "echo",
+            move |call: reprise_host::tools::ToolCall| {
+                calls.record(&call);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    Ok(call.input)
+                }
+            },
+        );
         tools
     };
     let mut cfg = config();
@@ -504,12 +519,18 @@ async fn saturated_host_answers_429() {
     let s = TestServer::start(store, cfg, tools).await;
     s.deploy("steps", "steps").await;
     let first = s
-        .post("/v1/workflows/steps/executions", &json!({"input": {"n": 2}}))
+        .post(
+            "/v1/workflows/steps/executions",
+            &json!({"input": {"n": 2}}),
+        )
         .await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
     stalled.recv().await.unwrap();
     let second = s
-        .post("/v1/workflows/steps/executions", &json!({"input": {"n": 2}}))
+        .post(
+            "/v1/workflows/steps/executions",
+            &json!({"input": {"n": 2}}),
+        )
         .await;
     assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(second.problem_type(), "urn:reprise:problem:saturated");
@@ -518,9 +539,7 @@ async fn saturated_host_answers_429() {
     let id = reprise_host::ExecutionId::new(first.body["id"].as_str().unwrap()).unwrap();
     wait(&s.runtime, &id).await;
     // Once it is done, starts are admitted again.
-    let third = s
-        .start_and_wait("steps", json!({"input": {"n": 1}}))
-        .await;
+    let third = s.start_and_wait("steps", json!({"input": {"n": 1}})).await;
     assert_eq!(third.status, StatusCode::OK, "{}", third.body);
     s.stop().await;
 }
@@ -688,9 +707,15 @@ async fn health_and_metrics() {
     };
     assert_eq!(value("reprise_invocations_total"), 1.0);
     assert_eq!(value("reprise_steps_total"), 4.0);
-    assert_eq!(value("reprise_tool_call_seconds_count{category=\"builtin\"}"), 4.0);
+    assert_eq!(
+        value("reprise_tool_call_seconds_count{category=\"builtin\"}"),
+        4.0
+    );
     assert_eq!(value("reprise_executions{status=\"completed\"}"), 1.0);
-    assert_eq!(value("reprise_executions_finished_total{status=\"completed\"}"), 1.0);
+    assert_eq!(
+        value("reprise_executions_finished_total{status=\"completed\"}"),
+        1.0
+    );
     assert_eq!(value("reprise_live_instances"), 0.0);
     assert!(text.contains("reprise_replay_seconds"), "{text}");
     s.stop().await;

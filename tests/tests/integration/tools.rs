@@ -130,7 +130,12 @@ async fn webhook_tools() {
     let seen = seen.lock().unwrap().clone();
     let attempts = |path: &str| seen.iter().filter(|(p, ..)| p == path).count();
     assert_eq!(
-        (attempts("/ok"), attempts("/err"), attempts("/slow"), attempts("/flaky")),
+        (
+            attempts("/ok"),
+            attempts("/err"),
+            attempts("/slow"),
+            attempts("/flaky")
+        ),
         (1, 1, 2, 3)
     );
     // Every attempt of a step carries the step's key, in the header and the

@@ -1,0 +1,292 @@
+//! The `reprise` binary end to end: `reprise serve` as a process with a
+//! config file, and every client command against it, checking output and
+//! exit codes; then SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "cli-test-token-0123456789";
+
+struct Host {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn reprise() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_reprise"))
+}
+
+/// Starts `reprise serve` with `config` on a free port; returns once it
+/// listens.
+fn serve(config: &str, env: &[(&str, &str)]) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reprise.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{config}",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = reprise()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env_remove("REPRISE_REDIS_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("reprise serve exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Host {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn client(host: &Host, args: &[&str]) -> Output {
+    reprise()
+        .args(args)
+        .arg("--server")
+        .arg(&host.url)
+        .env("REPRISE_TOKEN", TOKEN)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wasm(name: &str) -> String {
+    reprise_tests::guests_dir()
+        .join(format!("{name}.wasm"))
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_against_a_served_host() {
+    // A webhook receiver that echoes the Authorization header it got.
+    let app = axum::Router::new().route(
+        "/hook",
+        post(|headers: HeaderMap, Json(body): Json<Value>| async move {
+            Json(json!({
+                "auth": headers.get("authorization").and_then(|v| v.to_str().ok()),
+                "input": body["input"],
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let host = serve(
+        &format!(
+            r#"
+            [[auth.tokens]]
+            name = "test"
+            token_env = "CLI_TEST_TOKEN"
+            scopes = ["deploy", "invoke"]
+            [tools.webhook.crm]
+            url = "{hook}"
+            headers_from_env = {{ Authorization = "CLI_TEST_HOOK_AUTH" }}
+            "#
+        ),
+        &[
+            ("CLI_TEST_TOKEN", TOKEN),
+            ("CLI_TEST_HOOK_AUTH", "Bearer hook-secret"),
+        ],
+    );
+
+    let out = client(&host, &["deploy", "sequential", &wasm("sequential")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deployed sequential version 1"),
+        "{}",
+        text(&out)
+    );
+
+    // start --wait prints the result and exits 0.
+    let out = client(
+        &host,
+        &[
+            "start",
+            "sequential",
+            "--input",
+            r#"{"user_id":5}"#,
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["user"]["name"], "User 5");
+
+    // A workflow waiting for a signal: exit 4, then signal, then done.
+    let out = client(&host, &["deploy", "signals", &wasm("signals")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let start_s1 = [
+        "start",
+        "signals",
+        "--id",
+        "s1",
+        "--input",
+        r#"{"sleep_ms":0}"#,
+        "--wait",
+        "20s",
+    ];
+    let out = client(&host, &start_s1);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signal \"approve\""));
+
+    let out = client(&host, &["ls"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("s1 ") && l.contains("suspended")),
+        "{listing}"
+    );
+    let out = client(&host, &["ls", "--workflows", "--json"]);
+    let workflows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(workflows["workflows"].as_array().unwrap().len(), 2);
+
+    let out = client(
+        &host,
+        &["signal", "s1", "approve", "--payload", r#"{"by":"cli"}"#],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // Starting the same id again waits for the same execution.
+    let out = client(&host, &start_s1);
+    assert!(out.status.success(), "{}", text(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["approved_by"], "cli");
+
+    let out = client(&host, &["status", "s1", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["status"], "completed");
+    assert_eq!(status["steps"], 4);
+
+    let out = client(&host, &["journal", "s1"]);
+    let journal = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(journal.lines().count(), 5, "{journal}");
+    assert!(journal.contains("approve (#0)"), "{journal}");
+
+    // Errors: the request failed (1), usage (2), the workflow failed (3).
+    let out = client(&host, &["cancel", "s1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has ended"));
+    let out = client(&host, &["start", "sequential", "--input", "{bad"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = client(&host, &["deploy", "trap", &wasm("trap")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = client(&host, &["start", "trap", "--wait"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("trap"),
+        "{}",
+        text(&out)
+    );
+    let out = reprise()
+        .args(["ls", "--server", &host.url])
+        .env_remove("REPRISE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bearer token"));
+    let out = client(&host, &["deploy", "w", "/nonexistent.wasm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // A webhook tool configured in the file, with a header from the host's
+    // environment.
+    let out = client(&host, &["deploy", "caller", &wasm("caller")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = client(
+        &host,
+        &[
+            "start",
+            "caller",
+            "--input",
+            r#"{"calls":[{"category":"crm","name":"lookup","input":{"email":"a@b.c"}}]}"#,
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result[0]["ok"]["auth"], "Bearer hook-secret");
+    assert_eq!(result[0]["ok"]["input"]["email"], "a@b.c");
+
+    // SIGTERM: a graceful stop, exit 0.
+    let mut host = host;
+    let pid = host.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = host.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serve_refuses_a_config_with_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\nretenton = \"1d\"\n").unwrap();
+    let out = reprise()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retenton"),
+        "{}",
+        text(&out)
+    );
+}
