@@ -169,7 +169,7 @@ async fn http_tool_is_limited_to_its_allow_list() {
     let (store, _guard) = memory_store().await;
     let s = TestServer::start(store, cfg, tools).await;
     s.deploy("caller", "caller").await;
-    let other_port = format!("http://127.0.0.1:1/page");
+    let other_port = "http://127.0.0.1:1/page";
     let calls = json!({"calls": [
         {"category": "http", "name": "request", "input": {"url": format!("{base}/page")}},
         {"category": "http", "name": "request", "input": {"url": other_port}},
