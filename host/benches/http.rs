@@ -1,0 +1,215 @@
+//! HTTP benchmarks of `reprise serve`, as a separate process, so its RSS
+//! and CPU time can be read from /proc:
+//!
+//! - latency of start-and-wait (`?wait=`) of a 10-step workflow, 200
+//!   sequential runs, p50/p99, next to a `/healthz` round trip on the same
+//!   connection pool as the baseline;
+//! - throughput of 1,000 such workflows with 50 requests in flight:
+//!   workflows/s, the server's CPU (cores busy) and RSS.
+//!
+//! Each on the embedded file store (fsync per journal write) and on Redis
+//! (a private `redis-server` over loopback TCP, AOF `appendfsync always`).
+//!
+//! `cargo bench -p reprise-host --bench http` (`BENCH_RUNS`, `BENCH_TOTAL`
+//! and `BENCH_IN_FLIGHT` override 200, 1000 and 50).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Host {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(redis: Option<&str>) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "error")
+        .env_remove("REPRISE_REDIS_URL")
+        .stderr(Stdio::piped());
+    if let Some(url) = redis {
+        cmd.args(["--redis", url]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve exited").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Host {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+/// (CPU seconds used, RSS bytes, peak RSS bytes) of a process.
+fn usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (cpu, kb("VmRSS:"), kb("VmHWM:"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn start_and_wait(http: &reqwest::Client, url: &str) -> Duration {
+    let t = Instant::now();
+    let r = http
+        .post(format!("{url}/v1/workflows/steps/executions?wait=30s"))
+        .json(&json!({"input": {"n": 10}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    t.elapsed()
+}
+
+async fn scenario(label: &str, redis: Option<&str>) {
+    let runs = env_or("BENCH_RUNS", 200);
+    let total = env_or("BENCH_TOTAL", 1000);
+    let in_flight = env_or("BENCH_IN_FLIGHT", 50);
+    let host = serve(redis);
+    let pid = host.child.id();
+    let http = reqwest::Client::new();
+    let steps = reprise_tests::guests_dir().join("steps.wasm");
+    let r = http
+        .put(format!("{}/v1/workflows/steps", host.url))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(steps).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Warm up: connections, the compiled component, the store.
+    for _ in 0..10 {
+        start_and_wait(&http, &host.url).await;
+    }
+    let mut health = Vec::with_capacity(runs);
+    let mut lat = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        http.get(format!("{}/healthz", host.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        health.push(t.elapsed());
+        lat.push(start_and_wait(&http, &host.url).await);
+    }
+    health.sort();
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let h50 = percentile(&health, 0.5);
+    println!(
+        "{label:<9} start-and-wait, 10 steps, {runs} sequential: p50 {:>8.2} ms  p99 {:>8.2} ms   \
+         (/healthz p50 {:.3} ms; p50 = {:.0}x /healthz)",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        h50.as_secs_f64() * 1e3,
+        p50.as_secs_f64() / h50.as_secs_f64()
+    );
+
+    let (cpu0, _, _) = usage(pid);
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let (http, url) = (http.clone(), host.url.clone());
+        tasks.spawn(async move {
+            let d = start_and_wait(&http, &url).await;
+            drop(permit);
+            d
+        });
+    }
+    let mut all = Vec::with_capacity(total);
+    while let Some(d) = tasks.join_next().await {
+        all.push(d.unwrap());
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let (cpu1, rss, peak) = usage(pid);
+    all.sort();
+    println!(
+        "{label:<9} throughput, {total} workflows, {in_flight} in flight: {:>7.1} workflows/s \
+         ({:.0} steps/s), p50 {:.1} ms p99 {:.1} ms; server CPU {:.2} cores, RSS {:.1} MiB \
+         (peak {:.1} MiB)",
+        total as f64 / wall,
+        total as f64 * 10.0 / wall,
+        percentile(&all, 0.5).as_secs_f64() * 1e3,
+        percentile(&all, 0.99).as_secs_f64() * 1e3,
+        (cpu1 - cpu0) / wall,
+        rss as f64 / (1 << 20) as f64,
+        peak as f64 / (1 << 20) as f64,
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; any other argument filters by label.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |label: &str| filter.is_empty() || filter.iter().any(|f| label.contains(f));
+    println!("reprise serve over loopback HTTP; client and server on this machine");
+    if wanted("embedded") {
+        scenario("embedded", None).await;
+    }
+    if wanted("redis") {
+        let (_server, url) = reprise_tests::redis::RedisServer::start_tcp(&[]);
+        scenario("redis", Some(&url)).await;
+    }
+}
