@@ -31,12 +31,14 @@ fn caller(ctx: &Context, input: Input) -> Result<Vec<Outcome>, ToolError> {
     Ok(input
         .calls
         .iter()
-        .map(|c| match ctx.call::<Value>(&c.category, &c.name, &c.input) {
-            Ok(v) => Outcome::Ok(v),
-            Err(e) => Outcome::Err {
-                code: e.code,
-                message: e.message,
+        .map(
+            |c| match ctx.call::<Value>(&c.category, &c.name, &c.input) {
+                Ok(v) => Outcome::Ok(v),
+                Err(e) => Outcome::Err {
+                    code: e.code,
+                    message: e.message,
+                },
             },
-        })
+        )
         .collect())
 }
