@@ -12,6 +12,7 @@
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools;
 //! - [`engine`]: wasmtime, compiled components and one invocation;
 //! - [`runtime`]: the driver and scheduler behind the public API;
+//! - [`queue`]: the Redis Streams work queue and durable timers many hosts share;
 //! - [`metrics`]: what the runtime counts, for Prometheus;
 //! - [`server`]: `reprise serve`, the HTTP API in front of a runtime.
 #![deny(missing_docs)]
@@ -23,6 +24,7 @@ pub mod ids;
 pub mod journal;
 pub mod metrics;
 pub mod persist;
+pub mod queue;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
 pub use redis::{RedisOptions, RedisStore};
+pub(crate) use redis::{connection as redis_connection, redis_err};
 
 use crate::execution::{ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};

@@ -348,7 +348,7 @@ fn scripts() -> &'static Scripts {
 /// Maps a Redis error to a store error: connection trouble, timeouts and
 /// a busy or loading server are retriable; a reply this code cannot read,
 /// or a script error, is not.
-fn redis_err(e: RedisError) -> StoreError {
+pub(crate) fn redis_err(e: RedisError) -> StoreError {
     let permanent = matches!(
         e.kind(),
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType | ErrorKind::InvalidClientConfig
@@ -522,6 +522,42 @@ impl Reply {
     }
 }
 
+/// A connection to the Redis at `url` with `options`' TLS and timeouts,
+/// re-established in the background after an outage. Shared by the store
+/// and the work queue (which needs its own for blocking reads).
+pub(crate) async fn connection(
+    url: &str,
+    options: &RedisOptions,
+) -> Result<ConnectionManager, StoreError> {
+    if url.starts_with("rediss://") {
+        // rustls needs a process-wide crypto provider; another part of
+        // the process may have installed one already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    // The URL may hold a password: never echo it.
+    let invalid =
+        |e: RedisError| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind()));
+    let client = match &options.tls_ca {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        )
+        .map_err(invalid)?,
+        None => redis::Client::open(url).map_err(invalid)?,
+    };
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connection_timeout))
+        .set_response_timeout(Some(options.response_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
+}
+
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://`, `rediss://` for TLS,
     /// `redis+unix://` or `unix://` for a socket; a password goes in the
@@ -529,33 +565,7 @@ impl RedisStore {
     /// operations fail as retriable while the connection is re-established
     /// in the background.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        if url.starts_with("rediss://") {
-            // rustls needs a process-wide crypto provider; another part of
-            // the process may have installed one already, which is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        // The URL may hold a password: never echo it.
-        let invalid =
-            |e: RedisError| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind()));
-        let client = match &options.tls_ca {
-            Some(ca) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.clone()),
-                },
-            )
-            .map_err(invalid)?,
-            None => redis::Client::open(url).map_err(invalid)?,
-        };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connection_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))?;
+        let conn = connection(url, &options).await?;
         Ok(Self { conn, options })
     }
 

@@ -7,10 +7,19 @@
 //! waited for arrived), at a due time (a timer), when a signal comes, or after
 //! a backoff (the store failed transiently). Nothing of a suspended execution
 //! stays in memory but, for a timer, a sleeping task holding its id.
+//!
+//! With a work queue attached ([`Runtime::attach_queue`], see
+//! [`crate::queue`]) the same driver runs, but what comes next goes through
+//! Redis instead of this process: a continuation is a resume message any
+//! host may take, a timer is an entry in the shared timer set, and the
+//! message that caused an invocation is acknowledged once that invocation
+//! has recorded how it ended.
+
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -23,6 +32,7 @@ use crate::execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, W
 use crate::ids::{Digest, ExecutionId, InvalidId};
 use crate::journal::Entry;
 use crate::metrics::{Metrics, StatusLabel};
+use crate::queue::Message;
 use crate::store::{Created, DeploymentVersion, Store, StoreError, Suspended, now_ms};
 use crate::tools::ToolRegistry;
 
@@ -102,9 +112,8 @@ struct Inner {
     tools: Arc<ToolRegistry>,
     config: RuntimeConfig,
     changes: watch::Sender<u64>,
-    /// Executions being driven by this runtime; `true` asks the driver to run
-    /// once more after the current invocation.
-    active: Mutex<HashMap<ExecutionId, bool>>,
+    /// Executions being driven by this runtime.
+    active: Mutex<HashMap<ExecutionId, Active>>,
     tasks: Mutex<JoinSet<()>>,
     closed: AtomicBool,
     /// Set by [`Runtime::drain`]: invocations suspend before their next step.
@@ -114,6 +123,18 @@ struct Inner {
     in_flight: AtomicUsize,
     invocations: AtomicU64,
     metrics: Arc<Metrics>,
+    /// The work queue, when one is attached.
+    queue: OnceLock<worker::QueueLink>,
+}
+
+/// An execution a driver task is working on.
+#[derive(Default)]
+struct Active {
+    /// Run once more after the current invocation (something happened
+    /// while it ran).
+    again: bool,
+    /// Queue entries to acknowledge once the driver is done.
+    entries: Vec<String>,
 }
 
 /// What the driver does after an invocation.
@@ -121,6 +142,8 @@ enum Next {
     Again,
     Retry,
     RetryAfter(Duration),
+    /// Another host holds the lease, until about this long from now.
+    Held(Duration),
     Done,
 }
 
@@ -148,6 +171,7 @@ impl Runtime {
                 in_flight: AtomicUsize::new(0),
                 invocations: AtomicU64::new(0),
                 metrics: Arc::new(Metrics::default()),
+                queue: OnceLock::new(),
             }),
         };
         if let Some(retention) = rt.inner.config.retention
@@ -253,27 +277,10 @@ impl Runtime {
         input: Vec<u8>,
         id: Option<ExecutionId>,
     ) -> Result<ExecutionId, RuntimeError> {
-        let digest = self
-            .inner
-            .store
-            .get_deployment(workflow)
-            .await?
-            .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
-        let id = id.unwrap_or_else(ExecutionId::generate);
-        let record =
-            ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
-        match self.inner.store.create_execution(&record).await? {
-            Created::New => {}
-            Created::Existing(existing) => {
-                if existing.digest != record.digest || existing.input != record.input {
-                    return Err(RuntimeError::IdConflict(id));
-                }
-                if existing.status.is_terminal() || existing.status == Status::Running {
-                    return Ok(id);
-                }
-            }
+        let (id, runnable) = self.inner.create(workflow, input, id).await?;
+        if runnable {
+            self.inner.wake(&id).await?;
         }
-        self.inner.schedule(id.clone());
         Ok(id)
     }
 
@@ -284,9 +291,9 @@ impl Runtime {
         if !rec.status.is_terminal() {
             match &rec.wait {
                 Some(Wait::Timer { wake_at_ms }) if *wake_at_ms > now_ms() => {
-                    self.inner.schedule_at(id.clone(), *wake_at_ms)
+                    self.inner.wake_at(id, *wake_at_ms).await?
                 }
-                _ => self.inner.schedule(id.clone()),
+                _ => self.inner.wake(id).await?,
             }
         }
         Ok(rec)
@@ -295,7 +302,14 @@ impl Runtime {
     /// Schedules every execution a previous process left unfinished: ready
     /// ones now, timers when due. Those waiting for a signal wait. Returns
     /// how many were scheduled.
+    ///
+    /// With a work queue attached, only executions the queue seems to have
+    /// lost are scheduled (see [`Runtime::attach_queue`]): the others have
+    /// a message or a timer already.
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
+        if self.inner.queue.get().is_some() {
+            return Ok(self.inner.sweep().await?);
+        }
         let mut n = 0;
         for status in [Status::Running, Status::Suspended] {
             for rec in self.inner.store.list_executions(Some(status)).await? {
@@ -317,8 +331,13 @@ impl Runtime {
         payload: Vec<u8>,
     ) -> Result<(), RuntimeError> {
         let delivered = self.inner.store.signal(id, name, &payload).await?;
-        if delivered.woke {
-            self.inner.schedule(id.clone());
+        if delivered.woke
+            && let Err(e) = self.inner.wake(id).await
+        {
+            // The signal is recorded; the execution is ready to run and the
+            // queue's sweep finds it (failing here would make the caller
+            // send the signal twice).
+            tracing::warn!(execution = %id, "signal recorded, but cannot queue the resume: {e}");
         }
         self.inner.notify();
         Ok(())
@@ -494,40 +513,128 @@ impl Inner {
         tasks.spawn(fut);
     }
 
+    /// Creates an execution unless one with that id exists. Returns its id
+    /// and whether it needs to be run (it is new, or an earlier start left
+    /// it ready and not running).
+    async fn create(
+        &self,
+        workflow: &str,
+        input: Vec<u8>,
+        id: Option<ExecutionId>,
+    ) -> Result<(ExecutionId, bool), RuntimeError> {
+        let digest = self
+            .store
+            .get_deployment(workflow)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
+        let id = id.unwrap_or_else(ExecutionId::generate);
+        let record =
+            ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
+        match self.store.create_execution(&record).await? {
+            Created::New => Ok((id, true)),
+            Created::Existing(existing) => {
+                if existing.digest != record.digest || existing.input != record.input {
+                    return Err(RuntimeError::IdConflict(id));
+                }
+                let runnable = !existing.status.is_terminal() && existing.status != Status::Running;
+                Ok((id, runnable))
+            }
+        }
+    }
+
+    /// The execution can run now: drive it here, or queue a resume for any
+    /// host.
+    async fn wake(self: &Arc<Self>, id: &ExecutionId) -> Result<(), StoreError> {
+        match self.queue.get() {
+            Some(link) => {
+                link.queue.enqueue(&Message::Resume(id.clone())).await?;
+            }
+            None => self.schedule(id.clone()),
+        }
+        Ok(())
+    }
+
+    /// The execution can run at `at_ms`: sleep here, or set its timer in the
+    /// queue's timer set.
+    async fn wake_at(self: &Arc<Self>, id: &ExecutionId, at_ms: u64) -> Result<(), StoreError> {
+        match self.queue.get() {
+            Some(link) => link.add_timer(id, at_ms).await?,
+            None => self.schedule_at(id.clone(), at_ms),
+        }
+        Ok(())
+    }
+
     fn schedule(self: &Arc<Self>, id: ExecutionId) {
         let me = self.clone();
-        self.spawn(async move { me.drive(id).await });
+        self.spawn(async move { me.drive(id, None).await });
     }
 
     fn schedule_at(self: &Arc<Self>, id: ExecutionId, at_ms: u64) {
         let me = self.clone();
         self.spawn(async move {
             tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
-            me.drive(id).await
+            me.drive(id, None).await
         });
     }
 
     /// Drives one execution until it ends or waits; one driver per execution
-    /// per runtime.
-    async fn drive(self: Arc<Self>, id: ExecutionId) {
+    /// per runtime. `entry` is the queue message that asked for it, which is
+    /// acknowledged when the driver is done.
+    async fn drive(self: Arc<Self>, id: ExecutionId, entry: Option<String>) {
         {
             let mut active = self.active.lock().expect("active poisoned");
-            if let Some(again) = active.get_mut(&id) {
-                *again = true;
+            if let Some(a) = active.get_mut(&id) {
+                a.again = true;
+                a.entries.extend(entry);
                 return;
             }
-            active.insert(id.clone(), false);
+            let entries = entry.into_iter().collect();
+            active.insert(
+                id.clone(),
+                Active {
+                    again: false,
+                    entries,
+                },
+            );
         }
         let mut delay = self.config.retry_delay;
         loop {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
-            let next = self.invoke_once(&id).await;
+            let mut next = self.invoke_once(&id).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             self.notify();
-            if self.draining.load(Ordering::SeqCst) {
-                // Leave it runnable in the store for the next process.
-                self.active.lock().expect("active poisoned").remove(&id);
+            if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
+                // Leave it runnable in the store for the next process, or
+                // hand it to another host through the queue.
+                let active = self.active.lock().expect("active poisoned").remove(&id);
+                if let Some(link) = self.queue.get() {
+                    link.hand_off(&id, active.map(|a| a.entries).unwrap_or_default())
+                        .await;
+                }
                 return;
+            }
+            if let (Next::Held(_), Some(link)) = (&next, self.queue.get()) {
+                // The holder has a message of its own behind it (see
+                // `worker`), unless this one was taken over from a dead host.
+                let entries = self
+                    .active
+                    .lock()
+                    .expect("active poisoned")
+                    .get(&id)
+                    .map(|a| a.entries.clone())
+                    .unwrap_or_default();
+                if !entries.is_empty() && !link.any_taken_over(&entries) {
+                    next = Next::Done;
+                }
+            }
+            if let (Next::Again, Some(link)) = (&next, self.queue.get()) {
+                // A continuation: any host may take it.
+                match link.queue.enqueue(&Message::Resume(id.clone())).await {
+                    Ok(_) => next = Next::Done,
+                    Err(e) => {
+                        tracing::warn!(execution = %id, "cannot queue the continuation, running it here: {e}")
+                    }
+                }
             }
             match next {
                 Next::Again => delay = self.config.retry_delay,
@@ -535,14 +642,21 @@ impl Inner {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
-                Next::RetryAfter(d) => tokio::time::sleep(d).await,
+                Next::RetryAfter(d) | Next::Held(d) => tokio::time::sleep(d).await,
                 Next::Done => {
-                    let mut active = self.active.lock().expect("active poisoned");
-                    if active.get(&id) == Some(&true) {
-                        active.insert(id.clone(), false);
-                        continue;
+                    let entries = {
+                        let mut active = self.active.lock().expect("active poisoned");
+                        if let Some(a) = active.get_mut(&id)
+                            && a.again
+                        {
+                            a.again = false;
+                            continue;
+                        }
+                        active.remove(&id).map(|a| a.entries).unwrap_or_default()
+                    };
+                    if let Some(link) = self.queue.get() {
+                        link.done(&entries).await;
                     }
-                    active.remove(&id);
                     return;
                 }
             }
@@ -552,7 +666,8 @@ impl Inner {
     async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
         let cfg = &self.config;
         if self.draining.load(Ordering::SeqCst) {
-            return Next::Done;
+            // Not done: left runnable for another host (see `drive`).
+            return Next::Retry;
         }
         let (lease, snapshot) = match self
             .store
@@ -561,7 +676,7 @@ impl Inner {
         {
             Ok(taken) => taken,
             Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
-                return Next::RetryAfter(Duration::from_millis(
+                return Next::Held(Duration::from_millis(
                     expires_at_ms.saturating_sub(now_ms()) + 10,
                 ));
             }
@@ -679,6 +794,14 @@ impl Inner {
                 Err(e) => return self.after_store_error(id, lease, e).await,
             },
             End::Suspend { wait, consumed } => {
+                if let (Wait::Timer { wake_at_ms }, Some(link)) = (&wait, self.queue.get()) {
+                    // The timer is set before the execution says it waits
+                    // for it, so a crash in between leaves a timer that
+                    // fires for nothing, never an execution nobody wakes.
+                    if let Err(e) = link.add_timer(id, *wake_at_ms).await {
+                        return self.after_store_error(id, lease, e).await;
+                    }
+                }
                 let suspended = self.store.suspend(id, lease, &wait, consumed).await;
                 if suspended.is_ok() {
                     self.metrics.suspensions.inc();
@@ -688,7 +811,9 @@ impl Inner {
                     Ok(Suspended::Waiting) => match wait {
                         Wait::Ready => Next::Again,
                         Wait::Timer { wake_at_ms } => {
-                            self.schedule_at(id.clone(), wake_at_ms);
+                            if self.queue.get().is_none() {
+                                self.schedule_at(id.clone(), wake_at_ms);
+                            }
                             Next::Done
                         }
                         Wait::Signal { .. } => Next::Done,

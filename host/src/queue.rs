@@ -1,0 +1,518 @@
+//! The work queue: how several hosts on one Redis share executions.
+//!
+//! Work is a message on a Redis stream read through one consumer group, so
+//! each message goes to one host at a time:
+//!
+//! - a **start** (`workflow`, optional `input` as JSON text, optional `id`)
+//!   creates an execution and runs it;
+//! - a **resume** (`resume` = execution id) runs an execution that can go
+//!   on: it was started over HTTP, a signal it waited for arrived, its timer
+//!   is due, or its last invocation ended on its budget.
+//!
+//! A message is acknowledged (and deleted from the stream) only after the
+//! invocation it caused has recorded how it ended, and after whatever comes
+//! next is itself durable (the next resume message, or the timer). A host
+//! that dies mid-invocation leaves its messages pending; once one has been
+//! idle for `claim_after` any host takes it over (`XPENDING` + `XCLAIM`) and
+//! replays the execution. A host keeps the messages it works on fresh with
+//! `XCLAIM … JUSTID` while it works, so a long invocation is never taken
+//! from a live host. A message delivered `max_deliveries` times, or one that
+//! can never succeed (unknown workflow, malformed fields), goes to the
+//! dead-letter stream with the reason.
+//!
+//! **Durable timers** are a sorted set of execution ids by due time. Every
+//! host moves due timers to the stream with one script (`ZRANGEBYSCORE`,
+//! `ZREM`, `XADD`), so a timer fires once however many hosts poll, on the
+//! Redis clock, and survives restarts of every host.
+//!
+//! The stream, the timers and the dead letters share one hash tag, so the
+//! scripts that touch two of them run on one Redis Cluster slot.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamId, StreamReadReply};
+use redis::{Script, Value};
+
+use crate::ids::ExecutionId;
+use crate::store::{RedisOptions, StoreError, redis_connection, redis_err};
+
+/// Settings of a [`RedisQueue`].
+#[derive(Clone, Debug)]
+pub struct QueueOptions {
+    /// The stream's key. The timers are at `{<stream>}:timers` and the dead
+    /// letters at `{<stream>}:dead` (same Cluster slot).
+    pub stream: String,
+    /// The consumer group every host joins.
+    pub group: String,
+    /// A message pending this long without its host refreshing it is taken
+    /// over by another host (its host is presumed dead).
+    pub claim_after: Duration,
+    /// A message delivered this many times without being acknowledged goes
+    /// to the dead-letter stream.
+    pub max_deliveries: u64,
+    /// Messages one host works on at once.
+    pub concurrency: usize,
+    /// Longest time between two looks at the timers (a host also looks
+    /// when the next timer it knows of is due).
+    pub timer_poll: Duration,
+    /// How long one read waits for new messages.
+    pub block: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            stream: "reprise:queue".into(),
+            group: "reprise".into(),
+            claim_after: Duration::from_secs(30),
+            max_deliveries: 5,
+            concurrency: 64,
+            timer_poll: Duration::from_millis(500),
+            block: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a message asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Start an execution (idempotent with an `id`).
+    Start {
+        /// Workflow name.
+        workflow: String,
+        /// Input as JSON text (`null` when absent).
+        input: String,
+        /// Execution id; generated when absent.
+        id: Option<ExecutionId>,
+    },
+    /// Run an execution that can go on.
+    Resume(ExecutionId),
+}
+
+impl Message {
+    /// The stream fields of this message (the format plain `XADD` producers
+    /// use: see the README).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Message::Start {
+                workflow,
+                input,
+                id,
+            } => {
+                let mut f = vec![("workflow", workflow.clone()), ("input", input.clone())];
+                if let Some(id) = id {
+                    f.push(("id", id.to_string()));
+                }
+                f
+            }
+            Message::Resume(id) => vec![("resume", id.to_string())],
+        }
+    }
+
+    /// Reads a message from stream fields; the error says what is wrong.
+    pub fn parse(fields: &HashMap<String, Value>) -> Result<Self, String> {
+        let text = |name: &str| -> Result<Option<String>, String> {
+            match fields.get(name) {
+                None => Ok(None),
+                Some(Value::BulkString(b)) => String::from_utf8(b.clone())
+                    .map(Some)
+                    .map_err(|_| format!("field {name:?} is not UTF-8")),
+                Some(other) => Err(format!("field {name:?} has an unexpected type: {other:?}")),
+            }
+        };
+        if let Some(id) = text("resume")? {
+            return ExecutionId::new(id)
+                .map(Message::Resume)
+                .map_err(|e| e.to_string());
+        }
+        let Some(workflow) = text("workflow")? else {
+            return Err(
+                "a message needs a `workflow` field (a start) or a `resume` field".to_string(),
+            );
+        };
+        let input = text("input")?.unwrap_or_else(|| "null".to_string());
+        let id = text("id")?
+            .map(ExecutionId::new)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(Message::Start {
+            workflow,
+            input,
+            id,
+        })
+    }
+}
+
+/// One message as received.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Stream entry id (what is acknowledged).
+    pub entry: String,
+    /// The message, or why it cannot be read.
+    pub message: Result<Message, String>,
+    /// How many times it has been delivered, this time included.
+    pub deliveries: u64,
+    /// The raw fields, copied to the dead-letter stream if it goes there.
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Delivery {
+    fn new(entry: StreamId, deliveries: u64) -> Self {
+        let message = Message::parse(&entry.map);
+        let mut fields: Vec<(String, Vec<u8>)> = entry
+            .map
+            .into_iter()
+            .map(|(k, v)| {
+                let bytes = match v {
+                    Value::BulkString(b) => b,
+                    other => format!("{other:?}").into_bytes(),
+                };
+                (k, bytes)
+            })
+            .collect();
+        fields.sort();
+        Self {
+            entry: entry.id,
+            message,
+            deliveries,
+            fields,
+        }
+    }
+}
+
+/// One dead letter: the original message's fields and why it is here.
+#[derive(Clone, Debug)]
+pub struct DeadLetter {
+    /// Entry id in the dead-letter stream.
+    pub entry: String,
+    /// Every field: the original ones, plus `reason`, `original` (its entry
+    /// id) and `deliveries`.
+    pub fields: HashMap<String, String>,
+}
+
+/// Acknowledges and deletes entries (nobody else reads this stream's group,
+/// so an acknowledged entry is of no further use).
+const ACK: &str = r#"
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+"#;
+
+/// Moves one entry to the dead-letter stream. ARGV: group, entry id, then
+/// field/value pairs for the dead letter.
+const DEAD_LETTER: &str = r#"
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"#;
+
+/// Moves up to ARGV[1] due timers to the stream, on the Redis clock.
+/// Returns how many fired and how long until the next one (-1: none).
+const FIRE_TIMERS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('XADD', KEYS[2], '*', 'resume', id)
+end
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if next[2] then wait = math.max(0, tonumber(next[2]) - now) end
+return {#due, wait}
+"#;
+
+/// A work queue on Redis Streams; see the module documentation.
+#[derive(Clone)]
+pub struct RedisQueue {
+    /// Shared connection for short commands.
+    conn: ConnectionManager,
+    /// Dedicated connection for blocking reads, which would otherwise hold
+    /// up every command queued behind them.
+    reader: ConnectionManager,
+    options: QueueOptions,
+    timers: String,
+    dead: String,
+    ack: Script,
+    dead_letter: Script,
+    fire: Script,
+}
+
+impl RedisQueue {
+    /// Connects to the Redis at `url` and creates the consumer group if it
+    /// does not exist yet.
+    pub async fn connect(
+        url: &str,
+        redis: &RedisOptions,
+        options: QueueOptions,
+    ) -> Result<Self, StoreError> {
+        if options.stream.is_empty() {
+            return Err(StoreError::Invalid(
+                "the queue's stream name is empty".into(),
+            ));
+        }
+        // Keys derived from the stream share its Cluster slot: with a hash
+        // tag in the name, append; without, make the whole name the tag.
+        let tag = if options.stream.contains('{') {
+            options.stream.clone()
+        } else {
+            format!("{{{}}}", options.stream)
+        };
+        let mut blocking = redis.clone();
+        blocking.response_timeout = redis.response_timeout + options.block;
+        let queue = Self {
+            conn: redis_connection(url, redis).await?,
+            reader: redis_connection(url, &blocking).await?,
+            timers: format!("{tag}:timers"),
+            dead: format!("{tag}:dead"),
+            options,
+            ack: Script::new(ACK),
+            dead_letter: Script::new(DEAD_LETTER),
+            fire: Script::new(FIRE_TIMERS),
+        };
+        let created: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&queue.options.stream)
+            .arg(&queue.options.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut queue.conn.clone())
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(redis_err(e)),
+        }
+        Ok(queue)
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Adds a message; returns its entry id.
+    pub async fn enqueue(&self, message: &Message) -> Result<String, StoreError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&self.options.stream).arg("*");
+        for (k, v) in message.fields() {
+            cmd.arg(k).arg(v);
+        }
+        cmd.query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Up to `count` new messages for `consumer`, waiting up to the
+    /// configured `block` for the first.
+    pub async fn read(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.options.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(self.options.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.options.stream)
+            .arg(">")
+            .query_async(&mut self.reader.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(|id| Delivery::new(id, 1))
+            .collect())
+    }
+
+    /// Takes over up to `count` messages pending longer than `claim_after`
+    /// (their hosts are presumed dead). Each is claimed with a minimum idle
+    /// time, so two hosts never take over the same message.
+    pub async fn reclaim(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.conn.clone();
+        let idle = self.options.claim_after.as_millis() as u64;
+        // Each row: [entry id, consumer, idle ms, deliveries].
+        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .arg("IDLE")
+            .arg(idle)
+            .arg("-")
+            .arg("+")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let mut out = Vec::new();
+        for (entry, _, _, deliveries) in rows {
+            // Empty if another host took it first (it is no longer idle).
+            let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
+                .arg(&self.options.stream)
+                .arg(&self.options.group)
+                .arg(consumer)
+                .arg(idle)
+                .arg(&entry)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            out.extend(
+                claimed
+                    .ids
+                    .into_iter()
+                    .map(|id| Delivery::new(id, deliveries + 1)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Marks `entries` as still being worked on by `consumer`, so no other
+    /// host takes them over.
+    pub async fn refresh(&self, consumer: &str, entries: &[String]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XCLAIM")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .arg(consumer)
+            .arg(0)
+            .arg(entries)
+            .arg("JUSTID")
+            .query_async::<Value>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    /// Acknowledges and deletes `entries`.
+    pub async fn ack(&self, entries: &[String]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.ack
+            .key(&self.options.stream)
+            .arg(&self.options.group)
+            .arg(entries)
+            .invoke_async::<Value>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    /// Moves a message to the dead-letter stream with `reason`, in one step
+    /// with its acknowledgement.
+    pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), StoreError> {
+        let mut inv = self.dead_letter.key(&self.options.stream);
+        inv.key(&self.dead)
+            .arg(&self.options.group)
+            .arg(&d.entry)
+            .arg("reason")
+            .arg(reason)
+            .arg("original")
+            .arg(&d.entry)
+            .arg("deliveries")
+            .arg(d.deliveries);
+        for (k, v) in &d.fields {
+            inv.arg(k).arg(v);
+        }
+        inv.invoke_async::<Value>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+
+    /// Sets execution `id`'s timer to `at_ms` (ms since the Unix epoch).
+    pub async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), StoreError> {
+        redis::cmd("ZADD")
+            .arg(&self.timers)
+            .arg(at_ms)
+            .arg(id.as_str())
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Moves up to `limit` due timers to the stream. Returns how many fired
+    /// and, if any timer is left, how long until the next is due.
+    pub async fn fire_timers(&self, limit: usize) -> Result<(u64, Option<Duration>), StoreError> {
+        let (fired, wait): (u64, i64) = self
+            .fire
+            .key(&self.timers)
+            .key(&self.options.stream)
+            .arg(limit.max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        let next = u64::try_from(wait).ok().map(Duration::from_millis);
+        Ok((fired, next))
+    }
+
+    /// Timers not yet fired.
+    pub async fn timers(&self) -> Result<u64, StoreError> {
+        redis::cmd("ZCARD")
+            .arg(&self.timers)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Messages delivered but not acknowledged, over every host.
+    pub async fn pending(&self) -> Result<u64, StoreError> {
+        let summary: Vec<Value> = redis::cmd("XPENDING")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        match summary.into_iter().next() {
+            Some(v) => redis::from_redis_value(v)
+                .map_err(|e| StoreError::Corrupt(format!("redis: XPENDING: {e}"))),
+            None => Ok(0),
+        }
+    }
+
+    /// Messages in the stream: pending or not yet read.
+    pub async fn len(&self) -> Result<u64, StoreError> {
+        redis::cmd("XLEN")
+            .arg(&self.options.stream)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Up to `count` dead letters, oldest first.
+    pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&self.dead)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|id| DeadLetter {
+                entry: id.id,
+                fields: id
+                    .map
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                            other => format!("{other:?}"),
+                        };
+                        (k, text)
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}

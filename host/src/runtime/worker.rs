@@ -1,0 +1,391 @@
+//! The runtime's side of the work queue: reading messages, taking over the
+//! messages of dead hosts, keeping this host's messages fresh, moving due
+//! timers to the stream, and the sweep for executions the queue lost.
+//!
+//! The rule that keeps this correct: in queue mode every invocation runs
+//! for a message that stays pending until the invocation has recorded how
+//! it ended and whatever comes next is durable. So a live lease always has
+//! a pending message behind it, and if its host dies that message is taken
+//! over. A message that finds the execution leased by someone else on its
+//! first delivery is therefore a duplicate and can be dropped; a message
+//! taken over from a dead host waits for the lease to expire instead.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{Inner, Runtime, RuntimeError};
+use crate::execution::{Status, Wait};
+use crate::ids::ExecutionId;
+use crate::queue::{Delivery, Message, RedisQueue};
+use crate::store::{StoreError, now_ms};
+
+/// Longest pause between attempts after the queue failed.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(5);
+
+/// Most messages read, taken over or timers fired in one command.
+const BATCH: usize = 64;
+
+/// A runtime's connection to its work queue.
+pub(super) struct QueueLink {
+    pub(super) queue: Arc<RedisQueue>,
+    /// This host's consumer name in the group (its host id).
+    consumer: String,
+    /// Entries this host is working on; refreshed so no host takes them.
+    working: Mutex<HashSet<String>>,
+    /// Entries that were taken over from another host (see the module docs).
+    taken_over: Mutex<HashSet<String>>,
+    /// Wakes the timer loop when this host sets a timer.
+    timer_set: Notify,
+}
+
+impl QueueLink {
+    /// Sets a timer and tells this host's timer loop.
+    pub(super) async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), StoreError> {
+        self.queue.add_timer(id, at_ms).await?;
+        self.timer_set.notify_one();
+        Ok(())
+    }
+
+    /// Whether any of `entries` was taken over from another host.
+    pub(super) fn any_taken_over(&self, entries: &[String]) -> bool {
+        let taken = self.taken_over.lock().expect("taken_over poisoned");
+        entries.iter().any(|e| taken.contains(e))
+    }
+
+    fn forget(&self, entries: &[String]) {
+        let mut working = self.working.lock().expect("working poisoned");
+        let mut taken = self.taken_over.lock().expect("taken_over poisoned");
+        for e in entries {
+            working.remove(e);
+            taken.remove(e);
+        }
+    }
+
+    /// The work for `entries` is done: acknowledge them. If that fails they
+    /// are taken over later and their execution replayed, which is safe.
+    pub(super) async fn done(&self, entries: &[String]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=3 {
+            match self.queue.ack(entries).await {
+                Ok(()) => break,
+                Err(e) if attempt == 3 => {
+                    tracing::warn!(
+                        ?entries,
+                        "cannot acknowledge; another host will redo them: {e}"
+                    )
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        self.forget(entries);
+    }
+
+    /// The host is draining: queue a fresh resume for another host, then
+    /// let go of `entries`.
+    pub(super) async fn hand_off(&self, id: &ExecutionId, entries: Vec<String>) {
+        match self.queue.enqueue(&Message::Resume(id.clone())).await {
+            Ok(_) => self.done(&entries).await,
+            Err(e) => {
+                tracing::warn!(execution = %id, "cannot hand off; another host takes it over later: {e}");
+                self.forget(&entries);
+            }
+        }
+    }
+
+    async fn dead_letter(&self, d: &Delivery, reason: &str) {
+        tracing::warn!(entry = %d.entry, deliveries = d.deliveries, "dead letter: {reason}");
+        if let Err(e) = self.queue.dead_letter(d, reason).await {
+            tracing::warn!(entry = %d.entry, "cannot move to the dead-letter stream yet: {e}");
+        }
+        self.forget(std::slice::from_ref(&d.entry));
+    }
+}
+
+impl Runtime {
+    /// Takes work from `queue` from now on (see [`crate::queue`]): starts
+    /// and resumes from the stream, continuations and timers through Redis,
+    /// messages of dead hosts taken over. Call [`Runtime::recover`] after,
+    /// to queue what an earlier crash may have left without a message.
+    ///
+    /// Every host on the store should use the queue: a host driving an
+    /// execution without a message behind it could leave it stuck if it
+    /// dies (the periodic sweep eventually finds it).
+    pub fn attach_queue(&self, queue: RedisQueue) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let link = QueueLink {
+            queue: Arc::new(queue),
+            consumer: inner.config.host_id.clone(),
+            working: Mutex::new(HashSet::new()),
+            taken_over: Mutex::new(HashSet::new()),
+            timer_set: Notify::new(),
+        };
+        if inner.queue.set(link).is_err() {
+            return Err(StoreError::Invalid("this runtime already has a queue".into()).into());
+        }
+        let me = inner.clone();
+        inner.spawn(async move { me.consume().await });
+        let me = inner.clone();
+        inner.spawn(async move { me.take_over().await });
+        let me = inner.clone();
+        inner.spawn(async move { me.refresh().await });
+        let me = inner.clone();
+        inner.spawn(async move { me.fire_timers().await });
+        let me = inner.clone();
+        inner.spawn(async move { me.sweep_periodically().await });
+        Ok(())
+    }
+
+    /// The attached work queue.
+    pub fn queue(&self) -> Option<&Arc<RedisQueue>> {
+        self.inner.queue.get().map(|l| &l.queue)
+    }
+}
+
+impl Inner {
+    fn link(&self) -> &QueueLink {
+        self.queue.get().expect("queue loops run only with a queue")
+    }
+
+    fn stopping(&self) -> bool {
+        self.draining.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst)
+    }
+
+    /// How many more messages this host can work on now.
+    fn room(&self) -> usize {
+        let link = self.link();
+        let working = link.working.lock().expect("working poisoned").len();
+        link.queue.options().concurrency.saturating_sub(working)
+    }
+
+    /// Reads new messages while there is room.
+    async fn consume(self: Arc<Self>) {
+        let mut delay = self.config.retry_delay;
+        while !self.stopping() {
+            let room = self.room();
+            if room == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            match self
+                .link()
+                .queue
+                .read(&self.link().consumer, room.min(BATCH))
+                .await
+            {
+                Ok(deliveries) => {
+                    delay = self.config.retry_delay;
+                    for d in deliveries {
+                        self.accept(d, false).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read the queue, will retry: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_QUEUE_DELAY);
+                }
+            }
+        }
+    }
+
+    /// Takes over messages whose hosts stopped refreshing them.
+    async fn take_over(self: Arc<Self>) {
+        let every = (self.link().queue.options().claim_after / 2).max(Duration::from_millis(20));
+        while !self.stopping() {
+            tokio::time::sleep(every).await;
+            let room = self.room();
+            if room == 0 || self.stopping() {
+                continue;
+            }
+            match self
+                .link()
+                .queue
+                .reclaim(&self.link().consumer, room.min(BATCH))
+                .await
+            {
+                Ok(deliveries) => {
+                    for d in deliveries {
+                        tracing::info!(entry = %d.entry, deliveries = d.deliveries, "took over a message of a host that stopped");
+                        self.accept(d, true).await;
+                    }
+                }
+                Err(e) => tracing::warn!("cannot look for abandoned messages: {e}"),
+            }
+        }
+    }
+
+    /// Keeps this host's messages from being taken over while it works.
+    async fn refresh(self: Arc<Self>) {
+        let every = (self.link().queue.options().claim_after / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            let link = self.link();
+            let entries: Vec<String> = link
+                .working
+                .lock()
+                .expect("working poisoned")
+                .iter()
+                .cloned()
+                .collect();
+            if let Err(e) = link.queue.refresh(&link.consumer, &entries).await {
+                tracing::warn!("cannot refresh this host's messages: {e}");
+            }
+        }
+    }
+
+    /// Moves due timers to the stream, sleeping until the next one is due
+    /// (at most `timer_poll`, since other hosts add timers too).
+    async fn fire_timers(self: Arc<Self>) {
+        let link = self.link();
+        let poll = link.queue.options().timer_poll;
+        while !self.stopping() {
+            let wait = match link.queue.fire_timers(BATCH).await {
+                Ok((fired, _)) if fired as usize >= BATCH => Duration::ZERO,
+                Ok((_, next)) => next.unwrap_or(poll).min(poll),
+                Err(e) => {
+                    tracing::warn!("cannot fire timers, will retry: {e}");
+                    poll
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = link.timer_set.notified() => {}
+            }
+        }
+    }
+
+    async fn sweep_periodically(self: Arc<Self>) {
+        let every = self.link().queue.options().claim_after * 4;
+        while !self.stopping() {
+            tokio::time::sleep(every).await;
+            match self.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "queued executions that had no message"),
+                Err(e) => tracing::warn!("cannot sweep for executions without a message: {e}"),
+            }
+        }
+    }
+
+    /// Queues executions that can run but seem to have no message or timer
+    /// (a host died between recording and queueing): ready or with an
+    /// expired lease, unchanged for `claim_after`. A duplicate costs a
+    /// replay, never a second effect.
+    pub(super) async fn sweep(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let link = self.link();
+        let stale = now_ms().saturating_sub(link.queue.options().claim_after.as_millis() as u64);
+        let mut n = 0;
+        for rec in self.store.list_executions(Some(Status::Suspended)).await? {
+            if rec.updated_at_ms >= stale {
+                continue;
+            }
+            match rec.wait {
+                Some(Wait::Ready) => {
+                    link.queue.enqueue(&Message::Resume(rec.id)).await?;
+                }
+                Some(Wait::Timer { wake_at_ms }) => link.add_timer(&rec.id, wake_at_ms).await?,
+                _ => continue,
+            }
+            n += 1;
+        }
+        for rec in self.store.list_executions(Some(Status::Running)).await? {
+            let expired = rec.lease.as_ref().is_none_or(|l| l.expires_at_ms < stale);
+            if expired && rec.updated_at_ms < stale {
+                link.queue.enqueue(&Message::Resume(rec.id)).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Starts work on one delivery.
+    async fn accept(self: &Arc<Self>, d: Delivery, taken_over: bool) {
+        let link = self.link();
+        let max = link.queue.options().max_deliveries;
+        if d.deliveries > max {
+            let reason = format!(
+                "delivered {} times (max_deliveries = {max}); each host that took it stopped \
+                 before finishing it",
+                d.deliveries
+            );
+            return link.dead_letter(&d, &reason).await;
+        }
+        let message = match &d.message {
+            Ok(m) => m.clone(),
+            Err(reason) => return link.dead_letter(&d, reason).await,
+        };
+        link.working
+            .lock()
+            .expect("working poisoned")
+            .insert(d.entry.clone());
+        if taken_over {
+            link.taken_over
+                .lock()
+                .expect("taken_over poisoned")
+                .insert(d.entry.clone());
+        }
+        let me = self.clone();
+        match message {
+            Message::Resume(id) => self.spawn(async move { me.drive(id, Some(d.entry)).await }),
+            Message::Start {
+                workflow,
+                input,
+                id,
+            } => self.spawn(async move {
+                me.start_from_queue(d, taken_over, &workflow, &input, id)
+                    .await
+            }),
+        }
+    }
+
+    async fn start_from_queue(
+        self: Arc<Self>,
+        d: Delivery,
+        taken_over: bool,
+        workflow: &str,
+        input: &str,
+        id: Option<ExecutionId>,
+    ) {
+        let link = self.link();
+        let input = match serde_json::from_str::<serde_json::Value>(input) {
+            Ok(v) => match rmp_serde::to_vec_named(&v) {
+                Ok(bytes) => bytes,
+                Err(e) => return link.dead_letter(&d, &format!("input: {e}")).await,
+            },
+            Err(e) => {
+                return link
+                    .dead_letter(&d, &format!("`input` is not valid JSON: {e}"))
+                    .await;
+            }
+        };
+        let mut delay = self.config.retry_delay;
+        loop {
+            match self.create(workflow, input.clone(), id.clone()).await {
+                // Taken over: the host that created it may have died
+                // running it, with this very message behind it.
+                Ok((id, runnable)) if runnable || taken_over => {
+                    return self.drive(id, Some(d.entry)).await;
+                }
+                Ok(_) => return link.done(&[d.entry]).await,
+                Err(RuntimeError::Store(e)) if e.is_retriable() => {
+                    if self.stopping() {
+                        // Left pending: another host takes it over.
+                        return link.forget(&[d.entry]);
+                    }
+                    tracing::warn!(entry = %d.entry, "cannot start yet, will retry: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_QUEUE_DELAY);
+                }
+                Err(e) => return link.dead_letter(&d, &e.to_string()).await,
+            }
+        }
+    }
+}
