@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use cli_client::{CliError, Client, ClientArgs, parse_wait};
 use reprise_host::journal::Entry;
+use reprise_host::queue::{Message, QueueOptions, RedisQueue};
 use reprise_host::server::{self, Server, config::ServeConfig};
 use reprise_host::store::{RedisOptions, RedisStore};
 use reprise_host::{
@@ -99,6 +100,10 @@ struct ServeArgs {
     /// CA certificate (PEM file) to trust for a `rediss://` URL.
     #[arg(long, env = "REPRISE_REDIS_CA", value_name = "FILE")]
     redis_ca: Option<PathBuf>,
+    /// Take work from this Redis stream, shared with other hosts (needs
+    /// --redis; `[queue]` in the config file has the other settings).
+    #[arg(long, env = "REPRISE_QUEUE", value_name = "STREAM")]
+    queue: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -201,6 +206,31 @@ enum Command {
         id: String,
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Start an execution through a host's work queue (a Redis stream),
+    /// without going through a host's HTTP API. Prints the message's entry
+    /// id and the execution id.
+    Enqueue {
+        /// Workflow name.
+        name: String,
+        /// Input as JSON.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// Execution id (default: generated). Enqueueing the same id twice
+        /// starts once.
+        #[arg(long)]
+        id: Option<String>,
+        /// Redis URL of the hosts' store.
+        #[arg(long, env = "REPRISE_REDIS_URL", value_name = "URL")]
+        redis: String,
+        /// The stream the hosts read.
+        #[arg(
+            long,
+            env = "REPRISE_QUEUE",
+            value_name = "STREAM",
+            default_value = "reprise:queue"
+        )]
+        queue: String,
     },
     /// Delete a finished (completed, failed or cancelled) execution and its
     /// journal now, without waiting for it to expire.
@@ -361,6 +391,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             rt.resume(&id).await?;
             finish(&rt, &id, journal).await
         }
+        Command::Enqueue {
+            name,
+            input,
+            id,
+            redis,
+            queue,
+        } => {
+            serde_json::from_str::<serde_json::Value>(&input)
+                .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
+            let id = ExecutionId::new(id.unwrap_or_else(|| ExecutionId::generate().to_string()))?;
+            let options = QueueOptions {
+                stream: queue,
+                ..QueueOptions::default()
+            };
+            let queue = RedisQueue::connect(&redis, &RedisOptions::default(), options).await?;
+            let entry = queue
+                .enqueue(&Message::Start {
+                    workflow: name,
+                    input,
+                    id: Some(id.clone()),
+                })
+                .await?;
+            println!("queued {entry}: execution {id}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Delete { id, store } => {
             let id = ExecutionId::new(id)?;
             open_store(&store, true)
@@ -520,21 +575,24 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(ca) = args.redis_ca {
         config.redis_ca = Some(ca);
     }
+    if let Some(stream) = args.queue {
+        config.queue.stream = Some(stream);
+    }
+    let queue_options =
+        server::queue_options(&config).map_err(|e| CliError::Usage(e.to_string()))?;
     let tools = server::tools_from(&config.tools).map_err(|e| CliError::Usage(e.to_string()))?;
+    let tls_ca = match &config.redis_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            CliError::Usage(format!("cannot read redis_ca {}: {e}", path.display()))
+        })?),
+        None => None,
+    };
+    let redis_options = RedisOptions {
+        tls_ca,
+        ..RedisOptions::default()
+    };
     let store: Arc<dyn Store> = match &config.redis {
-        Some(url) => {
-            let tls_ca = match &config.redis_ca {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    CliError::Usage(format!("cannot read redis_ca {}: {e}", path.display()))
-                })?),
-                None => None,
-            };
-            let options = RedisOptions {
-                tls_ca,
-                ..RedisOptions::default()
-            };
-            Arc::new(RedisStore::connect(url, options).await?)
-        }
+        Some(url) => Arc::new(RedisStore::connect(url, redis_options.clone()).await?),
         None => {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!("cannot create data directory {}", config.data_dir.display())
@@ -550,6 +608,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         tools,
         server::runtime_config(&config),
     ));
+    if let (Some(options), Some(url)) = (queue_options, &config.redis) {
+        let stream = options.stream.clone();
+        let queue = RedisQueue::connect(url, &redis_options, options).await?;
+        runtime.attach_queue(queue)?;
+        tracing::info!(%stream, "taking work from the queue");
+    }
     let recovered = runtime.recover().await?;
     if recovered > 0 {
         tracing::info!(recovered, "resumed executions left by a previous process");
@@ -558,9 +622,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let where_ = match &config.redis {
-        Some(_) => "Redis".to_string(),
-        None => config.data_dir.display().to_string(),
+    let where_ = match (&config.redis, &config.queue.stream) {
+        (Some(_), Some(stream)) => format!("Redis, queue {stream}"),
+        (Some(_), None) => "Redis".to_string(),
+        (None, _) => config.data_dir.display().to_string(),
     };
     let server = Server::new(config, runtime).map_err(|e| CliError::Usage(e.to_string()))?;
     eprintln!("reprise listening on http://{addr} (store: {where_})");

@@ -49,6 +49,48 @@ pub struct ServeConfig {
     pub limits: LimitsConfig,
     /// Tools offered to workflows besides the built-in ones.
     pub tools: ToolsConfig,
+    /// How long an invocation's lease lasts without renewal (renewed every
+    /// third of it). After a host dies, its executions wait this long at
+    /// most before another host may run them.
+    #[serde(with = "duration_serde")]
+    pub lease_ttl: Duration,
+    /// The work queue shared by several hosts (Redis only).
+    pub queue: QueueConfig,
+}
+
+/// `[queue]`: take work from a Redis stream shared with other hosts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// The stream; setting it turns the queue on.
+    pub stream: Option<String>,
+    /// The consumer group every host joins.
+    pub group: String,
+    /// A message its host has not refreshed for this long is taken over by
+    /// another host.
+    #[serde(with = "duration_serde")]
+    pub claim_after: Duration,
+    /// Deliveries before a message goes to the dead-letter stream.
+    pub max_deliveries: u64,
+    /// Messages this host works on at once.
+    pub concurrency: usize,
+    /// Longest time between two looks at the timers.
+    #[serde(with = "duration_serde")]
+    pub timer_poll: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        let o = crate::queue::QueueOptions::default();
+        Self {
+            stream: None,
+            group: o.group,
+            claim_after: o.claim_after,
+            max_deliveries: o.max_deliveries,
+            concurrency: o.concurrency,
+            timer_poll: o.timer_poll,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -67,6 +109,8 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             tools: ToolsConfig::default(),
+            lease_ttl: crate::config::RuntimeConfig::default().lease_ttl,
+            queue: QueueConfig::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ use crate::config::{Budget, EngineConfig, Limits, RuntimeConfig};
 use crate::execution::{ExecutionRecord, Status, Wait};
 use crate::ids::ExecutionId;
 use crate::metrics::StatusLabel;
+use crate::queue::QueueOptions;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::tools::ToolRegistry;
 use crate::tools::http::HttpTool;
@@ -257,8 +258,36 @@ pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
             max_time: None,
         },
         retention: (!config.retention.is_zero()).then_some(config.retention),
+        lease_ttl: config.lease_ttl,
         ..RuntimeConfig::default()
     }
+}
+
+/// The work queue settings `config` asks for, if it turns the queue on.
+pub fn queue_options(config: &ServeConfig) -> Result<Option<QueueOptions>, ConfigError> {
+    let q = &config.queue;
+    let Some(stream) = &q.stream else {
+        return Ok(None);
+    };
+    if config.redis.is_none() {
+        return Err(ConfigError::Value(format!(
+            "the queue (stream {stream:?}) needs the Redis store: set `redis` or --redis"
+        )));
+    }
+    if q.concurrency == 0 || q.max_deliveries == 0 || q.claim_after.is_zero() {
+        return Err(ConfigError::Value(
+            "queue: concurrency, max_deliveries and claim_after must be above zero".into(),
+        ));
+    }
+    Ok(Some(QueueOptions {
+        stream: stream.clone(),
+        group: q.group.clone(),
+        claim_after: q.claim_after,
+        max_deliveries: q.max_deliveries,
+        concurrency: q.concurrency,
+        timer_poll: q.timer_poll,
+        ..QueueOptions::default()
+    }))
 }
 
 /// A configured HTTP front end for a runtime.
