@@ -4,6 +4,7 @@
 mod conformance;
 mod durability;
 mod http;
+mod queue;
 mod redis;
 mod safety;
 mod tools;
