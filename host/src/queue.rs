@@ -437,6 +437,22 @@ impl RedisQueue {
             .map_err(redis_err)
     }
 
+    /// Sets execution `id`'s timer to `at_ms` unless it has one.
+    pub async fn add_timer_if_missing(
+        &self,
+        id: &ExecutionId,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        redis::cmd("ZADD")
+            .arg(&self.timers)
+            .arg("NX")
+            .arg(at_ms)
+            .arg(id.as_str())
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
     /// Moves up to `limit` due timers to the stream. Returns how many fired
     /// and, if any timer is left, how long until the next is due.
     pub async fn fire_timers(&self, limit: usize) -> Result<(u64, Option<Duration>), StoreError> {

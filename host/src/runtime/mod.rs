@@ -601,18 +601,21 @@ impl Inner {
         loop {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             let mut next = self.invoke_once(&id).await;
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.notify();
             if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
                 // Leave it runnable in the store for the next process, or
-                // hand it to another host through the queue.
+                // hand it to another host through the queue (still counted
+                // in flight, so the drain waits for the hand-off).
                 let active = self.active.lock().expect("active poisoned").remove(&id);
                 if let Some(link) = self.queue.get() {
                     link.hand_off(&id, active.map(|a| a.entries).unwrap_or_default())
                         .await;
                 }
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.notify();
                 return;
             }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.notify();
             if let (Next::Held(_), Some(link)) = (&next, self.queue.get()) {
                 // The holder has a message of its own behind it (see
                 // `worker`), unless this one was taken over from a dead host.

@@ -291,7 +291,13 @@ impl Inner {
                 Some(Wait::Ready) => {
                     link.queue.enqueue(&Message::Resume(rec.id)).await?;
                 }
-                Some(Wait::Timer { wake_at_ms }) => link.add_timer(&rec.id, wake_at_ms).await?,
+                // A timer is set before its execution suspends, so only one
+                // set by a host without the queue can be missing; one long
+                // overdue is re-added (NX: a pending one is left alone).
+                Some(Wait::Timer { wake_at_ms }) if wake_at_ms < stale => {
+                    link.queue.add_timer_if_missing(&rec.id, wake_at_ms).await?;
+                    link.timer_set.notify_one();
+                }
                 _ => continue,
             }
             n += 1;
