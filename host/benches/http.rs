@@ -13,11 +13,11 @@
 //! `cargo bench -p reprise-host --bench http` (`BENCH_RUNS`, `BENCH_TOTAL`
 //! and `BENCH_IN_FLIGHT` override 200, 1000 and 50).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reprise_tests::process::ServeProcess;
 use serde_json::{Value, json};
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -27,44 +27,18 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct Host {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Host = ServeProcess;
 
 fn serve(redis: Option<&str>) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "error")
-        .env_remove("REPRISE_REDIS_URL")
-        .stderr(Stdio::piped());
-    if let Some(url) = redis {
-        cmd.args(["--redis", url]);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
+    let config = match redis {
+        Some(url) => format!("redis = \"{url}\"\n"),
+        None => String::new(),
     };
-    std::thread::spawn(move || for _ in lines {});
-    Host {
-        child,
-        url,
-        _dir: dir,
-    }
+    ServeProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_reprise")),
+        &config,
+        &[("RUST_LOG", "error")],
+    )
 }
 
 /// (CPU seconds used, RSS bytes, peak RSS bytes) of a process.
@@ -119,7 +93,7 @@ async fn scenario(label: &str, redis: Option<&str>) {
     let total = env_or("BENCH_TOTAL", 1000);
     let in_flight = env_or("BENCH_IN_FLIGHT", 50);
     let host = serve(redis);
-    let pid = host.child.id();
+    let pid = host.pid();
     let http = reqwest::Client::new();
     let steps = reprise_tests::guests_dir().join("steps.wasm");
     let r = http

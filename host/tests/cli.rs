@@ -2,29 +2,18 @@
 //! config file, and every client command against it, checking output and
 //! exit codes; then SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use axum::Json;
 use axum::http::HeaderMap;
 use axum::routing::post;
+use reprise_tests::process::ServeProcess;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "cli-test-token-0123456789";
 
-struct Host {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Host = ServeProcess;
 
 fn reprise() -> Command {
     Command::new(env!("CARGO_BIN_EXE_reprise"))
@@ -33,42 +22,7 @@ fn reprise() -> Command {
 /// Starts `reprise serve` with `config` on a free port; returns once it
 /// listens.
 fn serve(config: &str, env: &[(&str, &str)]) -> Host {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("reprise.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{config}",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let mut child = reprise()
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .envs(env.iter().copied())
-        .env_remove("REPRISE_REDIS_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("reprise serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Host {
-        child,
-        url,
-        _dir: dir,
-    }
+    ServeProcess::spawn(Path::new(env!("CARGO_BIN_EXE_reprise")), config, env)
 }
 
 fn client(host: &Host, args: &[&str]) -> Output {
@@ -251,25 +205,7 @@ async fn cli_against_a_served_host() {
 
     // SIGTERM: a graceful stop, exit 0.
     let mut host = host;
-    let pid = host.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = host.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = host.terminate();
     assert!(status.success(), "{status:?}");
 }
 

@@ -4,6 +4,7 @@
 //! private `redis-server` per test; a `reprise serve` host per test.
 
 pub mod conformance;
+pub mod process;
 pub mod redis;
 pub mod server;
 

@@ -56,6 +56,9 @@ pub struct ServeConfig {
     pub lease_ttl: Duration,
     /// The work queue shared by several hosts (Redis only).
     pub queue: QueueConfig,
+    /// This host's id in leases and as its queue consumer name; unique per
+    /// running host (default: random per start).
+    pub host_id: Option<String>,
 }
 
 /// `[queue]`: take work from a Redis stream shared with other hosts.
@@ -111,6 +114,7 @@ impl Default for ServeConfig {
             tools: ToolsConfig::default(),
             lease_ttl: crate::config::RuntimeConfig::default().lease_ttl,
             queue: QueueConfig::default(),
+            host_id: None,
         }
     }
 }

@@ -259,6 +259,10 @@ pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
         },
         retention: (!config.retention.is_zero()).then_some(config.retention),
         lease_ttl: config.lease_ttl,
+        host_id: config
+            .host_id
+            .clone()
+            .unwrap_or_else(|| RuntimeConfig::default().host_id),
         ..RuntimeConfig::default()
     }
 }

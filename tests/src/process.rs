@@ -1,0 +1,90 @@
+//! `reprise serve` as a process of its own: what the CLI tests, the HTTP
+//! benchmarks and the chaos test run and kill.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running `reprise serve`. Killed (SIGKILL) on drop.
+pub struct ServeProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    /// Starts `bin serve --config <file>`, the file holding a free loopback
+    /// port, a data dir of its own and `config` (more TOML), with `env`
+    /// added; returns once it listens.
+    pub fn spawn(bin: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("creating a temp dir for reprise serve");
+        let path = dir.path().join("reprise.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{config}",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("writing the config file");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .envs(env.iter().copied())
+            .env_remove("REPRISE_REDIS_URL")
+            .env_remove("REPRISE_QUEUE")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning reprise serve");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("reprise serve exited before listening")
+                .expect("reading reprise serve's stderr");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url, dir }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temp dir holding its config and data.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills it at once (SIGKILL: no drain, no cleanup).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for it to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        self.child.wait().expect("waiting for reprise serve")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
