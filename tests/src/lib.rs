@@ -3,6 +3,7 @@
 //! the store conformance suite, generic over the `Store` trait; and a
 //! private `redis-server` per test; a `reprise serve` host per test.
 
+pub mod chaos;
 pub mod conformance;
 pub mod process;
 pub mod redis;
