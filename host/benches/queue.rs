@@ -1,0 +1,253 @@
+//! Benchmarks of hosts sharing a work queue: `reprise serve --queue`
+//! processes on a private `redis-server` (unix socket, AOF `appendfsync
+//! always`), all on this machine.
+//!
+//! - `scale`: workflows/s of a 10-step workflow with 1, 2 and 3 hosts
+//!   (`BENCH_TOTAL` executions, default 1000, started with `XADD`);
+//! - `latency`: from a timer's due time to the execution running again, and
+//!   from `XADD` of a start to the execution's first step (p50/p99 of
+//!   `BENCH_RUNS`, default 50, one at a time), next to a raw Redis `PING`;
+//! - `chaos`: the full chaos run, 500 executions of 20 steps, three hosts,
+//!   one killed every second, Redis restarted once (`reprise_tests::chaos`).
+//!
+//! `cargo bench -p reprise-host --bench queue [-- scale|latency|chaos]`
+//! (all three without an argument).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reprise_host::journal::EntryKind;
+use reprise_host::queue::{Message, QueueOptions, RedisQueue};
+use reprise_host::store::RedisOptions;
+use reprise_host::{ExecutionId, Status, Store};
+use reprise_tests::chaos::{self, Plan};
+use reprise_tests::process::ServeProcess;
+use reprise_tests::redis::RedisServer;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_reprise"))
+}
+
+fn host(redis: &RedisServer, n: usize) -> ServeProcess {
+    let config = format!(
+        "redis = \"{}\"\nhost_id = \"bench-{n}\"\n[queue]\nstream = \"reprise:queue\"\ntimer_poll = \"100ms\"\n",
+        redis.url()
+    );
+    ServeProcess::spawn(bin(), &config, &[("RUST_LOG", "error")])
+}
+
+async fn deploy(url: &str, name: &str) {
+    let r = reqwest::Client::new()
+        .put(format!("{url}/v1/workflows/{name}"))
+        .header("content-type", "application/wasm")
+        .body(reprise_tests::guest(name))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "deploy {name}: {}", r.status());
+}
+
+async fn queue(redis: &RedisServer) -> RedisQueue {
+    RedisQueue::connect(&redis.url(), &RedisOptions::default(), QueueOptions::default())
+        .await
+        .unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn scale() {
+    let total = env_or("BENCH_TOTAL", 1000);
+    let mut one = None;
+    for hosts in 1..=3 {
+        let redis = RedisServer::start();
+        let fleet: Vec<ServeProcess> = (0..hosts).map(|n| host(&redis, n)).collect();
+        deploy(&fleet[0].url, "steps").await;
+        let store: Arc<dyn Store> = Arc::new(redis.store().await);
+        let q = queue(&redis).await;
+        let began = Instant::now();
+        for i in 0..total {
+            q.enqueue(&Message::Start {
+                workflow: "steps".into(),
+                input: r#"{"n": 10}"#.into(),
+                id: Some(ExecutionId::new(format!("s{i}")).unwrap()),
+            })
+            .await
+            .unwrap();
+        }
+        loop {
+            let done = store
+                .list_executions(Some(Status::Completed))
+                .await
+                .unwrap()
+                .len();
+            if done == total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let rate = total as f64 / began.elapsed().as_secs_f64();
+        let base = *one.get_or_insert(rate);
+        println!(
+            "scale: {hosts} host(s): {total} workflows of 10 steps in {:.2}s: {rate:.0} workflows/s \
+             ({:.0} steps/s), {:.2}x one host",
+            began.elapsed().as_secs_f64(),
+            rate * 10.0,
+            rate / base
+        );
+    }
+}
+
+async fn latency() {
+    let runs = env_or("BENCH_RUNS", 50);
+    let redis = RedisServer::start();
+    let fleet: Vec<ServeProcess> = (0..3).map(|n| host(&redis, n)).collect();
+    deploy(&fleet[0].url, "signals").await;
+    deploy(&fleet[0].url, "steps").await;
+    let store: Arc<dyn Store> = Arc::new(redis.store().await);
+    let q = queue(&redis).await;
+
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut ping = Vec::new();
+    for _ in 0..runs * 10 {
+        let t = Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+        ping.push(t.elapsed());
+    }
+    ping.sort();
+
+    let wait = |id: ExecutionId, done: fn(&reprise_host::ExecutionRecord) -> bool| {
+        let store = store.clone();
+        async move {
+            loop {
+                if let Ok(r) = store.get_execution(&id).await
+                    && done(&r)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+
+    // XADD to the first step: the journal's first entry is stamped when
+    // the step ran, on this machine's clock.
+    let mut start = Vec::new();
+    for i in 0..runs {
+        let id = ExecutionId::new(format!("x{i}")).unwrap();
+        let t = std::time::SystemTime::now();
+        q.enqueue(&Message::Start {
+            workflow: "steps".into(),
+            input: r#"{"n": 1}"#.into(),
+            id: Some(id.clone()),
+        })
+        .await
+        .unwrap();
+        wait(id.clone(), |r| r.status.is_terminal()).await;
+        let journal = store.load(&id).await.unwrap().journal;
+        let first = journal[0].at_ms;
+        let sent_us = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        start.push(Duration::from_micros((first * 1000).saturating_sub(sent_us)));
+    }
+    start.sort();
+
+    // Timer due time to the execution running again: `signals` sleeps,
+    // then reads the clock (a journaled step) before waiting for a signal.
+    let mut timer = Vec::new();
+    for i in 0..runs {
+        let id = ExecutionId::new(format!("t{i}")).unwrap();
+        q.enqueue(&Message::Start {
+            workflow: "signals".into(),
+            input: r#"{"sleep_ms": 300}"#.into(),
+            id: Some(id.clone()),
+        })
+        .await
+        .unwrap();
+        wait(id.clone(), |r| {
+            matches!(r.wait, Some(reprise_host::Wait::Signal { .. }))
+        })
+        .await;
+        let journal = store.load(&id).await.unwrap().journal;
+        let (due, woke) = journal
+            .windows(2)
+            .find_map(|w| match w[0].kind {
+                EntryKind::Sleep { wake_at_ms, .. } => Some((wake_at_ms, w[1].at_ms)),
+                _ => None,
+            })
+            .expect("a sleep followed by a step");
+        timer.push(Duration::from_millis(woke.saturating_sub(due)));
+    }
+    timer.sort();
+    let p = |v: &[Duration], q: f64| ms(percentile(v, q));
+    println!(
+        "latency: redis PING p50 {} p99 {}",
+        p(&ping, 0.5),
+        p(&ping, 0.99)
+    );
+    println!(
+        "latency: XADD to first step p50 {} p99 {} ({:.0}x PING p50)",
+        p(&start, 0.5),
+        p(&start, 0.99),
+        percentile(&start, 0.5).as_secs_f64() / percentile(&ping, 0.5).as_secs_f64()
+    );
+    println!(
+        "latency: timer due to resumed p50 {} p99 {} (ms resolution)",
+        p(&timer, 0.5),
+        p(&timer, 0.99)
+    );
+    drop(fleet);
+}
+
+async fn chaos_run() {
+    let plan = Plan {
+        hosts: 3,
+        executions: env_or("CHAOS_EXECUTIONS", 500),
+        steps: 20,
+        kill_every: Duration::from_secs(1),
+        restart_redis: true,
+        tool_delay: Duration::from_millis(20),
+        concurrency: 16,
+        deadline: Duration::from_secs(900),
+    };
+    let report = chaos::run(bin(), &plan).await;
+    println!("chaos: {} executions: {}", plan.executions, report.summary());
+}
+
+#[tokio::main]
+async fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let all = which.is_empty();
+    let wants = |name: &str| all || which.iter().any(|w| w == name);
+    if wants("scale") {
+        scale().await;
+    }
+    if wants("latency") {
+        latency().await;
+    }
+    if wants("chaos") {
+        chaos_run().await;
+    }
+}
