@@ -3,7 +3,8 @@
 //! always`), all on this machine.
 //!
 //! - `scale`: workflows/s of a 10-step workflow with 1, 2 and 3 hosts
-//!   (`BENCH_TOTAL` executions, default 1000, started with `XADD`);
+//!   (`BENCH_TOTAL` executions, default 3000, started with `XADD`, after
+//!   a warm-up in which every host compiles the component);
 //! - `latency`: from a timer's due time to the execution running again, and
 //!   from `XADD` of a start to the execution's first step (p50/p99 of
 //!   `BENCH_RUNS`, default 50, one at a time), next to a raw Redis `PING`;
@@ -56,9 +57,13 @@ async fn deploy(url: &str, name: &str) {
 }
 
 async fn queue(redis: &RedisServer) -> RedisQueue {
-    RedisQueue::connect(&redis.url(), &RedisOptions::default(), QueueOptions::default())
-        .await
-        .unwrap()
+    RedisQueue::connect(
+        &redis.url(),
+        &RedisOptions::default(),
+        QueueOptions::default(),
+    )
+    .await
+    .unwrap()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -70,7 +75,7 @@ fn ms(d: Duration) -> String {
 }
 
 async fn scale() {
-    let total = env_or("BENCH_TOTAL", 1000);
+    let total = env_or("BENCH_TOTAL", 3000);
     let mut one = None;
     for hosts in 1..=3 {
         let redis = RedisServer::start();
@@ -78,6 +83,28 @@ async fn scale() {
         deploy(&fleet[0].url, "steps").await;
         let store: Arc<dyn Store> = Arc::new(redis.store().await);
         let q = queue(&redis).await;
+        // Warm up until every host has run something (compiled the
+        // component, opened its connections).
+        let mut w = 0;
+        for _ in 0..20 * hosts {
+            q.enqueue(&Message::Start {
+                workflow: "steps".into(),
+                input: r#"{"n": 10}"#.into(),
+                id: Some(ExecutionId::new(format!("w{w}")).unwrap()),
+            })
+            .await
+            .unwrap();
+            w += 1;
+        }
+        while store
+            .list_executions(Some(Status::Completed))
+            .await
+            .unwrap()
+            .len()
+            < w
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let began = Instant::now();
         for i in 0..total {
             q.enqueue(&Message::Start {
@@ -94,7 +121,7 @@ async fn scale() {
                 .await
                 .unwrap()
                 .len();
-            if done == total {
+            if done == total + w {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -163,11 +190,10 @@ async fn latency() {
         wait(id.clone(), |r| r.status.is_terminal()).await;
         let journal = store.load(&id).await.unwrap().journal;
         let first = journal[0].at_ms;
-        let sent_us = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as u64;
-        start.push(Duration::from_micros((first * 1000).saturating_sub(sent_us)));
+        let sent_us = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+        start.push(Duration::from_micros(
+            (first * 1000).saturating_sub(sent_us),
+        ));
     }
     start.sort();
 
@@ -230,7 +256,11 @@ async fn chaos_run() {
         deadline: Duration::from_secs(900),
     };
     let report = chaos::run(bin(), &plan).await;
-    println!("chaos: {} executions: {}", plan.executions, report.summary());
+    println!(
+        "chaos: {} executions: {}",
+        plan.executions,
+        report.summary()
+    );
 }
 
 #[tokio::main]

@@ -125,6 +125,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The work queue, when one is attached.
     queue: OnceLock<worker::QueueLink>,
+    /// Held while a component is loaded and compiled, so invocations that
+    /// miss the cache together compile it once, not once each.
+    compiling: tokio::sync::Mutex<()>,
 }
 
 /// An execution a driver task is working on.
@@ -172,6 +175,7 @@ impl Runtime {
                 invocations: AtomicU64::new(0),
                 metrics: Arc::new(Metrics::default()),
                 queue: OnceLock::new(),
+                compiling: tokio::sync::Mutex::new(()),
             }),
         };
         if let Some(retention) = rt.inner.config.retention
@@ -749,6 +753,10 @@ impl Inner {
         &self,
         digest: &Digest,
     ) -> Result<Result<Arc<CompiledWorkflow>, Failure>, StoreError> {
+        if let Some(c) = self.engine.cached(digest) {
+            return Ok(Ok(c));
+        }
+        let _one_at_a_time = self.compiling.lock().await;
         if let Some(c) = self.engine.cached(digest) {
             return Ok(Ok(c));
         }
