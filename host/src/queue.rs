@@ -31,12 +31,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamReadReply};
 use redis::{Script, Value};
 
 use crate::ids::ExecutionId;
-use crate::store::{RedisOptions, StoreError, redis_connection, redis_err};
+use crate::store::{Conn, RedisOptions, StoreError, redis_connection, redis_err};
 
 /// Settings of a [`RedisQueue`].
 #[derive(Clone, Debug)]
@@ -228,10 +227,10 @@ return {#due, wait}
 #[derive(Clone)]
 pub struct RedisQueue {
     /// Shared connection for short commands.
-    conn: ConnectionManager,
+    conn: Conn,
     /// Dedicated connection for blocking reads, which would otherwise hold
     /// up every command queued behind them.
-    reader: ConnectionManager,
+    reader: Conn,
     options: QueueOptions,
     timers: String,
     dead: String,

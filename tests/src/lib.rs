@@ -269,6 +269,13 @@ pub async fn redis_store() -> (Arc<dyn Store>, Guard) {
     (Arc::new(store), Box::new(server))
 }
 
+/// A Redis store on a three-node Redis Cluster of the test's own.
+pub async fn redis_cluster_store() -> (Arc<dyn Store>, Guard) {
+    let cluster = redis::RedisCluster::start();
+    let store = cluster.store().await;
+    (Arc::new(store), Box::new(cluster))
+}
+
 /// Defines, for each named case `async fn case(store: Arc<dyn Store>)` in
 /// the calling module, one test on the embedded store and one on Redis.
 #[macro_export]

@@ -158,6 +158,98 @@ impl RedisServer {
     }
 }
 
+/// A private Redis Cluster: three primaries (no replicas) on loopback TCP
+/// ports, each with its own temp dir and AOF, joined with
+/// `redis-cli --cluster create`. Killed on drop.
+pub struct RedisCluster {
+    /// The nodes.
+    pub nodes: Vec<RedisServer>,
+    ports: Vec<u16>,
+}
+
+impl RedisCluster {
+    /// Starts three nodes and creates the cluster; returns once every node
+    /// reports `cluster_state:ok`.
+    pub fn start() -> Self {
+        let ports = (0..3).map(|_| free_cluster_port()).collect::<Vec<_>>();
+        let nodes = ports
+            .iter()
+            .map(|p| {
+                RedisServer::start_with(&[
+                    "--port",
+                    &p.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect::<Vec<_>>();
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("running redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { nodes, ports }
+    }
+
+    /// The seed URLs, comma-separated (for `RedisOptions::cluster`).
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Cluster store options.
+    pub fn options() -> RedisOptions {
+        RedisOptions {
+            cluster: true,
+            ..RedisOptions::default()
+        }
+    }
+
+    /// A store on this cluster.
+    pub async fn store(&self) -> RedisStore {
+        RedisStore::connect(&self.url(), Self::options())
+            .await
+            .expect("connecting to the test's Redis Cluster")
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("finding a free port")
+            .port();
+        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
+pub(crate) use redis::{Conn, connection as redis_connection, redis_err};
 pub use redis::{RedisOptions, RedisStore};
-pub(crate) use redis::{connection as redis_connection, redis_err};
 
 use crate::execution::{ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};

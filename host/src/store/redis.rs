@@ -28,7 +28,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture};
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +60,9 @@ pub struct RedisOptions {
     /// For `rediss://` URLs: the CA certificate (PEM) to trust instead of
     /// the system's roots, for a Redis behind a private CA.
     pub tls_ca: Option<Vec<u8>>,
+    /// Talk to a Redis Cluster: the URL is one or more seed nodes, separated
+    /// by commas; commands go to the node that owns each key's slot.
+    pub cluster: bool,
 }
 
 impl Default for RedisOptions {
@@ -68,6 +74,7 @@ impl Default for RedisOptions {
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
             tls_ca: None,
+            cluster: false,
         }
     }
 }
@@ -75,8 +82,129 @@ impl Default for RedisOptions {
 /// A store in Redis; see the module documentation for the layout.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     options: RedisOptions,
+}
+
+/// A connection to one Redis or to a Redis Cluster; both reconnect in the
+/// background after an outage.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One endpoint.
+    Single(ConnectionManager),
+    /// A cluster, routed by slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Every key matching `pattern`: one `SCAN` walk on one Redis, one per
+    /// primary on a cluster.
+    pub(crate) async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let nodes: Vec<Option<(String, u16)>> = match self {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(c) => primaries(&mut c.clone())
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let reply: Value = match (&node, self) {
+                    (Some((host, port)), Conn::Cluster(c)) => c
+                        .clone()
+                        .route_command(
+                            cmd,
+                            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                host: host.clone(),
+                                port: *port,
+                            }),
+                        )
+                        .await
+                        .map_err(redis_err)?,
+                    _ => cmd
+                        .query_async(&mut self.clone())
+                        .await
+                        .map_err(redis_err)?,
+                };
+                let (next, keys): (u64, Vec<String>) = parse(reply, "SCAN")?;
+                out.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The primaries of a cluster, from `CLUSTER NODES`.
+async fn primaries(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, StoreError> {
+    let text: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(conn)
+        .await
+        .map_err(redis_err)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // <id> <ip:port@cport[,hostname]> <flags> ...
+        let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+            continue;
+        }
+        let addr = addr.split(['@', ',']).next().unwrap_or_default();
+        if let Some((host, port)) = addr.rsplit_once(':')
+            && let Ok(port) = port.parse()
+        {
+            out.push((host.to_string(), port));
+        }
+    }
+    if out.is_empty() {
+        return Err(StoreError::Unavailable(
+            "redis: CLUSTER NODES lists no primary".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// The part of a record that never changes, stored encoded in one field.
@@ -525,11 +653,8 @@ impl Reply {
 /// A connection to the Redis at `url` with `options`' TLS and timeouts,
 /// re-established in the background after an outage. Shared by the store
 /// and the work queue (which needs its own for blocking reads).
-pub(crate) async fn connection(
-    url: &str,
-    options: &RedisOptions,
-) -> Result<ConnectionManager, StoreError> {
-    if url.starts_with("rediss://") {
+pub(crate) async fn connection(url: &str, options: &RedisOptions) -> Result<Conn, StoreError> {
+    if url.contains("rediss://") {
         // rustls needs a process-wide crypto provider; another part of
         // the process may have installed one already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -537,15 +662,30 @@ pub(crate) async fn connection(
     // The URL may hold a password: never echo it.
     let invalid =
         |e: RedisError| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind()));
-    let client = match &options.tls_ca {
-        Some(ca) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca.clone()),
-            },
-        )
-        .map_err(invalid)?,
+    let certs = options.tls_ca.as_ref().map(|ca| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.clone()),
+    });
+    if options.cluster {
+        let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+        let mut builder = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(options.connection_timeout)
+            .response_timeout(options.response_timeout)
+            .retries(2);
+        if let Some(certs) = certs {
+            builder = builder.certs(certs);
+        }
+        let client = builder.build().map_err(invalid)?;
+        return client
+            .get_async_connection()
+            .await
+            .map(Conn::Cluster)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to the Redis Cluster: {e}"))
+            });
+    }
+    let client = match certs {
+        Some(certs) => redis::Client::build_with_tls(url, certs).map_err(invalid)?,
         None => redis::Client::open(url).map_err(invalid)?,
     };
     let config = ConnectionManagerConfig::new()
@@ -555,6 +695,7 @@ pub(crate) async fn connection(
         .set_max_delay(Duration::from_millis(500));
     ConnectionManager::new_with_config(client, config)
         .await
+        .map(Conn::Single)
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to Redis: {e}")))
 }
 
@@ -596,7 +737,7 @@ impl RedisStore {
         format!("{}:finished", self.options.prefix)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -932,38 +1073,21 @@ impl Store for RedisStore {
         &self,
         status: Option<Status>,
     ) -> Result<Vec<ExecutionRecord>, StoreError> {
-        let mut conn = self.conn();
         let pattern = format!("{}:x:{{*}}", self.options.prefix);
-        let mut cursor = 0u64;
         let mut out = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(redis_err)?;
-            for key in keys {
-                let Some(id) = key
-                    .rsplit_once('{')
-                    .and_then(|(_, rest)| rest.strip_suffix('}'))
-                    .and_then(|id| ExecutionId::new(id).ok())
-                else {
-                    continue;
-                };
-                match self.get_execution(&id).await {
-                    Ok(rec) if status.is_none_or(|s| s == rec.status) => out.push(rec),
-                    Ok(_) | Err(StoreError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
-                }
+        for key in self.conn.scan(&pattern).await? {
+            let Some(id) = key
+                .rsplit_once('{')
+                .and_then(|(_, rest)| rest.strip_suffix('}'))
+                .and_then(|id| ExecutionId::new(id).ok())
+            else {
+                continue;
+            };
+            match self.get_execution(&id).await {
+                Ok(rec) if status.is_none_or(|s| s == rec.status) => out.push(rec),
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         Ok(out)
     }
