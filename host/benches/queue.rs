@@ -9,7 +9,8 @@
 //!   from `XADD` of a start to the execution's first step (p50/p99 of
 //!   `BENCH_RUNS`, default 50, one at a time), next to a raw Redis `PING`;
 //! - `chaos`: the full chaos run, 500 executions of 20 steps, three hosts,
-//!   one killed every second, Redis restarted once (`reprise_tests::chaos`).
+//!   one killed every second, Redis restarted once (`reprise_tests::chaos`);
+//!   then the same on a three-node Redis Cluster (one node restarted).
 //!
 //! `cargo bench -p reprise-host --bench queue [-- scale|latency|chaos]`
 //! (all three without an argument).
@@ -258,10 +259,21 @@ async fn chaos_run() {
         tool_delay: Duration::from_millis(20),
         concurrency: 16,
         deadline: Duration::from_secs(900),
+        cluster: false,
     };
     let report = chaos::run(bin(), &plan).await;
     println!(
         "chaos: {} executions: {}",
+        plan.executions,
+        report.summary()
+    );
+    let plan = Plan {
+        cluster: true,
+        ..plan
+    };
+    let report = chaos::run(bin(), &plan).await;
+    println!(
+        "chaos on a 3-node cluster: {} executions: {}",
         plan.executions,
         report.summary()
     );

@@ -100,6 +100,9 @@ struct ServeArgs {
     /// CA certificate (PEM file) to trust for a `rediss://` URL.
     #[arg(long, env = "REPRISE_REDIS_CA", value_name = "FILE")]
     redis_ca: Option<PathBuf>,
+    /// The Redis URL lists seed nodes of a Redis Cluster (comma-separated).
+    #[arg(long, env = "REPRISE_REDIS_CLUSTER")]
+    redis_cluster: bool,
     /// Take work from this Redis stream, shared with other hosts (needs
     /// --redis; `[queue]` in the config file has the other settings).
     #[arg(long, env = "REPRISE_QUEUE", value_name = "STREAM")]
@@ -231,6 +234,9 @@ enum Command {
             default_value = "reprise:queue"
         )]
         queue: String,
+        /// The Redis URL lists seed nodes of a Redis Cluster.
+        #[arg(long, env = "REPRISE_REDIS_CLUSTER")]
+        redis_cluster: bool,
     },
     /// Delete a finished (completed, failed or cancelled) execution and its
     /// journal now, without waiting for it to expire.
@@ -397,6 +403,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             id,
             redis,
             queue,
+            redis_cluster,
         } => {
             serde_json::from_str::<serde_json::Value>(&input)
                 .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
@@ -405,7 +412,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 stream: queue,
                 ..QueueOptions::default()
             };
-            let queue = RedisQueue::connect(&redis, &RedisOptions::default(), options).await?;
+            let redis_options = RedisOptions {
+                cluster: redis_cluster,
+                ..RedisOptions::default()
+            };
+            let queue = RedisQueue::connect(&redis, &redis_options, options).await?;
             let entry = queue
                 .enqueue(&Message::Start {
                     workflow: name,
@@ -575,6 +586,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(ca) = args.redis_ca {
         config.redis_ca = Some(ca);
     }
+    if args.redis_cluster {
+        config.redis_cluster = true;
+    }
     if let Some(stream) = args.queue {
         config.queue.stream = Some(stream);
     }
@@ -589,6 +603,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let redis_options = RedisOptions {
         tls_ca,
+        cluster: config.redis_cluster,
         ..RedisOptions::default()
     };
     let store: Arc<dyn Store> = match &config.redis {

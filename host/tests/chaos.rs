@@ -1,7 +1,7 @@
 //! The quick chaos run (see `reprise_tests::chaos`): three `reprise serve`
 //! processes on one Redis with a work queue, one SIGKILLed and restarted
 //! every second, Redis killed and restarted once; nothing may be lost,
-//! duplicated or left pending. The full run (500 executions) is
+//! duplicated or left pending; then the same on a Redis Cluster. The full run (500 executions) is
 //! `cargo bench -p reprise-host --bench queue -- chaos`.
 
 use std::path::Path;
@@ -20,11 +20,36 @@ async fn hosts_killed_every_second_and_a_redis_restart_lose_nothing() {
         tool_delay: Duration::from_millis(100),
         concurrency: 8,
         deadline: Duration::from_secs(300),
+        cluster: false,
     };
     let report = run(Path::new(env!("CARGO_BIN_EXE_reprise")), &plan).await;
     eprintln!("chaos: {}", report.summary());
     assert!(
         report.kills >= 3,
+        "the run ended before the kills: {report:?}"
+    );
+    assert!(report.redis_recovery.is_some());
+}
+
+/// The same on a three-node Redis Cluster, one node killed and restarted
+/// mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_a_redis_cluster() {
+    let plan = Plan {
+        hosts: 3,
+        executions: 40,
+        steps: 20,
+        kill_every: Duration::from_secs(1),
+        restart_redis: true,
+        tool_delay: Duration::from_millis(100),
+        concurrency: 8,
+        deadline: Duration::from_secs(300),
+        cluster: true,
+    };
+    let report = run(Path::new(env!("CARGO_BIN_EXE_reprise")), &plan).await;
+    eprintln!("chaos on a cluster: {}", report.summary());
+    assert!(
+        report.kills >= 2,
         "the run ended before the kills: {report:?}"
     );
     assert!(report.redis_recovery.is_some());

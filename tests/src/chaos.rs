@@ -29,7 +29,7 @@ use reprise_host::{ExecutionId, Status, Store};
 use serde_json::{Value, json};
 
 use crate::process::ServeProcess;
-use crate::redis::RedisServer;
+use crate::redis::{RedisCluster, RedisServer};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -50,6 +50,38 @@ pub struct Plan {
     pub concurrency: usize,
     /// Give up after this long.
     pub deadline: Duration,
+    /// On a three-node Redis Cluster instead of one Redis (the restart
+    /// then kills and restarts one node).
+    pub cluster: bool,
+}
+
+/// The Redis the hosts share.
+enum Backend {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Backend {
+    fn url(&self) -> String {
+        match self {
+            Backend::Single(s) => s.url(),
+            Backend::Cluster(c) => c.url(),
+        }
+    }
+
+    fn options(&self) -> RedisOptions {
+        match self {
+            Backend::Single(_) => RedisOptions::default(),
+            Backend::Cluster(_) => RedisCluster::options(),
+        }
+    }
+
+    fn restart(&mut self) {
+        match self {
+            Backend::Single(s) => s.restart(),
+            Backend::Cluster(c) => c.nodes[0].restart(),
+        }
+    }
 }
 
 /// What happened.
@@ -133,15 +165,20 @@ impl Fleet {
 /// Runs `plan` against the `reprise` binary at `bin`; panics on any
 /// violation, with what was wrong.
 pub async fn run(bin: &Path, plan: &Plan) -> Report {
-    let mut redis = RedisServer::start();
+    let mut redis = if plan.cluster {
+        Backend::Cluster(RedisCluster::start())
+    } else {
+        Backend::Single(RedisServer::start())
+    };
     let (hook, effects) = receiver(plan.tool_delay).await;
     let claim = Duration::from_millis(1000);
     let config = format!(
-        "redis = \"{}\"\nlease_ttl = \"1s\"\n\
+        "redis = \"{}\"\nredis_cluster = {}\nlease_ttl = \"1s\"\n\
          [queue]\nstream = \"reprise:queue\"\nclaim_after = \"{}ms\"\nconcurrency = {}\ntimer_poll = \"100ms\"\n\
          [limits]\nmax_steps_per_invocation = 5\n\
          [tools.webhook.effects]\nurl = \"{hook}\"\ntimeout = \"5s\"\nretries = 10\n",
         redis.url(),
+        plan.cluster,
         claim.as_millis(),
         plan.concurrency,
     );
@@ -169,9 +206,12 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
         deployed.status()
     );
 
-    let store: Arc<dyn Store> = Arc::new(redis.store().await);
-    let queue_options = QueueOptions::default();
-    let queue = RedisQueue::connect(&redis.url(), &RedisOptions::default(), queue_options)
+    let store: Arc<dyn Store> = Arc::new(
+        reprise_host::RedisStore::connect(&redis.url(), redis.options())
+            .await
+            .unwrap(),
+    );
+    let queue = RedisQueue::connect(&redis.url(), &redis.options(), QueueOptions::default())
         .await
         .unwrap();
     let ids: Vec<ExecutionId> = (0..plan.executions)

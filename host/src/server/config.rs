@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub redis: Option<String>,
     /// CA certificate (PEM) to trust for a `rediss://` URL.
     pub redis_ca: Option<PathBuf>,
+    /// `redis` names seed nodes of a Redis Cluster (comma-separated URLs).
+    pub redis_cluster: bool,
     /// How long finished executions are kept; `"0s"` keeps them.
     #[serde(with = "duration_serde")]
     pub retention: Duration,
@@ -103,6 +105,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("reprise-data"),
             redis: None,
             redis_ca: None,
+            redis_cluster: false,
             retention: DEFAULT_RETENTION,
             max_component_bytes: 64 << 20,
             max_request_bytes: 4 << 20,

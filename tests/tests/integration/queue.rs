@@ -41,11 +41,30 @@ async fn host(
     config: RuntimeConfig,
     options: QueueOptions,
 ) -> Runtime {
-    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    host_at(
+        &server.url(),
+        &RedisOptions::default(),
+        tools,
+        config,
+        options,
+    )
+    .await
+}
+
+async fn host_at(
+    url: &str,
+    redis: &RedisOptions,
+    tools: ToolRegistry,
+    config: RuntimeConfig,
+    options: QueueOptions,
+) -> Runtime {
+    let store: Arc<dyn Store> = Arc::new(
+        reprise_host::RedisStore::connect(url, redis.clone())
+            .await
+            .unwrap(),
+    );
     let rt = Runtime::new(engine(), store, tools, config);
-    let queue = RedisQueue::connect(&server.url(), &RedisOptions::default(), options)
-        .await
-        .unwrap();
+    let queue = RedisQueue::connect(url, redis, options).await.unwrap();
     rt.attach_queue(queue).unwrap();
     rt.recover().await.unwrap();
     rt
@@ -486,4 +505,67 @@ async fn the_sweep_queues_an_execution_without_a_message() {
     let rt = host(&server, counting_tools(&calls), config("a"), options()).await;
     let rec = ended(&rt, "orphan").await;
     assert_eq!(result::<Value>(&rec)["steps"], 3);
+}
+
+/// On a three-node Redis Cluster: executions spread over slots, budget
+/// continuations and a timer go through the queue between two hosts, and
+/// the queue (stream, timers, dead letters in one slot) ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_works_on_a_redis_cluster() {
+    let cluster = reprise_tests::redis::RedisCluster::start();
+    let redis = reprise_tests::redis::RedisCluster::options();
+    let calls = Calls::default();
+    let mut hosts = Vec::new();
+    for name in ["a", "b"] {
+        let cfg = RuntimeConfig {
+            budget: Budget {
+                max_steps: Some(3),
+                max_time: None,
+            },
+            ..config(name)
+        };
+        let rt = host_at(
+            &cluster.url(),
+            &redis,
+            counting_tools(&calls),
+            cfg,
+            options(),
+        )
+        .await;
+        hosts.push(rt);
+    }
+    deploy(&hosts[0], "steps").await;
+    deploy(&hosts[0], "signals").await;
+    let ids = futures_ids(&hosts[1], 8).await;
+    hosts[0]
+        .start(
+            "signals",
+            encode(&json!({"sleep_ms": 300})),
+            Some(ExecutionId::new("ct").unwrap()),
+        )
+        .await
+        .unwrap();
+    for id in &ids {
+        let rec = ended(&hosts[0], id.as_str()).await;
+        assert_eq!(result::<Value>(&rec)["steps"], 10);
+        assert_eq!(rec.journal_len, 10);
+    }
+    assert_eq!(calls.total(), 80);
+    assert_eq!(calls.max_per_key(), 1);
+    let rec = wait_for(&hosts[1], "ct", |r| {
+        matches!(r.wait, Some(Wait::Signal { .. }))
+    })
+    .await;
+    assert_eq!(rec.invocations, 2, "the timer fired more than once");
+    // Every execution is listed, and the keys are spread over the nodes.
+    assert_eq!(hosts[1].list(None, None).await.unwrap().len(), 9);
+    for node in &cluster.nodes {
+        let keys: u64 = node.cli(&["DBSIZE"]).parse().unwrap();
+        assert!(keys > 0, "a node holds no keys");
+    }
+    let q = RedisQueue::connect(&cluster.url(), &redis, options())
+        .await
+        .unwrap();
+    drained(&q).await;
+    assert_eq!(q.timers().await.unwrap(), 0);
 }
