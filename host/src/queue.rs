@@ -492,7 +492,7 @@ impl RedisQueue {
     }
 
     /// Messages in the stream: pending or not yet read.
-    pub async fn len(&self) -> Result<u64, StoreError> {
+    pub async fn stream_len(&self) -> Result<u64, StoreError> {
         redis::cmd("XLEN")
             .arg(&self.options.stream)
             .query_async(&mut self.conn.clone())

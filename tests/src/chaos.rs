@@ -391,7 +391,7 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
         // The connection may need a try to come back after the restart.
         let (pending, len) = (
             queue.pending().await.unwrap_or(u64::MAX),
-            queue.len().await.unwrap_or(u64::MAX),
+            queue.stream_len().await.unwrap_or(u64::MAX),
         );
         if pending == 0 && len == 0 {
             break;

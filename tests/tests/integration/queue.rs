@@ -104,7 +104,7 @@ async fn ended(rt: &Runtime, id: &str) -> ExecutionRecord {
 /// Waits until every message is acknowledged and deleted.
 async fn drained(q: &RedisQueue) {
     tokio::time::timeout(Duration::from_secs(30), async {
-        while q.pending().await.unwrap() > 0 || q.len().await.unwrap() > 0 {
+        while q.pending().await.unwrap() > 0 || q.stream_len().await.unwrap() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
