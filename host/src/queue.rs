@@ -388,6 +388,73 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Removes consumers (hosts that stopped: each start of a host is a new
+    /// consumer) with nothing pending and idle longer than `idle`. A live
+    /// host removed this way is added back by its next read, and nothing
+    /// pending is ever dropped. Returns how many were removed.
+    pub async fn prune_consumers(&self, idle: Duration) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let number = |c: &HashMap<String, Value>, k: &str| match c.get(k) {
+            Some(Value::Int(n)) => *n,
+            _ => -1,
+        };
+        let mut removed = 0;
+        for c in &consumers {
+            let Some(Value::BulkString(name)) = c.get("name") else {
+                continue;
+            };
+            if number(c, "pending") != 0 || number(c, "idle") < idle.as_millis() as i64 {
+                continue;
+            }
+            // DELCONSUMER drops the consumer's pending entries, so only
+            // delete it if it still has none (one script, no race).
+            let gone: i64 = Script::new(
+                r#"
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] end
+    if c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name == ARGV[2] then
+    if pending ~= 0 then return 0 end
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+    return 1
+  end
+end
+return 0
+"#,
+            )
+            .key(&self.options.stream)
+            .arg(&self.options.group)
+            .arg(name.as_slice())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+            removed += gone as usize;
+        }
+        Ok(removed)
+    }
+
+    /// Consumers in the group.
+    pub async fn consumers(&self) -> Result<usize, StoreError> {
+        let consumers: Vec<Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.options.stream)
+            .arg(&self.options.group)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(consumers.len())
+    }
+
     /// Acknowledges and deletes `entries`.
     pub async fn ack(&self, entries: &[String]) -> Result<(), StoreError> {
         if entries.is_empty() {

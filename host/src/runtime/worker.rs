@@ -272,6 +272,12 @@ impl Inner {
                 Ok(n) => tracing::info!(n, "queued executions that had no message"),
                 Err(e) => tracing::warn!("cannot sweep for executions without a message: {e}"),
             }
+            // Consumers of hosts that stopped, with nothing left pending.
+            match self.link().queue.prune_consumers(every * 3).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(n, "removed consumers of stopped hosts"),
+                Err(e) => tracing::warn!("cannot prune consumers: {e}"),
+            }
         }
     }
 

@@ -474,3 +474,21 @@ async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_needs_redis_and_sane_numbers() {
+        let mut c = ServeConfig::from_toml("[queue]\nstream = \"q\"\n").unwrap();
+        let err = queue_options(&c).unwrap_err().to_string();
+        assert!(err.contains("needs the Redis store"), "{err}");
+        c.redis = Some("redis://127.0.0.1".into());
+        let o = queue_options(&c).unwrap().unwrap();
+        assert_eq!((o.stream.as_str(), o.group.as_str()), ("q", "reprise"));
+        c.queue.concurrency = 0;
+        assert!(queue_options(&c).is_err());
+        assert!(queue_options(&ServeConfig::default()).unwrap().is_none());
+    }
+}

@@ -394,6 +394,11 @@ async fn a_dead_hosts_message_is_taken_over() {
     assert_eq!(calls.total(), 7, "only the interrupted step runs again");
     drained(&q).await;
     assert!(q.dead_letters(10).await.unwrap().is_empty());
+    // The dead host's consumer has nothing pending any more: pruned.
+    let before = q.consumers().await.unwrap();
+    assert_eq!(before, 2);
+    assert!(q.prune_consumers(Duration::ZERO).await.unwrap() >= 1);
+    assert!(q.consumers().await.unwrap() < before);
 }
 
 /// A message whose hosts keep dying goes to the dead-letter stream after
