@@ -229,7 +229,34 @@ async fn latency() {
         }
     }
     timer.sort();
+    // Start-and-wait over HTTP on one host while the queue may hand the
+    // execution to another: the waiting host sees the end by polling.
+    let http = reqwest::Client::new();
+    let mut waited = Vec::new();
+    for i in 0..runs + warm {
+        let t = Instant::now();
+        let r = http
+            .post(format!(
+                "{}/v1/workflows/steps/executions?wait=30s",
+                fleet[0].url
+            ))
+            .json(&serde_json::json!({"input": {"n": 10}, "id": format!("h{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        if i >= warm {
+            waited.push(t.elapsed());
+        }
+    }
+    waited.sort();
+
     let p = |v: &[Duration], q: f64| ms(percentile(v, q));
+    println!(
+        "latency: HTTP start-and-wait of 10 steps, 3 hosts on the queue: p50 {} p99 {}",
+        p(&waited, 0.5),
+        p(&waited, 0.99)
+    );
     println!(
         "latency: redis PING p50 {} p99 {}",
         p(&ping, 0.5),

@@ -35,7 +35,7 @@ use redis::streams::{StreamId, StreamReadReply};
 use redis::{Script, Value};
 
 use crate::ids::ExecutionId;
-use crate::store::{Conn, RedisOptions, StoreError, redis_connection, redis_err};
+use crate::store::{Conn, RedisOptions, StoreError, redis_client, redis_connection, redis_err};
 
 /// Settings of a [`RedisQueue`].
 #[derive(Clone, Debug)]
@@ -234,6 +234,9 @@ pub struct RedisQueue {
     options: QueueOptions,
     timers: String,
     dead: String,
+    settled: String,
+    /// For the pub/sub connection that hears other hosts' invocations end.
+    client: redis::Client,
     ack: Script,
     dead_letter: Script,
     fire: Script,
@@ -266,6 +269,8 @@ impl RedisQueue {
             reader: redis_connection(url, &blocking).await?,
             timers: format!("{tag}:timers"),
             dead: format!("{tag}:dead"),
+            settled: format!("{tag}:settled"),
+            client: redis_client(url, redis)?,
             options,
             ack: Script::new(ACK),
             dead_letter: Script::new(DEAD_LETTER),
@@ -490,6 +495,26 @@ return 0
             .await
             .map_err(redis_err)?;
         Ok(())
+    }
+
+    /// Tells every host that an invocation of `id` ended (it finished or
+    /// suspended), so requests waiting on it there look at once instead of
+    /// at their next poll. Best effort: waiters poll anyway.
+    pub async fn publish_settled(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        redis::cmd("PUBLISH")
+            .arg(&self.settled)
+            .arg(id.as_str())
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// A subscription to [`RedisQueue::publish_settled`]: read it with
+    /// `on_message`; it ends when the connection drops.
+    pub async fn subscribe_settled(&self) -> Result<redis::aio::PubSub, StoreError> {
+        let mut pubsub = self.client.get_async_pubsub().await.map_err(redis_err)?;
+        pubsub.subscribe(&self.settled).await.map_err(redis_err)?;
+        Ok(pubsub)
     }
 
     /// Sets execution `id`'s timer to `at_ms` (ms since the Unix epoch).

@@ -128,6 +128,27 @@ struct Inner {
     /// Held while a component is loaded and compiled, so invocations that
     /// miss the cache together compile it once, not once each.
     compiling: tokio::sync::Mutex<()>,
+    /// Executions someone here waits on ([`Runtime::wait_until`]), with how
+    /// many wait: news of them from other hosts wakes the waiters.
+    waited: Mutex<HashMap<String, usize>>,
+}
+
+/// Counts a waiter in [`Inner::waited`] while it lives.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waited = self.inner.waited.lock().expect("waited poisoned");
+        if let Some(n) = waited.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                waited.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// An execution a driver task is working on.
@@ -176,6 +197,7 @@ impl Runtime {
                 metrics: Arc::new(Metrics::default()),
                 queue: OnceLock::new(),
                 compiling: tokio::sync::Mutex::new(()),
+                waited: Mutex::new(HashMap::new()),
             }),
         };
         if let Some(retention) = rt.inner.config.retention
@@ -352,6 +374,7 @@ impl Runtime {
     pub async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
         let rec = self.inner.store.cancel(id).await?;
         self.inner.notify();
+        self.inner.publish_settled(id).await;
         Ok(rec)
     }
 
@@ -390,6 +413,7 @@ impl Runtime {
         done: impl Fn(&ExecutionRecord) -> bool,
     ) -> Result<ExecutionRecord, RuntimeError> {
         let mut changes = self.inner.changes.subscribe();
+        let _waiting = self.inner.waiting(id);
         loop {
             changes.borrow_and_update();
             match self.inner.store.get_execution(id).await {
@@ -501,6 +525,35 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+
+    fn waiting(&self, id: &ExecutionId) -> Waiting<'_> {
+        *self
+            .waited
+            .lock()
+            .expect("waited poisoned")
+            .entry(id.to_string())
+            .or_default() += 1;
+        Waiting {
+            inner: self,
+            id: id.to_string(),
+        }
+    }
+
+    fn is_waited(&self, id: &str) -> bool {
+        self.waited
+            .lock()
+            .expect("waited poisoned")
+            .contains_key(id)
+    }
+
+    /// With a queue, tells waiters on other hosts that `id` changed.
+    async fn publish_settled(&self, id: &ExecutionId) {
+        if let Some(link) = self.queue.get()
+            && let Err(e) = link.queue.publish_settled(id).await
+        {
+            tracing::debug!(execution = %id, "cannot tell other hosts: {e}");
         }
     }
 
@@ -800,6 +853,7 @@ impl Inner {
                     if let Outcome::Failed(f) = &outcome {
                         tracing::info!(execution = %id, "execution failed: {f}");
                     }
+                    self.publish_settled(id).await;
                     Next::Done
                 }
                 Err(e) => return self.after_store_error(id, lease, e).await,
@@ -816,6 +870,9 @@ impl Inner {
                 let suspended = self.store.suspend(id, lease, &wait, consumed).await;
                 if suspended.is_ok() {
                     self.metrics.suspensions.inc();
+                    if !matches!(wait, Wait::Ready) {
+                        self.publish_settled(id).await;
+                    }
                 }
                 match suspended {
                     Ok(Suspended::Ready) => Next::Again,

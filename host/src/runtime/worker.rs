@@ -142,6 +142,8 @@ impl Runtime {
         inner.spawn(async move { me.fire_timers().await });
         let me = inner.clone();
         inner.spawn(async move { me.sweep_periodically().await });
+        let me = inner.clone();
+        inner.spawn(async move { me.hear_settled().await });
         Ok(())
     }
 
@@ -239,6 +241,30 @@ impl Inner {
             if let Err(e) = link.queue.refresh(&link.consumer, &entries).await {
                 tracing::warn!("cannot refresh this host's messages: {e}");
             }
+        }
+    }
+
+    /// Wakes local waiters when another host says an invocation of an
+    /// execution they wait on ended. Resubscribes after a connection loss
+    /// (waiters poll meanwhile).
+    async fn hear_settled(self: Arc<Self>) {
+        use futures_util::StreamExt;
+        loop {
+            match self.link().queue.subscribe_settled().await {
+                Ok(mut pubsub) => {
+                    let mut messages = pubsub.on_message();
+                    while let Some(m) = messages.next().await {
+                        let Ok(id) = m.get_payload::<String>() else {
+                            continue;
+                        };
+                        if self.is_waited(&id) {
+                            self.notify();
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("cannot subscribe to ended invocations yet: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
-pub(crate) use redis::{Conn, connection as redis_connection, redis_err};
+pub(crate) use redis::{Conn, client as redis_client, connection as redis_connection, redis_err};
 pub use redis::{RedisOptions, RedisStore};
 
 use crate::execution::{ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};

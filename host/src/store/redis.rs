@@ -175,6 +175,25 @@ impl Conn {
     }
 }
 
+/// A client for one node: `url`, or its first seed node on a cluster
+/// (classic pub/sub reaches every node of a cluster from any one).
+pub(crate) fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StoreError> {
+    let url = url.split(',').next().unwrap_or_default().trim();
+    let invalid =
+        |e: RedisError| StoreError::Invalid(format!("invalid Redis URL ({:?})", e.kind()));
+    match &options.tls_ca {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            },
+        )
+        .map_err(invalid),
+        None => redis::Client::open(url).map_err(invalid),
+    }
+}
+
 /// The primaries of a cluster, from `CLUSTER NODES`.
 async fn primaries(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, StoreError> {
     let text: String = redis::cmd("CLUSTER")
@@ -684,10 +703,7 @@ pub(crate) async fn connection(url: &str, options: &RedisOptions) -> Result<Conn
                 StoreError::Unavailable(format!("cannot connect to the Redis Cluster: {e}"))
             });
     }
-    let client = match certs {
-        Some(certs) => redis::Client::build_with_tls(url, certs).map_err(invalid)?,
-        None => redis::Client::open(url).map_err(invalid)?,
-    };
+    let client = client(url, options)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(options.connection_timeout))
         .set_response_timeout(Some(options.response_timeout))

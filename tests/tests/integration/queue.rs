@@ -574,3 +574,32 @@ async fn the_queue_works_on_a_redis_cluster() {
     drained(&q).await;
     assert_eq!(q.timers().await.unwrap(), 0);
 }
+
+/// Hosts announce each ended invocation on the queue's pub/sub channel,
+/// which is how a request waiting on one host hears that another host
+/// finished the execution (instead of at its next poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_announce_ended_invocations() {
+    use futures_util::StreamExt;
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let rt = host(&server, counting_tools(&calls), config("a"), options()).await;
+    deploy(&rt, "signals").await;
+    let q = queue(&server).await;
+    let mut pubsub = q.subscribe_settled().await.unwrap();
+    let mut heard = pubsub.on_message();
+    let id = ExecutionId::new("announced").unwrap();
+    rt.start("signals", encode(&json!({"sleep_ms": 0})), Some(id.clone()))
+        .await
+        .unwrap();
+    // Suspended on the signal: announced.
+    let next = tokio::time::timeout(Duration::from_secs(30), heard.next())
+        .await
+        .expect("nothing announced");
+    assert_eq!(next.unwrap().get_payload::<String>().unwrap(), "announced");
+    rt.cancel(&id).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), heard.next())
+        .await
+        .expect("the cancel was not announced");
+    assert_eq!(next.unwrap().get_payload::<String>().unwrap(), "announced");
+}
