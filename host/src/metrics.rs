@@ -26,6 +26,13 @@ pub struct StatusLabel {
     pub status: String,
 }
 
+/// Labels of work queue message metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `acknowledged`, `dead_lettered` or `taken_over`.
+    pub outcome: String,
+}
+
 /// The metrics of a runtime, and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
@@ -48,6 +55,21 @@ pub struct Metrics {
     /// Executions in the store by status, refreshed when scraped (set by
     /// the server, which knows how often it may afford to count).
     pub executions: Family<StatusLabel, Gauge>,
+    /// Work queue messages this host handled, by outcome.
+    pub queue_messages: Family<OutcomeLabel, Counter>,
+    /// Durable timers this host moved to the work queue.
+    pub timers_fired: Counter,
+}
+
+impl Metrics {
+    /// Counts one queue message outcome.
+    pub fn queue_message(&self, outcome: &str, n: u64) {
+        self.queue_messages
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc_by(n);
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,6 +90,8 @@ impl Default for Metrics {
             tool_seconds: Family::new_with_constructor(latency_histogram),
             live_instances: Gauge::default(),
             executions: Family::default(),
+            queue_messages: Family::default(),
+            timers_fired: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("invocations", "Invocations started", m.invocations.clone());
@@ -106,6 +130,16 @@ impl Default for Metrics {
             "executions",
             "Executions in the store by status",
             m.executions.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Work queue messages handled by this host, by outcome",
+            m.queue_messages.clone(),
+        );
+        registry.register(
+            "timers_fired",
+            "Durable timers this host moved to the work queue",
+            m.timers_fired.clone(),
         );
         Self { registry, ..m }
     }

@@ -40,6 +40,7 @@ pub(super) struct QueueLink {
     taken_over: Mutex<HashSet<String>>,
     /// Wakes the timer loop when this host sets a timer.
     timer_set: Notify,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl QueueLink {
@@ -74,7 +75,11 @@ impl QueueLink {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=3 {
             match self.queue.ack(entries).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.metrics
+                        .queue_message("acknowledged", entries.len() as u64);
+                    break;
+                }
                 Err(e) if attempt == 3 => {
                     tracing::warn!(
                         ?entries,
@@ -104,8 +109,11 @@ impl QueueLink {
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) {
         tracing::warn!(entry = %d.entry, deliveries = d.deliveries, "dead letter: {reason}");
-        if let Err(e) = self.queue.dead_letter(d, reason).await {
-            tracing::warn!(entry = %d.entry, "cannot move to the dead-letter stream yet: {e}");
+        match self.queue.dead_letter(d, reason).await {
+            Ok(()) => self.metrics.queue_message("dead_lettered", 1),
+            Err(e) => {
+                tracing::warn!(entry = %d.entry, "cannot move to the dead-letter stream yet: {e}")
+            }
         }
         self.forget(std::slice::from_ref(&d.entry));
     }
@@ -128,6 +136,7 @@ impl Runtime {
             working: Mutex::new(HashSet::new()),
             taken_over: Mutex::new(HashSet::new()),
             timer_set: Notify::new(),
+            metrics: inner.metrics.clone(),
         };
         if inner.queue.set(link).is_err() {
             return Err(StoreError::Invalid("this runtime already has a queue".into()).into());
@@ -217,6 +226,7 @@ impl Inner {
                 Ok(deliveries) => {
                     for d in deliveries {
                         tracing::info!(entry = %d.entry, deliveries = d.deliveries, "took over a message of a host that stopped");
+                        self.metrics.queue_message("taken_over", 1);
                         self.accept(d, true).await;
                     }
                 }
@@ -274,7 +284,11 @@ impl Inner {
         let link = self.link();
         let poll = link.queue.options().timer_poll;
         while !self.stopping() {
-            let wait = match link.queue.fire_timers(BATCH).await {
+            let fired = link.queue.fire_timers(BATCH).await;
+            if let Ok((n, _)) = fired {
+                self.metrics.timers_fired.inc_by(n);
+            }
+            let wait = match fired {
                 Ok((fired, _)) if fired as usize >= BATCH => Duration::ZERO,
                 Ok((_, next)) => next.unwrap_or(poll).min(poll),
                 Err(e) => {

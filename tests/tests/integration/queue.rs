@@ -304,6 +304,8 @@ async fn a_timer_fires_once_with_three_hosts_polling() {
     assert_eq!((rec.invocations, rec2.invocations), (2, 2));
     let q = queue(&server).await;
     assert_eq!(q.timers().await.unwrap(), 0);
+    let fired: u64 = hosts.iter().map(|h| h.metrics().timers_fired.get()).sum();
+    assert_eq!(fired, 1, "reprise_timers_fired over the hosts");
     hosts[2]
         .signal(&id, "approve", encode(&json!({"by": "ops"})))
         .await
@@ -392,6 +394,14 @@ async fn a_dead_hosts_message_is_taken_over() {
     assert_eq!(rec.journal_len, 6);
     assert_eq!(calls.distinct(), 6);
     assert_eq!(calls.total(), 7, "only the interrupted step runs again");
+    let taken = rescuer
+        .metrics()
+        .queue_messages
+        .get_or_create(&reprise_host::metrics::OutcomeLabel {
+            outcome: "taken_over".into(),
+        })
+        .get();
+    assert_eq!(taken, 1);
     drained(&q).await;
     assert!(q.dead_letters(10).await.unwrap().is_empty());
     // The dead host's consumer has nothing pending any more: pruned.
