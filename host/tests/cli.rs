@@ -226,3 +226,109 @@ fn serve_refuses_a_config_with_an_unknown_key() {
         text(&out)
     );
 }
+
+/// `reprise enqueue` puts a start on the stream a `--queue` host reads; the
+/// host runs it and the client sees the result. `--queue` without Redis is
+/// a usage error that says why.
+#[test]
+fn enqueue_starts_through_a_queue_host() {
+    let redis = reprise_tests::redis::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = reprise()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--queue",
+            "jobs",
+            "--redis",
+        ])
+        .arg(redis.url())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let line = loop {
+        let line = lines.next().expect("serve exited").unwrap();
+        if line.contains("listening on") {
+            break line;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    assert!(line.contains("queue jobs"), "{line}");
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let server = |args: &[&str]| {
+        reprise()
+            .args(args)
+            .args(["--server", &url])
+            .output()
+            .unwrap()
+    };
+    let out = server(&["deploy", "steps", &wasm("steps")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = reprise()
+        .args([
+            "enqueue",
+            "steps",
+            "--input",
+            r#"{"n": 3}"#,
+            "--id",
+            "from-queue",
+        ])
+        .args(["--queue", "jobs", "--redis"])
+        .arg(redis.url())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("execution from-queue"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = server(&["status", "from-queue", "--json"]);
+        if out.status.success() {
+            let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if rec["status"] == "completed" {
+                assert_eq!(rec["result"]["steps"], 3, "{rec}");
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = reprise()
+        .args(["enqueue", "steps", "--input", "{oops", "--redis"])
+        .arg(redis.url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let out = reprise()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--queue",
+            "jobs",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("REPRISE_REDIS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs the Redis store"),
+        "{}",
+        text(&out)
+    );
+}
