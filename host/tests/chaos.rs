@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use reprise_tests::chaos::{Plan, run};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hosts_killed_every_second_and_a_redis_restart_lose_nothing() {
-    let plan = Plan {
+fn quick() -> Plan {
+    Plan {
         hosts: 3,
         executions: 60,
         steps: 20,
@@ -21,8 +20,12 @@ async fn hosts_killed_every_second_and_a_redis_restart_lose_nothing() {
         concurrency: 8,
         deadline: Duration::from_secs(300),
         cluster: false,
-    };
-    let report = run(Path::new(env!("CARGO_BIN_EXE_reprise")), &plan).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_killed_every_second_and_a_redis_restart_lose_nothing() {
+    let report = run(Path::new(env!("CARGO_BIN_EXE_reprise")), &quick()).await;
     eprintln!("chaos: {}", report.summary());
     assert!(
         report.kills >= 3,
@@ -36,15 +39,9 @@ async fn hosts_killed_every_second_and_a_redis_restart_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_on_a_redis_cluster() {
     let plan = Plan {
-        hosts: 3,
         executions: 40,
-        steps: 20,
-        kill_every: Duration::from_secs(1),
-        restart_redis: true,
-        tool_delay: Duration::from_millis(100),
-        concurrency: 8,
-        deadline: Duration::from_secs(300),
         cluster: true,
+        ..quick()
     };
     let report = run(Path::new(env!("CARGO_BIN_EXE_reprise")), &plan).await;
     eprintln!("chaos on a cluster: {}", report.summary());

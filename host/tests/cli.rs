@@ -35,6 +35,16 @@ fn client(host: &Host, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Exit code 2, and stderr says `needle`.
+fn assert_usage_error(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(needle),
+        "{}",
+        text(out)
+    );
+}
+
 fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -219,12 +229,7 @@ fn serve_refuses_a_config_with_an_unknown_key() {
         .arg(&path)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("retenton"),
-        "{}",
-        text(&out)
-    );
+    assert_usage_error(&out, "retenton");
 }
 
 /// `reprise enqueue` puts a start on the stream a `--queue` host reads; the
@@ -325,10 +330,5 @@ fn enqueue_starts_through_a_queue_host() {
         .env_remove("REPRISE_REDIS_URL")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("needs the Redis store"),
-        "{}",
-        text(&out)
-    );
+    assert_usage_error(&out, "needs the Redis store");
 }
