@@ -83,7 +83,7 @@ pub enum Message {
         workflow: String,
         /// Input as JSON text (`null` when absent).
         input: String,
-        /// Execution id; generated when absent.
+        /// Execution id; `q-<entry id>` when absent.
         id: Option<ExecutionId>,
     },
     /// Run an execution that can go on.

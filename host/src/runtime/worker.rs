@@ -418,6 +418,9 @@ impl Inner {
                     .await;
             }
         };
+        // Without an id, the entry's own id names the execution, so a
+        // message delivered again (its host died) still starts once.
+        let id = id.or_else(|| ExecutionId::new(format!("q-{}", d.entry)).ok());
         let mut delay = self.config.retry_delay;
         loop {
             match self.create(workflow, input.clone(), id.clone()).await {

@@ -141,6 +141,18 @@ async fn a_plain_xadd_starts_an_execution_once() {
     xadd("q1");
     drained(&q).await;
     assert_eq!(calls.total(), 5, "the second start ran the workflow again");
+    // Without an id, the entry id names the execution.
+    let entry = server.cli(&[
+        "XADD",
+        STREAM,
+        "*",
+        "workflow",
+        "steps",
+        "input",
+        r#"{"n": 1}"#,
+    ]);
+    let rec = ended(&rt, &format!("q-{entry}")).await;
+    assert_eq!(result::<Value>(&rec)["steps"], 1);
     assert_eq!(
         rt.status(&ExecutionId::new("q1").unwrap())
             .await
