@@ -138,6 +138,12 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was not read, so the connection cannot
+            // carry another request: say so, or a client that reuses it
+            // sees its next request cut off.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.bearer_challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
