@@ -39,9 +39,11 @@ fn bin() -> &'static Path {
 }
 
 fn host(redis: &RedisServer, n: usize) -> ServeProcess {
+    // `BENCH_CONCURRENCY`: messages each host works on at once (64).
     let config = format!(
-        "redis = \"{}\"\nhost_id = \"bench-{n}\"\n[queue]\nstream = \"reprise:queue\"\ntimer_poll = \"100ms\"\n",
-        redis.url()
+        "redis = \"{}\"\nhost_id = \"bench-{n}\"\n[queue]\nstream = \"reprise:queue\"\ntimer_poll = \"100ms\"\nconcurrency = {}\n",
+        redis.url(),
+        env_or("BENCH_CONCURRENCY", 64)
     );
     ServeProcess::spawn(bin(), &config, &[("RUST_LOG", "error")])
 }
