@@ -235,9 +235,11 @@ async fn latency() {
         let journal = store.load(&id).await.unwrap().journal;
         let first = journal[0].at_ms;
         let sent_us = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
-        start.push(Duration::from_micros(
-            (first * 1000).saturating_sub(sent_us),
-        ));
+        if i >= warm {
+            start.push(Duration::from_micros(
+                (first * 1000).saturating_sub(sent_us),
+            ));
+        }
     }
     start.sort();
 
