@@ -59,6 +59,17 @@ pub struct Metrics {
     pub queue_messages: Family<OutcomeLabel, Counter>,
     /// Durable timers this host moved to the work queue.
     pub timers_fired: Counter,
+    /// Work queue depth, read from Redis when scraped: `pending` (delivered,
+    /// not yet acknowledged, over every host), `stream` (pending or not
+    /// yet read) and `timers` (set, not yet due).
+    pub queue_depth: Family<KindLabel, Gauge>,
+}
+
+/// Labels of the work queue depth gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `pending`, `stream` or `timers`.
+    pub kind: String,
 }
 
 impl Metrics {
@@ -92,6 +103,7 @@ impl Default for Metrics {
             executions: Family::default(),
             queue_messages: Family::default(),
             timers_fired: Counter::default(),
+            queue_depth: Family::default(),
             registry: Registry::default(),
         };
         registry.register("invocations", "Invocations started", m.invocations.clone());
@@ -140,6 +152,11 @@ impl Default for Metrics {
             "timers_fired",
             "Durable timers this host moved to the work queue",
             m.timers_fired.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Work queue depth by kind (pending, stream, timers), read when scraped",
+            m.queue_depth.clone(),
         );
         Self { registry, ..m }
     }

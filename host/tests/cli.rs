@@ -308,6 +308,16 @@ fn enqueue_starts_through_a_queue_host() {
         assert!(std::time::Instant::now() < deadline, "{}", text(&out));
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // The queue's metrics: the message acknowledged, nothing left.
+    let metrics = http_get(&url, "/metrics");
+    for line in [
+        "reprise_queue_messages_total{outcome=\"acknowledged\"} 1",
+        "reprise_queue_depth{kind=\"pending\"} 0",
+        "reprise_queue_depth{kind=\"stream\"} 0",
+        "reprise_queue_depth{kind=\"timers\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
     let out = reprise()
         .args(["enqueue", "steps", "--input", "{oops", "--redis"])
         .arg(redis.url())
@@ -331,4 +341,15 @@ fn enqueue_starts_through_a_queue_host() {
         .output()
         .unwrap();
     assert_usage_error(&out, "needs the Redis store");
+}
+
+/// A plain HTTP/1.0 GET over loopback; the whole reply as text.
+fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
 }

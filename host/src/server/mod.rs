@@ -449,6 +449,25 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         }
         Err(e) => tracing::warn!("cannot count executions for /metrics: {e}"),
     }
+    if let Some(queue) = state.runtime.queue() {
+        let depth = [
+            ("pending", queue.pending().await),
+            ("stream", queue.stream_len().await),
+            ("timers", queue.timers().await),
+        ];
+        for (kind, n) in depth {
+            match n {
+                Ok(n) => {
+                    m.queue_depth
+                        .get_or_create(&crate::metrics::KindLabel {
+                            kind: kind.to_string(),
+                        })
+                        .set(n as i64);
+                }
+                Err(e) => tracing::warn!("cannot read the queue depth for /metrics: {e}"),
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
