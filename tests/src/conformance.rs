@@ -45,6 +45,54 @@ async fn lease(store: &dyn Store, id: &ExecutionId, owner: &str) -> Lease {
     store.acquire_lease(id, owner, TTL).await.unwrap()
 }
 
+/// Emitted items form the output stream, written with their journal
+/// entries: offsets from 0, paged with `after`/`max`, none from a failed
+/// append, gone with the execution.
+pub async fn items_follow_emits(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "items").await;
+    let l = lease(store.as_ref(), &id, "h").await;
+    let page = store.items(&id, None, 10).await.unwrap();
+    assert_eq!((page.items.len(), page.count), (0, 0));
+    let checkpoint = Entry {
+        at_ms: now_ms(),
+        duration_us: 0,
+        kind: EntryKind::Checkpoint,
+    };
+    store.append(&id, &l, 0, &entry(10)).await.unwrap();
+    store.append(&id, &l, 1, &checkpoint).await.unwrap();
+    store.append(&id, &l, 2, &entry(11)).await.unwrap();
+    // A conflicting append adds no item.
+    assert!(matches!(
+        store.append(&id, &l, 2, &entry(99)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store.append(&id, &l, 3, &entry(12)).await.unwrap();
+    let item = |i: u64| (i - 10, i.to_le_bytes().to_vec());
+    let page = store.items(&id, None, 10).await.unwrap();
+    assert_eq!(page.items, vec![item(10), item(11), item(12)]);
+    assert_eq!(page.count, 3);
+    let page = store.items(&id, Some(0), 1).await.unwrap();
+    assert_eq!((page.items, page.count), (vec![item(11)], 3));
+    let page = store.items(&id, Some(2), 10).await.unwrap();
+    assert_eq!((page.items.len(), page.count), (0, 3));
+    let page = store.items(&id, None, 0).await.unwrap();
+    assert_eq!((page.items.len(), page.count), (0, 3));
+    let other = ExecutionId::new("no-such").unwrap();
+    assert!(matches!(
+        store.items(&other, None, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .finish(&id, &l, &Outcome::Completed(vec![]))
+        .await
+        .unwrap();
+    store.delete_execution(&id).await.unwrap();
+    assert!(matches!(
+        store.items(&id, None, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 /// Components are stored by digest; deployments point names at digests.
 pub async fn components_and_deployments(store: Arc<dyn Store>) {
     let d = Digest::of(b"bytes");
@@ -444,6 +492,7 @@ macro_rules! conformance_tests {
                 acquire_and_load_takes_the_lease,
                 purge_removes_only_finished_executions,
                 large_results_round_trip,
+                items_follow_emits,
             );
         }
     };

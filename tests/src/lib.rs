@@ -83,6 +83,7 @@ pub const GUESTS: &[&str] = &[
     "bigresult",
     "caller",
     "wrongworld",
+    "producer",
 ];
 
 /// One engine for the whole test binary, so each component compiles once.

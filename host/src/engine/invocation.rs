@@ -73,6 +73,9 @@ pub(crate) struct Invocation {
     /// Set when the host drains: the invocation suspends before its next
     /// new step, as if its budget had run out.
     pub drain: Arc<AtomicBool>,
+    /// Called after each new item is recorded, so readers of the output
+    /// stream hear of it at once.
+    pub on_emit: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -157,6 +160,7 @@ struct Steps {
     inline_sleep_max: Duration,
     metrics: Arc<Metrics>,
     drain: Arc<AtomicBool>,
+    on_emit: Arc<dyn Fn() + Send + Sync>,
     replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
@@ -432,6 +436,7 @@ impl bindings::Host for InvocationState {
         };
         if s.replay(&call)?.is_none() {
             s.record(EntryKind::Emit { item }, 0).await?;
+            (s.on_emit)();
         }
         s.progress();
         Ok(())
@@ -514,6 +519,7 @@ pub(crate) async fn run(
         inline_sleep_max,
         metrics,
         drain,
+        on_emit,
     } = inv;
     let record = snapshot.record;
     let clock = JournalClock::new(record.created_at_ms);
@@ -545,6 +551,7 @@ pub(crate) async fn run(
             inline_sleep_max,
             metrics,
             drain,
+            on_emit,
             replay_done: None,
             started: now,
             new_steps: 0,

@@ -388,6 +388,17 @@ impl Runtime {
         Ok(self.inner.store.load(id).await?.journal)
     }
 
+    /// Up to `max` items the execution emitted after offset `after` (from
+    /// the first when `None`), and how many it has emitted so far.
+    pub async fn items(
+        &self,
+        id: &ExecutionId,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<crate::store::ItemsPage, RuntimeError> {
+        Ok(self.inner.store.items(id, after, max).await?)
+    }
+
     /// Waits until the execution ends.
     pub async fn wait(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
         self.wait_until(id, |r| r.status.is_terminal()).await
@@ -774,6 +785,14 @@ impl Inner {
             inline_sleep_max: cfg.inline_sleep_max,
             metrics: self.metrics.clone(),
             drain: self.draining.clone(),
+            on_emit: {
+                let me = Arc::downgrade(self);
+                Arc::new(move || {
+                    if let Some(me) = me.upgrade() {
+                        me.notify();
+                    }
+                })
+            },
         };
         self.live_instances.fetch_add(1, Ordering::SeqCst);
         self.metrics.live_instances.inc();

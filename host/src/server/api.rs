@@ -278,6 +278,56 @@ pub struct JournalParams {
     pub limit: Option<usize>,
 }
 
+/// Reading an execution's output stream.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ItemsParams {
+    /// Return items with an offset above this one (default: from the
+    /// first item, offset 0).
+    pub after: Option<u64>,
+    /// Items per reply (default 100, at most 1000).
+    pub max: Option<usize>,
+    /// With no item to return yet, wait up to this long (`500ms`, `10s`)
+    /// for one or for the end; capped below the request timeout.
+    pub wait: Option<String>,
+}
+
+/// One item of an output stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemView {
+    /// Its position in the stream: 0 for the first item emitted.
+    pub offset: u64,
+    /// The item, as JSON (`{"hex": ...}` if JSON cannot hold it).
+    #[schema(value_type = Object)]
+    pub item: serde_json::Value,
+}
+
+/// How a stream ended.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamEnd {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// Why it failed, when `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+}
+
+/// A batch of an output stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemsBatch {
+    /// Items after `after`, in order.
+    pub items: Vec<ItemView>,
+    /// Pass as `after` for the next batch: the last offset returned (or the
+    /// `after` given, if none); absent while nothing has been read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+    /// Items the execution has emitted so far.
+    pub count: u64,
+    /// Set once the execution has ended and this batch holds the last item:
+    /// nothing more will come. Every item comes before the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<StreamEnd>,
+}
+
 /// A MessagePack payload as JSON; `{"hex": ...}` if it is not MessagePack
 /// that JSON can hold (e.g. raw binary).
 pub fn payload_json(bytes: &[u8]) -> serde_json::Value {
@@ -303,12 +353,12 @@ fn execution_id(id: &str) -> Result<ExecutionId, Problem> {
     })
 }
 
-fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+fn page_limit(name: &str, limit: Option<usize>) -> Result<usize, Problem> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
         Some(n) => Err(Problem::bad_request(format!(
-            "limit {n} is out of range: use 1 to {MAX_PAGE}"
+            "{name} {n} is out of range: use 1 to {MAX_PAGE}"
         ))),
     }
 }
@@ -564,7 +614,7 @@ pub async fn journal(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     state.authorize(&headers, Scope::Invoke)?;
-    let limit = page_limit(params.limit)?;
+    let limit = page_limit("limit", params.limit)?;
     let journal = state.runtime.journal(&execution_id(&id)?).await?;
     let total = journal.len() as u64;
     let from = params.after.unwrap_or(0).min(total);
@@ -584,6 +634,89 @@ pub async fn journal(
             next_after: (end < total).then_some(end),
         },
     ))
+}
+
+/// Read an execution's output stream, a batch at a time.
+///
+/// Returns up to `max` items emitted after offset `after`. With `wait`,
+/// and nothing to return yet, waits for an item or the end. A batch with
+/// `end` set is the last; a failed workflow's items all come before its
+/// error.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/items",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ItemsParams),
+    responses(
+        (status = 200, body = ItemsBatch),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn items(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(params): Query<ItemsParams>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let id = execution_id(&id)?;
+    let max = page_limit("max", params.max)?;
+    let wait = match &params.wait {
+        None => Duration::ZERO,
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            Problem::bad_request(format!(
+                "wait={text:?} is not a duration ({e}); e.g. 500ms, 10s"
+            ))
+        })?,
+    };
+    let deadline = tokio::time::Instant::now() + cap_wait(wait, state.config.request_timeout);
+    loop {
+        // The record first: items are written before the execution ends,
+        // so once it has ended, every item is in the store.
+        let record = state.runtime.status(&id).await?;
+        let page = state.runtime.items(&id, params.after, max).await?;
+        let ended = record.status.is_terminal();
+        if !page.items.is_empty() || ended || tokio::time::Instant::now() >= deadline {
+            let next_after = page.items.last().map(|(o, _)| *o).or(params.after);
+            let read_all = next_after.map_or(0, |o| o + 1) >= page.count;
+            let end = (ended && read_all).then(|| {
+                let error = match &record.outcome {
+                    Some(Outcome::Failed(f)) => Some(ErrorView {
+                        kind: f.kind.as_str().to_string(),
+                        message: f.message.clone(),
+                    }),
+                    _ => None,
+                };
+                StreamEnd {
+                    status: record.status.as_str().to_string(),
+                    error,
+                }
+            });
+            let batch = ItemsBatch {
+                items: page
+                    .items
+                    .iter()
+                    .map(|(offset, bytes)| ItemView {
+                        offset: *offset,
+                        item: payload_json(bytes),
+                    })
+                    .collect(),
+                next_after,
+                count: page.count,
+                end,
+            };
+            return Ok(format.reply(StatusCode::OK, &batch));
+        }
+        // Wait for the journal to grow (an emit is a journal entry) or the
+        // end, then look again.
+        let seen = record.journal_len;
+        let grew = state
+            .runtime
+            .wait_until(&id, |r| r.journal_len > seen || r.status.is_terminal());
+        let _ = tokio::time::timeout_at(deadline, grew).await;
+    }
 }
 
 fn entry_view(index: u64, e: &Entry) -> EntryView {
@@ -656,7 +789,7 @@ pub async fn list_executions(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     state.authorize(&headers, Scope::Invoke)?;
-    let limit = page_limit(params.limit)?;
+    let limit = page_limit("limit", params.limit)?;
     let status = params
         .status
         .as_deref()

@@ -344,6 +344,7 @@ impl Server {
             .routes(routes!(api::list_executions))
             .routes(routes!(api::get_execution, api::cancel))
             .routes(routes!(api::journal))
+            .routes(routes!(api::items))
             .routes(routes!(api::signal))
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
         let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -20,10 +20,12 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use super::{Created, Delivered, DeploymentVersion, Store, StoreError, Suspended, now_ms};
+use super::{
+    Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
+};
 use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
-use crate::journal::Entry;
+use crate::journal::{Entry, EntryKind};
 use crate::persist::{decode, encode};
 
 const COMPONENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("components");
@@ -33,6 +35,8 @@ const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployment_
 const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
 const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
 const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
+/// The output stream: (execution id, offset) to item bytes.
+const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("items");
 
 /// A store in one redb database.
 #[derive(Clone)]
@@ -82,6 +86,7 @@ impl EmbeddedStore {
             tx.open_table(VERSIONS).map_err(db_err)?;
             tx.open_table(JOURNAL).map_err(db_err)?;
             tx.open_table(SIGNALS).map_err(db_err)?;
+            tx.open_table(ITEMS).map_err(db_err)?;
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
             if clear_leases {
                 let mut held = Vec::new();
@@ -183,6 +188,20 @@ fn read_unfinished(
     Ok(rec)
 }
 
+/// How many items execution `id` has emitted (one past the last offset).
+fn item_count(
+    items: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    id: &ExecutionId,
+) -> Result<u64, StoreError> {
+    let last = items
+        .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+        .map_err(db_err)?
+        .next_back()
+        .transpose()
+        .map_err(db_err)?;
+    Ok(last.map_or(0, |(k, _)| k.value().1 + 1))
+}
+
 /// Removes an execution's journal entries and signals.
 fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError> {
     let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
@@ -191,6 +210,10 @@ fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError
         .retain_in(range.clone(), |_, _| false)
         .map_err(db_err)?;
     tx.open_table(SIGNALS)
+        .map_err(db_err)?
+        .retain_in(range.clone(), |_, _| false)
+        .map_err(db_err)?;
+    tx.open_table(ITEMS)
         .map_err(db_err)?
         .retain_in(range, |_, _| false)
         .map_err(db_err)?;
@@ -531,6 +554,10 @@ impl Store for EmbeddedStore {
         entry: &Entry,
     ) -> Result<(), StoreError> {
         let (id, lease, bytes) = (id.clone(), lease.clone(), encode(entry));
+        let item = match &entry.kind {
+            EntryKind::Emit { item } => Some(item.clone()),
+            _ => None,
+        };
         self.run(move |db, d| {
             write(db, d, |tx| {
                 with_leased(tx, &id, &lease, |rec| {
@@ -545,6 +572,13 @@ impl Store for EmbeddedStore {
                         .map_err(db_err)?
                         .insert((id.as_str(), index), bytes.as_slice())
                         .map_err(db_err)?;
+                    if let Some(item) = &item {
+                        let mut items = tx.open_table(ITEMS).map_err(db_err)?;
+                        let offset = item_count(&items, &id)?;
+                        items
+                            .insert((id.as_str(), offset), item.as_slice())
+                            .map_err(db_err)?;
+                    }
                     rec.journal_len += 1;
                     Ok(())
                 })
@@ -678,6 +712,35 @@ impl Store for EmbeddedStore {
             Ok(signals_named(&t, &id, &name)?
                 .into_iter()
                 .nth(skip as usize))
+        })
+        .await
+    }
+
+    async fn items(
+        &self,
+        id: &ExecutionId,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<ItemsPage, StoreError> {
+        let id = id.clone();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
+            let t = tx.open_table(ITEMS).map_err(db_err)?;
+            let from = after.map_or(0, |a| a.saturating_add(1));
+            let mut items = Vec::new();
+            for row in t
+                .range((id.as_str(), from)..=(id.as_str(), u64::MAX))
+                .map_err(db_err)?
+                .take(max)
+            {
+                let (k, v) = row.map_err(db_err)?;
+                items.push((k.value().1, v.value().to_vec()));
+            }
+            Ok(ItemsPage {
+                items,
+                count: item_count(&t, &id)?,
+            })
         })
         .await
     }

@@ -131,6 +131,16 @@ pub struct DeploymentVersion {
     pub imports: Vec<String>,
 }
 
+/// A page of an execution's output stream (what it emitted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemsPage {
+    /// Up to the requested number of items after the requested offset, in
+    /// order, each with its offset (the first item emitted is offset 0).
+    pub items: Vec<(u64, Vec<u8>)>,
+    /// How many items the execution has emitted so far.
+    pub count: u64,
+}
+
 /// The storage contract every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -266,6 +276,16 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         skip: u64,
     ) -> Result<Option<crate::execution::SignalRecord>, StoreError>;
+    /// Up to `max` of the items execution `id` emitted with an offset above
+    /// `after` (all from the first when `None`). An item is stored in the
+    /// same write as the journal entry that records its `emit`, so it is
+    /// there exactly when that entry is.
+    async fn items(
+        &self,
+        id: &ExecutionId,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<ItemsPage, StoreError>;
     /// Cancels an execution that has not ended: it never runs again, and a
     /// running invocation's next write fails. Returns the resulting record.
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError>;

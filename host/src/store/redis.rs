@@ -35,7 +35,9 @@ use redis::{Cmd, Pipeline, RedisFuture};
 use redis::{ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{Created, Delivered, DeploymentVersion, Store, StoreError, Suspended, now_ms};
+use super::{
+    Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
+};
 use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Entry, EntryKind};
@@ -318,7 +320,8 @@ if bad then return bad end
 local len = redis.call('LLEN', KEYS[2])
 if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
 redis.call('RPUSH', KEYS[2], ARGV[3])
-if ARGV[4] then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+if ARGV[5] then redis.call('RPUSH', KEYS[4], ARGV[5]) end
 return {'ok'}
 "#;
 
@@ -369,6 +372,12 @@ end
 return {'ok', seq, woke}
 "#;
 
+/// The record's existence, the item count, and a range of items.
+const ITEMS: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+return {'ok', redis.call('LLEN', KEYS[2]), redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])}
+"#;
+
 const NEXT_SIGNAL: &str = r#"
 local names = redis.call('LRANGE', KEYS[2], 0, -1)
 local skip = tonumber(ARGV[2])
@@ -398,7 +407,7 @@ if not v[1] then return {'notfound'} end
 if not TERMINAL[v[1]] then return {'active', v[1]} end
 if ARGV[1] ~= '' and tonumber(v[2]) >= tonumber(ARGV[1]) then return {'kept'} end
 local blobs = redis.call('LRANGE', KEYS[6], 0, -1)
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return {'ok', blobs}
 "#;
 
@@ -457,6 +466,7 @@ struct Scripts {
     release: Script,
     signal: Script,
     next_signal: Script,
+    items: Script,
     cancel: Script,
     delete: Script,
     blob_ref: Script,
@@ -482,6 +492,7 @@ fn scripts() -> &'static Scripts {
             release: with_prelude(RELEASE),
             signal: with_prelude(SIGNAL),
             next_signal: Script::new(NEXT_SIGNAL),
+            items: Script::new(ITEMS),
             cancel: with_prelude(CANCEL),
             delete: with_prelude(DELETE),
             blob_ref: Script::new(BLOB_REF),
@@ -860,6 +871,7 @@ impl RedisStore {
             .key(self.key("sk", id))
             .key(self.key("sc", id))
             .key(self.key("b", id))
+            .key(self.key("i", id))
             .arg(before_ms.map(|t| t.to_string()).unwrap_or_default())
             .invoke_async(&mut conn)
             .await
@@ -1261,12 +1273,17 @@ impl Store for RedisStore {
         inv.key(self.key("x", id))
             .key(self.key("j", id))
             .key(self.key("b", id))
+            .key(self.key("i", id))
             .arg(lease.token)
             .arg(index);
         match &stored {
             Some((digest, bytes)) => inv.arg(bytes.as_slice()).arg(digest.to_hex()),
-            None => inv.arg(encode(entry)),
+            None => inv.arg(encode(entry)).arg(""),
         };
+        // An emitted item also goes to the output stream, in the same script.
+        if let EntryKind::Emit { item } = &entry.kind {
+            inv.arg(item.as_slice());
+        }
         let result = match inv.invoke_async::<Value>(&mut self.conn()).await {
             Ok(v) => Reply::new(v, "append")
                 .and_then(|r| r.check(id))
@@ -1404,6 +1421,39 @@ impl Store for RedisStore {
             name: name.to_string(),
             payload: reply.next()?,
         }))
+    }
+
+    async fn items(
+        &self,
+        id: &ExecutionId,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<ItemsPage, StoreError> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        if max == 0 {
+            let page = self.items(id, after, 1).await?;
+            return Ok(ItemsPage {
+                items: Vec::new(),
+                count: page.count,
+            });
+        }
+        let to = from.saturating_add(max as u64 - 1);
+        let v: Value = scripts()
+            .items
+            .key(self.key("x", id))
+            .key(self.key("i", id))
+            .arg(from.min(i64::MAX as u64))
+            .arg(to.min(i64::MAX as u64))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "items")?.check(id)?;
+        let count: u64 = reply.next()?;
+        let raw: Vec<Vec<u8>> = reply.next()?;
+        Ok(ItemsPage {
+            items: (from..).zip(raw).collect(),
+            count,
+        })
     }
 
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {

@@ -295,7 +295,126 @@ reprise_tests::on_every_store!(
     msgpack_bodies,
     bad_input_changes_nothing,
     graceful_shutdown_loses_nothing,
+    items_in_batches,
 );
+
+/// The output stream in batches: every item once and in order across
+/// invocations (2 steps each), paging with `after`/`max`, the end after
+/// the last item (completed, failed with its error, or empty), a long poll
+/// that returns when an item arrives, and bad requests.
+async fn items_in_batches(store: Arc<dyn Store>) {
+    let mut cfg = config();
+    cfg.limits.max_steps_per_invocation = Some(2);
+    let s = TestServer::start(store, cfg, ToolRegistry::with_builtins()).await;
+    s.deploy("producer", "producer").await;
+    let s = &s;
+    let start = |input: Value| async move {
+        let r = s
+            .post(
+                "/v1/workflows/producer/executions",
+                &json!({"input": input}),
+            )
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    };
+    let items = |id: &str, query: &str| {
+        let path = format!("/v1/executions/{id}/items{query}");
+        async move { s.get(&path).await }
+    };
+    let offsets = |b: &Value| -> Vec<u64> {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["offset"].as_u64().unwrap())
+            .collect()
+    };
+
+    // Seven items over four invocations; read them all after the end.
+    let id = start(json!({"n": 7, "size": 3})).await;
+    let first = items(&id, "?wait=30s").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let done = s
+        .runtime
+        .wait(&reprise_host::ExecutionId::new(id.as_str()).unwrap())
+        .await
+        .unwrap();
+    assert!(done.invocations >= 4, "{} invocations", done.invocations);
+    let all = items(&id, "").await.body;
+    assert_eq!(offsets(&all), (0..7).collect::<Vec<u64>>());
+    assert_eq!(all["items"][3]["item"], json!({"i": 3, "pad": "xxx"}));
+    assert_eq!(
+        (all["count"].clone(), all["next_after"].clone()),
+        (json!(7), json!(6))
+    );
+    assert_eq!(all["end"], json!({"status": "completed"}));
+    // Paging.
+    let page = items(&id, "?after=1&max=2").await.body;
+    assert_eq!(offsets(&page), vec![2, 3]);
+    assert_eq!(page["next_after"], 3);
+    assert!(page.get("end").is_none(), "{page}");
+    let tail = items(&id, "?after=6").await.body;
+    assert_eq!(offsets(&tail), Vec::<u64>::new());
+    assert_eq!(
+        (tail["next_after"].clone(), tail["end"]["status"].clone()),
+        (json!(6), json!("completed"))
+    );
+
+    // A failure ends the stream with its error, after every item.
+    let id = start(json!({"n": 3, "fail": true})).await;
+    s.runtime
+        .wait(&reprise_host::ExecutionId::new(id.as_str()).unwrap())
+        .await
+        .unwrap();
+    let b = items(&id, "?max=2").await.body;
+    assert_eq!(offsets(&b), vec![0, 1]);
+    assert!(b.get("end").is_none(), "the end before the last item: {b}");
+    let b = items(&id, "?after=1").await.body;
+    assert_eq!(offsets(&b), vec![2]);
+    assert_eq!(b["end"]["status"], "failed");
+    assert_eq!(b["end"]["error"]["kind"], "workflow-error");
+
+    // Nothing emitted: empty, then the end.
+    let id = start(json!({"n": 0})).await;
+    let b = items(&id, "?wait=30s").await.body;
+    assert_eq!(
+        (b["count"].clone(), b["end"]["status"].clone()),
+        (json!(0), json!("completed"))
+    );
+    assert!(b.get("next_after").is_none(), "{b}");
+
+    // A long poll returns when the next item arrives (each comes after a
+    // 300 ms durable timer), never with an empty batch before the end.
+    let id = start(json!({"n": 3, "sleep_ms": 300})).await;
+    let mut after: Option<u64> = None;
+    let mut seen = Vec::new();
+    loop {
+        let q = match after {
+            Some(a) => format!("?wait=30s&after={a}"),
+            None => "?wait=30s".to_string(),
+        };
+        let b = items(&id, &q).await.body;
+        seen.extend(offsets(&b));
+        if b.get("end").is_some() {
+            assert_eq!(b["end"]["status"], "completed");
+            break;
+        }
+        assert!(
+            !b["items"].as_array().unwrap().is_empty(),
+            "empty batch before the end: {b}"
+        );
+        after = b["next_after"].as_u64();
+    }
+    assert_eq!(seen, vec![0, 1, 2]);
+
+    // Bad requests.
+    assert_eq!(items("nope", "").await.status, StatusCode::NOT_FOUND);
+    let r = items(&id, "?wait=soon").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = items(&id, "?max=0").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
 
 /// Every kind of bad request gets a clear problem, and the store is as it
 /// was.
