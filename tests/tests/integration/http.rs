@@ -784,6 +784,7 @@ async fn openapi_matches_routes() {
         ("GET", "/v1/executions/{id}"),
         ("DELETE", "/v1/executions/{id}"),
         ("GET", "/v1/executions/{id}/journal"),
+        ("GET", "/v1/executions/{id}/items"),
         ("POST", "/v1/executions/{id}/signals/{name}"),
     ]
     .into_iter()
