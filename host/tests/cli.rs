@@ -238,39 +238,18 @@ fn serve_refuses_a_config_with_an_unknown_key() {
 #[test]
 fn enqueue_starts_through_a_queue_host() {
     let redis = reprise_tests::redis::RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = reprise()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--queue",
-            "jobs",
-            "--redis",
-        ])
-        .arg(redis.url())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    let line = loop {
-        let line = lines.next().expect("serve exited").unwrap();
-        if line.contains("listening on") {
-            break line;
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    assert!(line.contains("queue jobs"), "{line}");
-    let url = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let host = ServeProcess::spawn_with(
+        Path::new(env!("CARGO_BIN_EXE_reprise")),
+        "",
+        &[],
+        &["--queue", "jobs", "--redis", &redis.url()],
+    );
+    assert!(
+        host.listen_line.contains("queue jobs"),
+        "{}",
+        host.listen_line
+    );
+    let url = host.url.clone();
     let server = |args: &[&str]| {
         reprise()
             .args(args)
@@ -324,8 +303,7 @@ fn enqueue_starts_through_a_queue_host() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(host);
 
     let out = reprise()
         .args([
@@ -336,7 +314,7 @@ fn enqueue_starts_through_a_queue_host() {
             "jobs",
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(tempfile::tempdir().unwrap().path())
         .env_remove("REPRISE_REDIS_URL")
         .output()
         .unwrap();

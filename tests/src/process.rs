@@ -10,6 +10,8 @@ pub struct ServeProcess {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// The line it printed when it began to listen (names the store).
+    pub listen_line: String,
     dir: tempfile::TempDir,
 }
 
@@ -18,6 +20,12 @@ impl ServeProcess {
     /// port, a data dir of its own and `config` (more TOML), with `env`
     /// added; returns once it listens.
     pub fn spawn(bin: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(bin, config, env, &[])
+    }
+
+    /// [`ServeProcess::spawn`] with extra `serve` flags (which override the
+    /// config file).
+    pub fn spawn_with(bin: &Path, config: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("creating a temp dir for reprise serve");
         let path = dir.path().join("reprise.toml");
         std::fs::write(
@@ -32,6 +40,7 @@ impl ServeProcess {
             .arg("serve")
             .arg("--config")
             .arg(&path)
+            .args(args)
             .envs(env.iter().copied())
             .env_remove("REPRISE_REDIS_URL")
             .env_remove("REPRISE_QUEUE")
@@ -39,22 +48,24 @@ impl ServeProcess {
             .spawn()
             .expect("spawning reprise serve");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let url = loop {
+        let (url, listen_line) = loop {
             let line = lines
                 .next()
                 .expect("reprise serve exited before listening")
                 .expect("reading reprise serve's stderr");
             if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+                let url = rest.split_whitespace().next().unwrap_or_default();
+                break (url.to_string(), line);
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, url, dir }
+        Self {
+            child,
+            url,
+            listen_line,
+            dir,
+        }
     }
 
     /// The process id.

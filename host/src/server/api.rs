@@ -353,6 +353,18 @@ fn execution_id(id: &str) -> Result<ExecutionId, Problem> {
     })
 }
 
+/// The `wait` query parameter (`500ms`, `10s`), if given.
+fn wait_param(text: Option<&str>) -> Result<Option<Duration>, Problem> {
+    text.map(|text| {
+        humantime::parse_duration(text).map_err(|e| {
+            Problem::bad_request(format!(
+                "wait={text:?} is not a duration ({e}); e.g. 500ms, 10s"
+            ))
+        })
+    })
+    .transpose()
+}
+
 fn page_limit(name: &str, limit: Option<usize>) -> Result<usize, Problem> {
     match limit {
         None => Ok(DEFAULT_PAGE),
@@ -515,14 +527,7 @@ pub async fn start(
     Body(req): Body<StartRequest>,
 ) -> Result<Response, Problem> {
     state.authorize(&headers, Scope::Invoke)?;
-    let wait = match &params.wait {
-        None => None,
-        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
-            Problem::bad_request(format!(
-                "wait={text:?} is not a duration ({e}); e.g. 500ms, 10s"
-            ))
-        })?),
-    };
+    let wait = wait_param(params.wait.as_deref())?;
     state.admit()?;
     let id = req.id.as_deref().map(execution_id).transpose()?;
     let input = encode_payload(&req.input)?;
@@ -663,14 +668,7 @@ pub async fn items(
     state.authorize(&headers, Scope::Invoke)?;
     let id = execution_id(&id)?;
     let max = page_limit("max", params.max)?;
-    let wait = match &params.wait {
-        None => Duration::ZERO,
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            Problem::bad_request(format!(
-                "wait={text:?} is not a duration ({e}); e.g. 500ms, 10s"
-            ))
-        })?,
-    };
+    let wait = wait_param(params.wait.as_deref())?.unwrap_or(Duration::ZERO);
     let deadline = tokio::time::Instant::now() + cap_wait(wait, state.config.request_timeout);
     loop {
         // The record first: items are written before the execution ends,
