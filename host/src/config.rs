@@ -36,6 +36,32 @@ pub struct Budget {
     pub max_time: Option<Duration>,
 }
 
+/// How streaming executions are paced by their consumers.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// The window of a stream whose start does not choose one: most items
+    /// emitted beyond what every live consumer has read.
+    pub window: u64,
+    /// A consumer session that has not read (or said it is there) for this
+    /// long has left.
+    pub session_ttl: Duration,
+    /// How long an `emit` that finds the window full keeps its instance,
+    /// waiting for a consumer to read, before the execution is suspended
+    /// and the instance dropped. Short: it trades a little memory for not
+    /// replaying when consumers keep up.
+    pub hold: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            window: 1000,
+            session_ttl: Duration::from_secs(30),
+            hold: Duration::from_secs(1),
+        }
+    }
+}
+
 /// How long finished executions are kept by default: 7 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -61,6 +87,8 @@ pub struct RuntimeConfig {
     /// How long a finished (completed, failed or cancelled) execution is
     /// kept before it is deleted with its journal; `None` keeps them all.
     pub retention: Option<Duration>,
+    /// Streaming executions: windows and consumer sessions.
+    pub stream: StreamConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -73,6 +101,7 @@ impl Default for RuntimeConfig {
             retry_delay: Duration::from_millis(100),
             host_id: format!("host-{}", hex::encode(rand::random::<[u8; 6]>())),
             retention: Some(DEFAULT_RETENTION),
+            stream: StreamConfig::default(),
         }
     }
 }

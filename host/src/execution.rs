@@ -75,6 +75,59 @@ pub enum Wait {
         /// Signal name.
         name: String,
     },
+    /// Its consumers: the output stream's window is full (see
+    /// [`StreamPolicy`]). Reading frees it and wakes the execution; it is
+    /// also run at `wake_at_ms` (when the earliest consumer session would
+    /// expire) to notice consumers that left.
+    Consumers {
+        /// When to look again, ms since the Unix epoch, if any session is live.
+        wake_at_ms: Option<u64>,
+    },
+}
+
+impl Wait {
+    /// When the execution should run even if nothing else happens.
+    pub fn wake_at_ms(&self) -> Option<u64> {
+        match self {
+            Wait::Timer { wake_at_ms } => Some(*wake_at_ms),
+            Wait::Consumers { wake_at_ms } => *wake_at_ms,
+            Wait::Ready | Wait::Signal { .. } => None,
+        }
+    }
+}
+
+/// What happens to a streaming execution once every consumer has left
+/// (closed its session, or let it expire).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnAbandon {
+    /// Cancel it at its next `emit`: nobody wants what it produces.
+    #[default]
+    Cancel,
+    /// Let it run to its end; the window no longer holds it back, and its
+    /// items stay readable.
+    Continue,
+}
+
+impl OnAbandon {
+    /// Lowercase name, as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnAbandon::Cancel => "cancel",
+            OnAbandon::Continue => "continue",
+        }
+    }
+}
+
+/// How a streaming execution's output is paced by its consumers. Only
+/// executions started as streams have one; the others emit freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPolicy {
+    /// Most items emitted beyond the lowest offset every live consumer has
+    /// read. An `emit` that would exceed it waits: inline for a moment,
+    /// then suspended with the instance dropped.
+    pub window: u64,
+    /// What to do once every consumer has left.
+    pub on_abandon: OnAbandon,
 }
 
 impl fmt::Display for Wait {
@@ -83,6 +136,7 @@ impl fmt::Display for Wait {
             Wait::Ready => f.write_str("ready to run"),
             Wait::Timer { wake_at_ms } => write!(f, "timer due at {wake_at_ms} ms"),
             Wait::Signal { name } => write!(f, "signal {name:?}"),
+            Wait::Consumers { .. } => f.write_str("consumers to read the stream"),
         }
     }
 }
@@ -204,9 +258,23 @@ pub struct ExecutionRecord {
     pub created_at_ms: u64,
     /// Last change, ms since the Unix epoch.
     pub updated_at_ms: u64,
+    /// Set for executions started as streams.
+    #[serde(default)]
+    pub stream: Option<StreamPolicy>,
 }
 
 impl ExecutionRecord {
+    /// Ended, or suspended until someone else acts (a signal, a consumer):
+    /// the point past which a host makes no progress on its own.
+    pub fn is_settled(&self) -> bool {
+        self.status.is_terminal()
+            || (self.status == Status::Suspended
+                && matches!(
+                    self.wait,
+                    Some(Wait::Signal { .. } | Wait::Consumers { .. })
+                ))
+    }
+
     /// A new, not yet run execution.
     pub fn new(
         id: ExecutionId,
@@ -230,6 +298,7 @@ impl ExecutionRecord {
             last_token: 0,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            stream: None,
         }
     }
 }
@@ -244,6 +313,28 @@ pub struct SignalRecord {
     /// Payload.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+}
+
+/// A consumer of an execution's output stream. Consumers pace a streaming
+/// execution (see [`StreamPolicy`]); a session is live until it is closed
+/// or goes unused for the session TTL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerSession {
+    /// Session id, chosen by the host.
+    pub id: String,
+    /// The highest offset the consumer has read, if any.
+    pub acked: Option<u64>,
+    /// Last time the consumer read or said it is there, ms since the Unix epoch.
+    pub last_access_ms: u64,
+    /// Closed by the consumer: it takes no more reads.
+    pub closed: bool,
+}
+
+impl ConsumerSession {
+    /// Whether the session still paces the stream at `now_ms`.
+    pub fn is_live(&self, ttl_ms: u64, now_ms: u64) -> bool {
+        !self.closed && self.last_access_ms.saturating_add(ttl_ms) > now_ms
+    }
 }
 
 /// Everything an invocation needs, read in one store round trip.

@@ -28,11 +28,15 @@ pub mod queue;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod tools;
 
-pub use config::{Budget, EngineConfig, Limits, RuntimeConfig};
+pub use config::{Budget, EngineConfig, Limits, RuntimeConfig, StreamConfig};
 pub use engine::{CompileError, WorkflowEngine};
-pub use execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
+pub use execution::{
+    ConsumerSession, ExecutionRecord, Failure, FailureKind, OnAbandon, Outcome, Status,
+    StreamPolicy, Wait,
+};
 pub use ids::{Digest, ExecutionId};
 pub use metrics::Metrics;
 pub use runtime::{Deployment, Runtime, RuntimeError};

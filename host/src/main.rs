@@ -147,6 +147,21 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print an execution's output stream, one JSON item per line, as it
+    /// is produced; exits 0 when the workflow completed, 3 if it failed or
+    /// was cancelled. Stopping it (Ctrl-C) closes its consumer session.
+    Stream {
+        /// Execution id.
+        id: String,
+        /// Items per request.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Start after this offset (default: from the first item).
+        #[arg(long)]
+        after: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Send a signal to an execution.
     Signal {
         /// Execution id.
@@ -347,6 +362,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Client::new(client)?.start(&name, &input, id, wait).await
         }
         Command::Status { id, client } => Client::new(client)?.status(&id).await,
+        Command::Stream {
+            id,
+            batch,
+            after,
+            client,
+        } => cli_client::stream(client, &id, batch, after).await,
         Command::Signal {
             id,
             name,

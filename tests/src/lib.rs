@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod conformance;
 pub mod process;
+pub mod proxy;
 pub mod redis;
 pub mod server;
 
@@ -84,6 +85,7 @@ pub const GUESTS: &[&str] = &[
     "caller",
     "wrongworld",
     "producer",
+    "pipeline",
 ];
 
 /// One engine for the whole test binary, so each component compiles once.

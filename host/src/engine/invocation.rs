@@ -23,12 +23,15 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::bindings::{self, Level, ToolError};
 use super::determinism::{self, JournalClock};
 use super::{CompiledWorkflow, WorkflowEngine};
-use crate::config::{Budget, Limits};
-use crate::execution::{Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, Wait};
+use crate::config::{Budget, Limits, StreamConfig};
+use crate::execution::{
+    Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, StreamPolicy, Wait,
+};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Call, Entry, EntryKind, ToolFailure};
 use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
+use crate::stream::{self, Window};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
 
 /// How much of the guest's stderr is kept to explain a trap (a Rust panic
@@ -76,6 +79,11 @@ pub(crate) struct Invocation {
     /// Called after each new item is recorded, so readers of the output
     /// stream hear of it at once.
     pub on_emit: Arc<dyn Fn() + Send + Sync>,
+    /// Stream pacing settings.
+    pub stream: StreamConfig,
+    /// Notified when a consumer reads, so an `emit` waiting for room in the
+    /// window looks again.
+    pub reads: Arc<tokio::sync::Notify>,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -161,6 +169,16 @@ struct Steps {
     metrics: Arc<Metrics>,
     drain: Arc<AtomicBool>,
     on_emit: Arc<dyn Fn() + Send + Sync>,
+    /// The execution's stream policy, if it was started as a stream.
+    policy: Option<StreamPolicy>,
+    stream: StreamConfig,
+    reads: Arc<tokio::sync::Notify>,
+    /// Items emitted so far (replayed and new): the next item's offset.
+    emitted: u64,
+    /// Offsets below this fit the window as last seen.
+    window_until: u64,
+    /// When the consumer sessions were last read, ms since the Unix epoch.
+    window_seen_ms: u64,
     replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
@@ -257,6 +275,51 @@ impl Steps {
 
     fn progress(&mut self) {
         self.last_progress = Instant::now();
+    }
+
+    /// Before a new item of a streaming execution is recorded: returns once
+    /// it fits the window; stops the invocation (suspended waiting for the
+    /// consumers, or cancelled if they all left) otherwise. The sessions
+    /// are read again when the item would not fit as last seen, and every
+    /// quarter of the session TTL, so consumers that leave are noticed.
+    async fn make_room(&mut self, policy: StreamPolicy) -> wasmtime::Result<()> {
+        let ttl_ms = self.stream.session_ttl.as_millis() as u64;
+        let hold_until = Instant::now() + self.stream.hold;
+        loop {
+            let now = now_ms();
+            if self.emitted < self.window_until && now < self.window_seen_ms + ttl_ms / 4 {
+                return Ok(());
+            }
+            let sessions = match self.store.sessions(&self.id).await {
+                Ok(s) => s,
+                Err(e) => return Err(self.stop(End::Store(e))),
+            };
+            self.window_seen_ms = now;
+            match stream::window(&policy, &sessions, self.emitted, ttl_ms, now) {
+                Window::Open { until } => {
+                    self.window_until = until;
+                    return Ok(());
+                }
+                Window::Abandoned => {
+                    tracing::info!(
+                        execution = %self.id,
+                        "every consumer of the stream left: cancelling the execution"
+                    );
+                    return Err(self.stop(End::Finished(Outcome::Cancelled)));
+                }
+                Window::Full { wake_at_ms } => {
+                    self.window_until = 0;
+                    let left = hold_until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || self.drain.load(Ordering::Relaxed) {
+                        return Err(self.stop(End::Suspend {
+                            wait: Wait::Consumers { wake_at_ms },
+                            consumed: 0,
+                        }));
+                    }
+                    let _ = tokio::time::timeout(left, self.reads.notified()).await;
+                }
+            }
+        }
     }
 }
 
@@ -435,9 +498,13 @@ impl bindings::Host for InvocationState {
             item_digest: Digest::of(&item),
         };
         if s.replay(&call)?.is_none() {
+            if let Some(policy) = s.policy {
+                s.make_room(policy).await?;
+            }
             s.record(EntryKind::Emit { item }, 0).await?;
             (s.on_emit)();
         }
+        s.emitted += 1;
         s.progress();
         Ok(())
     }
@@ -520,6 +587,8 @@ pub(crate) async fn run(
         metrics,
         drain,
         on_emit,
+        stream,
+        reads,
     } = inv;
     let record = snapshot.record;
     let clock = JournalClock::new(record.created_at_ms);
@@ -552,6 +621,12 @@ pub(crate) async fn run(
             metrics,
             drain,
             on_emit,
+            policy: record.stream,
+            stream,
+            reads,
+            emitted: 0,
+            window_until: 0,
+            window_seen_ms: 0,
             replay_done: None,
             started: now,
             new_steps: 0,

@@ -28,7 +28,10 @@ use tokio::task::JoinSet;
 use crate::config::RuntimeConfig;
 use crate::engine::invocation::{self, End, Invocation};
 use crate::engine::{CompileError, CompiledWorkflow, WorkflowEngine};
-use crate::execution::{ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait};
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, Failure, FailureKind, OnAbandon, Outcome, Status,
+    StreamPolicy, Wait,
+};
 use crate::ids::{Digest, ExecutionId, InvalidId};
 use crate::journal::Entry;
 use crate::metrics::{Metrics, StatusLabel};
@@ -66,6 +69,12 @@ pub enum RuntimeError {
     /// The component was rejected.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// The consumer session was closed; open a new one to read again.
+    #[error("consumer session {0:?} is closed")]
+    SessionClosed(String),
+    /// The execution has no consumer session with that id.
+    #[error("no consumer session {0:?}")]
+    NoSession(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -131,6 +140,9 @@ struct Inner {
     /// Executions someone here waits on ([`Runtime::wait_until`]), with how
     /// many wait: news of them from other hosts wakes the waiters.
     waited: Mutex<HashMap<String, usize>>,
+    /// Streaming executions with an invocation here: a consumer's read
+    /// notifies an `emit` waiting for room in the window.
+    reads: Mutex<HashMap<ExecutionId, Arc<tokio::sync::Notify>>>,
 }
 
 /// Counts a waiter in [`Inner::waited`] while it lives.
@@ -198,6 +210,7 @@ impl Runtime {
                 queue: OnceLock::new(),
                 compiling: tokio::sync::Mutex::new(()),
                 waited: Mutex::new(HashMap::new()),
+                reads: Mutex::new(HashMap::new()),
             }),
         };
         if let Some(retention) = rt.inner.config.retention
@@ -303,7 +316,19 @@ impl Runtime {
         input: Vec<u8>,
         id: Option<ExecutionId>,
     ) -> Result<ExecutionId, RuntimeError> {
-        let (id, runnable) = self.inner.create(workflow, input, id).await?;
+        self.start_with(workflow, input, id, None).await
+    }
+
+    /// [`Runtime::start`], as a stream paced by its consumers when `stream`
+    /// is set (see [`crate::stream`]).
+    pub async fn start_with(
+        &self,
+        workflow: &str,
+        input: Vec<u8>,
+        id: Option<ExecutionId>,
+        stream: Option<StreamPolicy>,
+    ) -> Result<ExecutionId, RuntimeError> {
+        let (id, runnable) = self.inner.create(workflow, input, id, stream).await?;
         if runnable {
             self.inner.wake(&id).await?;
         }
@@ -316,8 +341,13 @@ impl Runtime {
         let rec = self.inner.store.get_execution(id).await?;
         if !rec.status.is_terminal() {
             match &rec.wait {
-                Some(Wait::Timer { wake_at_ms }) if *wake_at_ms > now_ms() => {
-                    self.inner.wake_at(id, *wake_at_ms).await?
+                Some(w @ (Wait::Timer { .. } | Wait::Consumers { .. })) => {
+                    match w.wake_at_ms() {
+                        Some(at) if at > now_ms() => self.inner.wake_at(id, at).await?,
+                        Some(_) => self.inner.wake(id).await?,
+                        // Waits for a consumer to read: reading wakes it.
+                        None => {}
+                    }
                 }
                 _ => self.inner.wake(id).await?,
             }
@@ -399,6 +429,70 @@ impl Runtime {
         Ok(self.inner.store.items(id, after, max).await?)
     }
 
+    /// Records that consumer `session` of a stream is there and has read
+    /// up to offset `acked`, opening the session on first use; a read that
+    /// frees room in the window lets the producer go on. Fails with
+    /// `SessionClosed` once the session was closed.
+    pub async fn touch_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: Option<u64>,
+    ) -> Result<ConsumerSession, RuntimeError> {
+        let s = self.inner.store.touch_session(id, session, acked).await?;
+        if s.closed {
+            return Err(RuntimeError::SessionClosed(session.to_string()));
+        }
+        self.inner.window_moved(id).await;
+        Ok(s)
+    }
+
+    /// Closes consumer `session`: it no longer paces the stream. If it was
+    /// the last live one and the stream was started with
+    /// [`OnAbandon::Cancel`], the execution is cancelled.
+    pub async fn close_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+    ) -> Result<ConsumerSession, RuntimeError> {
+        let closed = self
+            .inner
+            .store
+            .close_session(id, session)
+            .await?
+            .ok_or_else(|| RuntimeError::NoSession(session.to_string()))?;
+        let rec = self.inner.store.get_execution(id).await?;
+        if let Some(policy) = rec.stream
+            && !rec.status.is_terminal()
+        {
+            let ttl_ms = self.inner.config.stream.session_ttl.as_millis() as u64;
+            let sessions = self.inner.store.sessions(id).await?;
+            let now = now_ms();
+            if policy.on_abandon == OnAbandon::Cancel
+                && !sessions.iter().any(|s| s.is_live(ttl_ms, now))
+            {
+                tracing::info!(execution = %id, "the last consumer left: cancelling");
+                match self.cancel(id).await {
+                    Ok(_) | Err(RuntimeError::Store(StoreError::Terminal { .. })) => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.inner.window_moved(id).await;
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Consumer sessions of an execution's stream.
+    pub async fn sessions(&self, id: &ExecutionId) -> Result<Vec<ConsumerSession>, RuntimeError> {
+        Ok(self.inner.store.sessions(id).await?)
+    }
+
+    /// The settings streams are paced with.
+    pub fn stream_config(&self) -> &crate::config::StreamConfig {
+        &self.inner.config.stream
+    }
+
     /// Waits until the execution ends.
     pub async fn wait(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
         self.wait_until(id, |r| r.status.is_terminal()).await
@@ -407,11 +501,7 @@ impl Runtime {
     /// Waits until the execution ends or waits for a signal: the point past
     /// which this runtime makes no progress on its own.
     pub async fn wait_settled(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
-        self.wait_until(id, |r| {
-            r.status.is_terminal()
-                || (r.status == Status::Suspended && matches!(r.wait, Some(Wait::Signal { .. })))
-        })
-        .await
+        self.wait_until(id, ExecutionRecord::is_settled).await
     }
 
     /// Waits until `done` holds for the execution's record. Changes made
@@ -572,6 +662,56 @@ impl Inner {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// A consumer read (or left): the producer of stream `id` may have room
+    /// again. An invocation here waiting for room hears it at once; an
+    /// execution suspended for its consumers is woken (on any host).
+    async fn window_moved(self: &Arc<Self>, id: &ExecutionId) {
+        let local = self.reads.lock().expect("reads poisoned").get(id).cloned();
+        if let Some(reads) = local {
+            reads.notify_one();
+            return;
+        }
+        match self.store.get_execution(id).await {
+            Ok(rec)
+                if rec.status == Status::Suspended
+                    && matches!(rec.wait, Some(Wait::Consumers { .. })) =>
+            {
+                if let Err(e) = self.wake(id).await {
+                    tracing::warn!(execution = %id, "cannot wake the producer: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(execution = %id, "cannot look at the producer: {e}"),
+        }
+    }
+
+    /// After suspending `id` for its consumers: wakes it if a read came in
+    /// between its last look at the window and the suspension.
+    async fn recheck_window(self: &Arc<Self>, id: &ExecutionId) {
+        let look = async {
+            let rec = self.store.get_execution(id).await?;
+            let Some(policy) = rec.stream else {
+                return Ok(false);
+            };
+            let next = self.store.items(id, None, 0).await?.count;
+            let sessions = self.store.sessions(id).await?;
+            let ttl_ms = self.config.stream.session_ttl.as_millis() as u64;
+            Ok::<_, StoreError>(!matches!(
+                crate::stream::window(&policy, &sessions, next, ttl_ms, now_ms()),
+                crate::stream::Window::Full { .. }
+            ))
+        };
+        match look.await {
+            Ok(true) => {
+                if let Err(e) = self.wake(id).await {
+                    tracing::warn!(execution = %id, "cannot wake the producer: {e}");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(execution = %id, "cannot look at the window: {e}"),
+        }
+    }
+
     fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         if self.closed.load(Ordering::SeqCst) {
             return;
@@ -589,6 +729,7 @@ impl Inner {
         workflow: &str,
         input: Vec<u8>,
         id: Option<ExecutionId>,
+        stream: Option<StreamPolicy>,
     ) -> Result<(ExecutionId, bool), RuntimeError> {
         let digest = self
             .store
@@ -596,12 +737,16 @@ impl Inner {
             .await?
             .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
         let id = id.unwrap_or_else(ExecutionId::generate);
-        let record =
+        let mut record =
             ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
+        record.stream = stream;
         match self.store.create_execution(&record).await? {
             Created::New => Ok((id, true)),
             Created::Existing(existing) => {
-                if existing.digest != record.digest || existing.input != record.input {
+                if existing.digest != record.digest
+                    || existing.input != record.input
+                    || existing.stream != record.stream
+                {
                     return Err(RuntimeError::IdConflict(id));
                 }
                 let runnable = !existing.status.is_terminal() && existing.status != Status::Running;
@@ -775,6 +920,13 @@ impl Inner {
             }
         };
 
+        let reads = Arc::new(tokio::sync::Notify::new());
+        if snapshot.record.stream.is_some() {
+            self.reads
+                .lock()
+                .expect("reads poisoned")
+                .insert(id.clone(), reads.clone());
+        }
         let invocation = Invocation {
             snapshot,
             lease: lease.clone(),
@@ -793,6 +945,8 @@ impl Inner {
                     }
                 })
             },
+            stream: cfg.stream.clone(),
+            reads,
         };
         self.live_instances.fetch_add(1, Ordering::SeqCst);
         self.metrics.live_instances.inc();
@@ -816,6 +970,7 @@ impl Inner {
         };
         self.live_instances.fetch_sub(1, Ordering::SeqCst);
         self.metrics.live_instances.dec();
+        self.reads.lock().expect("reads poisoned").remove(id);
         self.after(id, &lease, end).await
     }
 
@@ -878,15 +1033,20 @@ impl Inner {
                 Err(e) => return self.after_store_error(id, lease, e).await,
             },
             End::Suspend { wait, consumed } => {
-                if let (Wait::Timer { wake_at_ms }, Some(link)) = (&wait, self.queue.get()) {
+                if let (Some(wake_at_ms), Some(link)) = (wait.wake_at_ms(), self.queue.get()) {
                     // The timer is set before the execution says it waits
                     // for it, so a crash in between leaves a timer that
                     // fires for nothing, never an execution nobody wakes.
-                    if let Err(e) = link.add_timer(id, *wake_at_ms).await {
+                    if let Err(e) = link.add_timer(id, wake_at_ms).await {
                         return self.after_store_error(id, lease, e).await;
                     }
                 }
                 let suspended = self.store.suspend(id, lease, &wait, consumed).await;
+                if let (Ok(Suspended::Waiting), Wait::Consumers { .. }) = (&suspended, &wait) {
+                    // A read between the window check and the suspension
+                    // found the execution still running and woke nothing.
+                    self.recheck_window(id).await;
+                }
                 if suspended.is_ok() {
                     self.metrics.suspensions.inc();
                     if !matches!(wait, Wait::Ready) {
@@ -897,9 +1057,9 @@ impl Inner {
                     Ok(Suspended::Ready) => Next::Again,
                     Ok(Suspended::Waiting) => match wait {
                         Wait::Ready => Next::Again,
-                        Wait::Timer { wake_at_ms } => {
-                            if self.queue.get().is_none() {
-                                self.schedule_at(id.clone(), wake_at_ms);
+                        w @ (Wait::Timer { .. } | Wait::Consumers { .. }) => {
+                            if let (Some(at), None) = (w.wake_at_ms(), self.queue.get()) {
+                                self.schedule_at(id.clone(), at);
                             }
                             Next::Done
                         }

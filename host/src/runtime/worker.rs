@@ -340,7 +340,12 @@ impl Inner {
                 // A timer is set before its execution suspends, so only one
                 // set by a host without the queue can be missing; one long
                 // overdue is re-added (NX: a pending one is left alone).
-                Some(Wait::Timer { wake_at_ms }) if wake_at_ms < stale => {
+                Some(
+                    Wait::Timer { wake_at_ms }
+                    | Wait::Consumers {
+                        wake_at_ms: Some(wake_at_ms),
+                    },
+                ) if wake_at_ms < stale => {
                     link.queue.add_timer_if_missing(&rec.id, wake_at_ms).await?;
                     link.timer_set.notify_one();
                 }
@@ -423,7 +428,7 @@ impl Inner {
         let id = id.or_else(|| ExecutionId::new(format!("q-{}", d.entry)).ok());
         let mut delay = self.config.retry_delay;
         loop {
-            match self.create(workflow, input.clone(), id.clone()).await {
+            match self.create(workflow, input.clone(), id.clone(), None).await {
                 // Taken over: the host that created it may have died
                 // running it, with this very message behind it.
                 Ok((id, runnable)) if runnable || taken_over => {

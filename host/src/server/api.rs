@@ -15,10 +15,12 @@ use super::AppState;
 use super::body::{Body, Format, body_rejection};
 use super::config::Scope;
 use super::problem::Problem;
-use crate::execution::{ExecutionRecord, Outcome, Status, Wait};
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, OnAbandon, Outcome, Status, StreamPolicy, Wait,
+};
 use crate::ids::ExecutionId;
 use crate::journal::Entry;
-use crate::runtime::Deployment;
+use crate::runtime::{Deployment, RuntimeError};
 
 type Shared = State<std::sync::Arc<AppState>>;
 
@@ -84,6 +86,24 @@ pub struct StartRequest {
     /// starts once; a different input under the same id is a conflict.
     #[serde(default)]
     pub id: Option<String>,
+    /// Start it as a stream paced by its consumers (see the `items` route).
+    #[serde(default)]
+    pub stream: Option<StreamOptions>,
+}
+
+/// How a streaming execution is paced.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Most items the workflow may emit beyond what every live consumer
+    /// has read; an `emit` past it waits (the execution is suspended).
+    /// Default: the host's `stream.window`.
+    #[serde(default)]
+    pub window: Option<u64>,
+    /// What happens once every consumer has left (closed its session or
+    /// let it expire): `cancel` (the default) or `continue`.
+    #[serde(default)]
+    pub on_abandon: Option<String>,
 }
 
 /// Sends a signal.
@@ -109,7 +129,8 @@ pub struct ErrorView {
 /// What a suspended execution waits for.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WaitView {
-    /// `ready` (runnable now), `timer` or `signal`.
+    /// `ready` (runnable now), `timer`, `signal` or `consumers` (a
+    /// stream's window is full until its consumers read).
     pub kind: String,
     /// For a timer: when it fires, ms since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,6 +169,9 @@ pub struct ExecutionView {
     pub created_at_ms: u64,
     /// ms since the Unix epoch.
     pub updated_at_ms: u64,
+    /// For an execution started as a stream: how it is paced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamOptions>,
 }
 
 impl From<ExecutionRecord> for ExecutionView {
@@ -180,6 +204,11 @@ impl From<ExecutionRecord> for ExecutionView {
                     wake_at_ms: None,
                     signal: Some(name.clone()),
                 },
+                Wait::Consumers { wake_at_ms } => WaitView {
+                    kind: "consumers".into(),
+                    wake_at_ms: *wake_at_ms,
+                    signal: None,
+                },
             }),
             _ => None,
         };
@@ -195,6 +224,10 @@ impl From<ExecutionRecord> for ExecutionView {
             invocations: r.invocations,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
+            stream: r.stream.map(|p| StreamOptions {
+                window: Some(p.window),
+                on_abandon: Some(p.on_abandon.as_str().to_string()),
+            }),
         }
     }
 }
@@ -289,6 +322,10 @@ pub struct ItemsParams {
     /// With no item to return yet, wait up to this long (`500ms`, `10s`)
     /// for one or for the end; capped below the request timeout.
     pub wait: Option<String>,
+    /// The consumer session this read belongs to: reading records that the
+    /// consumer has seen every item up to `after`. A read of a streaming
+    /// execution without one opens a session (its id is in the reply).
+    pub session: Option<String>,
 }
 
 /// One item of an output stream.
@@ -326,6 +363,33 @@ pub struct ItemsBatch {
     /// nothing more will come. Every item comes before the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub end: Option<StreamEnd>,
+    /// The consumer session of this read, for a streaming execution: pass
+    /// it as `session` with the next read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// A consumer session of an output stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// Session id: pass it as `session` when reading.
+    pub session: String,
+    /// The highest offset the consumer has read, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<u64>,
+    /// Last read, ms since the Unix epoch.
+    pub last_access_ms: u64,
+    /// Closed by the consumer.
+    pub closed: bool,
+    /// Still pacing the stream: not closed, and used within the TTL.
+    pub live: bool,
+}
+
+/// The consumer sessions of an execution.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    /// Every session, closed and expired ones included.
+    pub sessions: Vec<SessionView>,
 }
 
 /// A MessagePack payload as JSON; `{"hex": ...}` if it is not MessagePack
@@ -531,7 +595,11 @@ pub async fn start(
     state.admit()?;
     let id = req.id.as_deref().map(execution_id).transpose()?;
     let input = encode_payload(&req.input)?;
-    let id = state.runtime.start(&name, input, id).await?;
+    let stream = req
+        .stream
+        .map(|o| stream_policy(o, state.runtime.stream_config().window))
+        .transpose()?;
+    let id = state.runtime.start_with(&name, input, id, stream).await?;
     let record = match wait {
         Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
         _ => state.runtime.status(&id).await?,
@@ -641,12 +709,23 @@ pub async fn journal(
     ))
 }
 
-/// Read an execution's output stream, a batch at a time.
+/// Read an execution's output stream, a batch at a time or live.
 ///
 /// Returns up to `max` items emitted after offset `after`. With `wait`,
 /// and nothing to return yet, waits for an item or the end. A batch with
 /// `end` set is the last; a failed workflow's items all come before its
 /// error.
+///
+/// With `Accept: application/x-ndjson` the reply is live: one line per
+/// item (`{"offset","item"}`), `{"heartbeat":true}` lines while nothing
+/// happens, and a last `{"end":{...}}` line. With `Accept:
+/// text/event-stream` it is server-sent events: `item` events whose id is
+/// the offset (an EventSource that reconnects with `Last-Event-ID`
+/// resumes right after it), then an `end` event, or an `error` event for
+/// a failed workflow.
+///
+/// Reading a streaming execution records, in a consumer session, how far
+/// the consumer has read (see the `sessions` routes).
 #[utoipa::path(
     get,
     path = "/v1/executions/{id}/items",
@@ -669,29 +748,47 @@ pub async fn items(
     let id = execution_id(&id)?;
     let max = page_limit("max", params.max)?;
     let wait = wait_param(params.wait.as_deref())?.unwrap_or(Duration::ZERO);
+    let live = Live::asked(&headers);
+    let mut after = params.after;
+    if live == Some(Live::Sse)
+        && let Some(last) = headers.get("last-event-id")
+    {
+        // A reconnecting EventSource: resume right after the last item seen.
+        let text = last.to_str().unwrap_or_default();
+        after = Some(text.trim().parse().map_err(|_| {
+            Problem::bad_request(format!(
+                "Last-Event-ID {text:?} is not an item offset (a whole number)"
+            ))
+        })?);
+    }
+    let record = state.runtime.status(&id).await?;
+    let session = match params.session {
+        Some(s) => Some(session_id(&s)?),
+        None if record.stream.is_some() => Some(new_session_id()),
+        None => None,
+    };
+    if let Some(s) = &session {
+        state.runtime.touch_session(&id, s, after).await?;
+    }
+    if let Some(live) = live {
+        let pieces = live_pieces(state.clone(), id, after, max, session.clone());
+        let mut response = match live {
+            Live::Ndjson => ndjson_response(pieces),
+            Live::Sse => sse_response(pieces),
+        };
+        set_session_header(&mut response, session.as_deref());
+        return Ok(response);
+    }
     let deadline = tokio::time::Instant::now() + cap_wait(wait, state.config.request_timeout);
+    let mut record = record;
     loop {
         // The record first: items are written before the execution ends,
         // so once it has ended, every item is in the store.
-        let record = state.runtime.status(&id).await?;
-        let page = state.runtime.items(&id, params.after, max).await?;
+        let page = state.runtime.items(&id, after, max).await?;
         let ended = record.status.is_terminal();
         if !page.items.is_empty() || ended || tokio::time::Instant::now() >= deadline {
-            let next_after = page.items.last().map(|(o, _)| *o).or(params.after);
+            let next_after = page.items.last().map(|(o, _)| *o).or(after);
             let read_all = next_after.map_or(0, |o| o + 1) >= page.count;
-            let end = (ended && read_all).then(|| {
-                let error = match &record.outcome {
-                    Some(Outcome::Failed(f)) => Some(ErrorView {
-                        kind: f.kind.as_str().to_string(),
-                        message: f.message.clone(),
-                    }),
-                    _ => None,
-                };
-                StreamEnd {
-                    status: record.status.as_str().to_string(),
-                    error,
-                }
-            });
             let batch = ItemsBatch {
                 items: page
                     .items
@@ -703,9 +800,12 @@ pub async fn items(
                     .collect(),
                 next_after,
                 count: page.count,
-                end,
+                end: (ended && read_all).then(|| stream_end(&record)),
+                session: session.clone(),
             };
-            return Ok(format.reply(StatusCode::OK, &batch));
+            let mut response = format.reply(StatusCode::OK, &batch);
+            set_session_header(&mut response, session.as_deref());
+            return Ok(response);
         }
         // Wait for the journal to grow (an emit is a journal entry) or the
         // end, then look again.
@@ -714,6 +814,356 @@ pub async fn items(
             .runtime
             .wait_until(&id, |r| r.journal_len > seen || r.status.is_terminal());
         let _ = tokio::time::timeout_at(deadline, grew).await;
+        record = state.runtime.status(&id).await?;
+    }
+}
+
+/// The header that carries the consumer session of a read.
+pub const SESSION_HEADER: &str = "reprise-session";
+
+fn set_session_header(response: &mut Response, session: Option<&str>) {
+    if let Some(v) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(SESSION_HEADER, v);
+    }
+}
+
+/// How a stream ended, from its record (which has ended).
+fn stream_end(record: &ExecutionRecord) -> StreamEnd {
+    let error = match &record.outcome {
+        Some(Outcome::Failed(f)) => Some(ErrorView {
+            kind: f.kind.as_str().to_string(),
+            message: f.message.clone(),
+        }),
+        _ => None,
+    };
+    StreamEnd {
+        status: record.status.as_str().to_string(),
+        error,
+    }
+}
+
+/// The stream policy a start asks for.
+fn stream_policy(o: StreamOptions, default_window: u64) -> Result<StreamPolicy, Problem> {
+    let window = o.window.unwrap_or(default_window);
+    if !(1..=MAX_WINDOW).contains(&window) {
+        return Err(Problem::bad_request(format!(
+            "stream.window {window} is out of range: use 1 to {MAX_WINDOW}"
+        )));
+    }
+    let on_abandon = match o.on_abandon.as_deref() {
+        None | Some("cancel") => OnAbandon::Cancel,
+        Some("continue") => OnAbandon::Continue,
+        Some(other) => {
+            return Err(Problem::bad_request(format!(
+                "stream.on_abandon {other:?} is not `cancel` or `continue`"
+            )));
+        }
+    };
+    Ok(StreamPolicy { window, on_abandon })
+}
+
+/// Largest stream window a start may ask for.
+const MAX_WINDOW: u64 = 1_000_000;
+
+fn session_id(text: &str) -> Result<String, Problem> {
+    let ok = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(Problem::bad_request(format!(
+            "session {text:?} is not a session id: 1 to 64 letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+fn new_session_id() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
+/// A live response to a read of the output stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Live {
+    /// `application/x-ndjson`: one JSON object per line.
+    Ndjson,
+    /// `text/event-stream`: server-sent events.
+    Sse,
+}
+
+impl Live {
+    fn asked(headers: &HeaderMap) -> Option<Self> {
+        let accept = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .collect::<Vec<_>>();
+        if accept.iter().any(|m| m == "text/event-stream") {
+            Some(Self::Sse)
+        } else if accept.iter().any(|m| m == "application/x-ndjson") {
+            Some(Self::Ndjson)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a live read sends.
+enum Piece {
+    Item(u64, Vec<u8>),
+    End(StreamEnd),
+    /// Nothing new for a while: tells the client (and the session) that
+    /// the reader is still there.
+    Heartbeat,
+}
+
+/// Where a live read stands.
+struct LiveRead {
+    state: std::sync::Arc<AppState>,
+    id: ExecutionId,
+    after: Option<u64>,
+    max: usize,
+    session: Option<String>,
+    ready: std::collections::VecDeque<(u64, Vec<u8>)>,
+    done: bool,
+}
+
+/// What a live read waits for between batches.
+enum Woke {
+    Grew,
+    Quiet,
+    Stop,
+}
+
+/// The items after `after`, as they are emitted, then the end. Each batch
+/// is read only once the previous one has gone out to the client (the
+/// body is polled as the connection takes it), and that read records, in
+/// the session, that the consumer has seen the previous batch: so a client
+/// that stops reading stops acknowledging, and the window holds the
+/// producer back. The read ends when the host shuts down or the session is
+/// closed; a dropped connection leaves the session to expire, so a client
+/// may reconnect and go on.
+fn live_pieces(
+    state: std::sync::Arc<AppState>,
+    id: ExecutionId,
+    after: Option<u64>,
+    max: usize,
+    session: Option<String>,
+) -> impl futures_util::Stream<Item = Piece> + Send {
+    let read = LiveRead {
+        state,
+        id,
+        after,
+        max,
+        session,
+        ready: Default::default(),
+        done: false,
+    };
+    futures_util::stream::unfold(read, |mut r| async move {
+        let mut first = true;
+        loop {
+            if r.done {
+                return None;
+            }
+            if let Some((offset, item)) = r.ready.pop_front() {
+                r.after = Some(offset);
+                return Some((Piece::Item(offset, item), r));
+            }
+            if let Some(s) = &r.session
+                && !first
+            {
+                match r.state.runtime.touch_session(&r.id, s, r.after).await {
+                    Ok(_) => {}
+                    Err(RuntimeError::SessionClosed(_)) => return None,
+                    Err(e) => tracing::debug!(execution = %r.id, "cannot touch the session: {e}"),
+                }
+            }
+            first = false;
+            let Ok(record) = r.state.runtime.status(&r.id).await else {
+                return None;
+            };
+            let Ok(page) = r.state.runtime.items(&r.id, r.after, r.max).await else {
+                return None;
+            };
+            if !page.items.is_empty() {
+                r.ready.extend(page.items);
+                continue;
+            }
+            if record.status.is_terminal() && r.after.map_or(0, |o| o + 1) >= page.count {
+                r.done = true;
+                return Some((Piece::End(stream_end(&record)), r));
+            }
+            let seen = record.journal_len;
+            let quiet = r.state.runtime.stream_config().session_ttl / 3;
+            let mut shutdown = r.state.shutting_down.subscribe();
+            let woke = tokio::select! {
+                _ = r.state.runtime.wait_until(&r.id, |x| x.journal_len > seen || x.status.is_terminal()) => Woke::Grew,
+                _ = tokio::time::sleep(quiet) => Woke::Quiet,
+                _ = async move { let _ = shutdown.wait_for(|down| *down).await; } => Woke::Stop,
+            };
+            match woke {
+                Woke::Grew => {}
+                Woke::Quiet => return Some((Piece::Heartbeat, r)),
+                Woke::Stop => return None,
+            }
+        }
+    })
+}
+
+fn ndjson_response(pieces: impl futures_util::Stream<Item = Piece> + Send + 'static) -> Response {
+    use futures_util::StreamExt;
+    let lines = pieces.map(|piece| {
+        let value = match piece {
+            Piece::Item(offset, bytes) => serde_json::json!({
+                "offset": offset,
+                "item": payload_json(&bytes),
+            }),
+            Piece::End(end) => serde_json::json!({ "end": end }),
+            Piece::Heartbeat => serde_json::json!({ "heartbeat": true }),
+        };
+        let mut line = serde_json::to_vec(&value).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(lines));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn sse_response(pieces: impl futures_util::Stream<Item = Piece> + Send + 'static) -> Response {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, Sse};
+    use futures_util::StreamExt;
+    let events = pieces.map(|piece| {
+        let event = match piece {
+            Piece::Item(offset, bytes) => Event::default()
+                .id(offset.to_string())
+                .event("item")
+                .data(payload_json(&bytes).to_string()),
+            Piece::End(end) => {
+                let kind = if end.error.is_some() { "error" } else { "end" };
+                Event::default()
+                    .event(kind)
+                    .data(serde_json::to_string(&end).unwrap_or_default())
+            }
+            Piece::Heartbeat => Event::default().comment("heartbeat"),
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    Sse::new(events).into_response()
+}
+
+/// Open a consumer session on an execution's output stream.
+///
+/// Reads that carry the session (`?session=`) record how far the consumer
+/// has read; a streaming execution runs at most its window ahead of its
+/// slowest live consumer. A read without a session opens one, so this is
+/// only needed to hold the stream before the first read.
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/sessions",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 201, body = SessionView),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn open_session(
+    State(state): Shared,
+    Path(id): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let id = execution_id(&id)?;
+    let s = state
+        .runtime
+        .touch_session(&id, &new_session_id(), None)
+        .await?;
+    let view = session_view(&state, s);
+    let mut response = format.reply(StatusCode::CREATED, &view);
+    set_session_header(&mut response, Some(&view.session));
+    Ok(response)
+}
+
+/// The consumer sessions of an execution's output stream.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/sessions",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, body = SessionList),
+        (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn list_sessions(
+    State(state): Shared,
+    Path(id): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let id = execution_id(&id)?;
+    let sessions = state.runtime.sessions(&id).await?;
+    let list = SessionList {
+        sessions: sessions
+            .into_iter()
+            .map(|s| session_view(&state, s))
+            .collect(),
+    };
+    Ok(format.reply(StatusCode::OK, &list))
+}
+
+/// Close a consumer session: the consumer is done.
+///
+/// The session no longer paces the stream. If it was the last live one
+/// of an execution started with `on_abandon: cancel`, the execution is
+/// cancelled.
+#[utoipa::path(
+    delete,
+    path = "/v1/executions/{id}/sessions/{session}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("session" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, body = SessionView),
+        (status = 404, description = "No such execution or session", body = super::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn close_session(
+    State(state): Shared,
+    Path((id, session)): Path<(String, String)>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let id = execution_id(&id)?;
+    let session = session_id(&session)?;
+    let s = state.runtime.close_session(&id, &session).await?;
+    Ok(format.reply(StatusCode::OK, &session_view(&state, s)))
+}
+
+fn session_view(state: &AppState, s: ConsumerSession) -> SessionView {
+    let ttl_ms = state.runtime.stream_config().session_ttl.as_millis() as u64;
+    SessionView {
+        live: s.is_live(ttl_ms, crate::store::now_ms()),
+        session: s.id,
+        acked: s.acked,
+        last_access_ms: s.last_access_ms,
+        closed: s.closed,
     }
 }
 

@@ -61,6 +61,34 @@ pub struct ServeConfig {
     /// This host's id in leases and as its queue consumer name; unique per
     /// running host (default: random per start).
     pub host_id: Option<String>,
+    /// Streaming executions: windows and consumer sessions.
+    pub stream: StreamSection,
+}
+
+/// `[stream]`: how streaming executions are paced by their consumers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSection {
+    /// Window of a stream whose start does not choose one (items).
+    pub window: u64,
+    /// A consumer that has not read for this long has left.
+    #[serde(with = "duration_serde")]
+    pub session_ttl: Duration,
+    /// How long a producer whose window is full keeps its instance before
+    /// it is suspended.
+    #[serde(with = "duration_serde")]
+    pub hold: Duration,
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        let s = crate::config::StreamConfig::default();
+        Self {
+            window: s.window,
+            session_ttl: s.session_ttl,
+            hold: s.hold,
+        }
+    }
 }
 
 /// `[queue]`: take work from a Redis stream shared with other hosts.
@@ -118,6 +146,7 @@ impl Default for ServeConfig {
             lease_ttl: crate::config::RuntimeConfig::default().lease_ttl,
             queue: QueueConfig::default(),
             host_id: None,
+            stream: StreamSection::default(),
         }
     }
 }

@@ -37,7 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::{Budget, EngineConfig, Limits, RuntimeConfig};
-use crate::execution::{ExecutionRecord, Status, Wait};
+use crate::execution::{ExecutionRecord, Status};
 use crate::ids::ExecutionId;
 use crate::metrics::StatusLabel;
 use crate::queue::QueueOptions;
@@ -184,10 +184,7 @@ impl AppState {
         let shutting_down = async move {
             let _ = shutdown.wait_for(|down| *down).await;
         };
-        let settled = self.runtime.wait_until(id, |r| {
-            r.status.is_terminal()
-                || (r.status == Status::Suspended && matches!(r.wait, Some(Wait::Signal { .. })))
-        });
+        let settled = self.runtime.wait_until(id, ExecutionRecord::is_settled);
         tokio::select! {
             r = settled => r,
             _ = tokio::time::sleep(wait) => self.runtime.status(id).await,
@@ -259,6 +256,11 @@ pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
         },
         retention: (!config.retention.is_zero()).then_some(config.retention),
         lease_ttl: config.lease_ttl,
+        stream: crate::config::StreamConfig {
+            window: config.stream.window.max(1),
+            session_ttl: config.stream.session_ttl,
+            hold: config.stream.hold,
+        },
         host_id: config
             .host_id
             .clone()
@@ -345,6 +347,8 @@ impl Server {
             .routes(routes!(api::get_execution, api::cancel))
             .routes(routes!(api::journal))
             .routes(routes!(api::items))
+            .routes(routes!(api::open_session, api::list_sessions))
+            .routes(routes!(api::close_session))
             .routes(routes!(api::signal))
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
         let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

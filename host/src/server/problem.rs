@@ -230,6 +230,18 @@ impl From<RuntimeError> for Problem {
                 "The component cannot be deployed",
                 detail,
             ),
+            RuntimeError::SessionClosed(_) => Self::new(
+                StatusCode::GONE,
+                "session-closed",
+                "The consumer session is closed",
+                detail,
+            ),
+            RuntimeError::NoSession(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "no-session",
+                "No such consumer session",
+                detail,
+            ),
             RuntimeError::Store(e) => e.into(),
         }
     }

@@ -23,7 +23,9 @@ use redb::{
 use super::{
     Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
 };
-use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
+};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Entry, EntryKind};
 use crate::persist::{decode, encode};
@@ -37,6 +39,8 @@ const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journ
 const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
 /// The output stream: (execution id, offset) to item bytes.
 const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("items");
+/// Consumer sessions of output streams, by execution and session id.
+const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sessions");
 
 /// A store in one redb database.
 #[derive(Clone)]
@@ -87,6 +91,7 @@ impl EmbeddedStore {
             tx.open_table(JOURNAL).map_err(db_err)?;
             tx.open_table(SIGNALS).map_err(db_err)?;
             tx.open_table(ITEMS).map_err(db_err)?;
+            tx.open_table(SESSIONS).map_err(db_err)?;
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
             if clear_leases {
                 let mut held = Vec::new();
@@ -216,6 +221,10 @@ fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError
     tx.open_table(ITEMS)
         .map_err(db_err)?
         .retain_in(range, |_, _| false)
+        .map_err(db_err)?;
+    tx.open_table(SESSIONS)
+        .map_err(db_err)?
+        .retain_in((id.as_str(), "")..=(id.as_str(), "\u{10ffff}"), |_, _| false)
         .map_err(db_err)?;
     Ok(())
 }
@@ -741,6 +750,86 @@ impl Store for EmbeddedStore {
                 items,
                 count: item_count(&t, &id)?,
             })
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: Option<u64>,
+    ) -> Result<ConsumerSession, StoreError> {
+        let (id, session) = (id.clone(), session.to_string());
+        // Not durable: a session is soft state, and a read must not cost a
+        // disk sync.
+        self.run(move |db, _| {
+            write(db, false, |tx| {
+                read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
+                let mut t = tx.open_table(SESSIONS).map_err(db_err)?;
+                let key = (id.as_str(), session.as_str());
+                let found: Option<ConsumerSession> = t
+                    .get(key)
+                    .map_err(db_err)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                let mut s = found.unwrap_or(ConsumerSession {
+                    id: session.clone(),
+                    acked: None,
+                    last_access_ms: 0,
+                    closed: false,
+                });
+                if !s.closed {
+                    s.acked = s.acked.max(acked);
+                    s.last_access_ms = now_ms();
+                    t.insert(key, encode(&s).as_slice()).map_err(db_err)?;
+                }
+                Ok(s)
+            })
+        })
+        .await
+    }
+
+    async fn close_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+    ) -> Result<Option<ConsumerSession>, StoreError> {
+        let (id, session) = (id.clone(), session.to_string());
+        self.run(move |db, _| {
+            write(db, false, |tx| {
+                read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
+                let mut t = tx.open_table(SESSIONS).map_err(db_err)?;
+                let key = (id.as_str(), session.as_str());
+                let found: Option<ConsumerSession> = t
+                    .get(key)
+                    .map_err(db_err)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                let Some(mut s) = found else { return Ok(None) };
+                s.closed = true;
+                s.last_access_ms = now_ms();
+                t.insert(key, encode(&s).as_slice()).map_err(db_err)?;
+                Ok(Some(s))
+            })
+        })
+        .await
+    }
+
+    async fn sessions(&self, id: &ExecutionId) -> Result<Vec<ConsumerSession>, StoreError> {
+        let id = id.clone();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
+            let t = tx.open_table(SESSIONS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in t
+                .range((id.as_str(), "")..=(id.as_str(), "\u{10ffff}"))
+                .map_err(db_err)?
+            {
+                out.push(decode(row.map_err(db_err)?.1.value())?);
+            }
+            Ok(out)
         })
         .await
     }

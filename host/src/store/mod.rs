@@ -18,7 +18,7 @@ pub use embedded::EmbeddedStore;
 pub(crate) use redis::{Conn, client as redis_client, connection as redis_connection, redis_err};
 pub use redis::{RedisOptions, RedisStore};
 
-use crate::execution::{ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
+use crate::execution::{ConsumerSession, ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
 
@@ -286,6 +286,25 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         max: usize,
     ) -> Result<ItemsPage, StoreError>;
+    /// Records that consumer `session` of execution `id`'s output stream is
+    /// there and has read every item up to offset `acked`, creating the
+    /// session on first use. `acked` only grows. A closed session is
+    /// returned unchanged. Session state is soft: a backend may lose the
+    /// last moments of it in a crash (consumers read again).
+    async fn touch_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: Option<u64>,
+    ) -> Result<ConsumerSession, StoreError>;
+    /// Closes a session; `None` if the execution has no such session.
+    async fn close_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+    ) -> Result<Option<ConsumerSession>, StoreError>;
+    /// Every session of execution `id`, closed and expired ones included.
+    async fn sessions(&self, id: &ExecutionId) -> Result<Vec<ConsumerSession>, StoreError>;
     /// Cancels an execution that has not ended: it never runs again, and a
     /// running invocation's next write fails. Returns the resulting record.
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError>;

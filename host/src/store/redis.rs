@@ -9,7 +9,10 @@
 //! - `P:j:{id}` list: the journal, one encoded [`Entry`] per element;
 //! - `P:s:{id}`, `P:sk:{id}` lists: signal payloads and names, by sequence;
 //!   `P:sc:{id}` hash: signals received per name;
-//! - `P:b:{id}` list: digests of the stored values the journal refers to.
+//! - `P:b:{id}` list: digests of the stored values the journal refers to;
+//! - `P:i:{id}` list: the items emitted, by offset;
+//! - `P:c:{id}` hash: consumer sessions, `acked|last access|closed` by
+//!   session id.
 //!
 //! Values shared across executions live under their own keys: components
 //! (`P:component:<hex>`), the deployment table (`P:deployments`), the index
@@ -38,7 +41,10 @@ use serde::{Deserialize, Serialize};
 use super::{
     Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
 };
-use crate::execution::{ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait};
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, StreamPolicy,
+    Wait,
+};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Entry, EntryKind};
 use crate::persist::{decode, encode};
@@ -238,6 +244,8 @@ struct Meta {
     input: Vec<u8>,
     seed: u64,
     created_at_ms: u64,
+    #[serde(default)]
+    stream: Option<StreamPolicy>,
 }
 
 /// Helpers every execution script starts with.
@@ -407,8 +415,37 @@ if not v[1] then return {'notfound'} end
 if not TERMINAL[v[1]] then return {'active', v[1]} end
 if ARGV[1] ~= '' and tonumber(v[2]) >= tonumber(ARGV[1]) then return {'kept'} end
 local blobs = redis.call('LRANGE', KEYS[6], 0, -1)
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 return {'ok', blobs}
+"#;
+
+/// Touches consumer session ARGV[1] (KEYS[2]) of execution KEYS[1]: read
+/// up to offset ARGV[2] (-1: none). A session is `acked|last|closed`;
+/// a closed one is left as it is. With ARGV[3] = 'close', closes it.
+const SESSION: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+local acked, closed = -1, '0'
+if v then
+  local a, _, c = string.match(v, '^(-?%d+)|(%d+)|(%d)$')
+  acked, closed = tonumber(a), c
+elseif ARGV[3] == 'close' then
+  return {'ok', false}
+end
+if closed == '0' then
+  if ARGV[3] == 'close' then closed = '1' end
+  local n = tonumber(ARGV[2])
+  if n > acked then acked = n end
+  v = string.format('%d|%d|%s', acked, now_ms(), closed)
+  redis.call('HSET', KEYS[2], ARGV[1], v)
+end
+return {'ok', v}
+"#;
+
+/// Every session of execution KEYS[1] (hash KEYS[2]).
+const SESSIONS: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+return {'ok', redis.call('HGETALL', KEYS[2])}
 "#;
 
 /// Takes a reference to a stored value; tells whether its bytes are there.
@@ -467,6 +504,8 @@ struct Scripts {
     signal: Script,
     next_signal: Script,
     items: Script,
+    session: Script,
+    sessions: Script,
     cancel: Script,
     delete: Script,
     blob_ref: Script,
@@ -495,6 +534,8 @@ fn scripts() -> &'static Scripts {
             items: Script::new(ITEMS),
             cancel: with_prelude(CANCEL),
             delete: with_prelude(DELETE),
+            session: with_prelude(SESSION),
+            sessions: Script::new(SESSIONS),
             blob_ref: Script::new(BLOB_REF),
             blob_unref: Script::new(BLOB_UNREF),
             blob_commit: Script::new(BLOB_COMMIT),
@@ -640,6 +681,7 @@ fn record_from(
         last_token: number("tok")?,
         created_at_ms: meta.created_at_ms,
         updated_at_ms: number("upd")?,
+        stream: meta.stream,
     })
 }
 
@@ -872,6 +914,7 @@ impl RedisStore {
             .key(self.key("sc", id))
             .key(self.key("b", id))
             .key(self.key("i", id))
+            .key(self.key("c", id))
             .arg(before_ms.map(|t| t.to_string()).unwrap_or_default())
             .invoke_async(&mut conn)
             .await
@@ -1016,6 +1059,7 @@ impl Store for RedisStore {
             input: record.input.clone(),
             seed: record.seed,
             created_at_ms: record.created_at_ms,
+            stream: record.stream,
         });
         let mut inv = scripts().create.prepare_invoke();
         inv.key(self.key("x", &record.id))
@@ -1456,6 +1500,41 @@ impl Store for RedisStore {
         })
     }
 
+    async fn touch_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: Option<u64>,
+    ) -> Result<ConsumerSession, StoreError> {
+        let acked = acked.map_or(-1, |a| a.min(i64::MAX as u64) as i64);
+        let found = self.session_op(id, session, acked, "").await?;
+        found.ok_or_else(|| StoreError::Corrupt("a touched session is missing".into()))
+    }
+
+    async fn close_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+    ) -> Result<Option<ConsumerSession>, StoreError> {
+        self.session_op(id, session, -1, "close").await
+    }
+
+    async fn sessions(&self, id: &ExecutionId) -> Result<Vec<ConsumerSession>, StoreError> {
+        let v: Value = scripts()
+            .sessions
+            .key(self.key("x", id))
+            .key(self.key("c", id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "sessions")?.check(id)?;
+        let fields: HashMap<String, String> = reply.next()?;
+        fields
+            .into_iter()
+            .map(|(sid, v)| parse_session(sid, &v))
+            .collect()
+    }
+
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
         self.index_finished(id).await?;
         let v: Value = scripts()
@@ -1470,7 +1549,47 @@ impl Store for RedisStore {
     }
 }
 
+/// Reads a session stored as `acked|last access|closed`.
+fn parse_session(id: String, v: &str) -> Result<ConsumerSession, StoreError> {
+    let bad = || StoreError::Corrupt(format!("consumer session {id} reads {v:?}"));
+    let mut parts = v.split('|');
+    let mut next = || parts.next().ok_or_else(bad);
+    let acked: i64 = next()?.parse().map_err(|_| bad())?;
+    let last_access_ms: u64 = next()?.parse().map_err(|_| bad())?;
+    let closed = next()? == "1";
+    Ok(ConsumerSession {
+        acked: u64::try_from(acked).ok(),
+        last_access_ms,
+        closed,
+        id,
+    })
+}
+
 impl RedisStore {
+    async fn session_op(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: i64,
+        op: &str,
+    ) -> Result<Option<ConsumerSession>, StoreError> {
+        let v: Value = scripts()
+            .session
+            .key(self.key("x", id))
+            .key(self.key("c", id))
+            .arg(session)
+            .arg(acked)
+            .arg(op)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "session")?.check(id)?;
+        let found: Option<String> = reply.next()?;
+        found
+            .map(|v| parse_session(session.to_string(), &v))
+            .transpose()
+    }
+
     /// Gives back the reference an append took for a value it did not
     /// write. Best effort: a failure leaves the value alive, never loses it.
     async fn release_failed_ref(&self, stored: &Option<(Digest, Vec<u8>)>) {

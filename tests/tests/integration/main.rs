@@ -7,5 +7,6 @@ mod http;
 mod queue;
 mod redis;
 mod safety;
+mod streaming;
 mod tools;
 mod workflows;

@@ -1,0 +1,523 @@
+//! Output streams end to end over loopback HTTP: the window that paces a
+//! producer by its consumers, consumer sessions (closed, expired,
+//! `continue`), live NDJSON and SSE with `Last-Event-ID`, and the Rust
+//! client with drop-to-close, reconnects and a host restart. Every case
+//! runs on the embedded store and on Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reprise_host::server::config::ServeConfig;
+use reprise_host::{ExecutionId, Outcome, Status, Store, ToolRegistry};
+use reprise_tests::proxy::Proxy;
+use reprise_tests::server::TestServer;
+use reprise_tests::*;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Short enough that the tests see producers suspend and sessions expire.
+fn config() -> ServeConfig {
+    let mut c = ServeConfig::default();
+    c.stream.hold = Duration::from_millis(200);
+    c.stream.session_ttl = Duration::from_secs(2);
+    c
+}
+
+async fn server(store: Arc<dyn Store>) -> TestServer {
+    let s = TestServer::start(store, config(), ToolRegistry::with_builtins()).await;
+    s.deploy("producer", "producer").await;
+    s
+}
+
+async fn start(s: &TestServer, body: Value) -> String {
+    let r = s.post("/v1/workflows/producer/executions", &body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+fn exec_id(id: &str) -> ExecutionId {
+    ExecutionId::new(id).unwrap()
+}
+
+/// Waits up to 30 s for the execution to end.
+async fn ended(s: &TestServer, id: &str) -> reprise_host::ExecutionRecord {
+    tokio::time::timeout(Duration::from_secs(30), s.runtime.wait(&exec_id(id)))
+        .await
+        .expect("the execution ends within 30 s")
+        .unwrap()
+}
+
+/// Waits up to 10 s until the execution waits for its consumers.
+async fn waits_for_consumers(s: &TestServer, id: &str) -> Value {
+    for _ in 0..200 {
+        let r = s.get(&format!("/v1/executions/{id}")).await;
+        if r.body["status"] == "suspended" && r.body["wait"]["kind"] == "consumers" {
+            return r.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("execution {id} never waited for its consumers");
+}
+
+on_every_store!(
+    window_holds_the_producer,
+    sessions_and_abandonment,
+    live_ndjson_and_sse,
+    rust_client,
+);
+
+/// A consumer that reads in odd batches and pauses: the producer never
+/// gets more than the window ahead of what was read, is suspended (no
+/// instance alive) while nobody reads, and every item arrives once, in
+/// order.
+async fn window_holds_the_producer(store: Arc<dyn Store>) {
+    let s = server(store).await;
+    let window = 20u64;
+    let n = 400u64;
+    let id = start(
+        &s,
+        json!({"input": {"n": n, "size": 10}, "stream": {"window": window}}),
+    )
+    .await;
+    let mut after: Option<u64> = None;
+    let mut session: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut paused = false;
+    loop {
+        let mut path = format!("/v1/executions/{id}/items?max=7&wait=10s");
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        if let Some(sid) = &session {
+            path.push_str(&format!("&session={sid}"));
+        }
+        let b = s.get(&path).await;
+        assert_eq!(b.status, StatusCode::OK, "{}", b.body);
+        let b = b.body;
+        // The session is given on the first read and kept.
+        let given = b["session"].as_str().expect("a session").to_string();
+        assert_eq!(session.get_or_insert(given.clone()), &given);
+        // Reading `after` acknowledged it: the producer is at most the
+        // window beyond.
+        let acked = after.map_or(0, |a| a + 1);
+        let count = b["count"].as_u64().unwrap();
+        assert!(
+            count <= acked + window,
+            "{count} items emitted with {acked} read and a window of {window}"
+        );
+        for item in b["items"].as_array().unwrap() {
+            let offset = item["offset"].as_u64().unwrap();
+            assert_eq!(item["item"]["i"], offset, "{item}");
+            seen.push(offset);
+        }
+        after = b["next_after"].as_u64().or(after);
+        if !paused && seen.len() >= 100 {
+            // Stop reading: the producer fills the window, holds its
+            // instance for `hold`, then is suspended.
+            paused = true;
+            let exec = waits_for_consumers(&s, &id).await;
+            assert_eq!(s.runtime.live_instances(), 0, "{exec}");
+            // (Read from the runtime: an HTTP read would be a consumer.)
+            let page = s.runtime.items(&exec_id(&id), None, 0).await.unwrap();
+            assert_eq!(
+                page.count,
+                after.unwrap() + 1 + window,
+                "a full window while paused"
+            );
+        }
+        if let Some(end) = b.get("end") {
+            assert_eq!(end["status"], "completed", "{b}");
+            break;
+        }
+    }
+    assert_eq!(seen, (0..n).collect::<Vec<_>>());
+    let done = ended(&s, &id).await;
+    assert!(done.invocations > 1, "it was suspended and resumed");
+}
+
+/// Closing the last session cancels the producer; so does letting it
+/// expire; `continue` runs to the end with nobody reading; a stream
+/// nobody has read yet waits for its first consumer; bad requests.
+async fn sessions_and_abandonment(store: Arc<dyn Store>) {
+    let s = server(store).await;
+
+    // Close the only session: cancelled.
+    let id = start(
+        &s,
+        json!({"input": {"n": 100000}, "stream": {"window": 5}}),
+    )
+    .await;
+    let b = s
+        .get(&format!("/v1/executions/{id}/items?max=2&wait=10s"))
+        .await;
+    let sid = b.body["session"].as_str().unwrap().to_string();
+    assert_eq!(
+        b.headers.get("reprise-session").unwrap().to_str().unwrap(),
+        sid
+    );
+    let listed = s.get(&format!("/v1/executions/{id}/sessions")).await.body;
+    assert_eq!(listed["sessions"][0]["session"], sid.as_str());
+    assert_eq!(listed["sessions"][0]["live"], true);
+    let closed = s
+        .send(
+            s.http
+                .delete(s.url(&format!("/v1/executions/{id}/sessions/{sid}"))),
+        )
+        .await;
+    assert_eq!(closed.status, StatusCode::OK, "{}", closed.body);
+    assert_eq!(closed.body["closed"], true);
+    let done = ended(&s, &id).await;
+    assert_eq!(done.outcome, Some(Outcome::Cancelled));
+    assert!(done.journal_len < 20, "{} steps", done.journal_len);
+    // The closed session reads no more; an unknown one cannot be closed.
+    let r = s
+        .get(&format!("/v1/executions/{id}/items?session={sid}"))
+        .await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
+    assert_eq!(r.problem_type(), "session-closed");
+    let r = s
+        .send(
+            s.http
+                .delete(s.url(&format!("/v1/executions/{id}/sessions/nope"))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+
+    // A consumer that stops reading expires after the TTL: cancelled.
+    let id = start(
+        &s,
+        json!({"input": {"n": 100000}, "stream": {"window": 5}}),
+    )
+    .await;
+    let b = s
+        .get(&format!("/v1/executions/{id}/items?max=1&wait=10s"))
+        .await;
+    assert!(b.body["session"].is_string(), "{}", b.body);
+    let done = ended(&s, &id).await;
+    assert_eq!(done.outcome, Some(Outcome::Cancelled));
+    let listed = s.get(&format!("/v1/executions/{id}/sessions")).await.body;
+    assert_eq!(listed["sessions"][0]["live"], false, "{listed}");
+
+    // `continue`: once the consumer leaves, the producer runs to its end
+    // and every item stays readable.
+    let id = start(
+        &s,
+        json!({"input": {"n": 30}, "stream": {"window": 3, "on_abandon": "continue"}}),
+    )
+    .await;
+    let b = s
+        .get(&format!("/v1/executions/{id}/items?max=1&wait=10s"))
+        .await;
+    let sid = b.body["session"].as_str().unwrap().to_string();
+    let closed = s
+        .send(
+            s.http
+                .delete(s.url(&format!("/v1/executions/{id}/sessions/{sid}"))),
+        )
+        .await;
+    assert_eq!(closed.status, StatusCode::OK);
+    let done = ended(&s, &id).await;
+    assert_eq!(done.status, Status::Completed);
+    let all = s
+        .get(&format!("/v1/executions/{id}/items?max=100&session=late"))
+        .await
+        .body;
+    assert_eq!(all["items"].as_array().unwrap().len(), 30, "{all}");
+    assert_eq!(all["end"]["status"], "completed");
+
+    // Nobody has read yet: the window counts from the first item and the
+    // producer waits, neither running on nor cancelled.
+    let id = start(&s, json!({"input": {"n": 30}, "stream": {"window": 3}})).await;
+    let exec = waits_for_consumers(&s, &id).await;
+    assert_eq!(exec["stream"]["on_abandon"], "cancel", "{exec}");
+    let page = s.runtime.items(&exec_id(&id), None, 0).await.unwrap();
+    assert_eq!(page.count, 3);
+    // An explicit session, then reading everything through it.
+    let opened = s
+        .post(&format!("/v1/executions/{id}/sessions"), &json!({}))
+        .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
+    let sid = opened.body["session"].as_str().unwrap().to_string();
+    let mut after = None::<u64>;
+    let mut n = 0;
+    loop {
+        let mut path = format!("/v1/executions/{id}/items?session={sid}&wait=10s");
+        if let Some(a) = after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let b = s.get(&path).await.body;
+        n += b["items"].as_array().unwrap().len();
+        after = b["next_after"].as_u64();
+        if b.get("end").is_some() {
+            break;
+        }
+    }
+    assert_eq!(n, 30);
+
+    // Bad requests.
+    for (body, what) in [
+        (json!({"input": {"n": 1}, "stream": {"window": 0}}), "window"),
+        (
+            json!({"input": {"n": 1}, "stream": {"on_abandon": "later"}}),
+            "on_abandon",
+        ),
+        (json!({"input": {"n": 1}, "stream": {"windows": 3}}), "windows"),
+    ] {
+        let r = s.post("/v1/workflows/producer/executions", &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().contains(what), "{}", r.body);
+    }
+    let r = s
+        .get(&format!("/v1/executions/{id}/items?session=no%20spaces"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
+
+/// One server-sent event.
+#[derive(Debug, Default, Clone)]
+struct Event {
+    id: Option<String>,
+    event: String,
+    data: String,
+}
+
+/// Reads events from an SSE response until `stop` says so or it ends.
+async fn read_events(resp: reqwest::Response, stop: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("an event within 20 s")
+    {
+        buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut e = Event::default();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    e.id = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    e.event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    e.data.push_str(v.trim_start());
+                }
+            }
+            if !e.event.is_empty() {
+                events.push(e);
+                if stop(&events) {
+                    return events;
+                }
+            }
+        }
+    }
+    events
+}
+
+/// NDJSON to the end; SSE read in part, dropped, and resumed with
+/// `Last-Event-ID` exactly after the last item seen; a failed workflow's
+/// SSE ends with a typed error event after all its items.
+async fn live_ndjson_and_sse(store: Arc<dyn Store>) {
+    let s = server(store).await;
+
+    // NDJSON, live while the producer sleeps between items.
+    let id = start(&s, json!({"input": {"n": 5, "sleep_ms": 20}})).await;
+    let resp = s
+        .http
+        .get(s.url(&format!("/v1/executions/{id}/items")))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "application/x-ndjson"
+    );
+    let text = resp.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get("heartbeat").is_none())
+        .collect();
+    let offsets: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l["offset"].as_u64())
+        .collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4], "{text}");
+    assert_eq!(lines.last().unwrap()["end"]["status"], "completed", "{text}");
+
+    // SSE on a paced stream: read six items, drop the connection, resume.
+    let id = start(
+        &s,
+        json!({"input": {"n": 12}, "stream": {"window": 4, "on_abandon": "continue"}}),
+    )
+    .await;
+    let url = s.url(&format!("/v1/executions/{id}/items?max=3"));
+    let resp = s
+        .http
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let session = resp
+        .headers()
+        .get("reprise-session")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let first = read_events(resp, |e| e.len() == 6).await;
+    let ids: Vec<&str> = first.iter().map(|e| e.id.as_deref().unwrap()).collect();
+    assert_eq!(ids, ["0", "1", "2", "3", "4", "5"]);
+    assert!(first.iter().all(|e| e.event == "item"));
+    let item: Value = serde_json::from_str(&first[5].data).unwrap();
+    assert_eq!(item["i"], 5);
+    let resp = s
+        .http
+        .get(format!("{url}&session={session}"))
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "5")
+        .send()
+        .await
+        .unwrap();
+    let rest = read_events(resp, |e| e.last().is_some_and(|e| e.event != "item")).await;
+    let ids: Vec<&str> = rest
+        .iter()
+        .filter_map(|e| e.id.as_deref())
+        .collect();
+    assert_eq!(ids, ["6", "7", "8", "9", "10", "11"], "{rest:?}");
+    let end = rest.last().unwrap();
+    assert_eq!(end.event, "end");
+    assert_eq!(
+        serde_json::from_str::<Value>(&end.data).unwrap()["status"],
+        "completed"
+    );
+
+    // A failure: every item, then a typed error event.
+    let id = start(&s, json!({"input": {"n": 3, "fail": true}})).await;
+    let resp = s
+        .http
+        .get(s.url(&format!("/v1/executions/{id}/items")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let events = read_events(resp, |_| false).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["item", "item", "item", "error"], "{events:?}");
+    let error: Value = serde_json::from_str(&events[3].data).unwrap();
+    assert_eq!(error["status"], "failed");
+    assert_eq!(error["error"]["kind"], "workflow-error");
+
+    // A Last-Event-ID that is not an offset.
+    let r = s
+        .send(
+            s.http
+                .get(s.url(&format!("/v1/executions/{id}/items")))
+                .header("accept", "text/event-stream")
+                .header("last-event-id", "yesterday"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+}
+
+#[derive(Debug, Deserialize)]
+struct Item {
+    i: u64,
+}
+
+/// The Rust client: a whole stream, a failed one, drop-to-close, and a
+/// read that survives severed connections and a host restart.
+async fn rust_client(store: Arc<dyn Store>) {
+    use reprise_client::{Client, Error, Start, StreamOptions};
+    let s = server(store.clone()).await;
+    let client = Client::new(&s.base);
+
+    let exec = client
+        .start("producer", &json!({"n": 60}), Start::stream().window(10))
+        .await
+        .unwrap();
+    let items: Vec<u64> = client
+        .stream_with::<Item>(
+            &exec.id,
+            StreamOptions {
+                batch: 16,
+                ..Default::default()
+            },
+        )
+        .map(|i| i.unwrap().i)
+        .collect()
+        .await;
+    assert_eq!(items, (0..60).collect::<Vec<_>>());
+
+    let exec = client
+        .start("producer", &json!({"n": 3, "fail": true}), Start::default())
+        .await
+        .unwrap();
+    let got: Vec<Result<Item, Error>> = client.stream(&exec.id).collect().await;
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got[..3].iter().all(|r| r.is_ok()));
+    match &got[3] {
+        Err(Error::Failed { kind, .. }) => assert_eq!(kind, "workflow-error"),
+        other => panic!("expected the failure, got {other:?}"),
+    }
+
+    // Dropping the stream closes its session: the producer is cancelled.
+    let exec = client
+        .start("producer", &json!({"n": 100000}), Start::stream().window(5))
+        .await
+        .unwrap();
+    let mut stream = client.stream_with::<Item>(
+        &exec.id,
+        StreamOptions {
+            batch: 2,
+            ..Default::default()
+        },
+    );
+    for want in 0..3 {
+        assert_eq!(stream.next().await.unwrap().unwrap().i, want);
+    }
+    drop(stream);
+    let done = ended(&s, &exec.id).await;
+    assert_eq!(done.outcome, Some(Outcome::Cancelled));
+
+    // Through a proxy that drops every connection, then a new host on the
+    // same store: every item once, in order.
+    let proxy = Proxy::start(&s.base).await;
+    let client = Client::new(&proxy.url);
+    let exec = client
+        .start("producer", &json!({"n": 40}), Start::stream().window(8))
+        .await
+        .unwrap();
+    let mut stream = client.stream_with::<Item>(
+        &exec.id,
+        StreamOptions {
+            batch: 5,
+            retry_delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        got.push(stream.next().await.unwrap().unwrap().i);
+    }
+    proxy.sever();
+    while got.len() < 20 {
+        got.push(stream.next().await.unwrap().unwrap().i);
+    }
+    waits_for_consumers(&s, &exec.id).await;
+    s.stop().await;
+    proxy.sever();
+    let s = server(store).await;
+    proxy.retarget(&s.base);
+    while let Some(item) = stream.next().await {
+        got.push(item.unwrap().i);
+    }
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    assert_eq!(stream.last_offset(), Some(39));
+    ended(&s, &exec.id).await;
+}
