@@ -96,6 +96,7 @@ async fn window_holds_the_producer(store: Arc<dyn Store>) {
         let b = s.get(&path).await;
         assert_eq!(b.status, StatusCode::OK, "{}", b.body);
         let b = b.body;
+        let told = after;
         // The session is given on the first read and kept.
         let given = b["session"].as_str().expect("a session").to_string();
         assert_eq!(session.get_or_insert(given.clone()), &given);
@@ -121,9 +122,10 @@ async fn window_holds_the_producer(store: Arc<dyn Store>) {
             assert_eq!(s.runtime.live_instances(), 0, "{exec}");
             // (Read from the runtime: an HTTP read would be a consumer.)
             let page = s.runtime.items(&exec_id(&id), None, 0).await.unwrap();
+            // The host knows what the last request said was read.
             assert_eq!(
                 page.count,
-                after.unwrap() + 1 + window,
+                told.unwrap() + 1 + window,
                 "a full window while paused"
             );
         }
@@ -176,7 +178,7 @@ async fn sessions_and_abandonment(store: Arc<dyn Store>) {
         .get(&format!("/v1/executions/{id}/items?session={sid}"))
         .await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
-    assert_eq!(r.problem_type(), "session-closed");
+    assert_eq!(r.problem_type(), "urn:reprise:problem:session-closed");
     let r = s
         .send(
             s.http
