@@ -45,6 +45,71 @@ async fn lease(store: &dyn Store, id: &ExecutionId, owner: &str) -> Lease {
     store.acquire_lease(id, owner, TTL).await.unwrap()
 }
 
+/// Consumer sessions: created on first touch, `acked` only grows, last
+/// access moves, a closed session stays closed, the stream policy survives
+/// the round trip, and sessions go with the execution.
+pub async fn consumer_sessions(store: Arc<dyn Store>) {
+    use reprise_host::{OnAbandon, StreamPolicy};
+    let id = ExecutionId::new("sessions").unwrap();
+    let mut rec = ExecutionRecord::new(
+        id.clone(),
+        "wf".into(),
+        Digest::of(b"c"),
+        vec![],
+        now_ms(),
+    );
+    let policy = StreamPolicy {
+        window: 7,
+        on_abandon: OnAbandon::Continue,
+    };
+    rec.stream = Some(policy);
+    store.create_execution(&rec).await.unwrap();
+    assert_eq!(store.get_execution(&id).await.unwrap().stream, Some(policy));
+    assert!(store.sessions(&id).await.unwrap().is_empty());
+
+    let a = store.touch_session(&id, "a", None).await.unwrap();
+    assert_eq!((a.id.as_str(), a.acked, a.closed), ("a", None, false));
+    assert!(a.last_access_ms > 0);
+    let a = store.touch_session(&id, "a", Some(5)).await.unwrap();
+    assert_eq!(a.acked, Some(5));
+    // Acknowledgements never go back.
+    let a = store.touch_session(&id, "a", Some(2)).await.unwrap();
+    assert_eq!(a.acked, Some(5));
+    let b = store.touch_session(&id, "b", Some(0)).await.unwrap();
+    assert_eq!(b.acked, Some(0));
+    let mut all = store.sessions(&id).await.unwrap();
+    all.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(
+        all.iter().map(|s| (s.id.as_str(), s.acked)).collect::<Vec<_>>(),
+        vec![("a", Some(5)), ("b", Some(0))]
+    );
+
+    let closed = store.close_session(&id, "a").await.unwrap().unwrap();
+    assert!(closed.closed);
+    assert_eq!(closed.acked, Some(5));
+    // A closed session is left closed by a touch.
+    let again = store.touch_session(&id, "a", Some(9)).await.unwrap();
+    assert!(again.closed);
+    assert_eq!(again.acked, Some(5));
+    assert!(store.close_session(&id, "nobody").await.unwrap().is_none());
+
+    let other = ExecutionId::new("no-such").unwrap();
+    assert!(matches!(
+        store.touch_session(&other, "a", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.sessions(&other).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    store.cancel(&id).await.unwrap();
+    store.delete_execution(&id).await.unwrap();
+    // Gone with the execution: a new one under the id has none.
+    store.create_execution(&rec).await.unwrap();
+    assert!(store.sessions(&id).await.unwrap().is_empty());
+}
+
 /// Emitted items form the output stream, written with their journal
 /// entries: offsets from 0, paged with `after`/`max`, none from a failed
 /// append, gone with the execution.
@@ -493,6 +558,7 @@ macro_rules! conformance_tests {
                 purge_removes_only_finished_executions,
                 large_results_round_trip,
                 items_follow_emits,
+                consumer_sessions,
             );
         }
     };
