@@ -225,12 +225,16 @@ impl Client {
         input: &str,
         id: Option<String>,
         wait: Option<Duration>,
+        window: Option<u64>,
     ) -> Result<ExitCode> {
         let input: Value = serde_json::from_str(input)
             .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
         // A client-chosen id makes the repeated start below the same start.
         let id = id.unwrap_or_else(|| reprise_host::ExecutionId::generate().to_string());
-        let body = json!({ "input": input, "id": id });
+        let mut body = json!({ "input": input, "id": id });
+        if let Some(window) = window {
+            body["stream"] = json!({ "window": window });
+        }
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));

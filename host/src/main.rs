@@ -137,6 +137,11 @@ enum Command {
         /// has not ended by then.
         #[arg(long, num_args = 0..=1, default_missing_value = "60s", value_name = "DURATION")]
         wait: Option<String>,
+        /// Start it as a stream paced by its consumers: it runs at most this
+        /// many items ahead of what they have read, and is cancelled once
+        /// they have all left (read it with `reprise stream`).
+        #[arg(long, value_name = "ITEMS")]
+        window: Option<u64>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -356,10 +361,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             input,
             id,
             wait,
+            window,
             client,
         } => {
             let wait = wait.as_deref().map(parse_wait).transpose()?;
-            Client::new(client)?.start(&name, &input, id, wait).await
+            Client::new(client)?
+                .start(&name, &input, id, wait, window)
+                .await
         }
         Command::Status { id, client } => Client::new(client)?.status(&id).await,
         Command::Stream {

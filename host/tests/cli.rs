@@ -213,6 +213,29 @@ async fn cli_against_a_served_host() {
     assert_eq!(result[0]["ok"]["auth"], "Bearer hook-secret");
     assert_eq!(result[0]["ok"]["input"]["email"], "a@b.c");
 
+    // `reprise stream` prints each item as a JSON line, then exits 0 (or 3
+    // after a failed workflow's items).
+    let out = client(&host, &["deploy", "producer", &wasm("producer")]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (id, fail, code) in [("stream-ok", false, 0), ("stream-failed", true, 3)] {
+        let input = format!(r#"{{"n":4,"size":2,"sleep_ms":30,"fail":{fail}}}"#);
+        let out = client(
+            &host,
+            &["start", "producer", "--input", &input, "--id", id, "--window", "2"],
+        );
+        assert!(out.status.code().is_some(), "{}", text(&out));
+        let out = client(&host, &["stream", id, "--batch", "3"]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let expected: Vec<Value> = (0..4).map(|i| json!({"i": i, "pad": "xx"})).collect();
+        assert_eq!(lines, expected, "{}", text(&out));
+    }
+    let out = client(&host, &["stream", "stream-ok", "--batch", "0"]);
+    assert_usage_error(&out, "--batch");
+
     // SIGTERM: a graceful stop, exit 0.
     let mut host = host;
     let status = host.terminate();
