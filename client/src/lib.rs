@@ -298,7 +298,12 @@ impl Client {
     }
 
     /// Sends signal `name` with `payload`.
-    pub async fn signal(&self, id: &str, name: &str, payload: &impl Serialize) -> Result<(), Error> {
+    pub async fn signal(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &impl Serialize,
+    ) -> Result<(), Error> {
         let req = self
             .request(
                 reqwest::Method::POST,

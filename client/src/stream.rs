@@ -127,7 +127,11 @@ impl<T: DeserializeOwned> ItemStream<T> {
 
     /// The consumer session reading, once the host has given one.
     pub fn session(&self) -> Option<String> {
-        self.shared.session.lock().expect("session poisoned").clone()
+        self.shared
+            .session
+            .lock()
+            .expect("session poisoned")
+            .clone()
     }
 }
 

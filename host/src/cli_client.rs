@@ -63,7 +63,9 @@ pub async fn stream(
     use futures_util::StreamExt;
     use std::io::Write;
     if !(1..=1000).contains(&batch) {
-        return Err(CliError::Usage(format!("--batch {batch} is out of range: use 1 to 1000")).into());
+        return Err(
+            CliError::Usage(format!("--batch {batch} is out of range: use 1 to 1000")).into(),
+        );
     }
     let mut client = reprise_client::Client::new(&args.server);
     if let Some(t) = &args.token {
@@ -100,7 +102,9 @@ pub async fn stream(
                 eprintln!("the stream ended after {n} items");
                 return Ok(ExitCode::SUCCESS);
             }
-            Some(Err(e @ (reprise_client::Error::Failed { .. } | reprise_client::Error::Cancelled))) => {
+            Some(Err(
+                e @ (reprise_client::Error::Failed { .. } | reprise_client::Error::Cancelled),
+            )) => {
                 eprintln!("{e} (after {n} items)");
                 return Ok(ExitCode::from(EXIT_WORKFLOW_FAILED));
             }

@@ -98,7 +98,10 @@ mod tests {
         let slow = session("b", Some(4), now, false);
         // Slow has read 0..=4: offsets 5..15 fit.
         let s = [fast.clone(), slow.clone()];
-        assert_eq!(window(&CANCEL, &s, 14, 100, now), Window::Open { until: 15 });
+        assert_eq!(
+            window(&CANCEL, &s, 14, 100, now),
+            Window::Open { until: 15 }
+        );
         assert_eq!(
             window(&CANCEL, &s, 15, 100, now),
             Window::Full {

@@ -221,7 +221,9 @@ async fn cli_against_a_served_host() {
         let input = format!(r#"{{"n":4,"size":2,"sleep_ms":30,"fail":{fail}}}"#);
         let out = client(
             &host,
-            &["start", "producer", "--input", &input, "--id", id, "--window", "2"],
+            &[
+                "start", "producer", "--input", &input, "--id", id, "--window", "2",
+            ],
         );
         assert!(out.status.code().is_some(), "{}", text(&out));
         let out = client(&host, &["stream", id, "--batch", "3"]);

@@ -51,13 +51,7 @@ async fn lease(store: &dyn Store, id: &ExecutionId, owner: &str) -> Lease {
 pub async fn consumer_sessions(store: Arc<dyn Store>) {
     use reprise_host::{OnAbandon, StreamPolicy};
     let id = ExecutionId::new("sessions").unwrap();
-    let mut rec = ExecutionRecord::new(
-        id.clone(),
-        "wf".into(),
-        Digest::of(b"c"),
-        vec![],
-        now_ms(),
-    );
+    let mut rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
     let policy = StreamPolicy {
         window: 7,
         on_abandon: OnAbandon::Continue,
@@ -80,7 +74,9 @@ pub async fn consumer_sessions(store: Arc<dyn Store>) {
     let mut all = store.sessions(&id).await.unwrap();
     all.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(
-        all.iter().map(|s| (s.id.as_str(), s.acked)).collect::<Vec<_>>(),
+        all.iter()
+            .map(|s| (s.id.as_str(), s.acked))
+            .collect::<Vec<_>>(),
         vec![("a", Some(5)), ("b", Some(0))]
     );
 

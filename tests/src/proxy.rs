@@ -31,8 +31,7 @@ impl Proxy {
                     let to = *target.lock().unwrap();
                     conns.lock().unwrap().spawn(async move {
                         if let Ok(mut upstream) = TcpStream::connect(to).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                         }
                     });
                 }

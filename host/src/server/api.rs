@@ -899,7 +899,13 @@ impl Live {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .collect::<Vec<_>>();
         if accept.iter().any(|m| m == "text/event-stream") {
             Some(Self::Sse)

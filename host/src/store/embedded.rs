@@ -224,7 +224,9 @@ fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError
         .map_err(db_err)?;
     tx.open_table(SESSIONS)
         .map_err(db_err)?
-        .retain_in((id.as_str(), "")..=(id.as_str(), "\u{10ffff}"), |_, _| false)
+        .retain_in((id.as_str(), "")..=(id.as_str(), "\u{10ffff}"), |_, _| {
+            false
+        })
         .map_err(db_err)?;
     Ok(())
 }

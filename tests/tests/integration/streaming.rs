@@ -147,11 +147,7 @@ async fn window_holds_the_producer(store: Arc<dyn Store>) {
 async fn a_hundred_thousand_items(store: Arc<dyn Store>) {
     let s = server(store).await;
     let (n, window) = (100_000u64, 100u64);
-    let id = start(
-        &s,
-        json!({"input": {"n": n}, "stream": {"window": window}}),
-    )
-    .await;
+    let id = start(&s, json!({"input": {"n": n}, "stream": {"window": window}})).await;
     let mut after: Option<u64> = None;
     let mut session = String::new();
     let mut next = 0u64;
@@ -211,7 +207,10 @@ async fn pipeline_emits_as_it_goes(store: Arc<dyn Store>) {
     assert_eq!(got[0]["posts"], 3);
     assert_eq!(got[0]["first_title"], "Post 1 by user 3");
     assert_eq!(got[1]["id"], 0);
-    assert!(got[1]["error"].as_str().unwrap().contains("not-found"), "{got:?}");
+    assert!(
+        got[1]["error"].as_str().unwrap().contains("not-found"),
+        "{got:?}"
+    );
     assert_eq!(got[2]["name"], "User 5");
     let done = client.status(&exec.id).await.unwrap();
     assert_eq!(done.result, Some(json!(2)));
@@ -224,11 +223,7 @@ async fn sessions_and_abandonment(store: Arc<dyn Store>) {
     let s = server(store).await;
 
     // Close the only session: cancelled.
-    let id = start(
-        &s,
-        json!({"input": {"n": 100000}, "stream": {"window": 5}}),
-    )
-    .await;
+    let id = start(&s, json!({"input": {"n": 100000}, "stream": {"window": 5}})).await;
     let b = s
         .get(&format!("/v1/executions/{id}/items?max=2&wait=10s"))
         .await;
@@ -266,11 +261,7 @@ async fn sessions_and_abandonment(store: Arc<dyn Store>) {
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
 
     // A consumer that stops reading expires after the TTL: cancelled.
-    let id = start(
-        &s,
-        json!({"input": {"n": 100000}, "stream": {"window": 5}}),
-    )
-    .await;
+    let id = start(&s, json!({"input": {"n": 100000}, "stream": {"window": 5}})).await;
     let b = s
         .get(&format!("/v1/executions/{id}/items?max=1&wait=10s"))
         .await;
@@ -338,16 +329,26 @@ async fn sessions_and_abandonment(store: Arc<dyn Store>) {
 
     // Bad requests.
     for (body, what) in [
-        (json!({"input": {"n": 1}, "stream": {"window": 0}}), "window"),
+        (
+            json!({"input": {"n": 1}, "stream": {"window": 0}}),
+            "window",
+        ),
         (
             json!({"input": {"n": 1}, "stream": {"on_abandon": "later"}}),
             "on_abandon",
         ),
-        (json!({"input": {"n": 1}, "stream": {"windows": 3}}), "windows"),
+        (
+            json!({"input": {"n": 1}, "stream": {"windows": 3}}),
+            "windows",
+        ),
     ] {
         let r = s.post("/v1/workflows/producer/executions", &body).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-        assert!(r.body["detail"].as_str().unwrap().contains(what), "{}", r.body);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(what),
+            "{}",
+            r.body
+        );
     }
     let r = s
         .get(&format!("/v1/executions/{id}/items?session=no%20spaces"))
@@ -421,12 +422,13 @@ async fn live_ndjson_and_sse(store: Arc<dyn Store>) {
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &Value| v.get("heartbeat").is_none())
         .collect();
-    let offsets: Vec<u64> = lines
-        .iter()
-        .filter_map(|l| l["offset"].as_u64())
-        .collect();
+    let offsets: Vec<u64> = lines.iter().filter_map(|l| l["offset"].as_u64()).collect();
     assert_eq!(offsets, vec![0, 1, 2, 3, 4], "{text}");
-    assert_eq!(lines.last().unwrap()["end"]["status"], "completed", "{text}");
+    assert_eq!(
+        lines.last().unwrap()["end"]["status"],
+        "completed",
+        "{text}"
+    );
 
     // SSE on a paced stream: read six items, drop the connection, resume.
     let id = start(
@@ -465,10 +467,7 @@ async fn live_ndjson_and_sse(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let rest = read_events(resp, |e| e.last().is_some_and(|e| e.event != "item")).await;
-    let ids: Vec<&str> = rest
-        .iter()
-        .filter_map(|e| e.id.as_deref())
-        .collect();
+    let ids: Vec<&str> = rest.iter().filter_map(|e| e.id.as_deref()).collect();
     assert_eq!(ids, ["6", "7", "8", "9", "10", "11"], "{rest:?}");
     let end = rest.last().unwrap();
     assert_eq!(end.event, "end");

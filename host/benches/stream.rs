@@ -1,0 +1,255 @@
+//! Output stream benchmarks of `reprise serve` (a separate process, so its
+//! RSS can be read from /proc), read with `reprise-client` over loopback:
+//!
+//! - items/s end to end (from the start of the producer to the client
+//!   holding the last item) for 100 B and 64 KiB items, batch sizes 1, 16
+//!   and 256, next to the bytes/s that makes;
+//! - latency from emit to client, p50/p99: a producer that emits every
+//!   5 ms (a live stream, the client waiting in a long poll), measured
+//!   from the emit's journal timestamp (ms resolution) to arrival;
+//! - a slow consumer: 20,000 items through a window of 100 read at about
+//!   1,000 items/s, the server's RSS sampled as it goes (it stays flat: a
+//!   suspended producer holds no instance).
+//!
+//! Each on the embedded file store (fsync per journal write) and on Redis
+//! (a private `redis-server` over loopback TCP, AOF `appendfsync always`),
+//! with the time of one raw Redis `PING` round trip as the yardstick.
+//!
+//! `cargo bench -p reprise-host --bench stream [embedded|redis]`
+//! (`BENCH_ITEMS` overrides 2,000 small items; 64 KiB runs use a tenth).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reprise_client::{Client, Start, StreamOptions};
+use reprise_tests::process::{ServeProcess, usage};
+use serde_json::{Value, json};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn serve(redis: Option<&str>) -> ServeProcess {
+    let config = match redis {
+        Some(url) => format!("redis = \"{url}\"\n"),
+        None => String::new(),
+    };
+    ServeProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_reprise")),
+        &config,
+        &[("RUST_LOG", "error")],
+    )
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1e3
+}
+
+/// Starts a producer and reads it to the end; returns the wall time.
+async fn produce_and_read(client: &Client, n: usize, size: usize, batch: usize) -> Duration {
+    let t = Instant::now();
+    let exec = client
+        .start(
+            "producer",
+            &json!({"n": n, "size": size}),
+            Start::stream().window(1000),
+        )
+        .await
+        .unwrap();
+    let mut items = client.stream_with::<Value>(
+        &exec.id,
+        StreamOptions {
+            batch,
+            ..Default::default()
+        },
+    );
+    let mut got = 0;
+    while let Some(item) = items.next().await {
+        item.unwrap();
+        got += 1;
+    }
+    assert_eq!(got, n);
+    t.elapsed()
+}
+
+/// Emit times of an execution's items, from its journal (ms).
+async fn emit_times(http: &reqwest::Client, url: &str, id: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Value = http
+            .get(format!(
+                "{url}/v1/executions/{id}/journal?after={after}&limit=1000"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        if entries.is_empty() {
+            return out;
+        }
+        for e in entries {
+            if e["kind"] == "emit" {
+                out.push(e["at_ms"].as_f64().unwrap());
+            }
+            after = e["index"].as_u64().unwrap() + 1;
+        }
+    }
+}
+
+async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
+    let host = serve(redis);
+    let pid = host.pid();
+    let client = Client::new(&host.url);
+    let http = reqwest::Client::new();
+    let wasm = reprise_tests::guests_dir().join("producer.wasm");
+    client
+        .deploy("producer", std::fs::read(wasm).unwrap())
+        .await
+        .unwrap();
+    let small = env_or("BENCH_ITEMS", 2000);
+    // Warm up: the compiled component, connections.
+    produce_and_read(&client, 50, 100, 16).await;
+    if let Some(p) = ping {
+        println!(
+            "{label:<9} (one raw Redis PING round trip: {:.3} ms)",
+            p.as_secs_f64() * 1e3
+        );
+    }
+    for (size, n) in [(100, small), (64 << 10, small / 10)] {
+        for batch in [1, 16, 256] {
+            let wall = produce_and_read(&client, n, size, batch)
+                .await
+                .as_secs_f64();
+            println!(
+                "{label:<9} {n:>6} items of {:>5} B, batch {batch:>3}: {:>8.0} items/s  {:>7.1} MiB/s",
+                size,
+                n as f64 / wall,
+                (n * size) as f64 / wall / (1 << 20) as f64,
+            );
+        }
+    }
+
+    // Latency: a live stream, one item every 5 ms.
+    let n = 300;
+    let exec = client
+        .start(
+            "producer",
+            &json!({"n": n, "size": 100, "sleep_ms": 5}),
+            Start::stream(),
+        )
+        .await
+        .unwrap();
+    let mut items = client.stream_with::<Value>(
+        &exec.id,
+        StreamOptions {
+            batch: 16,
+            ..Default::default()
+        },
+    );
+    let mut arrived = Vec::with_capacity(n);
+    while let Some(item) = items.next().await {
+        item.unwrap();
+        arrived.push(now_ms());
+    }
+    let emitted = emit_times(&http, &host.url, &exec.id).await;
+    assert_eq!(emitted.len(), arrived.len());
+    let mut lat: Vec<f64> = arrived
+        .iter()
+        .zip(&emitted)
+        .map(|(a, e)| (a - e).max(0.0))
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{label:<9} emit to client, one item per 5 ms: p50 {:.2} ms  p99 {:.2} ms (journal time has ms resolution)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+    );
+
+    // A slow consumer: RSS while 20,000 items go through a window of 100.
+    let n = 20_000;
+    let exec = client
+        .start(
+            "producer",
+            &json!({"n": n, "size": 100}),
+            Start::stream().window(100),
+        )
+        .await
+        .unwrap();
+    let mut items = client.stream_with::<Value>(
+        &exec.id,
+        StreamOptions {
+            batch: 50,
+            ..Default::default()
+        },
+    );
+    let mut samples = Vec::new();
+    let mut got = 0;
+    let t = Instant::now();
+    while let Some(item) = items.next().await {
+        item.unwrap();
+        got += 1;
+        if got % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if got % (n / 5) == 0 {
+            samples.push(usage(pid).1 as f64 / (1 << 20) as f64);
+        }
+    }
+    assert_eq!(got, n);
+    let exec = client.status(&exec.id).await.unwrap();
+    println!(
+        "{label:<9} slow consumer, {n} items, window 100, {:.0} items/s: {} invocations; server RSS at 20/40/60/80/100%: {} MiB",
+        n as f64 / t.elapsed().as_secs_f64(),
+        exec.invocations,
+        samples
+            .iter()
+            .map(|m| format!("{m:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |label: &str| filter.is_empty() || filter.iter().any(|f| label.contains(f));
+    println!("reprise serve over loopback HTTP, read with reprise-client; one machine");
+    if wanted("embedded") {
+        scenario("embedded", None, None).await;
+    }
+    if wanted("redis") {
+        let (_server, url) = reprise_tests::redis::RedisServer::start_tcp(&[]);
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut pings = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+            pings.push(t.elapsed());
+        }
+        pings.sort();
+        scenario("redis", Some(&url), Some(pings[100])).await;
+    }
+}
