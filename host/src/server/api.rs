@@ -934,6 +934,9 @@ struct LiveRead {
     max: usize,
     session: Option<String>,
     ready: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// The handler has just touched the session: no need before the first
+    /// batch.
+    fresh: bool,
     done: bool,
 }
 
@@ -966,10 +969,10 @@ fn live_pieces(
         max,
         session,
         ready: Default::default(),
+        fresh: true,
         done: false,
     };
     futures_util::stream::unfold(read, |mut r| async move {
-        let mut first = true;
         loop {
             if r.done {
                 return None;
@@ -978,8 +981,10 @@ fn live_pieces(
                 r.after = Some(offset);
                 return Some((Piece::Item(offset, item), r));
             }
+            // What went out is read; and a heartbeat keeps the session
+            // alive while nothing happens.
             if let Some(s) = &r.session
-                && !first
+                && !r.fresh
             {
                 match r.state.runtime.touch_session(&r.id, s, r.after).await {
                     Ok(_) => {}
@@ -987,7 +992,7 @@ fn live_pieces(
                     Err(e) => tracing::debug!(execution = %r.id, "cannot touch the session: {e}"),
                 }
             }
-            first = false;
+            r.fresh = false;
             let Ok(record) = r.state.runtime.status(&r.id).await else {
                 return None;
             };
