@@ -96,6 +96,38 @@ pub enum EntryKind {
         /// Size of the result in bytes.
         result_len: u64,
     },
+    /// An item was emitted; the item itself is in the output stream. Stores
+    /// write this form for [`EntryKind::Emit`] (hosts always append
+    /// `Emit`): an item is kept once, and loading a journal to replay it
+    /// does not read the items back.
+    Emitted {
+        /// sha256 of the item.
+        item_digest: Digest,
+        /// Size of the item in bytes.
+        item_len: u64,
+    },
+}
+
+impl Entry {
+    /// What a store writes for this entry: an [`EntryKind::Emit`] becomes
+    /// [`EntryKind::Emitted`] plus the item, which goes to the output
+    /// stream in the same write; any other entry is written as it is.
+    pub fn split_item(&self) -> (std::borrow::Cow<'_, Entry>, Option<&[u8]>) {
+        match &self.kind {
+            EntryKind::Emit { item } => (
+                std::borrow::Cow::Owned(Entry {
+                    at_ms: self.at_ms,
+                    duration_us: self.duration_us,
+                    kind: EntryKind::Emitted {
+                        item_digest: Digest::of(item),
+                        item_len: item.len() as u64,
+                    },
+                }),
+                Some(item.as_slice()),
+            ),
+            _ => (std::borrow::Cow::Borrowed(self), None),
+        }
+    }
 }
 
 /// A tool error as recorded in the journal: a value the workflow sees.
@@ -198,7 +230,9 @@ impl EntryKind {
             EntryKind::Signal { name, seq, .. } => format!("{name} (#{seq})"),
             EntryKind::Now { value } => value.to_string(),
             EntryKind::Random { value } => value.to_string(),
-            EntryKind::Emit { .. } | EntryKind::Checkpoint => String::new(),
+            EntryKind::Emit { .. } | EntryKind::Emitted { .. } | EntryKind::Checkpoint => {
+                String::new()
+            }
         }
     }
 
@@ -227,6 +261,9 @@ impl EntryKind {
             EntryKind::Signal { name, .. } => Call::Signal { name: name.clone() },
             EntryKind::Emit { item } => Call::Emit {
                 item_digest: Digest::of(item),
+            },
+            EntryKind::Emitted { item_digest, .. } => Call::Emit {
+                item_digest: *item_digest,
             },
             EntryKind::Checkpoint => Call::Checkpoint,
             EntryKind::Now { .. } => Call::Now,
@@ -264,6 +301,9 @@ impl EntryKind {
             (EntryKind::Emit { item }, Call::Emit { item_digest }) => {
                 Digest::of(item) == *item_digest
             }
+            (EntryKind::Emitted { item_digest, .. }, Call::Emit { item_digest: d }) => {
+                item_digest == d
+            }
             (EntryKind::Checkpoint, Call::Checkpoint)
             | (EntryKind::Now { .. }, Call::Now)
             | (EntryKind::Random { .. }, Call::Random) => true,
@@ -277,7 +317,7 @@ impl EntryKind {
             EntryKind::Tool { .. } | EntryKind::ToolStored { .. } => "tool",
             EntryKind::Sleep { .. } => "sleep",
             EntryKind::Signal { .. } => "signal",
-            EntryKind::Emit { .. } => "emit",
+            EntryKind::Emit { .. } | EntryKind::Emitted { .. } => "emit",
             EntryKind::Checkpoint => "checkpoint",
             EntryKind::Now { .. } => "now",
             EntryKind::Random { .. } => "random",
@@ -294,6 +334,7 @@ impl EntryKind {
             EntryKind::ToolStored { result_len, .. } => *result_len as usize,
             EntryKind::Signal { payload, .. } => payload.len(),
             EntryKind::Emit { item } => item.len(),
+            EntryKind::Emitted { item_len, .. } => *item_len as usize,
             EntryKind::Now { .. } | EntryKind::Random { .. } => 8,
             EntryKind::Sleep { .. } | EntryKind::Checkpoint => 0,
         }
@@ -357,6 +398,14 @@ mod tests {
                 payload: vec![],
             },
             EntryKind::Emit { item: vec![7] },
+            EntryKind::Emitted {
+                item_digest: Digest::of(&[7]),
+                item_len: 1,
+            },
+            EntryKind::Emitted {
+                item_digest: Digest::of(&[8]),
+                item_len: 1,
+            },
             EntryKind::Checkpoint,
             EntryKind::Now { value: 1 },
             EntryKind::Random { value: 2 },

@@ -27,7 +27,7 @@ use crate::execution::{
     ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
 };
 use crate::ids::{Digest, ExecutionId};
-use crate::journal::{Entry, EntryKind};
+use crate::journal::Entry;
 use crate::persist::{decode, encode};
 
 const COMPONENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("components");
@@ -564,11 +564,9 @@ impl Store for EmbeddedStore {
         index: u64,
         entry: &Entry,
     ) -> Result<(), StoreError> {
-        let (id, lease, bytes) = (id.clone(), lease.clone(), encode(entry));
-        let item = match &entry.kind {
-            EntryKind::Emit { item } => Some(item.clone()),
-            _ => None,
-        };
+        let (written, item) = entry.split_item();
+        let (id, lease, bytes) = (id.clone(), lease.clone(), encode(written.as_ref()));
+        let item = item.map(<[u8]>::to_vec);
         self.run(move |db, d| {
             write(db, d, |tx| {
                 with_leased(tx, &id, &lease, |rec| {

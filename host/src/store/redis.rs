@@ -1320,13 +1320,15 @@ impl Store for RedisStore {
             .key(self.key("i", id))
             .arg(lease.token)
             .arg(index);
+        // An emitted item goes to the output stream, in the same script;
+        // the journal records its digest.
+        let (written, item) = entry.split_item();
         match &stored {
             Some((digest, bytes)) => inv.arg(bytes.as_slice()).arg(digest.to_hex()),
-            None => inv.arg(encode(entry)).arg(""),
+            None => inv.arg(encode(written.as_ref())).arg(""),
         };
-        // An emitted item also goes to the output stream, in the same script.
-        if let EntryKind::Emit { item } = &entry.kind {
-            inv.arg(item.as_slice());
+        if let Some(item) = item {
+            inv.arg(item);
         }
         let result = match inv.invoke_async::<Value>(&mut self.conn()).await {
             Ok(v) => Reply::new(v, "append")

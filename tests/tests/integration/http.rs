@@ -785,6 +785,9 @@ async fn openapi_matches_routes() {
         ("DELETE", "/v1/executions/{id}"),
         ("GET", "/v1/executions/{id}/journal"),
         ("GET", "/v1/executions/{id}/items"),
+        ("POST", "/v1/executions/{id}/sessions"),
+        ("GET", "/v1/executions/{id}/sessions"),
+        ("DELETE", "/v1/executions/{id}/sessions/{session}"),
         ("POST", "/v1/executions/{id}/signals/{name}"),
     ]
     .into_iter()
@@ -793,7 +796,10 @@ async fn openapi_matches_routes() {
     assert_eq!(documented, expected);
     // Every documented operation is served: no "no route" and no 405.
     for (method, path) in &documented {
-        let concrete = path.replace("{name}", "x").replace("{id}", "x");
+        let concrete = path
+            .replace("{name}", "x")
+            .replace("{id}", "x")
+            .replace("{session}", "x");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let r = s
             .send(

@@ -625,3 +625,68 @@ async fn hosts_announce_ended_invocations() {
         .expect("the cancel was not announced");
     assert_eq!(next.unwrap().get_payload::<String>().unwrap(), "announced");
 }
+
+/// A paced stream across hosts: the producer runs on whichever host takes
+/// its messages, the consumer reads through another. Reads there wake the
+/// suspended producer through the queue, and its window timer sits in the
+/// shared timer set; every item arrives once, in order, and the window
+/// holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_stream_across_hosts() {
+    use reprise_host::{OnAbandon, StreamPolicy};
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let paced = |name: &str| {
+        let mut c = config(name);
+        // Suspend as soon as the window is full: every read resumes it.
+        c.stream.hold = Duration::ZERO;
+        c
+    };
+    let a = host(&server, counting_tools(&calls), paced("a"), options()).await;
+    let b = host(&server, counting_tools(&calls), paced("b"), options()).await;
+    deploy(&a, "producer").await;
+    let id = ExecutionId::new("paced").unwrap();
+    let window = 5;
+    a.start_with(
+        "producer",
+        encode(&json!({"n": 60})),
+        Some(id.clone()),
+        Some(StreamPolicy {
+            window,
+            on_abandon: OnAbandon::Cancel,
+        }),
+    )
+    .await
+    .unwrap();
+    let mut after: Option<u64> = None;
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            b.touch_session(&id, "reader", after).await.unwrap();
+            let page = b.items(&id, after, 3).await.unwrap();
+            let read = after.map_or(0, |x| x + 1);
+            assert!(
+                page.count <= read + window,
+                "{} emitted, {read} read",
+                page.count
+            );
+            for (offset, _) in &page.items {
+                seen.push(*offset);
+                after = Some(*offset);
+            }
+            if page.items.is_empty() {
+                if b.status(&id).await.unwrap().status.is_terminal() && read >= page.count {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+    .await
+    .expect("the stream ends within 60 s");
+    assert_eq!(seen, (0..60).collect::<Vec<_>>());
+    let done = ended(&b, "paced").await;
+    assert_eq!(done.status, Status::Completed);
+    assert!(done.invocations > 1, "it was suspended and resumed");
+    drained(&queue(&server).await).await;
+}

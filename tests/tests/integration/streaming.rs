@@ -476,6 +476,25 @@ async fn live_ndjson_and_sse(store: Arc<dyn Store>) {
         "completed"
     );
 
+    // A live reader keeps its session alive through a quiet spell longer
+    // than the session TTL (the producer sleeps 2.5 s between items):
+    // the producer is not cancelled.
+    let id = start(
+        &s,
+        json!({"input": {"n": 2, "sleep_ms": 2500}, "stream": {"window": 1}}),
+    )
+    .await;
+    let resp = s
+        .http
+        .get(s.url(&format!("/v1/executions/{id}/items")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let events = read_events(resp, |_| false).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["item", "item", "end"], "{events:?}");
+
     // A failure: every item, then a typed error event.
     let id = start(&s, json!({"input": {"n": 3, "fail": true}})).await;
     let resp = s
@@ -543,6 +562,37 @@ async fn rust_client(store: Arc<dyn Store>) {
     match &got[3] {
         Err(Error::Failed { kind, .. }) => assert_eq!(kind, "workflow-error"),
         other => panic!("expected the failure, got {other:?}"),
+    }
+
+    // The typed calls: deploy, status, signal, cancel, and the host's
+    // problems as errors.
+    let d = client
+        .deploy("producer-2", guest("producer"))
+        .await
+        .unwrap();
+    assert_eq!((d.name.as_str(), d.version), ("producer-2", 1));
+    let exec = client
+        .start(
+            "producer-2",
+            &json!({"n": 5, "sleep_ms": 60000}),
+            Start::default().id("c-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(exec.id, "c-1");
+    client
+        .signal("c-1", "ignored", &json!({"a": 1}))
+        .await
+        .unwrap();
+    let cancelled = client.cancel("c-1").await.unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(client.status("c-1").await.unwrap().status, "cancelled");
+    match client.status("nope").await {
+        Err(Error::Api { status, kind, .. }) => {
+            assert_eq!(status, 404);
+            assert!(kind.ends_with("execution-not-found"), "{kind}");
+        }
+        other => panic!("expected a 404, got {other:?}"),
     }
 
     // Dropping the stream closes its session: the producer is cancelled.
