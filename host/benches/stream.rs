@@ -7,9 +7,11 @@
 //! - latency from emit to client, p50/p99: a producer that emits every
 //!   5 ms (a live stream, the client waiting in a long poll), measured
 //!   from the emit's journal timestamp (ms resolution) to arrival;
-//! - a slow consumer: 20,000 items through a window of 100 read at about
-//!   1,000 items/s, the server's RSS sampled as it goes (it stays flat: a
-//!   suspended producer holds no instance).
+//! - a slow consumer: 10,000 items through a window of 100 read at about
+//!   500 items/s (the producer alone goes ~4x faster), on a host whose
+//!   producers hold their instance only 10 ms when the window is full, so
+//!   the producer is suspended and resumed again and again; the server's
+//!   RSS sampled as it goes.
 //!
 //! Each on the embedded file store (fsync per journal write) and on Redis
 //! (a private `redis-server` over loopback TCP, AOF `appendfsync always`),
@@ -33,11 +35,12 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn serve(redis: Option<&str>) -> ServeProcess {
-    let config = match redis {
+fn serve(redis: Option<&str>, extra: &str) -> ServeProcess {
+    let mut config = match redis {
         Some(url) => format!("redis = \"{url}\"\n"),
         None => String::new(),
     };
+    config.push_str(extra);
     ServeProcess::spawn(
         Path::new(env!("CARGO_BIN_EXE_reprise")),
         &config,
@@ -113,8 +116,7 @@ async fn emit_times(http: &reqwest::Client, url: &str, id: &str) -> Vec<f64> {
 }
 
 async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
-    let host = serve(redis);
-    let pid = host.pid();
+    let host = serve(redis, "");
     let client = Client::new(&host.url);
     let http = reqwest::Client::new();
     let wasm = reprise_tests::guests_dir().join("producer.wasm");
@@ -181,8 +183,17 @@ async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
         percentile(&lat, 0.99),
     );
 
-    // A slow consumer: RSS while 20,000 items go through a window of 100.
-    let n = 20_000;
+    // A slow consumer: RSS while 10,000 items go through a window of 100.
+    drop(host);
+    let host = serve(redis, "[stream]\nhold = \"10ms\"\n");
+    let pid = host.pid();
+    let client = Client::new(&host.url);
+    let wasm = reprise_tests::guests_dir().join("producer.wasm");
+    client
+        .deploy("producer", std::fs::read(wasm).unwrap())
+        .await
+        .unwrap();
+    let n = 10_000;
     let exec = client
         .start(
             "producer",
@@ -205,7 +216,7 @@ async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
         item.unwrap();
         got += 1;
         if got % 50 == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if got % (n / 5) == 0 {
             samples.push(usage(pid).1 as f64 / (1 << 20) as f64);
