@@ -231,6 +231,16 @@ fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError
     Ok(())
 }
 
+fn read_session(
+    t: &redb::Table<(&str, &str), &[u8]>,
+    key: (&str, &str),
+) -> Result<Option<ConsumerSession>, StoreError> {
+    t.get(key)
+        .map_err(db_err)?
+        .map(|v| decode(v.value()))
+        .transpose()
+}
+
 fn check_lease(rec: &ExecutionRecord, lease: &Lease) -> Result<(), StoreError> {
     match &rec.lease {
         Some(l) if l.token == lease.token && l.expires_at_ms > now_ms() => Ok(()),
@@ -768,12 +778,7 @@ impl Store for EmbeddedStore {
                 read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
                 let mut t = tx.open_table(SESSIONS).map_err(db_err)?;
                 let key = (id.as_str(), session.as_str());
-                let found: Option<ConsumerSession> = t
-                    .get(key)
-                    .map_err(db_err)?
-                    .map(|v| decode(v.value()))
-                    .transpose()?;
-                let mut s = found.unwrap_or(ConsumerSession {
+                let mut s = read_session(&t, key)?.unwrap_or(ConsumerSession {
                     id: session.clone(),
                     acked: None,
                     last_access_ms: 0,
@@ -801,12 +806,9 @@ impl Store for EmbeddedStore {
                 read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
                 let mut t = tx.open_table(SESSIONS).map_err(db_err)?;
                 let key = (id.as_str(), session.as_str());
-                let found: Option<ConsumerSession> = t
-                    .get(key)
-                    .map_err(db_err)?
-                    .map(|v| decode(v.value()))
-                    .transpose()?;
-                let Some(mut s) = found else { return Ok(None) };
+                let Some(mut s) = read_session(&t, key)? else {
+                    return Ok(None);
+                };
                 s.closed = true;
                 s.last_access_ms = now_ms();
                 t.insert(key, encode(&s).as_slice()).map_err(db_err)?;

@@ -658,6 +658,12 @@ async fn a_paced_stream_across_hosts() {
     )
     .await
     .unwrap();
+    // Before any consumer, the producer fills the window and waits; the
+    // first read, on the other host, wakes it through the queue.
+    wait_for(&b, "paced", |r| {
+        r.status == Status::Suspended && matches!(r.wait, Some(Wait::Consumers { .. }))
+    })
+    .await;
     let mut after: Option<u64> = None;
     let mut seen = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), async {

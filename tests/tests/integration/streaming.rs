@@ -397,6 +397,18 @@ async fn read_events(resp: reqwest::Response, stop: impl Fn(&[Event]) -> bool) -
     events
 }
 
+/// Every event of an execution's stream, read as SSE from the start.
+async fn all_events(s: &TestServer, id: &str) -> Vec<Event> {
+    let resp = s
+        .http
+        .get(s.url(&format!("/v1/executions/{id}/items")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    read_events(resp, |_| false).await
+}
+
 /// NDJSON to the end; SSE read in part, dropped, and resumed with
 /// `Last-Event-ID` exactly after the last item seen; a failed workflow's
 /// SSE ends with a typed error event after all its items.
@@ -484,27 +496,13 @@ async fn live_ndjson_and_sse(store: Arc<dyn Store>) {
         json!({"input": {"n": 2, "sleep_ms": 2500}, "stream": {"window": 1}}),
     )
     .await;
-    let resp = s
-        .http
-        .get(s.url(&format!("/v1/executions/{id}/items")))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    let events = read_events(resp, |_| false).await;
+    let events = all_events(&s, &id).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds, ["item", "item", "end"], "{events:?}");
 
     // A failure: every item, then a typed error event.
     let id = start(&s, json!({"input": {"n": 3, "fail": true}})).await;
-    let resp = s
-        .http
-        .get(s.url(&format!("/v1/executions/{id}/items")))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    let events = read_events(resp, |_| false).await;
+    let events = all_events(&s, &id).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds, ["item", "item", "item", "error"], "{events:?}");
     let error: Value = serde_json::from_str(&events[3].data).unwrap();
