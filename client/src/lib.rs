@@ -157,6 +157,9 @@ pub struct StreamStart {
     /// What happens when every consumer left (default: cancel).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_abandon: Option<OnAbandon>,
+    /// Bound the window in bytes of items too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_bytes: Option<u64>,
 }
 
 impl Start {
@@ -177,6 +180,14 @@ impl Start {
     /// Sets the stream window (makes this a streaming start).
     pub fn window(mut self, window: u64) -> Self {
         self.stream.get_or_insert_with(Default::default).window = Some(window);
+        self
+    }
+
+    /// Bounds the window in bytes too (makes this a streaming start).
+    pub fn window_bytes(mut self, bytes: u64) -> Self {
+        self.stream
+            .get_or_insert_with(Default::default)
+            .window_bytes = Some(bytes);
         self
     }
 

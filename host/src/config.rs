@@ -42,6 +42,8 @@ pub struct StreamConfig {
     /// The window of a stream whose start does not choose one: most items
     /// emitted beyond what every live consumer has read.
     pub window: u64,
+    /// The byte window of a stream whose start does not choose one, if any.
+    pub window_bytes: Option<u64>,
     /// A consumer session that has not read (or said it is there) for this
     /// long has left.
     pub session_ttl: Duration,
@@ -56,6 +58,7 @@ impl Default for StreamConfig {
     fn default() -> Self {
         Self {
             window: 1000,
+            window_bytes: None,
             session_ttl: Duration::from_secs(30),
             hold: Duration::from_secs(1),
         }

@@ -82,6 +82,8 @@ pub enum Wait {
     Consumers {
         /// When to look again, ms since the Unix epoch, if any session is live.
         wake_at_ms: Option<u64>,
+        /// Size of the item waiting to be emitted (for a byte window).
+        item_len: u64,
     },
 }
 
@@ -90,7 +92,7 @@ impl Wait {
     pub fn wake_at_ms(&self) -> Option<u64> {
         match self {
             Wait::Timer { wake_at_ms } => Some(*wake_at_ms),
-            Wait::Consumers { wake_at_ms } => *wake_at_ms,
+            Wait::Consumers { wake_at_ms, .. } => *wake_at_ms,
             Wait::Ready | Wait::Signal { .. } => None,
         }
     }
@@ -128,6 +130,11 @@ pub struct StreamPolicy {
     pub window: u64,
     /// What to do once every consumer has left.
     pub on_abandon: OnAbandon,
+    /// Most bytes of items emitted beyond what every live consumer has
+    /// read, if the window is bounded in bytes too. An item larger than
+    /// this still goes out when nothing is unread.
+    #[serde(default)]
+    pub window_bytes: Option<u64>,
 }
 
 impl fmt::Display for Wait {

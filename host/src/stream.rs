@@ -15,10 +15,14 @@ use crate::execution::{ConsumerSession, OnAbandon, StreamPolicy};
 /// Whether an execution may emit its next item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Window {
-    /// Items with offsets below `until` fit.
+    /// Items with offsets below `until` fit the item window; `low` is the
+    /// first offset some live consumer has not read (what a byte window
+    /// counts from).
     Open {
         /// First offset that does not fit.
         until: u64,
+        /// Lowest unread offset.
+        low: u64,
     },
     /// No room: wait for a consumer. Look again at `wake_at_ms` (when the
     /// first live session would expire), if any consumer is live.
@@ -31,7 +35,9 @@ pub enum Window {
 }
 
 /// Where the window of an execution stands when its next item would have
-/// offset `next` (= items emitted so far), given its consumer `sessions`.
+/// offset `next` (= items emitted so far) and `len` bytes, given its
+/// consumer `sessions`; `unread_bytes(low)` is the size of the items from
+/// offset `low` on (only asked for a byte window).
 ///
 /// Before any consumer comes, the window counts from offset 0, so a
 /// producer started ahead of its consumer waits for it. Once consumers
@@ -39,7 +45,8 @@ pub enum Window {
 pub fn window(
     policy: &StreamPolicy,
     sessions: &[ConsumerSession],
-    next: u64,
+    (next, len): (u64, u64),
+    unread_bytes: impl Fn(u64) -> u64,
     session_ttl_ms: u64,
     now_ms: u64,
 ) -> Window {
@@ -52,6 +59,7 @@ pub fn window(
             OnAbandon::Cancel => Window::Abandoned,
             OnAbandon::Continue => Window::Open {
                 until: next.saturating_add(policy.window.max(1)),
+                low: next,
             },
         };
     }
@@ -61,8 +69,8 @@ pub fn window(
         .min()
         .unwrap_or(0);
     let until = low.saturating_add(policy.window);
-    if next < until {
-        Window::Open { until }
+    if next < until && fits_bytes(policy, unread_bytes(low), len) {
+        Window::Open { until, low }
     } else {
         Window::Full {
             wake_at_ms: live
@@ -71,6 +79,14 @@ pub fn window(
                 .min(),
         }
     }
+}
+
+/// Whether an item of `len` bytes fits the byte window (if any) with
+/// `unread` bytes not yet read. Something always fits an empty window.
+pub fn fits_bytes(policy: &StreamPolicy, unread: u64, len: u64) -> bool {
+    policy
+        .window_bytes
+        .is_none_or(|max| unread == 0 || unread.saturating_add(len) <= max)
 }
 
 #[cfg(test)]
@@ -89,7 +105,13 @@ mod tests {
     const CANCEL: StreamPolicy = StreamPolicy {
         window: 10,
         on_abandon: OnAbandon::Cancel,
+        window_bytes: None,
     };
+
+    /// `window` for items of 1 byte, without a byte window.
+    fn look(policy: &StreamPolicy, s: &[ConsumerSession], next: u64, ttl: u64, now: u64) -> Window {
+        window(policy, s, (next, 1), |_| 0, ttl, now)
+    }
 
     #[test]
     fn counts_from_the_slowest_live_consumer() {
@@ -99,11 +121,11 @@ mod tests {
         // Slow has read 0..=4: offsets 5..15 fit.
         let s = [fast.clone(), slow.clone()];
         assert_eq!(
-            window(&CANCEL, &s, 14, 100, now),
-            Window::Open { until: 15 }
+            look(&CANCEL, &s, 14, 100, now),
+            Window::Open { until: 15, low: 5 }
         );
         assert_eq!(
-            window(&CANCEL, &s, 15, 100, now),
+            look(&CANCEL, &s, 15, 100, now),
             Window::Full {
                 wake_at_ms: Some(1_100)
             }
@@ -112,25 +134,57 @@ mod tests {
         let later = now + 100;
         let fresh = session("a", Some(50), later, false);
         assert_eq!(
-            window(&CANCEL, &[fresh, slow], 15, 100, later),
-            Window::Open { until: 61 }
+            look(&CANCEL, &[fresh, slow], 15, 100, later),
+            Window::Open { until: 61, low: 51 }
         );
     }
 
     #[test]
     fn before_any_consumer_the_window_counts_from_zero() {
-        assert_eq!(window(&CANCEL, &[], 9, 100, 0), Window::Open { until: 10 });
         assert_eq!(
-            window(&CANCEL, &[], 10, 100, 0),
+            look(&CANCEL, &[], 9, 100, 0),
+            Window::Open { until: 10, low: 0 }
+        );
+        assert_eq!(
+            look(&CANCEL, &[], 10, 100, 0),
             Window::Full { wake_at_ms: None }
         );
         // A consumer that has read nothing yet holds it at zero too.
         let s = [session("a", None, 0, false)];
         assert_eq!(
-            window(&CANCEL, &s, 10, 100, 0),
+            look(&CANCEL, &s, 10, 100, 0),
             Window::Full {
                 wake_at_ms: Some(100)
             }
+        );
+    }
+
+    #[test]
+    fn a_byte_window_bounds_what_is_unread() {
+        let policy = StreamPolicy {
+            window_bytes: Some(100),
+            ..CANCEL
+        };
+        let s = [session("a", Some(1), 0, false)];
+        // Offsets 2.. are unread: 60 bytes of them.
+        let unread = |low: u64| {
+            assert_eq!(low, 2);
+            60
+        };
+        assert_eq!(
+            window(&policy, &s, (5, 40), unread, 100, 0),
+            Window::Open { until: 12, low: 2 }
+        );
+        assert_eq!(
+            window(&policy, &s, (5, 41), unread, 100, 0),
+            Window::Full {
+                wake_at_ms: Some(100)
+            }
+        );
+        // Nothing unread: even an item larger than the window goes.
+        assert_eq!(
+            window(&policy, &s, (2, 500), |_| 0, 100, 0),
+            Window::Open { until: 12, low: 2 }
         );
     }
 
@@ -140,14 +194,17 @@ mod tests {
             session("a", Some(3), 0, true),
             session("b", Some(3), 0, false),
         ];
-        assert_eq!(window(&CANCEL, &gone, 5, 100, 500), Window::Abandoned);
+        assert_eq!(look(&CANCEL, &gone, 5, 100, 500), Window::Abandoned);
         let cont = StreamPolicy {
             on_abandon: OnAbandon::Continue,
             ..CANCEL
         };
         assert_eq!(
-            window(&cont, &gone, 500, 100, 500),
-            Window::Open { until: 510 }
+            look(&cont, &gone, 500, 100, 500),
+            Window::Open {
+                until: 510,
+                low: 500
+            }
         );
     }
 }

@@ -55,6 +55,7 @@ pub async fn consumer_sessions(store: Arc<dyn Store>) {
     let policy = StreamPolicy {
         window: 7,
         on_abandon: OnAbandon::Continue,
+        window_bytes: Some(4096),
     };
     rec.stream = Some(policy);
     store.create_execution(&rec).await.unwrap();

@@ -179,6 +179,11 @@ struct Steps {
     window_until: u64,
     /// When the consumer sessions were last read, ms since the Unix epoch.
     window_seen_ms: u64,
+    /// For a byte window: sizes of the items from offset `unread_base` on
+    /// (those not known to be read by every consumer), and their sum.
+    unread: std::collections::VecDeque<u64>,
+    unread_base: u64,
+    unread_bytes: u64,
     replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
@@ -282,12 +287,15 @@ impl Steps {
     /// consumers, or cancelled if they all left) otherwise. The sessions
     /// are read again when the item would not fit as last seen, and every
     /// quarter of the session TTL, so consumers that leave are noticed.
-    async fn make_room(&mut self, policy: StreamPolicy) -> wasmtime::Result<()> {
+    async fn make_room(&mut self, policy: StreamPolicy, len: u64) -> wasmtime::Result<()> {
         let ttl_ms = self.stream.session_ttl.as_millis() as u64;
         let hold_until = Instant::now() + self.stream.hold;
         loop {
             let now = now_ms();
-            if self.emitted < self.window_until && now < self.window_seen_ms + ttl_ms / 4 {
+            if self.emitted < self.window_until
+                && stream::fits_bytes(&policy, self.unread_bytes, len)
+                && now < self.window_seen_ms + ttl_ms / 4
+            {
                 return Ok(());
             }
             let sessions = match self.store.sessions(&self.id).await {
@@ -295,9 +303,18 @@ impl Steps {
                 Err(e) => return Err(self.stop(End::Store(e))),
             };
             self.window_seen_ms = now;
-            match stream::window(&policy, &sessions, self.emitted, ttl_ms, now) {
-                Window::Open { until } => {
+            let look = stream::window(
+                &policy,
+                &sessions,
+                (self.emitted, len),
+                |low| self.unread_from(low),
+                ttl_ms,
+                now,
+            );
+            match look {
+                Window::Open { until, low } => {
                     self.window_until = until;
+                    self.forget_read(low);
                     return Ok(());
                 }
                 Window::Abandoned => {
@@ -312,13 +329,45 @@ impl Steps {
                     let left = hold_until.saturating_duration_since(Instant::now());
                     if left.is_zero() || self.drain.load(Ordering::Relaxed) {
                         return Err(self.stop(End::Suspend {
-                            wait: Wait::Consumers { wake_at_ms },
+                            wait: Wait::Consumers {
+                                wake_at_ms,
+                                item_len: len,
+                            },
                             consumed: 0,
                         }));
                     }
                     let _ = tokio::time::timeout(left, self.reads.notified()).await;
                 }
             }
+        }
+    }
+}
+
+impl Steps {
+    /// Notes an item of `len` bytes at the end of the stream (for a byte
+    /// window).
+    fn note_item(&mut self, len: u64) {
+        if self.policy.is_some_and(|p| p.window_bytes.is_some()) {
+            self.unread.push_back(len);
+            self.unread_bytes += len;
+        }
+    }
+
+    /// Bytes of the items from offset `low` on.
+    fn unread_from(&self, low: u64) -> u64 {
+        let skip = low.saturating_sub(self.unread_base) as usize;
+        let read: u64 = self.unread.iter().take(skip).sum();
+        self.unread_bytes - read
+    }
+
+    /// Every consumer has read the items below `low`.
+    fn forget_read(&mut self, low: u64) {
+        while self.unread_base < low {
+            let Some(len) = self.unread.pop_front() else {
+                break;
+            };
+            self.unread_bytes -= len;
+            self.unread_base += 1;
         }
     }
 }
@@ -497,14 +546,16 @@ impl bindings::Host for InvocationState {
         let call = Call::Emit {
             item_digest: Digest::of(&item),
         };
+        let len = item.len() as u64;
         if s.replay(&call)?.is_none() {
             if let Some(policy) = s.policy {
-                s.make_room(policy).await?;
+                s.make_room(policy, len).await?;
             }
             s.record(EntryKind::Emit { item }, 0).await?;
             (s.on_emit)();
         }
         s.emitted += 1;
+        s.note_item(len);
         s.progress();
         Ok(())
     }
@@ -627,6 +678,9 @@ pub(crate) async fn run(
             emitted: 0,
             window_until: 0,
             window_seen_ms: 0,
+            unread: Default::default(),
+            unread_base: 0,
+            unread_bytes: 0,
             replay_done: None,
             started: now,
             new_steps: 0,

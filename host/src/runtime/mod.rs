@@ -664,44 +664,27 @@ impl Inner {
 
     /// A consumer read (or left): the producer of stream `id` may have room
     /// again. An invocation here waiting for room hears it at once; an
-    /// execution suspended for its consumers is woken (on any host).
+    /// execution suspended for its consumers is woken (on any host) if it
+    /// would find room.
     async fn window_moved(self: &Arc<Self>, id: &ExecutionId) {
         let local = self.reads.lock().expect("reads poisoned").get(id).cloned();
         if let Some(reads) = local {
             reads.notify_one();
             return;
         }
-        match self.store.get_execution(id).await {
-            Ok(rec)
-                if rec.status == Status::Suspended
-                    && matches!(rec.wait, Some(Wait::Consumers { .. })) =>
-            {
-                if let Err(e) = self.wake(id).await {
-                    tracing::warn!(execution = %id, "cannot wake the producer: {e}");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(execution = %id, "cannot look at the producer: {e}"),
-        }
+        self.wake_if_room(id).await;
     }
 
     /// After suspending `id` for its consumers: wakes it if a read came in
     /// between its last look at the window and the suspension.
     async fn recheck_window(self: &Arc<Self>, id: &ExecutionId) {
-        let look = async {
-            let rec = self.store.get_execution(id).await?;
-            let Some(policy) = rec.stream else {
-                return Ok(false);
-            };
-            let next = self.store.items(id, None, 0).await?.count;
-            let sessions = self.store.sessions(id).await?;
-            let ttl_ms = self.config.stream.session_ttl.as_millis() as u64;
-            Ok::<_, StoreError>(!matches!(
-                crate::stream::window(&policy, &sessions, next, ttl_ms, now_ms()),
-                crate::stream::Window::Full { .. }
-            ))
-        };
-        match look.await {
+        self.wake_if_room(id).await;
+    }
+
+    /// Wakes `id` if it is suspended for its consumers and its pending item
+    /// would now fit the window (or every consumer left).
+    async fn wake_if_room(self: &Arc<Self>, id: &ExecutionId) {
+        match self.room_for_producer(id).await {
             Ok(true) => {
                 if let Err(e) = self.wake(id).await {
                     tracing::warn!(execution = %id, "cannot wake the producer: {e}");
@@ -709,6 +692,43 @@ impl Inner {
             }
             Ok(false) => {}
             Err(e) => tracing::debug!(execution = %id, "cannot look at the window: {e}"),
+        }
+    }
+
+    async fn room_for_producer(&self, id: &ExecutionId) -> Result<bool, StoreError> {
+        use crate::stream::{Window, fits_bytes, window};
+        let rec = self.store.get_execution(id).await?;
+        let (Some(policy), Status::Suspended, Some(Wait::Consumers { item_len, .. })) =
+            (rec.stream, rec.status, rec.wait)
+        else {
+            return Ok(false);
+        };
+        let next = self.store.items(id, None, 0).await?.count;
+        let sessions = self.store.sessions(id).await?;
+        let ttl_ms = self.config.stream.session_ttl.as_millis() as u64;
+        // The byte window is checked below, from the store.
+        match window(
+            &policy,
+            &sessions,
+            (next, item_len),
+            |_| 0,
+            ttl_ms,
+            now_ms(),
+        ) {
+            Window::Full { .. } => Ok(false),
+            Window::Abandoned => Ok(true),
+            Window::Open { low, .. } if policy.window_bytes.is_some() => {
+                let unread: u64 = self
+                    .store
+                    .items(id, low.checked_sub(1), policy.window as usize)
+                    .await?
+                    .items
+                    .iter()
+                    .map(|(_, item)| item.len() as u64)
+                    .sum();
+                Ok(fits_bytes(&policy, unread, item_len))
+            }
+            Window::Open { .. } => Ok(true),
         }
     }
 

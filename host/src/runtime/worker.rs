@@ -344,6 +344,7 @@ impl Inner {
                     Wait::Timer { wake_at_ms }
                     | Wait::Consumers {
                         wake_at_ms: Some(wake_at_ms),
+                        ..
                     },
                 ) if wake_at_ms < stale => {
                     link.queue.add_timer_if_missing(&rec.id, wake_at_ms).await?;

@@ -104,6 +104,11 @@ pub struct StreamOptions {
     /// let it expire): `cancel` (the default) or `continue`.
     #[serde(default)]
     pub on_abandon: Option<String>,
+    /// Bound the window in bytes of items too (an item larger than this
+    /// still goes out when nothing is unread). Default: the host's
+    /// `stream.window_bytes`, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_bytes: Option<u64>,
 }
 
 /// Sends a signal.
@@ -204,7 +209,7 @@ impl From<ExecutionRecord> for ExecutionView {
                     wake_at_ms: None,
                     signal: Some(name.clone()),
                 },
-                Wait::Consumers { wake_at_ms } => WaitView {
+                Wait::Consumers { wake_at_ms, .. } => WaitView {
                     kind: "consumers".into(),
                     wake_at_ms: *wake_at_ms,
                     signal: None,
@@ -227,6 +232,7 @@ impl From<ExecutionRecord> for ExecutionView {
             stream: r.stream.map(|p| StreamOptions {
                 window: Some(p.window),
                 on_abandon: Some(p.on_abandon.as_str().to_string()),
+                window_bytes: p.window_bytes,
             }),
         }
     }
@@ -597,7 +603,7 @@ pub async fn start(
     let input = encode_payload(&req.input)?;
     let stream = req
         .stream
-        .map(|o| stream_policy(o, state.runtime.stream_config().window))
+        .map(|o| stream_policy(o, state.runtime.stream_config()))
         .transpose()?;
     let id = state.runtime.start_with(&name, input, id, stream).await?;
     let record = match wait {
@@ -843,8 +849,17 @@ fn stream_end(record: &ExecutionRecord) -> StreamEnd {
 }
 
 /// The stream policy a start asks for.
-fn stream_policy(o: StreamOptions, default_window: u64) -> Result<StreamPolicy, Problem> {
-    let window = o.window.unwrap_or(default_window);
+fn stream_policy(
+    o: StreamOptions,
+    defaults: &crate::config::StreamConfig,
+) -> Result<StreamPolicy, Problem> {
+    let window = o.window.unwrap_or(defaults.window);
+    let window_bytes = o.window_bytes.or(defaults.window_bytes);
+    if window_bytes == Some(0) {
+        return Err(Problem::bad_request(
+            "stream.window_bytes 0 is out of range: use at least 1",
+        ));
+    }
     if !(1..=MAX_WINDOW).contains(&window) {
         return Err(Problem::bad_request(format!(
             "stream.window {window} is out of range: use 1 to {MAX_WINDOW}"
@@ -859,7 +874,11 @@ fn stream_policy(o: StreamOptions, default_window: u64) -> Result<StreamPolicy, 
             )));
         }
     };
-    Ok(StreamPolicy { window, on_abandon })
+    Ok(StreamPolicy {
+        window,
+        on_abandon,
+        window_bytes,
+    })
 }
 
 /// Largest stream window a start may ask for.

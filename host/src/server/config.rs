@@ -71,6 +71,8 @@ pub struct ServeConfig {
 pub struct StreamSection {
     /// Window of a stream whose start does not choose one (items).
     pub window: u64,
+    /// Byte window of a stream whose start does not choose one (none: items only).
+    pub window_bytes: Option<u64>,
     /// A consumer that has not read for this long has left.
     #[serde(with = "duration_serde")]
     pub session_ttl: Duration,
@@ -85,6 +87,7 @@ impl Default for StreamSection {
         let s = crate::config::StreamConfig::default();
         Self {
             window: s.window,
+            window_bytes: s.window_bytes,
             session_ttl: s.session_ttl,
             hold: s.hold,
         }

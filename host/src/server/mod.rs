@@ -258,6 +258,7 @@ pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
         lease_ttl: config.lease_ttl,
         stream: crate::config::StreamConfig {
             window: config.stream.window.max(1),
+            window_bytes: config.stream.window_bytes.filter(|b| *b > 0),
             session_ttl: config.stream.session_ttl,
             hold: config.stream.hold,
         },

@@ -654,6 +654,7 @@ async fn a_paced_stream_across_hosts() {
         Some(StreamPolicy {
             window,
             on_abandon: OnAbandon::Cancel,
+            window_bytes: None,
         }),
     )
     .await

@@ -62,6 +62,7 @@ async fn waits_for_consumers(s: &TestServer, id: &str) -> Value {
 }
 
 on_every_store!(
+    a_byte_window,
     a_hundred_thousand_items,
     pipeline_emits_as_it_goes,
     window_holds_the_producer,
@@ -139,6 +140,53 @@ async fn window_holds_the_producer(store: Arc<dyn Store>) {
     assert_eq!(seen, (0..n).collect::<Vec<_>>());
     let done = ended(&s, &id).await;
     assert!(done.invocations > 1, "it was suspended and resumed");
+}
+
+/// A window in bytes: items of about 1 KB through 5,000 bytes keep at
+/// most 4 unread; an item larger than the whole window still goes out, on
+/// its own.
+async fn a_byte_window(store: Arc<dyn Store>) {
+    let s = server(store).await;
+    for (size, most_unread) in [(1000u64, 4u64), (10_000, 1)] {
+        let id = start(
+            &s,
+            json!({"input": {"n": 12, "size": size}, "stream": {"window_bytes": 5000}}),
+        )
+        .await;
+        // Before anyone reads, the producer fills the byte window and waits.
+        let exec = waits_for_consumers(&s, &id).await;
+        assert_eq!(exec["stream"]["window_bytes"], 5000, "{exec}");
+        let page = s.runtime.items(&exec_id(&id), None, 0).await.unwrap();
+        assert_eq!(page.count, most_unread);
+        let mut after: Option<u64> = None;
+        let mut session = String::new();
+        let mut n = 0;
+        loop {
+            let mut path = format!("/v1/executions/{id}/items?max=2&wait=10s");
+            if let Some(a) = after {
+                path.push_str(&format!("&after={a}&session={session}"));
+            }
+            let b = s.get(&path).await.body;
+            session = b["session"].as_str().unwrap().to_string();
+            let read = after.map_or(0, |a| a + 1);
+            let count = b["count"].as_u64().unwrap();
+            assert!(count <= read + most_unread, "{count} emitted, {read} read");
+            n += b["items"].as_array().unwrap().len();
+            after = b["next_after"].as_u64().or(after);
+            if b.get("end").is_some() {
+                break;
+            }
+        }
+        assert_eq!(n, 12);
+        assert_eq!(ended(&s, &id).await.status, Status::Completed);
+    }
+    let r = s
+        .post(
+            "/v1/workflows/producer/executions",
+            &json!({"input": {"n": 1}, "stream": {"window_bytes": 0}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
 }
 
 /// 100,000 items through a window of 100, read in batches of 100 as fast
