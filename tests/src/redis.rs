@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use reprise_host::store::{RedisOptions, RedisStore};
@@ -26,6 +26,11 @@ impl RedisServer {
     /// Starts a server with extra `redis-server` arguments (e.g.
     /// `["--requirepass", "pw"]`).
     pub fn start_with(extra: &[&str]) -> Self {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::try_start(extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start(extra: Vec<String>) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("reprise-redis")
             .tempdir()
@@ -33,10 +38,29 @@ impl RedisServer {
         let mut server = Self {
             dir,
             child: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra,
         };
-        server.launch();
-        server
+        server.try_launch()?;
+        Ok(server)
+    }
+
+    /// Starts a server that also listens on TCP, on loopback, retrying on
+    /// another port if the one picked was taken before the server bound it
+    /// (tests run in parallel and all pick ports). `args(port)` gives the
+    /// arguments for a port.
+    fn start_on_free_port(args: impl Fn(u16) -> Vec<String>) -> (Self, u16) {
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            let port = free_port();
+            match Self::try_start(args(port)) {
+                Ok(server) => return (server, port),
+                Err(e) => failures.push(format!("port {port}: {e}")),
+            }
+        }
+        panic!(
+            "redis-server did not start on any of 5 ports:\n{}",
+            failures.join("\n")
+        )
     }
 
     /// The unix socket path.
@@ -53,14 +77,16 @@ impl RedisServer {
     /// (benchmarks compare against network round trips); returns it and
     /// its `redis://127.0.0.1:<port>` URL.
     pub fn start_tcp(extra: &[&str]) -> (Self, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("finding a free port")
-            .port()
-            .to_string();
-        let mut args = vec!["--port", &port, "--bind", "127.0.0.1"];
-        args.extend_from_slice(extra);
-        let server = Self::start_with(&args);
+        let (server, port) = Self::start_on_free_port(|port| {
+            let mut args = vec![
+                "--port".to_string(),
+                port.to_string(),
+                "--bind".to_string(),
+                "127.0.0.1".to_string(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        });
         (server, format!("redis://127.0.0.1:{port}"))
     }
 
@@ -77,6 +103,23 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
+        if let Err(e) = self.try_launch() {
+            panic!("{e}");
+        }
+    }
+
+    /// The file the server logs to (its startup errors, such as a port
+    /// already in use, end up here).
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn try_launch(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .expect("creating redis-server's log file");
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg("0")
@@ -94,8 +137,8 @@ impl RedisServer {
             ])
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(log.try_clone().expect("cloning a file handle"))
+            .stderr(log);
         let child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start redis-server ({e}); install it (e.g. `apt-get install \
@@ -103,12 +146,18 @@ impl RedisServer {
             )
         });
         self.child = Some(child);
-        self.wait_ready();
+        let ready = self.wait_ready();
+        if ready.is_err() {
+            self.kill();
+        }
+        ready
     }
 
     /// Waits until the server answers PING (or says it needs a password).
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Fails at once if the server exits (e.g. its port was taken), with
+    /// the server's own log in the message.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(mut s) = UnixStream::connect(self.socket()) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
@@ -118,15 +167,28 @@ impl RedisServer {
                 {
                     let reply = &buf[..n];
                     if reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH") {
-                        return;
+                        return Ok(());
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not come up on {}",
-                self.socket().display()
-            );
+            let exited = match self.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                _ => None,
+            };
+            if let Some(status) = exited {
+                return Err(format!(
+                    "redis-server exited ({status}) before answering on {}; its log:\n{}",
+                    self.socket().display(),
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "redis-server did not answer on {} within 30 s; its log:\n{}",
+                    self.socket().display(),
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -171,24 +233,26 @@ impl RedisCluster {
     /// Starts three nodes and creates the cluster; returns once every node
     /// reports `cluster_state:ok`.
     pub fn start() -> Self {
-        let ports = (0..3).map(|_| free_cluster_port()).collect::<Vec<_>>();
-        let nodes = ports
-            .iter()
-            .map(|p| {
-                RedisServer::start_with(&[
-                    "--port",
-                    &p.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
+        let (nodes, ports): (Vec<_>, Vec<_>) = (0..3)
+            .map(|_| {
+                RedisServer::start_on_free_port(|port| {
+                    [
+                        "--port",
+                        &port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                    ]
+                    .map(String::from)
+                    .to_vec()
+                })
             })
-            .collect::<Vec<_>>();
+            .unzip();
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -237,17 +301,22 @@ impl RedisCluster {
     }
 }
 
-/// A free port whose cluster bus port (+10000) is free too.
-fn free_cluster_port() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("finding a free port")
-            .port();
-        if port <= 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+/// A port that is free now, and whose cluster bus port (+10000) is free
+/// too, both below the kernel's ephemeral range (32768 and up on Linux), so
+/// the many loopback connections the tests open cannot be handed either of
+/// them between this check and the server binding it.
+fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    for attempt in 0..10_000u64 {
+        hasher.write_u64(attempt);
+        let port = 10_000 + (hasher.finish() % 12_000) as u16;
+        if free(port) && free(port + 10_000) {
             return port;
         }
     }
+    panic!("no free pair of ports (p, p + 10000) between 10000 and 32000")
 }
 
 impl Drop for RedisServer {
