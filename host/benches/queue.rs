@@ -97,6 +97,7 @@ async fn scale() {
                 workflow: "steps".into(),
                 input: r#"{"n": 10}"#.into(),
                 id: Some(ExecutionId::new(format!("w{w}")).unwrap()),
+                stream: None,
             })
             .await
             .unwrap();
@@ -228,6 +229,7 @@ async fn latency() {
             workflow: "steps".into(),
             input: r#"{"n": 1}"#.into(),
             id: Some(id.clone()),
+            stream: None,
         })
         .await
         .unwrap();
@@ -252,6 +254,7 @@ async fn latency() {
             workflow: "signals".into(),
             input: r#"{"sleep_ms": 300}"#.into(),
             id: Some(id.clone()),
+            stream: None,
         })
         .await
         .unwrap();

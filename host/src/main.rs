@@ -21,9 +21,10 @@ use reprise_host::journal::Entry;
 use reprise_host::queue::{Message, QueueOptions, RedisQueue};
 use reprise_host::server::{self, Server, config::ServeConfig};
 use reprise_host::store::{RedisOptions, RedisStore};
+use reprise_host::stream::StreamOptions;
 use reprise_host::{
     Budget, EmbeddedStore, EngineConfig, ExecutionId, ExecutionRecord, Outcome, Runtime,
-    RuntimeConfig, Status, Store, ToolRegistry, Wait, WorkflowEngine,
+    RuntimeConfig, Status, Store, StreamConfig, ToolRegistry, Wait, WorkflowEngine,
 };
 
 /// Exit code when a request failed (server, network or store).
@@ -243,6 +244,10 @@ enum Command {
         /// starts once.
         #[arg(long)]
         id: Option<String>,
+        /// Start it as a stream paced by its consumers, as `reprise start
+        /// --window` does.
+        #[arg(long, value_name = "ITEMS")]
+        window: Option<u64>,
         /// Redis URL of the hosts' store.
         #[arg(long, env = "REPRISE_REDIS_URL", value_name = "URL")]
         redis: String,
@@ -430,6 +435,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             name,
             input,
             id,
+            window,
             redis,
             queue,
             redis_cluster,
@@ -437,6 +443,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             serde_json::from_str::<serde_json::Value>(&input)
                 .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
             let id = ExecutionId::new(id.unwrap_or_else(|| ExecutionId::generate().to_string()))?;
+            let stream = window.map(|w| StreamOptions {
+                window: Some(w),
+                ..StreamOptions::default()
+            });
+            if let Some(s) = &stream {
+                s.policy(&StreamConfig::default())
+                    .map_err(|e| CliError::Usage(format!("--window: {e}")))?;
+            }
             let options = QueueOptions {
                 stream: queue,
                 ..QueueOptions::default()
@@ -451,6 +465,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     workflow: name,
                     input,
                     id: Some(id.clone()),
+                    stream,
                 })
                 .await?;
             println!("queued {entry}: execution {id}");

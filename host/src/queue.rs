@@ -3,7 +3,8 @@
 //! Work is a message on a Redis stream read through one consumer group, so
 //! each message goes to one host at a time:
 //!
-//! - a **start** (`workflow`, optional `input` as JSON text, optional `id`)
+//! - a **start** (`workflow`, optional `input` as JSON text, optional `id`,
+//!   optional `stream` as JSON text: how its output stream is paced)
 //!   creates an execution and runs it;
 //! - a **resume** (`resume` = execution id) runs an execution that can go
 //!   on: it was started over HTTP, a signal it waited for arrived, its timer
@@ -36,6 +37,7 @@ use redis::{Script, Value};
 
 use crate::ids::ExecutionId;
 use crate::store::{Conn, RedisOptions, StoreError, redis_client, redis_connection, redis_err};
+use crate::stream::StreamOptions;
 
 /// Settings of a [`RedisQueue`].
 #[derive(Clone, Debug)]
@@ -85,6 +87,9 @@ pub enum Message {
         input: String,
         /// Execution id; `q-<entry id>` when absent.
         id: Option<ExecutionId>,
+        /// Start it as a stream paced by its consumers (the `stream` object
+        /// of an HTTP start); the host's defaults fill what it leaves out.
+        stream: Option<StreamOptions>,
     },
     /// Run an execution that can go on.
     Resume(ExecutionId),
@@ -99,10 +104,15 @@ impl Message {
                 workflow,
                 input,
                 id,
+                stream,
             } => {
                 let mut f = vec![("workflow", workflow.clone()), ("input", input.clone())];
                 if let Some(id) = id {
                     f.push(("id", id.to_string()));
+                }
+                if let Some(stream) = stream {
+                    let text = serde_json::to_string(stream).expect("options serialize");
+                    f.push(("stream", text));
                 }
                 f
             }
@@ -136,10 +146,15 @@ impl Message {
             .map(ExecutionId::new)
             .transpose()
             .map_err(|e| e.to_string())?;
+        let stream = text("stream")?
+            .map(|t| serde_json::from_str::<StreamOptions>(&t))
+            .transpose()
+            .map_err(|e| format!("field \"stream\" is not a stream object: {e}"))?;
         Ok(Message::Start {
             workflow,
             input,
             id,
+            stream,
         })
     }
 }
@@ -621,5 +636,52 @@ return 0
                     .collect(),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(fields: &[(&str, &str)]) -> Result<Message, String> {
+        let map = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec())))
+            .collect();
+        Message::parse(&map)
+    }
+
+    /// What `fields` writes, `parse` reads back, the stream options
+    /// included; a `stream` that is not an options object is refused.
+    #[test]
+    fn start_fields_round_trip() {
+        let start = Message::Start {
+            workflow: "producer".into(),
+            input: r#"{"n":3}"#.into(),
+            id: Some(ExecutionId::new("s1").unwrap()),
+            stream: Some(StreamOptions {
+                window: Some(10),
+                on_abandon: Some("continue".into()),
+                window_bytes: Some(4096),
+            }),
+        };
+        let fields = start.fields();
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(parse(&pairs), Ok(start));
+        let plain = parse(&[("workflow", "steps")]).unwrap();
+        assert_eq!(
+            plain,
+            Message::Start {
+                workflow: "steps".into(),
+                input: "null".into(),
+                id: None,
+                stream: None,
+            }
+        );
+        assert!(plain.fields().iter().all(|(k, _)| *k != "stream"));
+        for bad in [r#"{"window":-1}"#, r#"{"size":3}"#, "3", "window=3"] {
+            let err = parse(&[("workflow", "w"), ("stream", bad)]).unwrap_err();
+            assert!(err.contains("is not a stream object"), "{bad}: {err}");
+        }
     }
 }

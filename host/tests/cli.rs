@@ -257,8 +257,8 @@ fn serve_refuses_a_config_with_an_unknown_key() {
     assert_usage_error(&out, "retenton");
 }
 
-/// `reprise enqueue` puts a start on the stream a `--queue` host reads; the
-/// host runs it and the client sees the result. `--queue` without Redis is
+/// `reprise enqueue` puts a start (here a paced stream) on the stream a
+/// `--queue` host reads; the host runs it and the client sees the result. `--queue` without Redis is
 /// a usage error that says why.
 #[test]
 fn enqueue_starts_through_a_queue_host() {
@@ -292,6 +292,8 @@ fn enqueue_starts_through_a_queue_host() {
             r#"{"n": 3}"#,
             "--id",
             "from-queue",
+            "--window",
+            "7",
         ])
         .args(["--queue", "jobs", "--redis"])
         .arg(redis.url())
@@ -306,6 +308,8 @@ fn enqueue_starts_through_a_queue_host() {
             let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
             if rec["status"] == "completed" {
                 assert_eq!(rec["result"]["steps"], 3, "{rec}");
+                assert_eq!(rec["stream"]["window"], 7, "{rec}");
+                assert_eq!(rec["stream"]["on_abandon"], "cancel", "{rec}");
                 break;
             }
         }
@@ -328,6 +332,12 @@ fn enqueue_starts_through_a_queue_host() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = reprise()
+        .args(["enqueue", "steps", "--window", "0", "--redis"])
+        .arg(redis.url())
+        .output()
+        .unwrap();
+    assert_usage_error(&out, "stream.window 0 is out of range");
     drop(host);
 
     let out = reprise()

@@ -234,6 +234,7 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
                         workflow: "caller".into(),
                         input: input(e, steps).to_string(),
                         id: Some(id.clone()),
+                        stream: None,
                     };
                     while queue.enqueue(&msg).await.is_err() {
                         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -22,6 +22,7 @@ use crate::execution::{Status, Wait};
 use crate::ids::ExecutionId;
 use crate::queue::{Delivery, Message, RedisQueue};
 use crate::store::{StoreError, now_ms};
+use crate::stream::StreamOptions;
 
 /// Longest pause between attempts after the queue failed.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(5);
@@ -397,8 +398,9 @@ impl Inner {
                 workflow,
                 input,
                 id,
+                stream,
             } => self.spawn(async move {
-                me.start_from_queue(d, taken_over, &workflow, &input, id)
+                me.start_from_queue(d, taken_over, &workflow, &input, id, stream)
                     .await
             }),
         }
@@ -411,8 +413,13 @@ impl Inner {
         workflow: &str,
         input: &str,
         id: Option<ExecutionId>,
+        stream: Option<StreamOptions>,
     ) {
         let link = self.link();
+        let stream = match stream.map(|o| o.policy(&self.config.stream)).transpose() {
+            Ok(policy) => policy,
+            Err(e) => return link.dead_letter(&d, &e).await,
+        };
         let input = match serde_json::from_str::<serde_json::Value>(input) {
             Ok(v) => match rmp_serde::to_vec_named(&v) {
                 Ok(bytes) => bytes,
@@ -429,7 +436,10 @@ impl Inner {
         let id = id.or_else(|| ExecutionId::new(format!("q-{}", d.entry)).ok());
         let mut delay = self.config.retry_delay;
         loop {
-            match self.create(workflow, input.clone(), id.clone(), None).await {
+            match self
+                .create(workflow, input.clone(), id.clone(), stream.clone())
+                .await
+            {
                 // Taken over: the host that created it may have died
                 // running it, with this very message behind it.
                 Ok((id, runnable)) if runnable || taken_over => {

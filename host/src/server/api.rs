@@ -15,9 +15,7 @@ use super::AppState;
 use super::body::{Body, Format, body_rejection};
 use super::config::Scope;
 use super::problem::Problem;
-use crate::execution::{
-    ConsumerSession, ExecutionRecord, OnAbandon, Outcome, Status, StreamPolicy, Wait,
-};
+use crate::execution::{ConsumerSession, ExecutionRecord, Outcome, Status, Wait};
 use crate::ids::ExecutionId;
 use crate::journal::Entry;
 use crate::runtime::{Deployment, RuntimeError};
@@ -91,25 +89,7 @@ pub struct StartRequest {
     pub stream: Option<StreamOptions>,
 }
 
-/// How a streaming execution is paced.
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StreamOptions {
-    /// Most items the workflow may emit beyond what every live consumer
-    /// has read; an `emit` past it waits (the execution is suspended).
-    /// Default: the host's `stream.window`.
-    #[serde(default)]
-    pub window: Option<u64>,
-    /// What happens once every consumer has left (closed its session or
-    /// let it expire): `cancel` (the default) or `continue`.
-    #[serde(default)]
-    pub on_abandon: Option<String>,
-    /// Bound the window in bytes of items too (an item larger than this
-    /// still goes out when nothing is unread). Default: the host's
-    /// `stream.window_bytes`, if set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_bytes: Option<u64>,
-}
+pub use crate::stream::StreamOptions;
 
 /// Sends a signal.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -229,11 +209,7 @@ impl From<ExecutionRecord> for ExecutionView {
             invocations: r.invocations,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
-            stream: r.stream.map(|p| StreamOptions {
-                window: Some(p.window),
-                on_abandon: Some(p.on_abandon.as_str().to_string()),
-                window_bytes: p.window_bytes,
-            }),
+            stream: r.stream.as_ref().map(StreamOptions::from),
         }
     }
 }
@@ -603,7 +579,10 @@ pub async fn start(
     let input = encode_payload(&req.input)?;
     let stream = req
         .stream
-        .map(|o| stream_policy(o, state.runtime.stream_config()))
+        .map(|o| {
+            o.policy(state.runtime.stream_config())
+                .map_err(Problem::bad_request)
+        })
         .transpose()?;
     let id = state.runtime.start_with(&name, input, id, stream).await?;
     let record = match wait {
@@ -847,42 +826,6 @@ fn stream_end(record: &ExecutionRecord) -> StreamEnd {
         error,
     }
 }
-
-/// The stream policy a start asks for.
-fn stream_policy(
-    o: StreamOptions,
-    defaults: &crate::config::StreamConfig,
-) -> Result<StreamPolicy, Problem> {
-    let window = o.window.unwrap_or(defaults.window);
-    let window_bytes = o.window_bytes.or(defaults.window_bytes);
-    if window_bytes == Some(0) {
-        return Err(Problem::bad_request(
-            "stream.window_bytes 0 is out of range: use at least 1",
-        ));
-    }
-    if !(1..=MAX_WINDOW).contains(&window) {
-        return Err(Problem::bad_request(format!(
-            "stream.window {window} is out of range: use 1 to {MAX_WINDOW}"
-        )));
-    }
-    let on_abandon = match o.on_abandon.as_deref() {
-        None | Some("cancel") => OnAbandon::Cancel,
-        Some("continue") => OnAbandon::Continue,
-        Some(other) => {
-            return Err(Problem::bad_request(format!(
-                "stream.on_abandon {other:?} is not `cancel` or `continue`"
-            )));
-        }
-    };
-    Ok(StreamPolicy {
-        window,
-        on_abandon,
-        window_bytes,
-    })
-}
-
-/// Largest stream window a start may ask for.
-const MAX_WINDOW: u64 = 1_000_000;
 
 fn session_id(text: &str) -> Result<String, Problem> {
     let ok = (1..=64).contains(&text.len())

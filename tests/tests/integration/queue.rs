@@ -191,6 +191,18 @@ async fn bad_messages_are_dead_lettered_with_the_reason() {
             "different workflow or input",
         ),
         (&["resume", ""], "1 to 128 bytes"),
+        (
+            &["workflow", "steps", "stream", r#"{"window": "ten"}"#],
+            "field \"stream\" is not a stream object",
+        ),
+        (
+            &["workflow", "steps", "stream", r#"{"window": 0}"#],
+            "stream.window 0 is out of range",
+        ),
+        (
+            &["workflow", "steps", "stream", r#"{"on_abandon": "wait"}"#],
+            "is not `cancel` or `continue`",
+        ),
     ];
     for (fields, _) in cases {
         let mut args = vec!["XADD", STREAM, "*"];
@@ -382,6 +394,7 @@ async fn a_dead_hosts_message_is_taken_over() {
         workflow: "steps".into(),
         input: r#"{"n": 6}"#.into(),
         id: Some(ExecutionId::new("d1").unwrap()),
+        stream: None,
     })
     .await
     .unwrap();
@@ -626,8 +639,9 @@ async fn hosts_announce_ended_invocations() {
     assert_eq!(next.unwrap().get_payload::<String>().unwrap(), "announced");
 }
 
-/// A paced stream across hosts: the producer runs on whichever host takes
-/// its messages, the consumer reads through another. Reads there wake the
+/// A paced stream across hosts, started by a plain `XADD` with a `stream`
+/// field: the producer runs on whichever host takes its messages, the
+/// consumer reads through another. Reads there wake the
 /// suspended producer through the queue, and its window timer sits in the
 /// shared timer set; every item arrives once, in order, and the window
 /// holds.
@@ -647,24 +661,35 @@ async fn a_paced_stream_across_hosts() {
     deploy(&a, "producer").await;
     let id = ExecutionId::new("paced").unwrap();
     let window = 5;
-    a.start_with(
+    // Started by a plain queue message, as any producer of work can.
+    server.cli(&[
+        "XADD",
+        STREAM,
+        "*",
+        "workflow",
         "producer",
-        encode(&json!({"n": 60})),
-        Some(id.clone()),
+        "input",
+        r#"{"n": 60}"#,
+        "id",
+        "paced",
+        "stream",
+        r#"{"window": 5}"#,
+    ]);
+    // Before any consumer, the producer fills the window and waits; the
+    // first read, on the other host, wakes it through the queue.
+    let waiting = wait_for(&b, "paced", |r| {
+        r.status == Status::Suspended && matches!(r.wait, Some(Wait::Consumers { .. }))
+    })
+    .await;
+    assert_eq!(
+        waiting.stream,
         Some(StreamPolicy {
             window,
             on_abandon: OnAbandon::Cancel,
             window_bytes: None,
         }),
-    )
-    .await
-    .unwrap();
-    // Before any consumer, the producer fills the window and waits; the
-    // first read, on the other host, wakes it through the queue.
-    wait_for(&b, "paced", |r| {
-        r.status == Status::Suspended && matches!(r.wait, Some(Wait::Consumers { .. }))
-    })
-    .await;
+        "the message's options, with the host's defaults for the rest"
+    );
     let mut after: Option<u64> = None;
     let mut seen = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), async {
