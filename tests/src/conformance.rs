@@ -542,6 +542,76 @@ pub async fn large_results_round_trip(store: Arc<dyn Store>) {
     assert_eq!(snap.journal[0].kind.call(), tool.kind.call());
 }
 
+/// Several entries appended in one write: all at their indexes, or none.
+/// Items continue the stream in order, a large result inside a batch comes
+/// back whole, and a batch at the wrong index or under a lost lease writes
+/// nothing.
+pub async fn batches_append_all_or_nothing(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "batch").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    store.append_many(&id, &l, 0, &[]).await.unwrap();
+    store.append(&id, &l, 0, &entry(0)).await.unwrap();
+    let value: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
+    let mut batch: Vec<Entry> = (1..=100).map(entry).collect();
+    batch.push(Entry {
+        at_ms: now_ms(),
+        duration_us: 101,
+        kind: EntryKind::Tool {
+            category: "c".into(),
+            name: "n".into(),
+            input_digest: Digest::of(b""),
+            input_len: 0,
+            result: Ok(value.clone()),
+        },
+    });
+    batch.push(Entry {
+        at_ms: now_ms(),
+        duration_us: 102,
+        kind: EntryKind::Checkpoint,
+    });
+    store.append_many(&id, &l, 1, &batch).await.unwrap();
+    // A batch at a stale index (overlapping the last one) writes nothing.
+    let stale: Vec<Entry> = (500..510).map(entry).collect();
+    for bad in [1, 102, 104] {
+        match store.append_many(&id, &l, bad, &stale).await {
+            Err(StoreError::Conflict { index, len, .. }) => assert_eq!((index, len), (bad, 103)),
+            other => panic!("a batch at {bad} should conflict, got {other:?}"),
+        }
+    }
+    let snap = store.load(&id).await.unwrap();
+    assert_eq!((snap.journal.len(), snap.record.journal_len), (103, 103));
+    for (i, e) in snap.journal.iter().enumerate() {
+        assert_eq!(e.duration_us, i as u64, "entry {i} out of place");
+    }
+    let loaded = match &snap.journal[101].kind {
+        EntryKind::Tool { result, .. } => result.clone().unwrap(),
+        EntryKind::ToolStored {
+            result_digest,
+            result_len,
+            ..
+        } => store.get_blob(result_digest, *result_len).await.unwrap(),
+        other => panic!("unexpected entry {other:?}"),
+    };
+    assert!(loaded == value, "the large result changed in the store");
+    let page = store.items(&id, None, 1000).await.unwrap();
+    assert_eq!(page.count, 101);
+    let expected: Vec<(u64, Vec<u8>)> = (0..=100u64)
+        .map(|i| (i, i.to_le_bytes().to_vec()))
+        .collect();
+    assert_eq!(page.items, expected);
+    // A newer lease fences the old holder's batch out, whole.
+    store.release_lease(&id, &l).await.unwrap();
+    let newer = lease(store.as_ref(), &id, "b").await;
+    assert!(matches!(
+        store.append_many(&id, &l, 103, &stale).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store.append_many(&id, &newer, 103, &stale).await.unwrap();
+    let page = store.items(&id, Some(100), 1000).await.unwrap();
+    assert_eq!(page.count, 111);
+    assert_eq!(page.items[0], (101, 500u64.to_le_bytes().to_vec()));
+}
+
 /// Defines one `#[tokio::test]` per conformance case for a backend.
 /// `$make` is a future of `(Arc<dyn Store>, guard)`; the guard (a temp dir, a
 /// Redis server) lives as long as the test.
@@ -555,6 +625,7 @@ macro_rules! conformance_tests {
                 components_and_deployments,
                 create_is_idempotent,
                 appends_are_conditional_and_ordered,
+                batches_append_all_or_nothing,
                 leases_are_exclusive_and_fenced,
                 signals_are_buffered_and_wake,
                 suspend_records_timers,

@@ -22,6 +22,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level, ToolError};
 use super::determinism::{self, JournalClock};
+use super::writer::JournalWriter;
 use super::{CompiledWorkflow, WorkflowEngine};
 use crate::config::{Budget, Limits, StreamConfig};
 use crate::execution::{
@@ -152,7 +153,6 @@ impl ResourceLimiter for Limiter {
 struct Steps {
     id: ExecutionId,
     store: Arc<dyn Store>,
-    lease: Lease,
     tools: Arc<ToolRegistry>,
     /// The journal as loaded; entries are taken out as they are replayed.
     journal: Vec<Entry>,
@@ -168,7 +168,8 @@ struct Steps {
     inline_sleep_max: Duration,
     metrics: Arc<Metrics>,
     drain: Arc<AtomicBool>,
-    on_emit: Arc<dyn Fn() + Send + Sync>,
+    /// Writes new entries (see [`super::writer`]).
+    writer: JournalWriter,
     /// The execution's stream policy, if it was started as a stream.
     policy: Option<StreamPolicy>,
     stream: StreamConfig,
@@ -257,25 +258,36 @@ impl Steps {
         Ok(None)
     }
 
-    /// Appends a new entry; returns once it is durable, handing the entry's
-    /// kind back so its value can go to the guest without a copy.
+    /// Appends a new entry; returns once it (and every entry before it) is
+    /// durable, handing the entry's kind back so its value can go to the
+    /// guest.
     async fn record(&mut self, kind: EntryKind, duration_us: u64) -> wasmtime::Result<EntryKind> {
         let entry = Entry {
             at_ms: now_ms(),
             duration_us,
             kind,
         };
-        if let Err(e) = self
-            .store
-            .append(&self.id, &self.lease, self.next_index, &entry)
-            .await
-        {
-            return Err(self.stop(End::Store(e)));
+        match self.writer.record(entry).await {
+            Ok(entry) => {
+                self.counted(&entry);
+                Ok(entry.kind)
+            }
+            Err(e) => Err(self.stop(End::Store(e))),
         }
-        self.clock.advance_to(entry_time(&entry));
+    }
+
+    /// Queues a new entry for the writer without waiting for it to be
+    /// durable (see [`super::writer`]).
+    async fn queue(&mut self, entry: Entry) {
+        self.counted(&entry);
+        self.writer.push(entry).await;
+    }
+
+    /// Counts a new entry in.
+    fn counted(&mut self, entry: &Entry) {
+        self.clock.advance_to(entry_time(entry));
         self.next_index += 1;
         self.new_steps += 1;
-        Ok(entry.kind)
     }
 
     fn progress(&mut self) {
@@ -548,11 +560,22 @@ impl bindings::Host for InvocationState {
         };
         let len = item.len() as u64;
         if s.replay(&call)?.is_none() {
+            if s.writer.failed() {
+                let e = s.writer.flush().await.err();
+                let e = e.unwrap_or_else(|| StoreError::Unavailable("journal write failed".into()));
+                return Err(s.stop(End::Store(e)));
+            }
             if let Some(policy) = s.policy {
                 s.make_room(policy, len).await?;
             }
-            s.record(EntryKind::Emit { item }, 0).await?;
-            (s.on_emit)();
+            // Durable soon, not yet: the guest goes on while the writer
+            // writes it, with whatever else it emits meanwhile.
+            let entry = Entry {
+                at_ms: now_ms(),
+                duration_us: 0,
+                kind: EntryKind::Emit { item },
+            };
+            s.queue(entry).await;
         }
         s.emitted += 1;
         s.note_item(len);
@@ -642,6 +665,8 @@ pub(crate) async fn run(
         reads,
     } = inv;
     let record = snapshot.record;
+    let store_for_writer = store.clone();
+    let journal_len = snapshot.journal.len() as u64;
     let clock = JournalClock::new(record.created_at_ms);
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
     let mut wasi = WasiCtxBuilder::new();
@@ -659,9 +684,8 @@ pub(crate) async fn run(
         steps: Steps {
             id: record.id.clone(),
             store,
-            lease,
             tools,
-            next_index: snapshot.journal.len() as u64,
+            next_index: journal_len,
             journal: snapshot.journal,
             cursor: 0,
             signals: snapshot.signals,
@@ -671,7 +695,13 @@ pub(crate) async fn run(
             inline_sleep_max,
             metrics,
             drain,
-            on_emit,
+            writer: JournalWriter::spawn(
+                store_for_writer,
+                record.id.clone(),
+                lease,
+                journal_len,
+                on_emit,
+            ),
             policy: record.stream,
             stream,
             reads,
@@ -741,6 +771,11 @@ pub(crate) async fn run(
             }
         }
         Err(e) => classify_error(&mut wstore, e, &stderr, "running the workflow"),
+    };
+    // How it ended is recorded only once every entry before is durable.
+    let end = match (wstore.data().steps.writer.flush().await, end) {
+        (_, End::Store(e)) | (Err(e), _) => End::Store(e),
+        (Ok(()), end) => end,
     };
     report(&wstore, end)
 }

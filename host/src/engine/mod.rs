@@ -9,6 +9,7 @@
 mod bindings;
 pub(crate) mod determinism;
 pub(crate) mod invocation;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -437,7 +437,7 @@ impl Inner {
         let mut delay = self.config.retry_delay;
         loop {
             match self
-                .create(workflow, input.clone(), id.clone(), stream.clone())
+                .create(workflow, input.clone(), id.clone(), stream)
                 .await
             {
                 // Taken over: the host that created it may have died

@@ -567,16 +567,26 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append(
+    async fn append_many(
         &self,
         id: &ExecutionId,
         lease: &Lease,
         index: u64,
-        entry: &Entry,
+        entries: &[Entry],
     ) -> Result<(), StoreError> {
-        let (written, item) = entry.split_item();
-        let (id, lease, bytes) = (id.clone(), lease.clone(), encode(written.as_ref()));
-        let item = item.map(<[u8]>::to_vec);
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // Encoded here, on the caller's task; the write transaction only
+        // inserts bytes.
+        let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
+            .iter()
+            .map(|entry| {
+                let (written, item) = entry.split_item();
+                (encode(written.as_ref()), item.map(<[u8]>::to_vec))
+            })
+            .collect();
+        let (id, lease) = (id.clone(), lease.clone());
         self.run(move |db, d| {
             write(db, d, |tx| {
                 with_leased(tx, &id, &lease, |rec| {
@@ -587,18 +597,25 @@ impl Store for EmbeddedStore {
                             len: rec.journal_len,
                         });
                     }
-                    tx.open_table(JOURNAL)
-                        .map_err(db_err)?
-                        .insert((id.as_str(), index), bytes.as_slice())
-                        .map_err(db_err)?;
-                    if let Some(item) = &item {
-                        let mut items = tx.open_table(ITEMS).map_err(db_err)?;
-                        let offset = item_count(&items, &id)?;
-                        items
-                            .insert((id.as_str(), offset), item.as_slice())
+                    let mut journal = tx.open_table(JOURNAL).map_err(db_err)?;
+                    let mut items = tx.open_table(ITEMS).map_err(db_err)?;
+                    let mut offset = None;
+                    for (k, (bytes, item)) in rows.iter().enumerate() {
+                        journal
+                            .insert((id.as_str(), index + k as u64), bytes.as_slice())
                             .map_err(db_err)?;
+                        if let Some(item) = item {
+                            let next = match offset {
+                                Some(o) => o,
+                                None => item_count(&items, &id)?,
+                            };
+                            items
+                                .insert((id.as_str(), next), item.as_slice())
+                                .map_err(db_err)?;
+                            offset = Some(next + 1);
+                        }
                     }
-                    rec.journal_len += 1;
+                    rec.journal_len += rows.len() as u64;
                     Ok(())
                 })
             })

@@ -238,6 +238,20 @@ pub trait Store: Send + Sync + 'static {
         lease: &Lease,
         index: u64,
         entry: &Entry,
+    ) -> Result<(), StoreError> {
+        self.append_many(id, lease, index, std::slice::from_ref(entry))
+            .await
+    }
+    /// Appends `entries` as journal entries `index`, `index + 1`, ... in one
+    /// atomic write (all or none), on the same conditions as
+    /// [`Store::append`]. Durable when it returns. This is how a run of
+    /// emitted items costs one durable write (group commit).
+    async fn append_many(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entries: &[Entry],
     ) -> Result<(), StoreError>;
     /// Ends the invocation waiting for `wait` and releases the lease. For a
     /// signal wait, `consumed` is how many signals of that name the journal

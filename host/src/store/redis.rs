@@ -321,15 +321,20 @@ redis.call('HSET', KEYS[1], 'le', exp)
 return {'ok', exp}
 "#;
 
+// ARGV: lease token, index, then four per entry: its journal bytes, the
+// digest of a value it stored ('' if none), '1' if it emitted an item
+// (else '0'), and the item ('' if none).
 const APPEND: &str = r#"
 local now = now_ms()
 local bad = leased(KEYS[1], ARGV[1], now)
 if bad then return bad end
 local len = redis.call('LLEN', KEYS[2])
 if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
-if ARGV[5] then redis.call('RPUSH', KEYS[4], ARGV[5]) end
+for i = 3, #ARGV, 4 do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  if ARGV[i + 1] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 1]) end
+  if ARGV[i + 2] == '1' then redis.call('RPUSH', KEYS[4], ARGV[i + 3]) end
+end
 return {'ok'}
 "#;
 
@@ -1276,43 +1281,19 @@ impl Store for RedisStore {
         })
     }
 
-    async fn append(
+    async fn append_many(
         &self,
         id: &ExecutionId,
         lease: &Lease,
         index: u64,
-        entry: &Entry,
+        entries: &[Entry],
     ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         // A large successful tool result is stored once under its digest
         // and the journal gets a reference to it.
-        let stored = match &entry.kind {
-            EntryKind::Tool {
-                category,
-                name,
-                input_digest,
-                input_len,
-                result: Ok(value),
-            } if value.len() > self.options.blob_threshold => {
-                let digest = Digest::of(value);
-                self.put_blob(&digest, value).await?;
-                Some((
-                    digest,
-                    encode(&Entry {
-                        at_ms: entry.at_ms,
-                        duration_us: entry.duration_us,
-                        kind: EntryKind::ToolStored {
-                            category: category.clone(),
-                            name: name.clone(),
-                            input_digest: *input_digest,
-                            input_len: *input_len,
-                            result_digest: digest,
-                            result_len: value.len() as u64,
-                        },
-                    }),
-                ))
-            }
-            _ => None,
-        };
+        let mut stored = Vec::new();
         let mut inv = scripts().append.prepare_invoke();
         inv.key(self.key("x", id))
             .key(self.key("j", id))
@@ -1320,15 +1301,27 @@ impl Store for RedisStore {
             .key(self.key("i", id))
             .arg(lease.token)
             .arg(index);
-        // An emitted item goes to the output stream, in the same script;
-        // the journal records its digest.
-        let (written, item) = entry.split_item();
-        match &stored {
-            Some((digest, bytes)) => inv.arg(bytes.as_slice()).arg(digest.to_hex()),
-            None => inv.arg(encode(written.as_ref())).arg(""),
-        };
-        if let Some(item) = item {
-            inv.arg(item);
+        for entry in entries {
+            let large = match self.store_large_result(entry).await {
+                Ok(large) => large,
+                Err(e) => {
+                    self.release_failed_refs(&stored).await;
+                    return Err(e);
+                }
+            };
+            if let Some((digest, bytes)) = large {
+                inv.arg(bytes).arg(digest.to_hex()).arg("0").arg("");
+                stored.push(digest);
+                continue;
+            }
+            // An emitted item goes to the output stream, in the same
+            // script; the journal records its digest.
+            let (written, item) = entry.split_item();
+            inv.arg(encode(written.as_ref())).arg("");
+            match item {
+                Some(item) => inv.arg("1").arg(item),
+                None => inv.arg("0").arg(""),
+            };
         }
         let result = match inv.invoke_async::<Value>(&mut self.conn()).await {
             Ok(v) => Reply::new(v, "append")
@@ -1339,14 +1332,14 @@ impl Store for RedisStore {
         match result {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict { id, len, .. }) => {
-                self.release_failed_ref(&stored).await;
+                self.release_failed_refs(&stored).await;
                 Err(StoreError::Conflict { id, index, len })
             }
-            // Whether a retriable failure wrote the entry is unknown (the
-            // reply may be what got lost), so its reference is kept.
+            // Whether a retriable failure wrote the entries is unknown (the
+            // reply may be what got lost), so their references are kept.
             Err(e) if e.is_retriable() => Err(e),
             Err(e) => {
-                self.release_failed_ref(&stored).await;
+                self.release_failed_refs(&stored).await;
                 Err(e)
             }
         }
@@ -1594,11 +1587,50 @@ impl RedisStore {
 
     /// Gives back the reference an append took for a value it did not
     /// write. Best effort: a failure leaves the value alive, never loses it.
-    async fn release_failed_ref(&self, stored: &Option<(Digest, Vec<u8>)>) {
-        if let Some((digest, _)) = stored
-            && let Err(e) = self.unref_blobs(&[digest.to_hex()]).await
-        {
-            tracing::warn!("cannot release a reference to stored value {digest}: {e}");
+    async fn release_failed_refs(&self, stored: &[Digest]) {
+        if stored.is_empty() {
+            return;
         }
+        let hex: Vec<String> = stored.iter().map(Digest::to_hex).collect();
+        if let Err(e) = self.unref_blobs(&hex).await {
+            tracing::warn!("cannot release references to stored values {hex:?}: {e}");
+        }
+    }
+
+    /// For a successful tool result over the blob threshold: stores the
+    /// value once under its digest and returns the digest and the journal
+    /// entry that refers to it.
+    async fn store_large_result(
+        &self,
+        entry: &Entry,
+    ) -> Result<Option<(Digest, Vec<u8>)>, StoreError> {
+        let EntryKind::Tool {
+            category,
+            name,
+            input_digest,
+            input_len,
+            result: Ok(value),
+        } = &entry.kind
+        else {
+            return Ok(None);
+        };
+        if value.len() <= self.options.blob_threshold {
+            return Ok(None);
+        }
+        let digest = Digest::of(value);
+        self.put_blob(&digest, value).await?;
+        let bytes = encode(&Entry {
+            at_ms: entry.at_ms,
+            duration_us: entry.duration_us,
+            kind: EntryKind::ToolStored {
+                category: category.clone(),
+                name: name.clone(),
+                input_digest: *input_digest,
+                input_len: *input_len,
+                result_digest: digest,
+                result_len: value.len() as u64,
+            },
+        });
+        Ok(Some((digest, bytes)))
     }
 }

@@ -227,6 +227,67 @@ async fn redis_going_away_mid_step_loses_nothing() {
     assert_eq!(journal.len(), 8, "no entry lost or duplicated");
 }
 
+/// Redis dies while a producer streams: emitted items are written behind
+/// the guest, several to a write, so the failed write is noticed at the
+/// producer's next flush, not at its emit. The invocation ends on the
+/// store error without failing the execution; once Redis is back, replay
+/// finishes it with every item once, in order, none lost and none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_mid_stream_loses_no_item() {
+    let mut server = RedisServer::start();
+    let store = Arc::new(server.store().await);
+    let rt = Runtime::new(
+        engine(),
+        store.clone(),
+        ToolRegistry::with_builtins(),
+        RuntimeConfig {
+            retry_delay: Duration::from_millis(50),
+            ..RuntimeConfig::default()
+        },
+    );
+    deploy(&rt, "producer").await;
+    let n = 20_000u64;
+    let id = rt
+        .start("producer", encode(&json!({"n": n, "size": 16})), None)
+        .await
+        .unwrap();
+    // Kill it once the producer is well under way.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while rt.items(&id, None, 0).await.unwrap().count < 2_000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the producer got going");
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    server.restart();
+
+    let rec = wait(&rt, &id).await;
+    assert_eq!(rec.status, Status::Completed, "{:?}", rec.outcome);
+    assert_eq!(result::<u64>(&rec), n);
+    assert!(rec.invocations > 1, "the kill ended an invocation");
+    let journal = rt.journal(&id).await.unwrap();
+    assert_eq!(journal.len() as u64, n, "no entry lost or duplicated");
+    let mut next = 0u64;
+    let mut after = None;
+    loop {
+        let page = rt.items(&id, after, 5_000).await.unwrap();
+        assert_eq!(page.count, n);
+        if page.items.is_empty() {
+            break;
+        }
+        for (offset, item) in page.items {
+            assert_eq!(offset, next);
+            let item: Value = rmp_serde::from_slice(&item).unwrap();
+            assert_eq!(item["i"], next, "item {offset}");
+            next += 1;
+            after = Some(offset);
+        }
+    }
+    assert_eq!(next, n);
+}
+
 /// A 100 MiB tool result is stored once under its digest, replayed from
 /// there in a fresh instance, shared by executions with the same result,
 /// and deleted with the last execution that refers to it.
