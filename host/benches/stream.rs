@@ -19,6 +19,9 @@
 //!
 //! `cargo bench -p reprise-host --bench stream [embedded|redis]`
 //! (`BENCH_ITEMS` overrides 2,000 small items; 64 KiB runs use a tenth).
+//! With `BENCH_BASELINE=<another reprise binary>` (e.g. one built from an
+//! earlier commit) each throughput case also runs on a host of that binary,
+//! right after the current one on the same store, and the ratio is printed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,16 +39,31 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn serve(redis: Option<&str>, extra: &str) -> ServeProcess {
+    serve_binary(Path::new(env!("CARGO_BIN_EXE_reprise")), redis, extra)
+}
+
+fn serve_binary(binary: &Path, redis: Option<&str>, extra: &str) -> ServeProcess {
     let mut config = match redis {
         Some(url) => format!("redis = \"{url}\"\n"),
         None => String::new(),
     };
     config.push_str(extra);
-    ServeProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_reprise")),
-        &config,
-        &[("RUST_LOG", "error")],
-    )
+    ServeProcess::spawn(binary, &config, &[("RUST_LOG", "error")])
+}
+
+/// A host of the `BENCH_BASELINE` binary, if set, with the producer
+/// deployed.
+async fn baseline(redis: Option<&str>) -> Option<(ServeProcess, Client)> {
+    let binary = std::env::var_os("BENCH_BASELINE")?;
+    let host = serve_binary(Path::new(&binary), redis, "");
+    let client = Client::new(&host.url);
+    let wasm = reprise_tests::guests_dir().join("producer.wasm");
+    client
+        .deploy("producer", std::fs::read(wasm).unwrap())
+        .await
+        .unwrap();
+    produce_and_read(&client, 50, 100, 16).await;
+    Some((host, client))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -133,19 +151,32 @@ async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
             p.as_secs_f64() * 1e3
         );
     }
+    let base = baseline(redis).await;
     for (size, n) in [(100, small), (64 << 10, small / 10)] {
         for batch in [1, 16, 256] {
             let wall = produce_and_read(&client, n, size, batch)
                 .await
                 .as_secs_f64();
+            let versus = match &base {
+                Some((_, b)) => {
+                    let base_wall = produce_and_read(b, n, size, batch).await.as_secs_f64();
+                    format!(
+                        "  (baseline {:>7.0} items/s: {:.2}x)",
+                        n as f64 / base_wall,
+                        base_wall / wall
+                    )
+                }
+                None => String::new(),
+            };
             println!(
-                "{label:<9} {n:>6} items of {:>5} B, batch {batch:>3}: {:>8.0} items/s  {:>7.1} MiB/s",
+                "{label:<9} {n:>6} items of {:>5} B, batch {batch:>3}: {:>8.0} items/s  {:>7.1} MiB/s{versus}",
                 size,
                 n as f64 / wall,
                 (n * size) as f64 / wall / (1 << 20) as f64,
             );
         }
     }
+    drop(base);
 
     // Latency: a live stream, one item every 5 ms.
     let n = 300;

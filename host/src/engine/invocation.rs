@@ -278,9 +278,12 @@ impl Steps {
 
     /// Queues a new entry for the writer without waiting for it to be
     /// durable (see [`super::writer`]).
-    async fn queue(&mut self, entry: Entry) {
+    async fn queue(&mut self, entry: Entry) -> wasmtime::Result<()> {
         self.counted(&entry);
-        self.writer.push(entry).await;
+        match self.writer.push(entry).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.stop(End::Store(e))),
+        }
     }
 
     /// Counts a new entry in.
@@ -575,7 +578,7 @@ impl bindings::Host for InvocationState {
                 duration_us: 0,
                 kind: EntryKind::Emit { item },
             };
-            s.queue(entry).await;
+            s.queue(entry).await?;
         }
         s.emitted += 1;
         s.note_item(len);

@@ -18,7 +18,7 @@
 //! replayed from what is durable).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,8 +33,12 @@ const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Entries queued and not yet written, at most: an `emit` past it waits
 /// for a write, so a guest that emits faster than the store writes is held
-/// to the store's pace and the queue's memory is bounded.
+/// to the store's pace.
 const QUEUE: usize = 512;
+/// Item bytes queued and not yet written, at most (beyond one item): an
+/// `emit` that would pass it first waits for what is queued, so the
+/// queue's memory stays bounded however large the items.
+const QUEUE_BYTES: usize = 8 << 20;
 
 enum Op {
     /// Write this entry; nobody waits for it.
@@ -50,6 +54,8 @@ enum Op {
 pub(crate) struct JournalWriter {
     tx: mpsc::Sender<Op>,
     failed: Arc<AtomicBool>,
+    /// Item bytes queued and not yet written.
+    queued: Arc<AtomicUsize>,
     task: tokio::task::AbortHandle,
 }
 
@@ -65,7 +71,9 @@ impl JournalWriter {
     ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let failed = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicUsize::new(0));
         let task = Task {
+            queued: queued.clone(),
             store,
             id,
             lease,
@@ -75,14 +83,27 @@ impl JournalWriter {
             error: None,
         };
         let task = tokio::spawn(task.run(rx)).abort_handle();
-        Self { tx, failed, task }
+        Self {
+            tx,
+            failed,
+            queued,
+            task,
+        }
     }
 
-    /// Queues an entry; returns at once unless the queue is full.
-    pub(crate) async fn push(&self, entry: Entry) {
+    /// Queues an entry; returns at once unless the queue is full (then
+    /// once there is room, or with the error that stopped the writer).
+    pub(crate) async fn push(&self, entry: Entry) -> Result<(), StoreError> {
+        let len = item_len(&entry);
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued > 0 && queued + len > QUEUE_BYTES {
+            self.flush().await?;
+        }
+        self.queued.fetch_add(len, Ordering::AcqRel);
         // The task only ends when this writer is dropped; a send that
         // fails anyway is reported by the next flush.
         let _ = self.tx.send(Op::Append(entry)).await;
+        Ok(())
     }
 
     /// Writes `entry` after every entry queued before it and returns it
@@ -126,6 +147,7 @@ struct Task {
     index: u64,
     on_emit: Arc<dyn Fn() + Send + Sync>,
     failed: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
     /// Why the writer stopped, until a flush takes it.
     error: Option<StoreError>,
 }
@@ -141,9 +163,7 @@ impl Task {
             while let Some(op) = next.take() {
                 match op {
                     Op::Append(entry) => {
-                        if let EntryKind::Emit { item } = &entry.kind {
-                            bytes += item.len();
-                        }
+                        bytes += item_len(&entry);
                         batch.push(entry);
                     }
                     Op::Record(entry, done) => {
@@ -157,6 +177,7 @@ impl Task {
                 }
             }
             let written = self.write(&batch).await;
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
             for waiter in waiting.drain(..) {
                 let outcome = match written {
                     true => Ok(()),
@@ -210,6 +231,14 @@ impl Task {
     }
 }
 
+/// The bytes of an emitted item (what the queue holds in memory).
+fn item_len(entry: &Entry) -> usize {
+    match &entry.kind {
+        EntryKind::Emit { item } => item.len(),
+        _ => 0,
+    }
+}
+
 /// Someone waiting on a write.
 enum Waiter {
     /// For the entry at this position of the batch.
@@ -224,3 +253,123 @@ const PLACEHOLDER: Entry = Entry {
     duration_us: 0,
     kind: EntryKind::Checkpoint,
 };
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::execution::ExecutionRecord;
+    use crate::ids::Digest;
+    use crate::store::{EmbeddedStore, now_ms};
+
+    fn emit(i: u64) -> Entry {
+        Entry {
+            at_ms: now_ms(),
+            duration_us: i,
+            kind: EntryKind::Emit {
+                item: i.to_le_bytes().to_vec(),
+            },
+        }
+    }
+
+    async fn execution(store: &EmbeddedStore) -> (ExecutionId, Lease) {
+        let id = ExecutionId::new("w").unwrap();
+        let rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
+        store.create_execution(&rec).await.unwrap();
+        let lease = store
+            .acquire_lease(&id, "h", Duration::from_secs(30))
+            .await
+            .unwrap();
+        (id, lease)
+    }
+
+    /// Pushed entries and recorded ones land in order, each once; a record
+    /// hands its entry back once it and all before it are durable, and
+    /// `on_emit` ran for the writes that carried items.
+    #[tokio::test]
+    async fn entries_land_in_order() {
+        let store = Arc::new(EmbeddedStore::in_memory());
+        let (id, lease) = execution(&store).await;
+        let woken = Arc::new(AtomicU64::new(0));
+        let on_emit = {
+            let woken = woken.clone();
+            Arc::new(move || {
+                woken.fetch_add(1, Ordering::Relaxed);
+            })
+        };
+        let writer = JournalWriter::spawn(store.clone(), id.clone(), lease, 0, on_emit);
+        for i in 0..1000 {
+            writer.push(emit(i)).await.unwrap();
+        }
+        let checkpoint = Entry {
+            at_ms: now_ms(),
+            duration_us: 1000,
+            kind: EntryKind::Checkpoint,
+        };
+        let back = writer.record(checkpoint.clone()).await.unwrap();
+        assert_eq!(back, checkpoint);
+        let snap = store.load(&id).await.unwrap();
+        assert_eq!(snap.journal.len(), 1001);
+        for (i, e) in snap.journal.iter().enumerate() {
+            assert_eq!(e.duration_us, i as u64);
+        }
+        assert_eq!(store.items(&id, None, 0).await.unwrap().count, 1000);
+        let writes = woken.load(Ordering::Relaxed);
+        assert!((1..=1000).contains(&writes), "{writes} writes with items");
+        writer.flush().await.unwrap();
+    }
+
+    /// Items larger than a third of the queue's byte bound: a push waits
+    /// for what is queued instead of holding more, and every item lands.
+    #[tokio::test]
+    async fn large_items_wait_for_room() {
+        let store = Arc::new(EmbeddedStore::in_memory());
+        let (id, lease) = execution(&store).await;
+        let writer = JournalWriter::spawn(store.clone(), id.clone(), lease, 0, Arc::new(|| {}));
+        let big = QUEUE_BYTES / 3 + 1;
+        for i in 0..7u8 {
+            let entry = Entry {
+                at_ms: now_ms(),
+                duration_us: 0,
+                kind: EntryKind::Emit { item: vec![i; big] },
+            };
+            writer.push(entry).await.unwrap();
+            assert!(writer.queued.load(Ordering::Acquire) <= QUEUE_BYTES);
+        }
+        writer.flush().await.unwrap();
+        assert_eq!(writer.queued.load(Ordering::Acquire), 0);
+        let page = store.items(&id, None, 10).await.unwrap();
+        assert_eq!(page.count, 7);
+        for (offset, item) in page.items {
+            assert_eq!(item, vec![offset as u8; big]);
+        }
+    }
+
+    /// A write that fails stops the writer: the next flush returns its
+    /// error, later ones say an earlier write failed, and nothing after
+    /// the failure is written.
+    #[tokio::test]
+    async fn a_failed_write_stops_the_writer() {
+        let store = Arc::new(EmbeddedStore::in_memory());
+        let (id, lease) = execution(&store).await;
+        // Written at the wrong index: every write conflicts.
+        let writer = JournalWriter::spawn(store.clone(), id.clone(), lease, 5, Arc::new(|| {}));
+        writer.push(emit(0)).await.unwrap();
+        assert!(matches!(
+            writer.flush().await,
+            Err(StoreError::Conflict {
+                index: 5,
+                len: 0,
+                ..
+            })
+        ));
+        assert!(writer.failed());
+        assert!(matches!(
+            writer.record(emit(1)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(store.load(&id).await.unwrap().journal.is_empty());
+    }
+}
