@@ -38,9 +38,8 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn serve(redis: Option<&str>, extra: &str) -> ServeProcess {
-    serve_binary(Path::new(env!("CARGO_BIN_EXE_reprise")), redis, extra)
-}
+/// This build's `reprise`.
+const REPRISE: &str = env!("CARGO_BIN_EXE_reprise");
 
 fn serve_binary(binary: &Path, redis: Option<&str>, extra: &str) -> ServeProcess {
     let mut config = match redis {
@@ -51,11 +50,10 @@ fn serve_binary(binary: &Path, redis: Option<&str>, extra: &str) -> ServeProcess
     ServeProcess::spawn(binary, &config, &[("RUST_LOG", "error")])
 }
 
-/// A host of the `BENCH_BASELINE` binary, if set, with the producer
-/// deployed.
-async fn baseline(redis: Option<&str>) -> Option<(ServeProcess, Client)> {
-    let binary = std::env::var_os("BENCH_BASELINE")?;
-    let host = serve_binary(Path::new(&binary), redis, "");
+/// A host of `binary` with the producer deployed, warmed up (the compiled
+/// component, connections).
+async fn producer_host(binary: &Path, redis: Option<&str>, extra: &str) -> (ServeProcess, Client) {
+    let host = serve_binary(binary, redis, extra);
     let client = Client::new(&host.url);
     let wasm = reprise_tests::guests_dir().join("producer.wasm");
     client
@@ -63,7 +61,14 @@ async fn baseline(redis: Option<&str>) -> Option<(ServeProcess, Client)> {
         .await
         .unwrap();
     produce_and_read(&client, 50, 100, 16).await;
-    Some((host, client))
+    (host, client)
+}
+
+/// A host of the `BENCH_BASELINE` binary, if set, with the producer
+/// deployed.
+async fn baseline(redis: Option<&str>) -> Option<(ServeProcess, Client)> {
+    let binary = std::env::var_os("BENCH_BASELINE")?;
+    Some(producer_host(Path::new(&binary), redis, "").await)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -134,17 +139,9 @@ async fn emit_times(http: &reqwest::Client, url: &str, id: &str) -> Vec<f64> {
 }
 
 async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
-    let host = serve(redis, "");
-    let client = Client::new(&host.url);
+    let (host, client) = producer_host(Path::new(REPRISE), redis, "").await;
     let http = reqwest::Client::new();
-    let wasm = reprise_tests::guests_dir().join("producer.wasm");
-    client
-        .deploy("producer", std::fs::read(wasm).unwrap())
-        .await
-        .unwrap();
     let small = env_or("BENCH_ITEMS", 2000);
-    // Warm up: the compiled component, connections.
-    produce_and_read(&client, 50, 100, 16).await;
     if let Some(p) = ping {
         println!(
             "{label:<9} (one raw Redis PING round trip: {:.3} ms)",
@@ -216,14 +213,9 @@ async fn scenario(label: &str, redis: Option<&str>, ping: Option<Duration>) {
 
     // A slow consumer: RSS while 10,000 items go through a window of 100.
     drop(host);
-    let host = serve(redis, "[stream]\nhold = \"10ms\"\n");
+    let (host, client) =
+        producer_host(Path::new(REPRISE), redis, "[stream]\nhold = \"10ms\"\n").await;
     let pid = host.pid();
-    let client = Client::new(&host.url);
-    let wasm = reprise_tests::guests_dir().join("producer.wasm");
-    client
-        .deploy("producer", std::fs::read(wasm).unwrap())
-        .await
-        .unwrap();
     let n = 10_000;
     let exec = client
         .start(

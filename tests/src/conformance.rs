@@ -506,38 +506,50 @@ pub async fn purge_removes_only_finished_executions(store: Arc<dyn Store>) {
     }
 }
 
-/// A large tool result comes back intact, inline or as a stored value.
-pub async fn large_results_round_trip(store: Arc<dyn Store>) {
-    let id = created(store.as_ref(), "big").await;
-    let l = lease(store.as_ref(), &id, "a").await;
-    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let tool = Entry {
+/// A successful tool entry with `value` as its result.
+fn tool_result(duration_us: u64, value: Vec<u8>) -> Entry {
+    Entry {
         at_ms: now_ms(),
-        duration_us: 0,
+        duration_us,
         kind: EntryKind::Tool {
             category: "c".into(),
             name: "n".into(),
             input_digest: Digest::of(b""),
             input_len: 0,
-            result: Ok(value.clone()),
+            result: Ok(value),
         },
-    };
-    store.append(&id, &l, 0, &tool).await.unwrap();
-    store.append(&id, &l, 1, &entry(1)).await.unwrap();
-    let snap = store.load(&id).await.unwrap();
-    assert_eq!(snap.journal.len(), 2);
-    let loaded = match &snap.journal[0].kind {
+    }
+}
+
+/// The result of a tool entry as loaded: inline, or from the stored value
+/// it refers to (whose recorded length must match).
+async fn tool_value(store: &dyn Store, entry: &Entry) -> Vec<u8> {
+    match &entry.kind {
         EntryKind::Tool { result, .. } => result.clone().unwrap(),
         EntryKind::ToolStored {
             result_digest,
             result_len,
             ..
         } => {
-            assert_eq!(*result_len, value.len() as u64);
-            store.get_blob(result_digest, *result_len).await.unwrap()
+            let value = store.get_blob(result_digest, *result_len).await.unwrap();
+            assert_eq!(value.len() as u64, *result_len);
+            value
         }
         other => panic!("unexpected entry {other:?}"),
-    };
+    }
+}
+
+/// A large tool result comes back intact, inline or as a stored value.
+pub async fn large_results_round_trip(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "big").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let tool = tool_result(0, value.clone());
+    store.append(&id, &l, 0, &tool).await.unwrap();
+    store.append(&id, &l, 1, &entry(1)).await.unwrap();
+    let snap = store.load(&id).await.unwrap();
+    assert_eq!(snap.journal.len(), 2);
+    let loaded = tool_value(store.as_ref(), &snap.journal[0]).await;
     assert!(loaded == value, "large result changed in the store");
     assert_eq!(snap.journal[0].kind.call(), tool.kind.call());
 }
@@ -553,17 +565,7 @@ pub async fn batches_append_all_or_nothing(store: Arc<dyn Store>) {
     store.append(&id, &l, 0, &entry(0)).await.unwrap();
     let value: Vec<u8> = (0..2_000_000u32).map(|i| (i % 241) as u8).collect();
     let mut batch: Vec<Entry> = (1..=100).map(entry).collect();
-    batch.push(Entry {
-        at_ms: now_ms(),
-        duration_us: 101,
-        kind: EntryKind::Tool {
-            category: "c".into(),
-            name: "n".into(),
-            input_digest: Digest::of(b""),
-            input_len: 0,
-            result: Ok(value.clone()),
-        },
-    });
+    batch.push(tool_result(101, value.clone()));
     batch.push(Entry {
         at_ms: now_ms(),
         duration_us: 102,
@@ -583,15 +585,7 @@ pub async fn batches_append_all_or_nothing(store: Arc<dyn Store>) {
     for (i, e) in snap.journal.iter().enumerate() {
         assert_eq!(e.duration_us, i as u64, "entry {i} out of place");
     }
-    let loaded = match &snap.journal[101].kind {
-        EntryKind::Tool { result, .. } => result.clone().unwrap(),
-        EntryKind::ToolStored {
-            result_digest,
-            result_len,
-            ..
-        } => store.get_blob(result_digest, *result_len).await.unwrap(),
-        other => panic!("unexpected entry {other:?}"),
-    };
+    let loaded = tool_value(store.as_ref(), &snap.journal[101]).await;
     assert!(loaded == value, "the large result changed in the store");
     let page = store.items(&id, None, 1000).await.unwrap();
     assert_eq!(page.count, 101);
