@@ -11,7 +11,9 @@
 //! (a private `redis-server` over loopback TCP, AOF `appendfsync always`).
 //!
 //! `cargo bench -p reprise-host --bench http` (`BENCH_RUNS`, `BENCH_TOTAL`
-//! and `BENCH_IN_FLIGHT` override 200, 1000 and 50).
+//! and `BENCH_IN_FLIGHT` override 200, 1000 and 50). With
+//! `BENCH_BASELINE=<another reprise binary>` (e.g. one built from an
+//! earlier commit) each scenario runs again right after on that binary.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,16 +31,21 @@ fn env_or(name: &str, default: usize) -> usize {
 
 type Host = ServeProcess;
 
-fn serve(redis: Option<&str>) -> Host {
+fn serve(binary: &Path, redis: Option<&str>) -> Host {
     let config = match redis {
         Some(url) => format!("redis = \"{url}\"\n"),
         None => String::new(),
     };
-    ServeProcess::spawn(
-        Path::new(env!("CARGO_BIN_EXE_reprise")),
-        &config,
-        &[("RUST_LOG", "error")],
-    )
+    ServeProcess::spawn(binary, &config, &[("RUST_LOG", "error")])
+}
+
+/// The binaries to measure: this build's, and `BENCH_BASELINE` if set.
+fn binaries() -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut out = vec![("", env!("CARGO_BIN_EXE_reprise").into())];
+    if let Some(base) = std::env::var_os("BENCH_BASELINE") {
+        out.push(("baseline ", base.into()));
+    }
+    out
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -61,11 +68,11 @@ async fn start_and_wait(http: &reqwest::Client, url: &str) -> Duration {
     t.elapsed()
 }
 
-async fn scenario(label: &str, redis: Option<&str>) {
+async fn scenario(label: &str, binary: &Path, redis: Option<&str>) {
     let runs = env_or("BENCH_RUNS", 200);
     let total = env_or("BENCH_TOTAL", 1000);
     let in_flight = env_or("BENCH_IN_FLIGHT", 50);
-    let host = serve(redis);
+    let host = serve(binary, redis);
     let pid = host.pid();
     let http = reqwest::Client::new();
     let steps = reprise_tests::guests_dir().join("steps.wasm");
@@ -101,7 +108,7 @@ async fn scenario(label: &str, redis: Option<&str>) {
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     let h50 = percentile(&health, 0.5);
     println!(
-        "{label:<9} start-and-wait, 10 steps, {runs} sequential: p50 {:>8.2} ms  p99 {:>8.2} ms   \
+        "{label:<18} start-and-wait, 10 steps, {runs} sequential: p50 {:>8.2} ms  p99 {:>8.2} ms   \
          (/healthz p50 {:.3} ms; p50 = {:.0}x /healthz)",
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
@@ -130,7 +137,7 @@ async fn scenario(label: &str, redis: Option<&str>) {
     let (cpu1, rss, peak) = usage(pid);
     all.sort();
     println!(
-        "{label:<9} throughput, {total} workflows, {in_flight} in flight: {:>7.1} workflows/s \
+        "{label:<18} throughput, {total} workflows, {in_flight} in flight: {:>7.1} workflows/s \
          ({:.0} steps/s), p50 {:.1} ms p99 {:.1} ms; server CPU {:.2} cores, RSS {:.1} MiB \
          (peak {:.1} MiB)",
         total as f64 / wall,
@@ -152,11 +159,15 @@ async fn main() {
         .collect();
     let wanted = |label: &str| filter.is_empty() || filter.iter().any(|f| label.contains(f));
     println!("reprise serve over loopback HTTP; client and server on this machine");
-    if wanted("embedded") {
-        scenario("embedded", None).await;
+    for (which, binary) in binaries() {
+        if wanted("embedded") {
+            scenario(&format!("{which}embedded"), &binary, None).await;
+        }
     }
     if wanted("redis") {
         let (_server, url) = reprise_tests::redis::RedisServer::start_tcp(&[]);
-        scenario("redis", Some(&url)).await;
+        for (which, binary) in binaries() {
+            scenario(&format!("{which}redis"), &binary, Some(&url)).await;
+        }
     }
 }

@@ -266,6 +266,41 @@ pub async fn appends_are_conditional_and_ordered(store: Arc<dyn Store>) {
     }
 }
 
+/// Appends to many executions at once (what group commit batches) all
+/// land, each journal in order; an append refused among them (a stale
+/// index) fails alone and writes nothing.
+pub async fn concurrent_appends_land_independently(store: Arc<dyn Store>) {
+    let (executions, appends) = (16, 25u64);
+    let mut tasks = tokio::task::JoinSet::new();
+    for e in 0..executions {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let id = created(store.as_ref(), &format!("c{e}")).await;
+            let l = lease(store.as_ref(), &id, "h").await;
+            for i in 0..appends {
+                store.append(&id, &l, i, &entry(i)).await.unwrap();
+                if i % 5 == 4 {
+                    // Refused: index i was just written.
+                    assert!(matches!(
+                        store.append(&id, &l, i, &entry(999)).await,
+                        Err(StoreError::Conflict { .. })
+                    ));
+                }
+            }
+            id
+        });
+    }
+    let ids: Vec<ExecutionId> = tasks.join_all().await;
+    for id in ids {
+        let snap = store.load(&id).await.unwrap();
+        assert_eq!(snap.record.journal_len, appends);
+        let order: Vec<u64> = snap.journal.iter().map(|e| e.duration_us).collect();
+        assert_eq!(order, (0..appends).collect::<Vec<_>>(), "{id}");
+        let page = store.items(&id, None, 100).await.unwrap();
+        assert_eq!(page.count, appends);
+    }
+}
+
 /// One lease at a time; a newer lease fences the older holder out.
 pub async fn leases_are_exclusive_and_fenced(store: Arc<dyn Store>) {
     let id = created(store.as_ref(), "e1").await;
@@ -620,6 +655,7 @@ macro_rules! conformance_tests {
                 create_is_idempotent,
                 appends_are_conditional_and_ordered,
                 batches_append_all_or_nothing,
+                concurrent_appends_land_independently,
                 leases_are_exclusive_and_fenced,
                 signals_are_buffered_and_wake,
                 suspend_records_timers,

@@ -7,6 +7,11 @@
 //! on tokio's blocking pool so it never stalls a worker thread; the memory
 //! backend does no I/O and runs inline.
 //!
+//! On a file, appends (the journal's hot path) go to one committer thread
+//! instead, which commits every append waiting in one transaction: the
+//! executions running side by side share each fsync (group commit), where
+//! they would otherwise queue for the file's one writer, an fsync each.
+//!
 //! redb locks its file: only one process can open it. When a file is opened,
 //! any lease recorded in it belonged to a process that is gone, so leases are
 //! cleared on open and an interrupted run resumes at once.
@@ -48,6 +53,8 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     /// File-backed: run transactions on the blocking pool.
     on_disk: bool,
+    /// File-backed: appends go to the committer thread (see [`committer`]).
+    appends: Option<std::sync::mpsc::Sender<Append>>,
 }
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
@@ -61,9 +68,17 @@ impl EmbeddedStore {
         let db = Database::create(path).map_err(|e| {
             StoreError::Unavailable(format!("cannot open store file {}: {e}", path.display()))
         })?;
+        let db = Arc::new(db);
+        let (appends, waiting) = std::sync::mpsc::channel();
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("reprise-commit".into())
+            .spawn(move || committer(weak, waiting))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the committer: {e}")))?;
         let store = Self {
-            db: Arc::new(db),
+            db,
             on_disk: true,
+            appends: Some(appends),
         };
         store.init(true)?;
         Ok(store)
@@ -77,6 +92,7 @@ impl EmbeddedStore {
         let store = Self {
             db: Arc::new(db),
             on_disk: false,
+            appends: None,
         };
         store.init(false).expect("initialising an in-memory store");
         store
@@ -157,6 +173,122 @@ fn read_record(
         Some(v) => decode(v.value()),
         None => Err(StoreError::NotFound(id.clone())),
     }
+}
+
+/// An encoded journal entry and the item it emitted, if any.
+type Row = (Vec<u8>, Option<Vec<u8>>);
+
+/// Appends `rows` as journal entries `index`, ... of execution `id` in `tx`,
+/// if `lease` is live and the journal has `index` entries. A refusal
+/// (lease lost, conflict, ended) writes nothing; only
+/// [`StoreError::Unavailable`] can come after a partial write.
+fn append_rows(
+    tx: &WriteTransaction,
+    id: &ExecutionId,
+    lease: &Lease,
+    index: u64,
+    rows: &[Row],
+) -> Result<(), StoreError> {
+    with_leased(tx, id, lease, |rec| {
+        if rec.journal_len != index {
+            return Err(StoreError::Conflict {
+                id: id.clone(),
+                index,
+                len: rec.journal_len,
+            });
+        }
+        let mut journal = tx.open_table(JOURNAL).map_err(db_err)?;
+        let mut items = tx.open_table(ITEMS).map_err(db_err)?;
+        let mut offset = None;
+        for (k, (bytes, item)) in rows.iter().enumerate() {
+            journal
+                .insert((id.as_str(), index + k as u64), bytes.as_slice())
+                .map_err(db_err)?;
+            if let Some(item) = item {
+                let next = match offset {
+                    Some(o) => o,
+                    None => item_count(&items, id)?,
+                };
+                items
+                    .insert((id.as_str(), next), item.as_slice())
+                    .map_err(db_err)?;
+                offset = Some(next + 1);
+            }
+        }
+        rec.journal_len += rows.len() as u64;
+        Ok(())
+    })
+}
+
+/// One append waiting for the committer.
+struct Append {
+    id: ExecutionId,
+    lease: Lease,
+    index: u64,
+    rows: Vec<Row>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most appends in one group commit.
+const MAX_GROUP: usize = 256;
+
+/// The committer of a file store (its own thread): takes every append that
+/// is waiting and commits them in one transaction, so executions running
+/// side by side share each fsync (group commit) instead of queueing for
+/// one each. An append that is refused (lease, index) writes nothing and
+/// fails alone; an error of the database fails the whole group, which
+/// then wrote nothing. It holds the database weakly, so dropping the store
+/// closes the file (a host can reopen it at once), and ends with the last
+/// sender.
+fn committer(db: std::sync::Weak<Database>, appends: std::sync::mpsc::Receiver<Append>) {
+    while let Ok(first) = appends.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match appends.try_recv() {
+                Ok(a) => group.push(a),
+                Err(_) => break,
+            }
+        }
+        let outcome = match db.upgrade() {
+            Some(db) => commit_group(&db, &group),
+            None => Err(StoreError::Unavailable(
+                "embedded store: the store is closed".into(),
+            )),
+        };
+        // The database is released (above) before anyone hears back.
+        match outcome {
+            Ok(results) => {
+                for (a, result) in group.into_iter().zip(results) {
+                    let _ = a.done.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for a in group {
+                    let _ = a.done.send(Err(StoreError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a group of appends in one durable transaction; each one's
+/// result, or the error that aborted them all.
+fn commit_group(
+    db: &Database,
+    group: &[Append],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let tx = db.begin_write().map_err(db_err)?;
+    let mut results = Vec::with_capacity(group.len());
+    for a in group {
+        match append_rows(&tx, &a.id, &a.lease, a.index, &a.rows) {
+            // Possibly half written: abort the transaction (dropped).
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
+            result => results.push(result),
+        }
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(results)
 }
 
 /// Reads a record inside a write transaction, checks that `lease` is the live
@@ -579,7 +711,7 @@ impl Store for EmbeddedStore {
         }
         // Encoded here, on the caller's task; the write transaction only
         // inserts bytes.
-        let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = entries
+        let rows: Vec<Row> = entries
             .iter()
             .map(|entry| {
                 let (written, item) = entry.split_item();
@@ -587,40 +719,22 @@ impl Store for EmbeddedStore {
             })
             .collect();
         let (id, lease) = (id.clone(), lease.clone());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
-                with_leased(tx, &id, &lease, |rec| {
-                    if rec.journal_len != index {
-                        return Err(StoreError::Conflict {
-                            id: id.clone(),
-                            index,
-                            len: rec.journal_len,
-                        });
-                    }
-                    let mut journal = tx.open_table(JOURNAL).map_err(db_err)?;
-                    let mut items = tx.open_table(ITEMS).map_err(db_err)?;
-                    let mut offset = None;
-                    for (k, (bytes, item)) in rows.iter().enumerate() {
-                        journal
-                            .insert((id.as_str(), index + k as u64), bytes.as_slice())
-                            .map_err(db_err)?;
-                        if let Some(item) = item {
-                            let next = match offset {
-                                Some(o) => o,
-                                None => item_count(&items, &id)?,
-                            };
-                            items
-                                .insert((id.as_str(), next), item.as_slice())
-                                .map_err(db_err)?;
-                            offset = Some(next + 1);
-                        }
-                    }
-                    rec.journal_len += rows.len() as u64;
-                    Ok(())
+        if let Some(appends) = &self.appends {
+            let (done, answer) = tokio::sync::oneshot::channel();
+            let closed = || StoreError::Unavailable("embedded store: the committer stopped".into());
+            appends
+                .send(Append {
+                    id,
+                    lease,
+                    index,
+                    rows,
+                    done,
                 })
-            })
-        })
-        .await
+                .map_err(|_| closed())?;
+            return answer.await.unwrap_or_else(|_| Err(closed()));
+        }
+        self.run(move |db, d| write(db, d, |tx| append_rows(tx, &id, &lease, index, &rows)))
+            .await
     }
 
     async fn suspend(
