@@ -698,7 +698,7 @@ pub(crate) async fn run(
             inline_sleep_max,
             metrics,
             drain,
-            writer: JournalWriter::spawn(
+            writer: JournalWriter::new(
                 store_for_writer,
                 record.id.clone(),
                 lease,

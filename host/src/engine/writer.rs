@@ -13,9 +13,9 @@
 //! records how it ended. Consumers read items from the store, so nobody
 //! sees an item that could still be lost.
 //!
-//! A step that finds nothing queued (the common case outside streams)
-//! writes its entry itself, since the task is idle: one hop between tasks
-//! less per step.
+//! The task starts with the first `emit`. A step that finds nothing queued
+//! (always, in an invocation that emits nothing) writes its entry itself,
+//! since the task is idle or absent: no hop between tasks per step.
 //!
 //! A failed write stops the writer: the next flush returns the error, and
 //! the invocation ends on it as on any store error (the execution is
@@ -56,9 +56,11 @@ enum Op {
 /// Hands an invocation's new entries to its writer task; dropping it
 /// stops the task (what it had not written is lost, as in a crash).
 pub(crate) struct JournalWriter {
-    tx: mpsc::Sender<Op>,
     shared: Arc<Shared>,
-    task: tokio::task::AbortHandle,
+    on_emit: Arc<dyn Fn() + Send + Sync>,
+    /// The task, started by the first push: an invocation that emits
+    /// nothing never has one, and its steps all write directly.
+    task: Option<(mpsc::Sender<Op>, tokio::task::AbortHandle)>,
 }
 
 /// What the writer and its task both see.
@@ -78,16 +80,15 @@ struct Shared {
 }
 
 impl JournalWriter {
-    /// Starts the writer of execution `id`, whose journal has `next_index`
+    /// The writer of execution `id`, whose journal has `next_index`
     /// entries. `on_emit` runs after each write that made items durable.
-    pub(crate) fn spawn(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         id: ExecutionId,
         lease: Lease,
         next_index: u64,
         on_emit: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             store,
             id,
@@ -97,28 +98,41 @@ impl JournalWriter {
             queued: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
         });
-        let task = Task {
-            shared: shared.clone(),
+        Self {
+            shared,
             on_emit,
-            error: None,
-        };
-        let task = tokio::spawn(task.run(rx)).abort_handle();
-        Self { tx, shared, task }
+            task: None,
+        }
+    }
+
+    /// The task's queue, starting the task if this is the first push.
+    fn queue(&mut self) -> mpsc::Sender<Op> {
+        let (tx, _) = self.task.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let task = Task {
+                shared: self.shared.clone(),
+                on_emit: self.on_emit.clone(),
+                error: None,
+            };
+            (tx, tokio::spawn(task.run(rx)).abort_handle())
+        });
+        tx.clone()
     }
 
     /// Queues an entry; returns at once unless the queue is full (then
     /// once there is room, or with the error that stopped the writer).
-    pub(crate) async fn push(&self, entry: Entry) -> Result<(), StoreError> {
+    pub(crate) async fn push(&mut self, entry: Entry) -> Result<(), StoreError> {
         let len = item_len(&entry);
         let queued = self.shared.queued.load(Ordering::Acquire);
         if queued > 0 && queued + len > QUEUE_BYTES {
             self.flush().await?;
         }
+        let tx = self.queue();
         self.shared.queued.fetch_add(len, Ordering::AcqRel);
         self.shared.unwritten.fetch_add(1, Ordering::AcqRel);
         // The task only ends when this writer is dropped; a send that
         // fails anyway is reported by the next flush.
-        let _ = self.tx.send(Op::Append(entry)).await;
+        let _ = tx.send(Op::Append(entry)).await;
         Ok(())
     }
 
@@ -126,38 +140,54 @@ impl JournalWriter {
     /// once all of them are durable; or the error that stopped the writer.
     pub(crate) async fn record(&self, entry: Entry) -> Result<Entry, StoreError> {
         let sh = &self.shared;
+        let Some((tx, _)) = &self.task else {
+            if sh.failed.load(Ordering::Acquire) {
+                return Err(earlier_failure());
+            }
+            return self.record_directly(entry).await;
+        };
         if sh.unwritten.load(Ordering::Acquire) == 0 && !sh.failed.load(Ordering::Acquire) {
-            // Nothing queued and the task idle (the caller is the only one
-            // who gives it work, and it is here): write from this task,
-            // without the hop through the writer's.
-            let index = sh.index.load(Ordering::Acquire);
-            let one = std::slice::from_ref(&entry);
-            return match sh.store.append_many(&sh.id, &sh.lease, index, one).await {
-                Ok(()) => {
-                    sh.index.store(index + 1, Ordering::Release);
-                    Ok(entry)
-                }
-                Err(e) => {
-                    sh.failed.store(true, Ordering::Release);
-                    Err(e)
-                }
-            };
+            return self.record_directly(entry).await;
         }
         let (done, wait) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the journal writer stopped".to_string());
-        self.tx
-            .send(Op::Record(entry, done))
+        tx.send(Op::Record(entry, done))
             .await
             .map_err(|_| stopped())?;
         wait.await.unwrap_or_else(|_| Err(stopped()))
     }
 
+    /// Writes `entry` from the caller's task: the task has nothing to
+    /// write and is idle (the caller is the only one who gives it work,
+    /// and it is here).
+    async fn record_directly(&self, entry: Entry) -> Result<Entry, StoreError> {
+        let sh = &self.shared;
+        let index = sh.index.load(Ordering::Acquire);
+        let one = std::slice::from_ref(&entry);
+        match sh.store.append_many(&sh.id, &sh.lease, index, one).await {
+            Ok(()) => {
+                sh.index.store(index + 1, Ordering::Release);
+                Ok(entry)
+            }
+            Err(e) => {
+                sh.failed.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
     /// Returns once every entry queued so far is durable, or with the
     /// error that stopped the writer.
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let Some((tx, _)) = &self.task else {
+            return match self.shared.failed.load(Ordering::Acquire) {
+                true => Err(earlier_failure()),
+                false => Ok(()),
+            };
+        };
         let (done, wait) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the journal writer stopped".to_string());
-        self.tx.send(Op::Flush(done)).await.map_err(|_| stopped())?;
+        tx.send(Op::Flush(done)).await.map_err(|_| stopped())?;
         wait.await.unwrap_or_else(|_| Err(stopped()))
     }
 
@@ -169,8 +199,14 @@ impl JournalWriter {
 
 impl Drop for JournalWriter {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some((_, task)) = &self.task {
+            task.abort();
+        }
     }
+}
+
+fn earlier_failure() -> StoreError {
+    StoreError::Unavailable("an earlier journal write failed".to_string())
 }
 
 struct Task {
@@ -212,9 +248,7 @@ impl Task {
             for waiter in waiting.drain(..) {
                 let outcome = match written {
                     true => Ok(()),
-                    false => Err(self.error.take().unwrap_or_else(|| {
-                        StoreError::Unavailable("an earlier journal write failed".to_string())
-                    })),
+                    false => Err(self.error.take().unwrap_or_else(earlier_failure)),
                 };
                 match waiter {
                     Waiter::Entry(at, done) => {
@@ -329,7 +363,7 @@ mod tests {
                 woken.fetch_add(1, Ordering::Relaxed);
             })
         };
-        let writer = JournalWriter::spawn(store.clone(), id.clone(), lease, 0, on_emit);
+        let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 0, on_emit);
         let checkpoint = |i: u64| Entry {
             at_ms: now_ms(),
             duration_us: i,
@@ -364,7 +398,7 @@ mod tests {
     async fn large_items_wait_for_room() {
         let store = Arc::new(EmbeddedStore::in_memory());
         let (id, lease) = execution(&store).await;
-        let writer = JournalWriter::spawn(store.clone(), id.clone(), lease, 0, Arc::new(|| {}));
+        let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 0, Arc::new(|| {}));
         let big = QUEUE_BYTES / 3 + 1;
         for i in 0..7u8 {
             let entry = Entry {
@@ -392,7 +426,7 @@ mod tests {
         let store = Arc::new(EmbeddedStore::in_memory());
         let (id, lease) = execution(&store).await;
         // Written at the wrong index: every write conflicts.
-        let writer = JournalWriter::spawn(store.clone(), id.clone(), lease, 5, Arc::new(|| {}));
+        let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 5, Arc::new(|| {}));
         writer.push(emit(0)).await.unwrap();
         assert!(matches!(
             writer.flush().await,
