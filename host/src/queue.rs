@@ -17,9 +17,13 @@
 //! idle for `claim_after` any host takes it over (`XPENDING` + `XCLAIM`) and
 //! replays the execution. A host keeps the messages it works on fresh with
 //! `XCLAIM … JUSTID` while it works, so a long invocation is never taken
-//! from a live host. A message delivered `max_deliveries` times, or one that
-//! can never succeed (unknown workflow, malformed fields), goes to the
-//! dead-letter stream with the reason.
+//! from a live host. A message that can never succeed (unknown workflow,
+//! malformed fields), or one whose execution made no progress (its journal
+//! did not grow) over `max_deliveries` deliveries in a row, goes to the
+//! dead-letter stream with the reason. Deliveries cut short by a host that
+//! was killed after its execution went forward are not held against the
+//! message: the limit is for messages that stop every host that takes them,
+//! not for unlucky ones.
 //!
 //! **Durable timers** are a sorted set of execution ids by due time. Every
 //! host moves due timers to the stream with one script (`ZRANGEBYSCORE`,
@@ -50,8 +54,9 @@ pub struct QueueOptions {
     /// A message pending this long without its host refreshing it is taken
     /// over by another host (its host is presumed dead).
     pub claim_after: Duration,
-    /// A message delivered this many times without being acknowledged goes
-    /// to the dead-letter stream.
+    /// A message delivered this many times in a row without its execution
+    /// making progress (see [`RedisQueue::stalled`]) goes to the
+    /// dead-letter stream.
     pub max_deliveries: u64,
     /// Messages one host works on at once.
     pub concurrency: usize,
@@ -173,6 +178,19 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// The execution the message is about: a resume's, a start's `id`, or
+    /// for a start without one `q-<entry id>` (so a message delivered again
+    /// still starts once). `None` for a message that cannot be read.
+    pub fn execution_id(&self) -> Option<ExecutionId> {
+        match &self.message {
+            Ok(Message::Resume(id)) | Ok(Message::Start { id: Some(id), .. }) => Some(id.clone()),
+            Ok(Message::Start { id: None, .. }) => {
+                ExecutionId::new(format!("q-{}", self.entry)).ok()
+            }
+            Err(_) => None,
+        }
+    }
+
     fn new(entry: StreamId, deliveries: u64) -> Self {
         let message = Message::parse(&entry.map);
         let mut fields: Vec<(String, Vec<u8>)> = entry
@@ -208,18 +226,44 @@ pub struct DeadLetter {
 
 /// Acknowledges and deletes entries (nobody else reads this stream's group,
 /// so an acknowledged entry is of no further use).
+/// Their progress marks (KEYS[2]) go with them.
 const ACK: &str = r#"
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 "#;
 
 /// Moves one entry to the dead-letter stream. ARGV: group, entry id, then
 /// field/value pairs for the dead letter.
+/// Its progress mark (KEYS[3]) goes with it.
 const DEAD_LETTER: &str = r#"
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
+"#;
+
+/// Records that entry ARGV[1] was taken over (its delivery ARGV[3]) while
+/// its execution's journal held ARGV[2] entries, and returns how many
+/// deliveries in a row ended without the journal growing. The mark
+/// (`<length>:<stalled>`) is kept in the hash KEYS[1]. The first take-over
+/// knows nothing of the deliveries before it, so it counts them all as
+/// stalled.
+const STALLED: &str = r#"
+local len = tonumber(ARGV[2])
+local stalled = tonumber(ARGV[3]) - 1
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev then
+  local sep = string.find(prev, ':', 1, true)
+  if tonumber(string.sub(prev, 1, sep - 1)) < len then
+    stalled = 0
+  else
+    stalled = tonumber(string.sub(prev, sep + 1)) + 1
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], len .. ':' .. stalled)
+return stalled
 "#;
 
 /// Moves up to ARGV[1] due timers to the stream, on the Redis clock.
@@ -249,11 +293,14 @@ pub struct RedisQueue {
     options: QueueOptions,
     timers: String,
     dead: String,
+    /// Progress marks of taken-over messages (see [`RedisQueue::stalled`]).
+    progress: String,
     settled: String,
     /// For the pub/sub connection that hears other hosts' invocations end.
     client: redis::Client,
     ack: Script,
     dead_letter: Script,
+    stalled: Script,
     fire: Script,
 }
 
@@ -284,11 +331,13 @@ impl RedisQueue {
             reader: redis_connection(url, &blocking).await?,
             timers: format!("{tag}:timers"),
             dead: format!("{tag}:dead"),
+            progress: format!("{tag}:progress"),
             settled: format!("{tag}:settled"),
             client: redis_client(url, redis)?,
             options,
             ack: Script::new(ACK),
             dead_letter: Script::new(DEAD_LETTER),
+            stalled: Script::new(STALLED),
             fire: Script::new(FIRE_TIMERS),
         };
         let created: Result<(), _> = redis::cmd("XGROUP")
@@ -482,6 +531,7 @@ return 0
         }
         self.ack
             .key(&self.options.stream)
+            .key(&self.progress)
             .arg(&self.options.group)
             .arg(entries)
             .invoke_async::<Value>(&mut self.conn.clone())
@@ -495,6 +545,7 @@ return 0
     pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), StoreError> {
         let mut inv = self.dead_letter.key(&self.options.stream);
         inv.key(&self.dead)
+            .key(&self.progress)
             .arg(&self.options.group)
             .arg(&d.entry)
             .arg("reason")
@@ -510,6 +561,24 @@ return 0
             .await
             .map_err(redis_err)?;
         Ok(())
+    }
+
+    /// Called when a host takes over `d`, whose execution's journal now
+    /// holds `journal_len` entries: how many of its deliveries in a row
+    /// ended without the journal growing (deliveries before the first
+    /// take-over all count, since nothing recorded where they began). A
+    /// host killed from outside after its invocation went forward is not
+    /// the message's fault; a message that stops every host before any
+    /// step is.
+    pub async fn stalled(&self, d: &Delivery, journal_len: u64) -> Result<u64, StoreError> {
+        self.stalled
+            .key(&self.progress)
+            .arg(&d.entry)
+            .arg(journal_len)
+            .arg(d.deliveries)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)
     }
 
     /// Tells every host that an invocation of `id` ended (it finished or

@@ -368,14 +368,8 @@ impl Inner {
     /// Starts work on one delivery.
     async fn accept(self: &Arc<Self>, d: Delivery, taken_over: bool) {
         let link = self.link();
-        let max = link.queue.options().max_deliveries;
-        if d.deliveries > max {
-            let reason = format!(
-                "delivered {} times (max_deliveries = {max}); each host that took it stopped \
-                 before finishing it",
-                d.deliveries
-            );
-            return link.dead_letter(&d, &reason).await;
+        if taken_over && d.message.is_ok() && self.stalled_too_often(&d).await {
+            return;
         }
         let message = match &d.message {
             Ok(m) => m.clone(),
@@ -406,6 +400,45 @@ impl Inner {
         }
     }
 
+    /// A taken-over message: dead-letters it (and says so) if its
+    /// execution made no progress over `max_deliveries` deliveries in a row.
+    /// When the store cannot tell, the message runs: the limit is for
+    /// messages that stop every host, and an outage is not that.
+    async fn stalled_too_often(self: &Arc<Self>, d: &Delivery) -> bool {
+        let link = self.link();
+        let Some(id) = d.execution_id() else {
+            return false;
+        };
+        let record = match self.store.get_execution(&id).await {
+            Ok(r) => Some(r),
+            Err(StoreError::NotFound(_)) => None,
+            Err(_) => return false,
+        };
+        let journal_len = record.as_ref().map_or(0, |r| r.journal_len);
+        let Ok(stalled) = link.queue.stalled(d, journal_len).await else {
+            return false;
+        };
+        let max = link.queue.options().max_deliveries;
+        if stalled < max {
+            return false;
+        }
+        let reason = format!(
+            "delivered {} times, the last {stalled} without progress (max_deliveries = {max}): \
+             each host that took it stopped before its execution recorded a step",
+            d.deliveries
+        );
+        if record.is_some_and(|r| !r.status.is_terminal()) {
+            tracing::error!(
+                execution = %id,
+                entry = %d.entry,
+                "a message of an execution that can still run went to the dead letters: {reason}; \
+                 the sweep queues the execution again"
+            );
+        }
+        link.dead_letter(d, &reason).await;
+        true
+    }
+
     async fn start_from_queue(
         self: Arc<Self>,
         d: Delivery,
@@ -431,9 +464,7 @@ impl Inner {
                     .await;
             }
         };
-        // Without an id, the entry's own id names the execution, so a
-        // message delivered again (its host died) still starts once.
-        let id = id.or_else(|| ExecutionId::new(format!("q-{}", d.entry)).ok());
+        let id = id.or_else(|| d.execution_id());
         let mut delay = self.config.retry_delay;
         loop {
             match self

@@ -473,6 +473,50 @@ async fn a_message_delivered_too_often_is_dead_lettered() {
     drop(rt);
 }
 
+/// Hosts that die one after another while the execution goes forward do
+/// not make its message a dead letter, however often it was delivered:
+/// only deliveries without progress count toward `max_deliveries`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_execution_progresses_is_not_dead_lettered() {
+    let server = RedisServer::start();
+    let q = queue(&server).await;
+    let calls = Calls::default();
+    let opts = QueueOptions {
+        max_deliveries: 2,
+        ..options()
+    };
+    // Three hosts in turn each record at least one step and then die
+    // mid-step: the message is delivered three times, more than
+    // `max_deliveries`, and every delivery went forward.
+    for hang_at in [2, 4, 6] {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (stalling, mut reached) = stalling_tools(&calls, hang_at, go);
+        let name = format!("doomed-{hang_at}");
+        let doomed = host(&server, stalling, config(&name), opts.clone()).await;
+        if hang_at == 2 {
+            deploy(&doomed, "steps").await;
+            q.enqueue(&Message::Start {
+                workflow: "steps".into(),
+                input: r#"{"n": 8}"#.into(),
+                id: Some(ExecutionId::new("p1").unwrap()),
+                stream: None,
+            })
+            .await
+            .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(30), reached.recv())
+            .await
+            .expect("the host did not reach its stalling step");
+        doomed.shutdown().await;
+    }
+    let last = host(&server, counting_tools(&calls), config("last"), opts).await;
+    let rec = ended(&last, "p1").await;
+    assert_eq!(result::<Value>(&rec)["steps"], 8);
+    assert_eq!(rec.journal_len, 8);
+    drained(&q).await;
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+}
+
 /// A draining host hands its executions to another host through the
 /// queue at once, without waiting for `claim_after`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
