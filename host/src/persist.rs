@@ -43,6 +43,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 }
 
 #[cfg(test)]
+pub(crate) mod golden;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::Digest;

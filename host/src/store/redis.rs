@@ -236,6 +236,7 @@ async fn primaries(conn: &mut ClusterConnection) -> Result<Vec<(String, u16)>, S
 
 /// The part of a record that never changes, stored encoded in one field.
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Meta {
     id: ExecutionId,
     workflow: String,
@@ -1632,5 +1633,34 @@ impl RedisStore {
             },
         });
         Ok(Some((digest, bytes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execution::OnAbandon;
+    use crate::persist::golden::{check, digest};
+
+    /// The record's fixed part keeps its committed encoding (see
+    /// `persist::golden`).
+    #[test]
+    fn meta_matches_its_committed_bytes() {
+        check(
+            "redis-meta",
+            &Meta {
+                id: ExecutionId::new("order-42").unwrap(),
+                workflow: "checkout".into(),
+                digest: digest("component"),
+                input: vec![0x81, 0xa3, b's', b'k', b'u', 0x01],
+                seed: 7,
+                created_at_ms: 1_700_000_000_000,
+                stream: Some(StreamPolicy {
+                    window: 10,
+                    on_abandon: OnAbandon::Cancel,
+                    window_bytes: None,
+                }),
+            },
+        );
     }
 }
