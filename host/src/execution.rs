@@ -156,7 +156,7 @@ pub enum FailureKind {
     Workflow,
     /// The guest trapped (a panic, an `unreachable`, ...).
     Trap,
-    /// Replay did not match the journal (DESIGN invariant 1). Never retried.
+    /// Replay did not match the journal (invariant 1 in ARCHITECTURE.md). Never retried.
     Nondeterminism,
     /// The guest exceeded its memory or table limit.
     MemoryLimit,
@@ -315,9 +315,9 @@ impl ExecutionRecord {
 pub struct SignalRecord {
     /// Position among all signals sent to this execution.
     pub seq: u64,
-    /// Name.
+    /// The signal's name, which `await-signal` waits for.
     pub name: String,
-    /// Payload.
+    /// The payload the sender gave (MessagePack), handed to the guest as is.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }

@@ -3,7 +3,7 @@
 //! Entry `n` is written once, before the guest sees its value, and never
 //! changed. Replay hands the recorded values back to a fresh instance; the
 //! `call` of each entry is what replay compares against to detect
-//! nondeterminism (DESIGN invariant 1).
+//! nondeterminism (invariant 1 in ARCHITECTURE.md).
 
 use std::fmt;
 
@@ -173,9 +173,9 @@ mod result_bytes {
 pub enum Call {
     /// `call-tool`.
     Tool {
-        /// Category.
+        /// The tool's category (first half of its address).
         category: String,
-        /// Name.
+        /// The tool's name within its category.
         name: String,
         /// sha256 of the input.
         input_digest: Digest,

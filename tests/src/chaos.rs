@@ -36,7 +36,7 @@ use crate::redis::{RedisCluster, RedisServer};
 pub struct Plan {
     /// Host processes.
     pub hosts: usize,
-    /// Executions.
+    /// Executions started, half by plain `XADD`, half over HTTP.
     pub executions: usize,
     /// Tool calls per execution.
     pub steps: usize,

@@ -25,11 +25,11 @@ pub struct TestServer {
 /// A reply: status, headers and the body as JSON (`Null` if empty or not
 /// JSON).
 pub struct Reply {
-    /// Status.
+    /// The HTTP status code.
     pub status: StatusCode,
-    /// Headers.
+    /// The response headers.
     pub headers: HeaderMap,
-    /// Body.
+    /// The body as JSON (`Null` if empty or not JSON).
     pub body: Value,
 }
 

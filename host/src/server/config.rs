@@ -236,9 +236,9 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
-        /// The file.
+        /// The file that was asked for.
         path: PathBuf,
-        /// Why.
+        /// The I/O error reading it.
         source: std::io::Error,
     },
     /// The file is not valid TOML or has a wrong or unknown key.

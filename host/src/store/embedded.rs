@@ -3,7 +3,7 @@
 //! It is the default when no Redis URL is given. Every operation is one redb
 //! transaction, so each state change is atomic; write transactions commit with
 //! `Durability::Immediate` (fsync) on a file, which is what lets an append
-//! return only once its entry is durable (DESIGN invariant 2). File I/O runs
+//! return only once its entry is durable (invariant 2 in ARCHITECTURE.md). File I/O runs
 //! on tokio's blocking pool so it never stalls a worker thread; the memory
 //! backend does no I/O and runs inline.
 //!

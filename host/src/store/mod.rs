@@ -3,7 +3,7 @@
 //! A store keeps components, deployments, execution records, journals and
 //! signals. Every operation that changes an execution is atomic in the
 //! backend, and the ones an invocation makes are conditional on its lease's
-//! fencing token (DESIGN invariant 3): a host that lost its lease cannot
+//! fencing token (invariant 3 in ARCHITECTURE.md): a host that lost its lease cannot
 //! write. Appends are conditional on the expected next index too, so an entry
 //! is written once and never changed.
 
@@ -33,9 +33,9 @@ pub enum StoreError {
     /// Another host holds the lease.
     #[error("execution {id} is leased by {owner} until {expires_at_ms}")]
     LeaseHeld {
-        /// Execution.
+        /// The execution whose lease was asked for.
         id: ExecutionId,
-        /// Holder.
+        /// The host id that holds the lease now.
         owner: String,
         /// Expiry, ms since the Unix epoch.
         expires_at_ms: u64,
@@ -46,7 +46,7 @@ pub enum StoreError {
     /// An append did not find the journal at the expected length.
     #[error("append to execution {id} at index {index} conflicts: the journal has {len} entries")]
     Conflict {
-        /// Execution.
+        /// The execution whose journal was appended to.
         id: ExecutionId,
         /// Index the caller wanted to write.
         index: u64,
@@ -56,7 +56,7 @@ pub enum StoreError {
     /// The execution has ended (or was cancelled) and takes no more writes.
     #[error("execution {id} is {status}")]
     Terminal {
-        /// Execution.
+        /// The execution that was written to after it ended.
         id: ExecutionId,
         /// Its status.
         status: Status,
@@ -64,7 +64,7 @@ pub enum StoreError {
     /// The execution has not ended, so it cannot be deleted.
     #[error("execution {id} is {status}; cancel it before deleting it")]
     Active {
-        /// Execution.
+        /// The execution that was to be deleted.
         id: ExecutionId,
         /// Its status.
         status: Status,

@@ -2,7 +2,7 @@
 //! `(category, name)`.
 //!
 //! A tool runs at least once per journal entry and its result is recorded
-//! exactly once (DESIGN invariant 5): if a host dies between running a tool
+//! exactly once (invariant 5 in ARCHITECTURE.md): if a host dies between running a tool
 //! and appending its result, the next invocation runs it again. Every call
 //! carries an [`IdempotencyKey`] so a tool can make such retries safe.
 //!
