@@ -23,31 +23,40 @@
 //! the stream closes its consumer session, which (for a stream started with
 //! `on_abandon: cancel`) cancels the producer once no consumer is left.
 
+#![deny(missing_docs)]
+
 mod stream;
 
 use std::time::Duration;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+pub use reprise_api as api;
+pub use reprise_api::{
+    DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus, ExecutionView,
+    FailureKind, JournalPage, ListParams, OnAbandon, SessionList, SessionView, SignalAccepted,
+    WaitKind, WaitView, WorkflowList, WorkflowView,
+};
 pub use stream::{ItemStream, StreamOptions};
 
 /// What can go wrong talking to a host.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The host could not be reached, or the connection broke.
-    #[error("cannot reach the host: {0}")]
+    #[error("cannot reach the host: {}", error_chain(.0))]
     Http(#[from] reqwest::Error),
     /// The host refused the request (an RFC 9457 problem).
-    #[error("{status}: {title}: {detail}")]
+    #[error("{title} ({status}): {detail}")]
     Api {
         /// HTTP status.
         status: u16,
-        /// Problem type, e.g. `not-found`.
+        /// Problem type, e.g. `urn:reprise:problem:execution-not-found`
+        /// (empty if the reply was not a problem document).
         kind: String,
         /// Short summary.
         title: String,
-        /// What happened.
+        /// What happened (the reply's body if it was not a problem).
         detail: String,
     },
     /// A reply (or an item) did not have the expected shape.
@@ -56,8 +65,8 @@ pub enum Error {
     /// The workflow failed; every item it emitted came before this.
     #[error("the workflow failed ({kind}): {message}")]
     Failed {
-        /// Failure kind, e.g. `workflow-error` or `trap`.
-        kind: String,
+        /// The cause.
+        kind: FailureKind,
         /// What happened.
         message: String,
     },
@@ -78,96 +87,40 @@ impl Error {
     }
 }
 
-/// A deployed workflow version.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Deployment {
-    /// Workflow name.
-    pub name: String,
-    /// Version under that name, from 1.
-    pub version: u32,
-    /// sha256 of the component, hex.
-    pub digest: String,
-}
-
-/// Why an execution failed.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct ExecutionError {
-    /// Failure kind.
-    pub kind: String,
-    /// What happened.
-    pub message: String,
-}
-
-/// An execution's state, as the host reports it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-pub struct Execution {
-    /// Execution id.
-    pub id: String,
-    /// Workflow name.
-    pub workflow: String,
-    /// `running`, `suspended`, `completed`, `failed` or `cancelled`.
-    pub status: String,
-    /// The result, once completed.
-    #[serde(default)]
-    pub result: Option<serde_json::Value>,
-    /// The failure, once failed.
-    #[serde(default)]
-    pub error: Option<ExecutionError>,
-    /// Journal entries recorded.
-    pub steps: u64,
-    /// Invocations so far.
-    pub invocations: u64,
-}
-
-impl Execution {
-    /// Completed, failed or cancelled.
-    pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+/// An error and its causes, `: `-separated (reqwest's own message leaves
+/// out why a connection failed).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
     }
-}
-
-/// What happens to a streaming execution once every consumer has left.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnAbandon {
-    /// Cancel it (the default).
-    Cancel,
-    /// Let it finish.
-    Continue,
+    text
 }
 
 /// Options of [`Client::start`].
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Start {
     /// Execution id; starting twice with one id starts once.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Start as a stream paced by its consumers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream: Option<StreamStart>,
-}
-
-/// The stream part of [`Start`].
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct StreamStart {
-    /// Most items emitted beyond what every consumer has read (default:
-    /// the host's).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub window: Option<u64>,
-    /// What happens when every consumer left (default: cancel).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_abandon: Option<OnAbandon>,
-    /// Bound the window in bytes of items too.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub window_bytes: Option<u64>,
+    pub stream: Option<api::StreamOptions>,
+    /// Wait up to this long (capped by the host below its request
+    /// timeout) for the execution to settle before the reply.
+    pub wait: Option<Duration>,
 }
 
 impl Start {
     /// A streaming start with the host's defaults.
     pub fn stream() -> Self {
         Self {
-            id: None,
-            stream: Some(StreamStart::default()),
+            stream: Some(api::StreamOptions::default()),
+            ..Self::default()
         }
     }
 
@@ -197,6 +150,22 @@ impl Start {
         self.stream.get_or_insert_with(Default::default).on_abandon = Some(on_abandon);
         self
     }
+
+    /// Waits up to `wait` for the execution to settle (see
+    /// [`ExecutionView::is_settled`]) before replying.
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self
+    }
+}
+
+/// Longest `?wait=` one request asks for: below the host's default request
+/// timeout (60 s), so a long wait is several requests.
+const MAX_WAIT_PER_REQUEST: Duration = Duration::from_secs(20);
+
+/// `?wait=` for up to `left`, at most [`MAX_WAIT_PER_REQUEST`].
+fn wait_param(left: Duration) -> String {
+    format!("{}ms", left.min(MAX_WAIT_PER_REQUEST).as_millis())
 }
 
 /// A client of one host. Cheap to clone.
@@ -227,6 +196,11 @@ impl Client {
         self
     }
 
+    /// The host's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
@@ -248,9 +222,12 @@ impl Client {
             return Err(Error::Api {
                 status: status.as_u16(),
                 kind: text("type"),
-                title: text("title"),
+                title: match text("title") {
+                    t if t.is_empty() => "the host refused the request".to_string(),
+                    t => t,
+                },
                 detail: match text("detail") {
-                    d if d.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+                    d if d.is_empty() => String::from_utf8_lossy(&bytes).trim().to_string(),
                     d => d,
                 },
             });
@@ -259,12 +236,24 @@ impl Client {
     }
 
     /// Deploys `component` (a wasm component's bytes) as workflow `name`.
-    pub async fn deploy(&self, name: &str, component: Vec<u8>) -> Result<Deployment, Error> {
+    pub async fn deploy(&self, name: &str, component: Vec<u8>) -> Result<DeploymentView, Error> {
         let req = self
             .request(reqwest::Method::PUT, &format!("/v1/workflows/{name}"))
             .header("content-type", "application/wasm")
             .body(component);
         self.send(req).await
+    }
+
+    /// The deployed workflows, each at its current version.
+    pub async fn workflows(&self) -> Result<WorkflowList, Error> {
+        self.send(self.request(reqwest::Method::GET, "/v1/workflows"))
+            .await
+    }
+
+    /// Workflow `name` with every version deployed under it.
+    pub async fn workflow(&self, name: &str) -> Result<WorkflowView, Error> {
+        self.send(self.request(reqwest::Method::GET, &format!("/v1/workflows/{name}")))
+            .await
     }
 
     /// Starts workflow `workflow` on `input`.
@@ -273,38 +262,107 @@ impl Client {
         workflow: &str,
         input: &impl Serialize,
         options: Start,
-    ) -> Result<Execution, Error> {
+    ) -> Result<ExecutionView, Error> {
         #[derive(Serialize)]
         struct Body<'a, I: Serialize> {
             input: &'a I,
-            #[serde(flatten)]
-            options: Start,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stream: Option<api::StreamOptions>,
         }
-        let req = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/v1/workflows/{workflow}/executions"),
-            )
-            .json(&Body { input, options });
-        self.send(req).await
+        let mut req = self.request(
+            reqwest::Method::POST,
+            &format!("/v1/workflows/{workflow}/executions"),
+        );
+        if let Some(wait) = options.wait.filter(|w| !w.is_zero()) {
+            req = req.query(&[("wait", wait_param(wait))]);
+        }
+        let body = Body {
+            input,
+            id: options.id,
+            stream: options.stream,
+        };
+        self.send(req.json(&body)).await
     }
 
     /// An execution's state.
-    pub async fn status(&self, id: &str) -> Result<Execution, Error> {
+    pub async fn status(&self, id: &str) -> Result<ExecutionView, Error> {
         self.send(self.request(reqwest::Method::GET, &format!("/v1/executions/{id}")))
             .await
     }
 
-    /// Waits up to `wait` for the execution to finish or wait for a signal;
-    /// returns its state then.
-    pub async fn wait(&self, id: &str, wait: Duration) -> Result<Execution, Error> {
+    /// Waits up to `wait` for the execution to settle (finish, or wait for
+    /// a signal or its consumers: see [`ExecutionView::is_settled`]) and
+    /// returns its state then. The host holds each request until the
+    /// execution settles (`?wait=`), so this costs a request per 20 s, not
+    /// a poll loop.
+    pub async fn wait(&self, id: &str, wait: Duration) -> Result<ExecutionView, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let exec = self.status(id).await?;
-            if exec.is_finished() || tokio::time::Instant::now() >= deadline {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let mut req = self.request(reqwest::Method::GET, &format!("/v1/executions/{id}"));
+            if !left.is_zero() {
+                req = req.query(&[("wait", wait_param(left))]);
+            }
+            let exec: ExecutionView = self.send(req).await?;
+            if exec.is_settled() || tokio::time::Instant::now() >= deadline {
                 return Ok(exec);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A page of executions (newest filters and paging in `params`).
+    pub async fn list(&self, params: &ListParams) -> Result<ExecutionList, Error> {
+        self.send(
+            self.request(reqwest::Method::GET, "/v1/executions")
+                .query(params),
+        )
+        .await
+    }
+
+    /// Every execution matching `params`' filters, fetched a page at a time.
+    pub async fn list_all(&self, params: &ListParams) -> Result<Vec<ExecutionView>, Error> {
+        let mut params = params.clone();
+        let mut all = Vec::new();
+        loop {
+            let page = self.list(&params).await?;
+            all.extend(page.executions);
+            match page.next_cursor {
+                Some(c) => params.cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// A page of an execution's journal: up to `limit` entries from index
+    /// `after` on.
+    pub async fn journal(&self, id: &str, after: u64, limit: usize) -> Result<JournalPage, Error> {
+        let params = api::JournalParams {
+            after: Some(after),
+            limit: Some(limit),
+        };
+        self.send(
+            self.request(
+                reqwest::Method::GET,
+                &format!("/v1/executions/{id}/journal"),
+            )
+            .query(&params),
+        )
+        .await
+    }
+
+    /// An execution's whole journal, fetched a page at a time.
+    pub async fn journal_all(&self, id: &str) -> Result<Vec<EntryView>, Error> {
+        let mut entries = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.journal(id, after, 1000).await?;
+            entries.extend(page.entries);
+            match page.next_after {
+                Some(next) => after = next,
+                None => return Ok(entries),
+            }
         }
     }
 
@@ -314,18 +372,18 @@ impl Client {
         id: &str,
         name: &str,
         payload: &impl Serialize,
-    ) -> Result<(), Error> {
+    ) -> Result<SignalAccepted, Error> {
         let req = self
             .request(
                 reqwest::Method::POST,
                 &format!("/v1/executions/{id}/signals/{name}"),
             )
             .json(&serde_json::json!({ "payload": payload }));
-        self.send::<serde_json::Value>(req).await.map(|_| ())
+        self.send(req).await
     }
 
     /// Cancels an execution.
-    pub async fn cancel(&self, id: &str) -> Result<Execution, Error> {
+    pub async fn cancel(&self, id: &str) -> Result<ExecutionView, Error> {
         self.send(self.request(reqwest::Method::DELETE, &format!("/v1/executions/{id}")))
             .await
     }
@@ -345,12 +403,31 @@ impl Client {
         ItemStream::open(self.clone(), id.to_string(), options)
     }
 
+    /// Opens a consumer session of execution `id`'s output stream.
+    pub async fn open_session(&self, id: &str) -> Result<SessionView, Error> {
+        self.send(self.request(
+            reqwest::Method::POST,
+            &format!("/v1/executions/{id}/sessions"),
+        ))
+        .await
+    }
+
+    /// The consumer sessions of execution `id`, closed and expired ones
+    /// included.
+    pub async fn sessions(&self, id: &str) -> Result<SessionList, Error> {
+        self.send(self.request(
+            reqwest::Method::GET,
+            &format!("/v1/executions/{id}/sessions"),
+        ))
+        .await
+    }
+
     /// Closes consumer session `session` of execution `id`.
-    pub async fn close_session(&self, id: &str, session: &str) -> Result<(), Error> {
+    pub async fn close_session(&self, id: &str, session: &str) -> Result<SessionView, Error> {
         let req = self.request(
             reqwest::Method::DELETE,
             &format!("/v1/executions/{id}/sessions/{session}"),
         );
-        self.send::<serde_json::Value>(req).await.map(|_| ())
+        self.send(req).await
     }
 }

@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+
+use reprise_api::{ExecutionStatus, ItemsBatch, ItemsParams};
 
 use crate::{Client, Error};
 
@@ -41,30 +42,6 @@ impl Default for StreamOptions {
             retry_delay: Duration::from_millis(100),
         }
     }
-}
-
-#[derive(Deserialize)]
-struct Batch {
-    items: Vec<ItemView>,
-    #[serde(default)]
-    next_after: Option<u64>,
-    #[serde(default)]
-    end: Option<End>,
-    #[serde(default)]
-    session: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ItemView {
-    offset: u64,
-    item: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct End {
-    status: String,
-    #[serde(default)]
-    error: Option<crate::ExecutionError>,
 }
 
 /// What the fetching task hands over.
@@ -193,20 +170,20 @@ async fn fetch(shared: Arc<Shared>, options: StreamOptions, tx: mpsc::Sender<Fet
     let mut failures = 0;
     let mut delay = options.retry_delay;
     loop {
-        let mut path = format!(
-            "/v1/executions/{}/items?max={}&wait={}ms",
-            shared.id,
-            options.batch,
-            options.wait.as_millis()
-        );
-        if let Some(a) = after {
-            path.push_str(&format!("&after={a}"));
-        }
-        if let Some(s) = shared.session.lock().expect("session poisoned").as_ref() {
-            path.push_str(&format!("&session={s}"));
-        }
-        let req = shared.client.request(reqwest::Method::GET, &path);
-        let batch: Batch = match shared.client.send(req).await {
+        let params = ItemsParams {
+            after,
+            max: Some(options.batch),
+            wait: Some(format!("{}ms", options.wait.as_millis())),
+            session: shared.session.lock().expect("session poisoned").clone(),
+        };
+        let req = shared
+            .client
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/executions/{}/items", shared.id),
+            )
+            .query(&params);
+        let batch: ItemsBatch = match shared.client.send(req).await {
             Ok(b) => b,
             Err(e) if e.is_transient() && failures < options.retries => {
                 failures += 1;
@@ -237,9 +214,9 @@ async fn fetch(shared: Arc<Shared>, options: StreamOptions, tx: mpsc::Sender<Fet
             }
         }
         if let Some(end) = batch.end {
-            let result = match (end.status.as_str(), end.error) {
-                ("completed", _) => Ok(()),
-                ("cancelled", _) => Err(Error::Cancelled),
+            let result = match (end.status, end.error) {
+                (ExecutionStatus::Completed, _) => Ok(()),
+                (ExecutionStatus::Cancelled, _) => Err(Error::Cancelled),
                 (_, Some(e)) => Err(Error::Failed {
                     kind: e.kind,
                     message: e.message,

@@ -1,16 +1,15 @@
-//! The CLI's client commands: each is one or a few requests to a
-//! `reprise serve` host, printed as a table (or JSON with `--json`).
+//! The CLI's client commands: each parses its arguments, makes one or a few
+//! calls through `reprise-client` (the one HTTP client and the one set of
+//! wire types) and prints a table, or the server's JSON with `--json`. No
+//! HTTP code lives here.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use reprise_host::server::api::{
-    DeploymentView, EntryView, ExecutionList, ExecutionView, JournalPage, WorkflowList,
-};
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use reprise_client::{ExecutionStatus, ExecutionView, ListParams, Start};
+use serde_json::Value;
 
 use crate::{EXIT_SERVER, EXIT_SUSPENDED, EXIT_USAGE, EXIT_WORKFLOW_FAILED};
 
@@ -113,9 +112,11 @@ pub async fn stream(
     }
 }
 
+/// The CLI's client commands: arguments in, [`reprise_client::Client`]
+/// calls, tables (or the server's JSON) out.
 pub struct Client {
     args: ClientArgs,
-    http: reqwest::Client,
+    client: reprise_client::Client,
 }
 
 impl Client {
@@ -123,61 +124,27 @@ impl Client {
         reqwest::Url::parse(&args.server).map_err(|e| {
             CliError::Usage(format!("--server {:?} is not a URL: {e}", args.server))
         })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
-        Ok(Self { args, http })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.args.server.trim_end_matches('/'))
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self.http.request(method, self.url(path));
-        if let Some(t) = &self.args.token {
-            r = r.bearer_auth(t);
+        let mut client = reprise_client::Client::new(&args.server);
+        if let Some(t) = &args.token {
+            client = client.with_token(t);
         }
-        r
+        Ok(Self { args, client })
     }
 
-    /// Sends `req`; a non-2xx reply becomes a `Server` error with the
-    /// problem's title and detail.
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<(u16, T)> {
-        let response = req.send().await.map_err(|e| {
-            CliError::Server(format!(
+    /// A client error as the CLI reports it (exit 1).
+    fn failed(&self, e: reprise_client::Error) -> anyhow::Error {
+        let text = match e {
+            reprise_client::Error::Http(_) => format!(
                 "cannot reach {}: {}",
                 self.args.server,
-                reprise_host::tools::webhook::error_chain(&e)
-            ))
-        })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CliError::Server(format!("reading the reply failed: {e}")))?;
-        if !status.is_success() {
-            let problem: Option<Value> = serde_json::from_slice(&bytes).ok();
-            let message = match problem {
-                Some(p) if p.get("title").is_some() => format!(
-                    "{} ({}): {}",
-                    p["title"].as_str().unwrap_or("error"),
-                    status.as_u16(),
-                    p["detail"].as_str().unwrap_or("")
-                ),
-                _ => format!(
-                    "the server replied {status}: {}",
-                    String::from_utf8_lossy(&bytes).trim()
-                ),
-            };
-            return Err(CliError::Server(message).into());
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            CliError::Server(format!(
-                "the server's reply is not what this CLI expects: {e}"
-            ))
-        })?;
-        Ok((status.as_u16(), value))
+                e.to_string().trim_start_matches("cannot reach the host: ")
+            ),
+            reprise_client::Error::Decode(why) => {
+                format!("the server's reply is not what this CLI expects: {why}")
+            }
+            other => other.to_string(),
+        };
+        CliError::Server(text).into()
     }
 
     fn print_json(&self, value: &impl serde::Serialize) {
@@ -197,15 +164,9 @@ impl Client {
         ));
         spinner.enable_steady_tick(Duration::from_millis(100));
         let started = Instant::now();
-        let sent = self
-            .send::<DeploymentView>(
-                self.request(reqwest::Method::PUT, &format!("/v1/workflows/{name}"))
-                    .header("content-type", "application/wasm")
-                    .body(bytes),
-            )
-            .await;
+        let sent = self.client.deploy(name, bytes).await;
         spinner.finish_and_clear();
-        let (_, d) = sent?;
+        let d = sent.map_err(|e| self.failed(e))?;
         if self.args.json {
             self.print_json(&d);
         } else {
@@ -213,7 +174,7 @@ impl Client {
                 "deployed {} version {} ({}) in {:.1} s",
                 d.name,
                 d.version,
-                &d.digest[..12],
+                d.short_digest(),
                 started.elapsed().as_secs_f64()
             );
             println!("imports: {}", d.imports.join(", "));
@@ -235,28 +196,22 @@ impl Client {
             .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
         // A client-chosen id makes the repeated start below the same start.
         let id = id.unwrap_or_else(|| reprise_host::ExecutionId::generate().to_string());
-        let mut body = json!({ "input": input, "id": id });
+        let mut options = Start::default().id(id);
         if let Some(window) = window {
-            body["stream"] = json!({ "window": window });
+            options = options.window(window);
         }
         let deadline = wait.map(|w| Instant::now() + w);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let path = match left {
-                Some(l) if !l.is_zero() => format!(
-                    "/v1/workflows/{name}/executions?wait={}ms",
-                    l.min(Duration::from_secs(20)).as_millis()
-                ),
-                _ => format!("/v1/workflows/{name}/executions"),
-            };
-            let (_, e) = self
-                .send::<ExecutionView>(self.request(reqwest::Method::POST, &path).json(&body))
-                .await?;
-            let settled = e.status != "running"
-                && !(e.status == "suspended"
-                    && e.wait.as_ref().is_some_and(|w| w.kind != "signal"));
+            let mut this = options.clone();
+            this.wait = left;
+            let e = self
+                .client
+                .start(name, &input, this)
+                .await
+                .map_err(|e| self.failed(e))?;
             let out_of_time = deadline.is_none_or(|d| Instant::now() >= d);
-            if settled || out_of_time {
+            if e.is_settled() || out_of_time {
                 return Ok(self.report(&e, wait.is_some()));
             }
         }
@@ -267,7 +222,7 @@ impl Client {
     fn report(&self, e: &ExecutionView, waited: bool) -> ExitCode {
         if self.args.json {
             self.print_json(e);
-        } else if waited && e.status == "completed" {
+        } else if waited && e.status == ExecutionStatus::Completed {
             println!(
                 "{}",
                 serde_json::to_string_pretty(e.result.as_ref().unwrap_or(&Value::Null))
@@ -279,9 +234,9 @@ impl Client {
         if !waited {
             return ExitCode::SUCCESS;
         }
-        match e.status.as_str() {
-            "completed" => ExitCode::SUCCESS,
-            "failed" | "cancelled" => {
+        match e.status {
+            ExecutionStatus::Completed => ExitCode::SUCCESS,
+            ExecutionStatus::Failed | ExecutionStatus::Cancelled => {
                 if !self.args.json {
                     match &e.error {
                         Some(err) => {
@@ -292,25 +247,17 @@ impl Client {
                 }
                 ExitCode::from(EXIT_WORKFLOW_FAILED)
             }
-            _ => ExitCode::from(EXIT_SUSPENDED),
+            ExecutionStatus::Running | ExecutionStatus::Suspended => ExitCode::from(EXIT_SUSPENDED),
         }
     }
 
     pub async fn status(&self, id: &str) -> Result<ExitCode> {
-        let (_, e) = self
-            .send::<ExecutionView>(
-                self.request(reqwest::Method::GET, &format!("/v1/executions/{id}")),
-            )
-            .await?;
+        let e = self.client.status(id).await.map_err(|e| self.failed(e))?;
         Ok(self.report(&e, false))
     }
 
     pub async fn cancel(&self, id: &str) -> Result<ExitCode> {
-        let (_, e) = self
-            .send::<ExecutionView>(
-                self.request(reqwest::Method::DELETE, &format!("/v1/executions/{id}")),
-            )
-            .await?;
+        let e = self.client.cancel(id).await.map_err(|e| self.failed(e))?;
         if self.args.json {
             self.print_json(&e);
         } else {
@@ -322,40 +269,26 @@ impl Client {
     pub async fn signal(&self, id: &str, name: &str, payload: &str) -> Result<ExitCode> {
         let payload: Value = serde_json::from_str(payload)
             .map_err(|e| CliError::Usage(format!("--payload is not valid JSON: {e}")))?;
-        let (_, v) = self
-            .send::<Value>(
-                self.request(
-                    reqwest::Method::POST,
-                    &format!("/v1/executions/{id}/signals/{name}"),
-                )
-                .json(&json!({ "payload": payload })),
-            )
-            .await?;
+        let sent = self
+            .client
+            .signal(id, name, &payload)
+            .await
+            .map_err(|e| self.failed(e))?;
         if self.args.json {
-            self.print_json(&v);
+            self.print_json(&sent);
         } else {
             println!("sent signal {name:?} to execution {id}");
         }
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Prints the whole journal, fetching it a page at a time.
+    /// Prints the whole journal, fetched a page at a time.
     pub async fn journal(&self, id: &str) -> Result<ExitCode> {
-        let mut entries: Vec<EntryView> = Vec::new();
-        let mut after = 0;
-        loop {
-            let (_, page) = self
-                .send::<JournalPage>(self.request(
-                    reqwest::Method::GET,
-                    &format!("/v1/executions/{id}/journal?after={after}&limit=1000"),
-                ))
-                .await?;
-            entries.extend(page.entries);
-            match page.next_after {
-                Some(next) => after = next,
-                None => break,
-            }
-        }
+        let entries = self
+            .client
+            .journal_all(id)
+            .await
+            .map_err(|e| self.failed(e))?;
         if self.args.json {
             for e in &entries {
                 println!("{}", serde_json::to_string(e).unwrap_or_default());
@@ -381,9 +314,7 @@ impl Client {
         status: Option<&str>,
     ) -> Result<ExitCode> {
         if workflows {
-            let (_, list) = self
-                .send::<WorkflowList>(self.request(reqwest::Method::GET, "/v1/workflows"))
-                .await?;
+            let list = self.client.workflows().await.map_err(|e| self.failed(e))?;
             if self.args.json {
                 self.print_json(&list);
                 return Ok(ExitCode::SUCCESS);
@@ -397,38 +328,23 @@ impl Client {
                     "{:<24}  {:>7}  {:<12}  {:>7}",
                     d.name,
                     d.version,
-                    &d.digest[..12],
+                    d.short_digest(),
                     d.imports.len()
                 );
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let mut query = vec![("limit".to_string(), "1000".to_string())];
-        if let Some(w) = workflow {
-            query.push(("workflow".into(), w.into()));
-        }
-        if let Some(s) = status {
-            query.push(("status".into(), s.into()));
-        }
-        let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut q = query.clone();
-            if let Some(c) = &cursor {
-                q.push(("cursor".into(), c.clone()));
-            }
-            let (_, page) = self
-                .send::<ExecutionList>(
-                    self.request(reqwest::Method::GET, "/v1/executions")
-                        .query(&q),
-                )
-                .await?;
-            all.extend(page.executions);
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let params = ListParams {
+            workflow: workflow.map(str::to_string),
+            status: status.map(str::to_string),
+            limit: Some(1000),
+            cursor: None,
+        };
+        let all = self
+            .client
+            .list_all(&params)
+            .await
+            .map_err(|e| self.failed(e))?;
         if self.args.json {
             self.print_json(&all);
             return Ok(ExitCode::SUCCESS);
@@ -452,17 +368,12 @@ impl Client {
 }
 
 fn wait_text(e: &ExecutionView) -> String {
-    match &e.wait {
-        Some(w) if w.kind == "signal" => format!("signal {:?}", w.signal.as_deref().unwrap_or("")),
-        Some(w) if w.kind == "timer" => format!("timer until {}", w.wake_at_ms.unwrap_or(0)),
-        Some(w) => w.kind.clone(),
-        None => String::new(),
-    }
+    e.wait.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
 fn print_execution(e: &ExecutionView) {
     println!("id:          {}", e.id);
-    println!("workflow:    {} ({})", e.workflow, &e.digest[..12]);
+    println!("workflow:    {} ({})", e.workflow, e.short_digest());
     println!("status:      {}", e.status);
     let waiting = wait_text(e);
     if !waiting.is_empty() {

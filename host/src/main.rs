@@ -448,7 +448,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ..StreamOptions::default()
             });
             if let Some(s) = &stream {
-                s.policy(&StreamConfig::default())
+                reprise_host::stream::policy(s, &StreamConfig::default())
                     .map_err(|e| CliError::Usage(format!("--window: {e}")))?;
             }
             let options = QueueOptions {
@@ -615,7 +615,13 @@ fn print_journal_rows<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, u64
 /// SIGTERM or Ctrl-C.
 async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let mut config = match &args.config {
-        Some(path) => ServeConfig::from_file(path).map_err(|e| CliError::Usage(e.to_string()))?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Usage(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            ServeConfig::from_toml(&text)
+                .map_err(|e| CliError::Usage(format!("config file {}: {e}", path.display())))?
+        }
         None => ServeConfig::default(),
     };
     if let Some(listen) = args.listen {
@@ -636,6 +642,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(stream) = args.queue {
         config.queue.stream = Some(stream);
     }
+    // Secrets named by variable come from this process's environment.
+    config
+        .resolve_env(|var| std::env::var(var).ok())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let queue_options =
         server::queue_options(&config).map_err(|e| CliError::Usage(e.to_string()))?;
     let tools = server::tools_from(&config.tools).map_err(|e| CliError::Usage(e.to_string()))?;

@@ -126,7 +126,11 @@ impl Message {
     }
 
     /// Reads a message from stream fields; the error says what is wrong.
-    pub fn parse(fields: &HashMap<String, Value>) -> Result<Self, String> {
+    pub fn parse(fields: &HashMap<String, Value>) -> Result<Self, MalformedMessage> {
+        Self::parse_fields(fields).map_err(MalformedMessage)
+    }
+
+    fn parse_fields(fields: &HashMap<String, Value>) -> Result<Self, String> {
         let text = |name: &str| -> Result<Option<String>, String> {
             match fields.get(name) {
                 None => Ok(None),
@@ -164,13 +168,19 @@ impl Message {
     }
 }
 
+/// A stream entry that is not a message: it can never succeed, so it goes
+/// to the dead-letter stream with this reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MalformedMessage(pub String);
+
 /// One message as received.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     /// Stream entry id (what is acknowledged).
     pub entry: String,
     /// The message, or why it cannot be read.
-    pub message: Result<Message, String>,
+    pub message: Result<Message, MalformedMessage>,
     /// How many times it has been delivered, this time included.
     pub deliveries: u64,
     /// The raw fields, copied to the dead-letter stream if it goes there.
@@ -712,7 +722,7 @@ return 0
 mod tests {
     use super::*;
 
-    fn parse(fields: &[(&str, &str)]) -> Result<Message, String> {
+    fn parse(fields: &[(&str, &str)]) -> Result<Message, MalformedMessage> {
         let map = fields
             .iter()
             .map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec())))
@@ -730,7 +740,7 @@ mod tests {
             id: Some(ExecutionId::new("s1").unwrap()),
             stream: Some(StreamOptions {
                 window: Some(10),
-                on_abandon: Some("continue".into()),
+                on_abandon: Some(reprise_api::OnAbandon::Continue),
                 window_bytes: Some(4096),
             }),
         };
@@ -749,7 +759,9 @@ mod tests {
         );
         assert!(plain.fields().iter().all(|(k, _)| *k != "stream"));
         for bad in [r#"{"window":-1}"#, r#"{"size":3}"#, "3", "window=3"] {
-            let err = parse(&[("workflow", "w"), ("stream", bad)]).unwrap_err();
+            let err = parse(&[("workflow", "w"), ("stream", bad)])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("is not a stream object"), "{bad}: {err}");
         }
     }

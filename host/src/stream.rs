@@ -10,75 +10,61 @@
 //! the window wakes it. So a slow consumer costs store space for at most
 //! `window` items and no host memory.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::config::StreamConfig;
 use crate::execution::{ConsumerSession, OnAbandon, StreamPolicy};
 
-/// How a start asks for its stream to be paced: the `stream` object of an
-/// HTTP start, or the JSON text of a queue start message's `stream` field.
-/// What it leaves out comes from the host's [`StreamConfig`].
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StreamOptions {
-    /// Most items the workflow may emit beyond what every live consumer
-    /// has read; an `emit` past it waits (the execution is suspended).
-    /// Default: the host's `stream.window`.
-    #[serde(default)]
-    pub window: Option<u64>,
-    /// What happens once every consumer has left (closed its session or
-    /// let it expire): `cancel` (the default) or `continue`.
-    #[serde(default)]
-    pub on_abandon: Option<String>,
-    /// Bound the window in bytes of items too (an item larger than this
-    /// still goes out when nothing is unread). Default: the host's
-    /// `stream.window_bytes`, if set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window_bytes: Option<u64>,
-}
+/// How a start asks for its stream to be paced (the `stream` object of an
+/// HTTP start, or the JSON text of a queue start message's `stream`
+/// field): the wire type, defined once in `reprise-api`.
+pub use reprise_api::StreamOptions;
 
 /// Largest stream window a start may ask for.
 pub const MAX_WINDOW: u64 = 1_000_000;
 
-impl StreamOptions {
-    /// The policy these options ask for on a host with `defaults`; the
-    /// error says which field is wrong and what it accepts.
-    pub fn policy(&self, defaults: &StreamConfig) -> Result<StreamPolicy, String> {
-        let window = self.window.unwrap_or(defaults.window);
-        let window_bytes = self.window_bytes.or(defaults.window_bytes);
-        if window_bytes == Some(0) {
-            return Err("stream.window_bytes 0 is out of range: use at least 1".to_string());
-        }
-        if !(1..=MAX_WINDOW).contains(&window) {
-            return Err(format!(
-                "stream.window {window} is out of range: use 1 to {MAX_WINDOW}"
-            ));
-        }
-        let on_abandon = match self.on_abandon.as_deref() {
-            None | Some("cancel") => OnAbandon::Cancel,
-            Some("continue") => OnAbandon::Continue,
-            Some(other) => {
-                return Err(format!(
-                    "stream.on_abandon {other:?} is not `cancel` or `continue`"
-                ));
-            }
-        };
-        Ok(StreamPolicy {
-            window,
-            on_abandon,
-            window_bytes,
-        })
+/// Stream options a host cannot honour; the message says which field is
+/// wrong and what it accepts.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidStreamOptions(pub String);
+
+/// The policy `options` ask for on a host with `defaults` (what they leave
+/// out comes from there).
+pub fn policy(
+    options: &StreamOptions,
+    defaults: &StreamConfig,
+) -> Result<StreamPolicy, InvalidStreamOptions> {
+    let window = options.window.unwrap_or(defaults.window);
+    let window_bytes = options.window_bytes.or(defaults.window_bytes);
+    if window_bytes == Some(0) {
+        return Err(InvalidStreamOptions(
+            "stream.window_bytes 0 is out of range: use at least 1".to_string(),
+        ));
     }
+    if !(1..=MAX_WINDOW).contains(&window) {
+        return Err(InvalidStreamOptions(format!(
+            "stream.window {window} is out of range: use 1 to {MAX_WINDOW}"
+        )));
+    }
+    let on_abandon = match options.on_abandon.unwrap_or_default() {
+        reprise_api::OnAbandon::Cancel => OnAbandon::Cancel,
+        reprise_api::OnAbandon::Continue => OnAbandon::Continue,
+    };
+    Ok(StreamPolicy {
+        window,
+        on_abandon,
+        window_bytes,
+    })
 }
 
-impl From<&StreamPolicy> for StreamOptions {
-    fn from(p: &StreamPolicy) -> Self {
-        Self {
-            window: Some(p.window),
-            on_abandon: Some(p.on_abandon.as_str().to_string()),
-            window_bytes: p.window_bytes,
-        }
+/// The options that give `policy` (what an execution's view shows).
+pub fn options(policy: &StreamPolicy) -> StreamOptions {
+    StreamOptions {
+        window: Some(policy.window),
+        on_abandon: Some(match policy.on_abandon {
+            OnAbandon::Cancel => reprise_api::OnAbandon::Cancel,
+            OnAbandon::Continue => reprise_api::OnAbandon::Continue,
+        }),
+        window_bytes: policy.window_bytes,
     }
 }
 

@@ -78,6 +78,10 @@ pub enum RuntimeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bug in the host (a task panicked): not retried, since the same
+    /// request would meet the same bug.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A deployed workflow.
@@ -252,7 +256,7 @@ impl Runtime {
             (compiled, bytes)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("compile task failed: {e}")))?;
+        .map_err(|e| RuntimeError::Internal(format!("compiling the component failed: {e}")))?;
         let compiled = compiled?;
         self.inner
             .store
@@ -1025,7 +1029,8 @@ impl Inner {
         match tokio::task::spawn_blocking(move || engine.compile(&bytes)).await {
             Ok(Ok(c)) => Ok(Ok(c)),
             Ok(Err(e)) => invalid(e.to_string()),
-            Err(e) => Err(StoreError::Unavailable(format!("compile task failed: {e}"))),
+            // A panic in the compiler would panic again on every retry.
+            Err(e) => invalid(format!("compiling the component failed: {e}")),
         }
     }
 

@@ -373,7 +373,7 @@ impl Inner {
         }
         let message = match &d.message {
             Ok(m) => m.clone(),
-            Err(reason) => return link.dead_letter(&d, reason).await,
+            Err(reason) => return link.dead_letter(&d, &reason.to_string()).await,
         };
         link.working
             .lock()
@@ -449,9 +449,12 @@ impl Inner {
         stream: Option<StreamOptions>,
     ) {
         let link = self.link();
-        let stream = match stream.map(|o| o.policy(&self.config.stream)).transpose() {
+        let stream = match stream
+            .map(|o| crate::stream::policy(&o, &self.config.stream))
+            .transpose()
+        {
             Ok(policy) => policy,
-            Err(e) => return link.dead_letter(&d, &e).await,
+            Err(e) => return link.dead_letter(&d, &e.to_string()).await,
         };
         let input = match serde_json::from_str::<serde_json::Value>(input) {
             Ok(v) => match rmp_serde::to_vec_named(&v) {

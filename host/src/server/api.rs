@@ -8,14 +8,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::body::{Body, Format, body_rejection};
 use super::config::Scope;
 use super::problem::Problem;
-use crate::execution::{ConsumerSession, ExecutionRecord, Outcome, Status, Wait};
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait,
+};
 use crate::ids::ExecutionId;
 use crate::journal::Entry;
 use crate::runtime::{Deployment, RuntimeError};
@@ -27,20 +27,12 @@ const MAX_PAGE: usize = 1000;
 /// Items per page when the request does not say.
 const DEFAULT_PAGE: usize = 100;
 
-/// A version of a deployed workflow.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeploymentView {
-    /// Workflow name.
-    pub name: String,
-    /// Version number under this name, from 1.
-    pub version: u32,
-    /// sha256 of the component, hex.
-    pub digest: String,
-    /// Interfaces the component imports.
-    pub imports: Vec<String>,
-    /// When this version was deployed, ms since the Unix epoch.
-    pub deployed_at_ms: u64,
-}
+pub use reprise_api::{
+    DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus, ExecutionView,
+    FailureKind as WireFailureKind, ItemView, ItemsBatch, ItemsParams, JournalPage, JournalParams,
+    ListParams, SessionList, SessionView, SignalAccepted, SignalRequest, StartRequest, StreamEnd,
+    StreamOptions, WaitKind, WaitParams, WaitView, WorkflowList, WorkflowView,
+};
 
 impl From<Deployment> for DeploymentView {
     fn from(d: Deployment) -> Self {
@@ -54,154 +46,73 @@ impl From<Deployment> for DeploymentView {
     }
 }
 
-/// A workflow with every version deployed under its name.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WorkflowView {
-    /// Workflow name.
-    pub name: String,
-    /// The version new executions start on.
-    pub current: DeploymentView,
-    /// Every version, oldest first.
-    pub versions: Vec<DeploymentView>,
+/// The wire name of a status.
+pub fn wire_status(status: Status) -> ExecutionStatus {
+    match status {
+        Status::Running => ExecutionStatus::Running,
+        Status::Suspended => ExecutionStatus::Suspended,
+        Status::Completed => ExecutionStatus::Completed,
+        Status::Failed => ExecutionStatus::Failed,
+        Status::Cancelled => ExecutionStatus::Cancelled,
+    }
 }
 
-/// The deployed workflows.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WorkflowList {
-    /// Each workflow at its current version, sorted by name.
-    pub workflows: Vec<DeploymentView>,
+/// The status a wire name names.
+pub fn domain_status(status: ExecutionStatus) -> Status {
+    match status {
+        ExecutionStatus::Running => Status::Running,
+        ExecutionStatus::Suspended => Status::Suspended,
+        ExecutionStatus::Completed => Status::Completed,
+        ExecutionStatus::Failed => Status::Failed,
+        ExecutionStatus::Cancelled => Status::Cancelled,
+    }
 }
 
-/// Starts an execution.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartRequest {
-    /// The workflow's input (any JSON value; MessagePack for the guest).
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub input: serde_json::Value,
-    /// Execution id. Starting twice with the same id (and the same input)
-    /// starts once; a different input under the same id is a conflict.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Start it as a stream paced by its consumers (see the `items` route).
-    #[serde(default)]
-    pub stream: Option<StreamOptions>,
+fn error_view(f: &Failure) -> ErrorView {
+    ErrorView {
+        kind: match f.kind {
+            FailureKind::Workflow => WireFailureKind::WorkflowError,
+            FailureKind::Trap => WireFailureKind::Trap,
+            FailureKind::Nondeterminism => WireFailureKind::NondeterminismDetected,
+            FailureKind::MemoryLimit => WireFailureKind::MemoryLimit,
+            FailureKind::TimeLimit => WireFailureKind::TimeLimit,
+            FailureKind::MissingTool => WireFailureKind::MissingTool,
+            FailureKind::InvalidComponent => WireFailureKind::InvalidComponent,
+        },
+        message: f.message.clone(),
+    }
 }
 
-pub use crate::stream::StreamOptions;
-
-/// Sends a signal.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SignalRequest {
-    /// The signal's payload (any JSON value).
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-}
-
-/// Why an execution failed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorView {
-    /// `workflow-error`, `trap`, `nondeterminism-detected`, `memory-limit`,
-    /// `time-limit`, `missing-tool` or `invalid-component`.
-    pub kind: String,
-    /// What happened.
-    pub message: String,
-}
-
-/// What a suspended execution waits for.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WaitView {
-    /// `ready` (runnable now), `timer`, `signal` or `consumers` (a
-    /// stream's window is full until its consumers read).
-    pub kind: String,
-    /// For a timer: when it fires, ms since the Unix epoch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wake_at_ms: Option<u64>,
-    /// For a signal: its name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<String>,
-}
-
-/// An execution.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ExecutionView {
-    /// Execution id.
-    pub id: String,
-    /// Workflow name.
-    pub workflow: String,
-    /// Digest of the component version it runs (pinned at start).
-    pub digest: String,
-    /// `running`, `suspended`, `completed`, `failed` or `cancelled`.
-    pub status: String,
-    /// For a suspended execution: what it waits for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wait: Option<WaitView>,
-    /// The result, when completed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
-    /// The failure, when failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorView>,
-    /// Journal entries recorded.
-    pub steps: u64,
-    /// Invocations so far.
-    pub invocations: u64,
-    /// ms since the Unix epoch.
-    pub created_at_ms: u64,
-    /// ms since the Unix epoch.
-    pub updated_at_ms: u64,
-    /// For an execution started as a stream: how it is paced.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream: Option<StreamOptions>,
+fn wait_view(w: &Wait) -> WaitView {
+    let (kind, wake_at_ms, signal) = match w {
+        Wait::Ready => (WaitKind::Ready, None, None),
+        Wait::Timer { wake_at_ms } => (WaitKind::Timer, Some(*wake_at_ms), None),
+        Wait::Signal { name } => (WaitKind::Signal, None, Some(name.clone())),
+        Wait::Consumers { wake_at_ms, .. } => (WaitKind::Consumers, *wake_at_ms, None),
+    };
+    WaitView {
+        kind,
+        wake_at_ms,
+        signal,
+    }
 }
 
 impl From<ExecutionRecord> for ExecutionView {
     fn from(r: ExecutionRecord) -> Self {
         let (result, error) = match &r.outcome {
             Some(Outcome::Completed(bytes)) => (Some(payload_json(bytes)), None),
-            Some(Outcome::Failed(f)) => (
-                None,
-                Some(ErrorView {
-                    kind: f.kind.as_str().to_string(),
-                    message: f.message.clone(),
-                }),
-            ),
+            Some(Outcome::Failed(f)) => (None, Some(error_view(f))),
             Some(Outcome::Cancelled) | None => (None, None),
         };
         let wait = match (&r.status, &r.wait) {
-            (Status::Suspended, Some(w)) => Some(match w {
-                Wait::Ready => WaitView {
-                    kind: "ready".into(),
-                    wake_at_ms: None,
-                    signal: None,
-                },
-                Wait::Timer { wake_at_ms } => WaitView {
-                    kind: "timer".into(),
-                    wake_at_ms: Some(*wake_at_ms),
-                    signal: None,
-                },
-                Wait::Signal { name } => WaitView {
-                    kind: "signal".into(),
-                    wake_at_ms: None,
-                    signal: Some(name.clone()),
-                },
-                Wait::Consumers { wake_at_ms, .. } => WaitView {
-                    kind: "consumers".into(),
-                    wake_at_ms: *wake_at_ms,
-                    signal: None,
-                },
-            }),
+            (Status::Suspended, Some(w)) => Some(wait_view(w)),
             _ => None,
         };
         Self {
             id: r.id.to_string(),
             workflow: r.workflow,
             digest: r.digest.to_hex(),
-            status: r.status.as_str().to_string(),
+            status: wire_status(r.status),
             wait,
             result,
             error,
@@ -209,169 +120,9 @@ impl From<ExecutionRecord> for ExecutionView {
             invocations: r.invocations,
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
-            stream: r.stream.as_ref().map(StreamOptions::from),
+            stream: r.stream.as_ref().map(crate::stream::options),
         }
     }
-}
-
-/// A page of executions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ExecutionList {
-    /// Executions, oldest first.
-    pub executions: Vec<ExecutionView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-/// One journal entry.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EntryView {
-    /// Position in the journal.
-    pub index: u64,
-    /// `tool`, `sleep`, `signal`, `now`, `random`, `emit` or `checkpoint`.
-    pub kind: String,
-    /// Tool address and error, timer, signal name, or value.
-    pub detail: String,
-    /// When it was recorded, ms since the Unix epoch.
-    pub at_ms: u64,
-    /// How long the step took, µs.
-    pub duration_us: u64,
-    /// Size of the recorded value, bytes.
-    pub size: u64,
-}
-
-/// A page of a journal.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JournalPage {
-    /// Entries from `after` on.
-    pub entries: Vec<EntryView>,
-    /// Entries in the whole journal.
-    pub total: u64,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<u64>,
-}
-
-/// A signal was delivered.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SignalAccepted {
-    /// The execution.
-    pub id: String,
-    /// The signal's name.
-    pub name: String,
-}
-
-/// `?wait=` on a start.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct StartParams {
-    /// Wait up to this long for the result (`500ms`, `10s`); capped at
-    /// the host's request timeout less one second. Returns early, with 202,
-    /// if the execution waits for a signal.
-    pub wait: Option<String>,
-}
-
-/// Filters and paging of the execution list.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// Only executions of this workflow.
-    pub workflow: Option<String>,
-    /// Only executions with this status.
-    pub status: Option<String>,
-    /// Items per page (default 100, at most 1000).
-    pub limit: Option<usize>,
-    /// From a previous page's `next_cursor`.
-    pub cursor: Option<String>,
-}
-
-/// Paging of a journal.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct JournalParams {
-    /// First index to return (default 0).
-    pub after: Option<u64>,
-    /// Entries per page (default 100, at most 1000).
-    pub limit: Option<usize>,
-}
-
-/// Reading an execution's output stream.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ItemsParams {
-    /// Return items with an offset above this one (default: from the
-    /// first item, offset 0).
-    pub after: Option<u64>,
-    /// Items per reply (default 100, at most 1000).
-    pub max: Option<usize>,
-    /// With no item to return yet, wait up to this long (`500ms`, `10s`)
-    /// for one or for the end; capped below the request timeout.
-    pub wait: Option<String>,
-    /// The consumer session this read belongs to: reading records that the
-    /// consumer has seen every item up to `after`. A read of a streaming
-    /// execution without one opens a session (its id is in the reply).
-    pub session: Option<String>,
-}
-
-/// One item of an output stream.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ItemView {
-    /// Its position in the stream: 0 for the first item emitted.
-    pub offset: u64,
-    /// The item, as JSON (`{"hex": ...}` if JSON cannot hold it).
-    #[schema(value_type = Object)]
-    pub item: serde_json::Value,
-}
-
-/// How a stream ended.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StreamEnd {
-    /// `completed`, `failed` or `cancelled`.
-    pub status: String,
-    /// Why it failed, when `failed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorView>,
-}
-
-/// A batch of an output stream.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ItemsBatch {
-    /// Items after `after`, in order.
-    pub items: Vec<ItemView>,
-    /// Pass as `after` for the next batch: the last offset returned (or the
-    /// `after` given, if none); absent while nothing has been read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<u64>,
-    /// Items the execution has emitted so far.
-    pub count: u64,
-    /// Set once the execution has ended and this batch holds the last item:
-    /// nothing more will come. Every item comes before the end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub end: Option<StreamEnd>,
-    /// The consumer session of this read, for a streaming execution: pass
-    /// it as `session` with the next read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-}
-
-/// A consumer session of an output stream.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SessionView {
-    /// Session id: pass it as `session` when reading.
-    pub session: String,
-    /// The highest offset the consumer has read, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub acked: Option<u64>,
-    /// Last read, ms since the Unix epoch.
-    pub last_access_ms: u64,
-    /// Closed by the consumer.
-    pub closed: bool,
-    /// Still pacing the stream: not closed, and used within the TTL.
-    pub live: bool,
-}
-
-/// The consumer sessions of an execution.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SessionList {
-    /// Every session, closed and expired ones included.
-    pub sessions: Vec<SessionView>,
 }
 
 /// A MessagePack payload as JSON; `{"hex": ...}` if it is not MessagePack
@@ -553,7 +304,7 @@ pub async fn get_workflow(
     post,
     path = "/v1/workflows/{name}/executions",
     tag = "executions",
-    params(("name" = String, Path, description = "Workflow name"), StartParams),
+    params(("name" = String, Path, description = "Workflow name"), WaitParams),
     request_body = StartRequest,
     responses(
         (status = 200, description = "Ended within `wait`", body = ExecutionView),
@@ -567,7 +318,7 @@ pub async fn get_workflow(
 pub async fn start(
     State(state): Shared,
     Path(name): Path<String>,
-    Query(params): Query<StartParams>,
+    Query(params): Query<WaitParams>,
     format: Format,
     headers: HeaderMap,
     Body(req): Body<StartRequest>,
@@ -580,8 +331,8 @@ pub async fn start(
     let stream = req
         .stream
         .map(|o| {
-            o.policy(state.runtime.stream_config())
-                .map_err(Problem::bad_request)
+            crate::stream::policy(&o, state.runtime.stream_config())
+                .map_err(|e| Problem::bad_request(e.to_string()))
         })
         .transpose()?;
     let id = state.runtime.start_with(&name, input, id, stream).await?;
@@ -606,7 +357,7 @@ pub async fn start(
     get,
     path = "/v1/executions/{id}",
     tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
+    params(("id" = String, Path, description = "Execution id"), WaitParams),
     responses(
         (status = 200, body = ExecutionView),
         (status = 404, description = "No such execution", body = super::problem::ProblemBody, content_type = "application/problem+json"),
@@ -616,11 +367,17 @@ pub async fn start(
 pub async fn get_execution(
     State(state): Shared,
     Path(id): Path<String>,
+    Query(params): Query<WaitParams>,
     format: Format,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     state.authorize(&headers, Scope::Invoke)?;
-    let record = state.runtime.status(&execution_id(&id)?).await?;
+    let wait = wait_param(params.wait.as_deref())?;
+    let id = execution_id(&id)?;
+    let record = match wait {
+        Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
+        _ => state.runtime.status(&id).await?,
+    };
     Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
 }
 
@@ -803,8 +560,7 @@ pub async fn items(
     }
 }
 
-/// The header that carries the consumer session of a read.
-pub const SESSION_HEADER: &str = "reprise-session";
+pub use reprise_api::SESSION_HEADER;
 
 fn set_session_header(response: &mut Response, session: Option<&str>) {
     if let Some(v) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
@@ -815,14 +571,11 @@ fn set_session_header(response: &mut Response, session: Option<&str>) {
 /// How a stream ended, from its record (which has ended).
 fn stream_end(record: &ExecutionRecord) -> StreamEnd {
     let error = match &record.outcome {
-        Some(Outcome::Failed(f)) => Some(ErrorView {
-            kind: f.kind.as_str().to_string(),
-            message: f.message.clone(),
-        }),
+        Some(Outcome::Failed(f)) => Some(error_view(f)),
         _ => None,
     };
     StreamEnd {
-        status: record.status.as_str().to_string(),
+        status: wire_status(record.status),
         error,
     }
 }

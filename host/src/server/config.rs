@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -230,60 +230,73 @@ pub struct ToolsConfig {
     pub http: Option<HttpConfig>,
 }
 
-/// A config file that could not be used.
+/// A config that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file that was asked for.
-        path: PathBuf,
-        /// The I/O error reading it.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has a wrong or unknown key.
-    #[error("config file {path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, naming the key and line.
-        message: String,
-    },
+    /// The text is not valid TOML or has a wrong or unknown key; the
+    /// parser's message names the key and line.
+    #[error("{0}")]
+    Invalid(String),
     /// A value is out of range or inconsistent.
     #[error("config: {0}")]
     Value(String),
 }
 
 impl ServeConfig {
-    /// Reads a TOML config file.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })
+    /// Parses TOML text (the binary reads the file: the library reads no
+    /// files but its store's).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string().trim_end().to_string()))
     }
 
-    /// Parses TOML text.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    /// Resolves the secrets the config names by environment variable
+    /// (`token_env`, `headers_from_env`) through `lookup`, which the binary
+    /// gives as the process environment: the library itself never reads
+    /// it, so embedders and tests decide where secrets come from. A name
+    /// `lookup` does not know is an error that names it.
+    pub fn resolve_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for t in &mut self.auth.tokens {
+            if let (None, Some(var)) = (&t.token, &t.token_env) {
+                let value = lookup(var).ok_or_else(|| {
+                    ConfigError::Value(format!(
+                        "auth token {:?} reads ${var}, which is not set",
+                        t.name
+                    ))
+                })?;
+                t.token = Some(value);
+                t.token_env = None;
+            }
+        }
+        for (category, hook) in &mut self.tools.webhook {
+            for (name, var) in &hook.headers_from_env {
+                let value = lookup(var).ok_or_else(|| {
+                    ConfigError::Value(format!(
+                        "webhook {category}: header {name} reads ${var}, which is not set"
+                    ))
+                })?;
+                hook.headers.insert(name.clone(), value);
+            }
+        }
+        Ok(())
     }
 
-    /// Checks what parsing cannot, and resolves token variables.
+    /// Checks what parsing cannot: each token given once (by value, or by
+    /// a variable [`ServeConfig::resolve_env`] resolved), long enough, with
+    /// a scope.
     pub fn tokens(&self) -> Result<Vec<(String, String, Vec<Scope>)>, ConfigError> {
         let mut out = Vec::new();
         for t in &self.auth.tokens {
             let token = match (&t.token, &t.token_env) {
                 (Some(tok), None) => tok.clone(),
-                (None, Some(var)) => std::env::var(var).map_err(|_| {
-                    ConfigError::Value(format!(
+                (None, Some(var)) => {
+                    return Err(ConfigError::Value(format!(
                         "auth token {:?} reads ${var}, which is not set",
                         t.name
-                    ))
-                })?,
+                    )));
+                }
                 _ => {
                     return Err(ConfigError::Value(format!(
                         "auth token {:?}: give exactly one of `token` and `token_env`",
@@ -315,11 +328,13 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err =
-            ServeConfig::from_toml("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        let err = ServeConfig::from_toml("listen = \"127.0.0.1:1\"\nlisten_port = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_port"), "{err}");
         let err = ServeConfig::from_toml("[tools.webhook.pay]\nurl = \"http://x\"\nurll = 1\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("urll"), "{err}");
     }
 
@@ -333,7 +348,9 @@ mod tests {
         assert_eq!(c.tools.webhook["pay"].timeout, Duration::from_millis(250));
         assert_eq!(c.tools.webhook["pay"].retries, 3);
         assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let err = ServeConfig::from_toml("retention = \"soon\"\n").unwrap_err();
+        let err = ServeConfig::from_toml("retention = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("soon"), "{err}");
     }
 }

@@ -220,14 +220,14 @@ pub fn tools_from(config: &config::ToolsConfig) -> Result<ToolRegistry, ConfigEr
         }
         tools.register_category(
             category.clone(),
-            Webhook::new(category, hook.clone()).map_err(ConfigError::Value)?,
+            Webhook::new(category, hook.clone()).map_err(|e| ConfigError::Value(e.0))?,
         );
     }
     if let Some(http) = &config.http {
         tools.register(
             "http",
             "request",
-            HttpTool::new(http.clone()).map_err(ConfigError::Value)?,
+            HttpTool::new(http.clone()).map_err(|e| ConfigError::Value(e.0))?,
         );
     }
     Ok(tools)

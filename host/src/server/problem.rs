@@ -243,6 +243,12 @@ impl From<RuntimeError> for Problem {
                 detail,
             ),
             RuntimeError::Store(e) => e.into(),
+            RuntimeError::Internal(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "The host failed",
+                detail,
+            ),
         }
     }
 }

@@ -81,12 +81,14 @@ struct Reply {
 
 impl HttpTool {
     /// The tool for `config`.
-    pub fn new(config: HttpConfig) -> Result<Self, String> {
+    pub fn new(config: HttpConfig) -> Result<Self, super::ToolConfigError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .build()
-            .map_err(|e| format!("http tool: cannot build an HTTP client: {e}"))?;
+            .map_err(|e| {
+                super::ToolConfigError(format!("http tool: cannot build an HTTP client: {e}"))
+            })?;
         Ok(Self { config, client })
     }
 

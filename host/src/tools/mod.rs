@@ -23,6 +23,13 @@ use async_trait::async_trait;
 use crate::ids::ExecutionId;
 use crate::journal::ToolFailure;
 
+/// A configured tool that cannot be built (a bad URL, an unresolved
+/// secret, an HTTP client that cannot start); the message says which and
+/// why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolConfigError(pub String);
+
 /// Identifies one tool call across retries: the execution and the journal
 /// index the result will be recorded at.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

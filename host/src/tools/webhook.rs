@@ -23,7 +23,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::builtin::{decode, encode};
-use super::{Tool, ToolCall, ToolError};
+use super::{Tool, ToolCall, ToolConfigError, ToolError};
 use crate::config::duration_serde;
 
 /// Largest reply body read from a webhook or an HTTP request.
@@ -49,6 +49,10 @@ pub struct WebhookConfig {
     /// value of `$PAYMENTS_TOKEN`. Secrets stay out of the config file.
     #[serde(default)]
     pub headers_from_env: BTreeMap<String, String>,
+    /// The values of `headers_from_env`, by header name, as
+    /// `ServeConfig::resolve_env` resolved them (never read from a file).
+    #[serde(skip)]
+    pub headers: BTreeMap<String, String>,
     /// Largest reply body accepted, in bytes.
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
@@ -83,8 +87,12 @@ enum Attempt {
 
 impl Webhook {
     /// A webhook tool for `config`; fails if the URL is invalid or a header
-    /// variable is unset.
-    pub fn new(category: &str, config: WebhookConfig) -> Result<Self, String> {
+    /// of `headers_from_env` was not resolved.
+    pub fn new(category: &str, config: WebhookConfig) -> Result<Self, ToolConfigError> {
+        Self::build(category, config).map_err(ToolConfigError)
+    }
+
+    fn build(category: &str, config: WebhookConfig) -> Result<Self, String> {
         let url = reqwest::Url::parse(&config.url)
             .map_err(|e| format!("webhook {category}: invalid url {:?}: {e}", config.url))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -95,12 +103,12 @@ impl Webhook {
         }
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, var) in &config.headers_from_env {
-            let value = std::env::var(var).map_err(|_| {
+            let value = config.headers.get(name).ok_or_else(|| {
                 format!("webhook {category}: header {name} reads ${var}, which is not set")
             })?;
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| format!("webhook {category}: bad header name {name:?}: {e}"))?;
-            let mut value = reqwest::header::HeaderValue::from_str(&value)
+            let mut value = reqwest::header::HeaderValue::from_str(value)
                 .map_err(|e| format!("webhook {category}: bad value in ${var}: {e}"))?;
             value.set_sensitive(true);
             headers.insert(name, value);

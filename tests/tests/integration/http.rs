@@ -746,17 +746,23 @@ fn bad_token_config_is_refused() {
     )
     .unwrap();
     assert!(short.tokens().unwrap_err().to_string().contains("16"));
-    let unset = ServeConfig::from_toml(
-        "[[auth.tokens]]\nname = \"x\"\ntoken_env = \"REPRISE_TEST_UNSET_VAR\"\nscopes = [\"invoke\"]\n",
-    )
-    .unwrap();
+    let text = "[[auth.tokens]]\nname = \"x\"\ntoken_env = \"APP_TOKEN\"\nscopes = [\"invoke\"]\n";
+    let unresolved = ServeConfig::from_toml(text).unwrap();
     assert!(
-        unset
+        unresolved
             .tokens()
             .unwrap_err()
             .to_string()
-            .contains("REPRISE_TEST_UNSET_VAR")
+            .contains("APP_TOKEN")
     );
+    let mut unset = ServeConfig::from_toml(text).unwrap();
+    let err = unset.resolve_env(|_| None).unwrap_err().to_string();
+    assert!(err.contains("APP_TOKEN"), "{err}");
+    let mut set = ServeConfig::from_toml(text).unwrap();
+    set.resolve_env(|var| (var == "APP_TOKEN").then(|| "a-token-of-16-chars".to_string()))
+        .unwrap();
+    let tokens = set.tokens().unwrap();
+    assert_eq!(tokens[0].1, "a-token-of-16-chars");
 }
 
 /// The OpenAPI document lists exactly the routes the server serves.
@@ -857,5 +863,71 @@ async fn health_and_metrics() {
     );
     assert_eq!(value("reprise_live_instances"), 0.0);
     assert!(text.contains("reprise_replay_seconds"), "{text}");
+    s.stop().await;
+}
+
+/// `GET /v1/executions/{id}?wait=` holds the request until the execution
+/// settles (it ends, or waits on someone outside); the Rust client's
+/// `wait`, journal, list and workflow calls read the same documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_waits_until_an_execution_settles() {
+    use reprise_client::{Client, ExecutionStatus, ListParams, Start, WaitKind};
+    let (store, _guard) = memory_store().await;
+    let s = TestServer::start(store, ServeConfig::default(), ToolRegistry::with_builtins()).await;
+    let client = Client::new(&s.base);
+    client.deploy("signals", guest("signals")).await.unwrap();
+    // A 300 ms timer first (the execution suspends on it: not settled),
+    // then a signal wait (settled: only a signal moves it on).
+    let started = client
+        .start(
+            "signals",
+            &json!({"sleep_ms": 300}),
+            Start::default().id("w-1"),
+        )
+        .await
+        .unwrap();
+    assert!(!started.is_settled(), "{started:?}");
+    let waiting = client.wait("w-1", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(waiting.status, ExecutionStatus::Suspended, "{waiting:?}");
+    let wait = waiting.wait.as_ref().unwrap();
+    assert_eq!(
+        (wait.kind, wait.signal.as_deref()),
+        (WaitKind::Signal, Some("approve"))
+    );
+    assert_eq!(wait.to_string(), "signal \"approve\"");
+    // The same through the raw route: a settled execution answers at once.
+    let r = s.get("/v1/executions/w-1?wait=30s").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["wait"]["kind"], "signal");
+    let r = s.get("/v1/executions/w-1?wait=soon").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+
+    client
+        .signal("w-1", "approve", &json!({"by": "ann"}))
+        .await
+        .unwrap();
+    let done = client.wait("w-1", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{done:?}");
+    assert_eq!(done.result.as_ref().unwrap()["approved_by"], "ann");
+
+    let journal = client.journal_all("w-1").await.unwrap();
+    assert_eq!(journal.len() as u64, done.steps);
+    assert_eq!(journal.last().unwrap().kind, "signal");
+    let page = client.journal("w-1", 1, 1).await.unwrap();
+    assert_eq!((page.entries.len(), page.entries[0].index), (1, 1));
+    let listed = client
+        .list_all(&ListParams {
+            workflow: Some("signals".into()),
+            limit: Some(1),
+            ..ListParams::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, "w-1");
+    let workflows = client.workflows().await.unwrap();
+    assert_eq!(workflows.workflows.len(), 1);
+    let wf = client.workflow("signals").await.unwrap();
+    assert_eq!(wf.current.short_digest(), &wf.current.digest[..12]);
     s.stop().await;
 }

@@ -577,7 +577,7 @@ struct Item {
 /// The Rust client: a whole stream, a failed one, drop-to-close, and a
 /// read that survives severed connections and a host restart.
 async fn rust_client(store: Arc<dyn Store>) {
-    use reprise_client::{Client, Error, Start, StreamOptions};
+    use reprise_client::{Client, Error, ExecutionStatus, FailureKind, Start, StreamOptions};
     let s = server(store.clone()).await;
     let client = Client::new(&s.base);
 
@@ -606,7 +606,7 @@ async fn rust_client(store: Arc<dyn Store>) {
     assert_eq!(got.len(), 4, "{got:?}");
     assert!(got[..3].iter().all(|r| r.is_ok()));
     match &got[3] {
-        Err(Error::Failed { kind, .. }) => assert_eq!(kind, "workflow-error"),
+        Err(Error::Failed { kind, .. }) => assert_eq!(*kind, FailureKind::WorkflowError),
         other => panic!("expected the failure, got {other:?}"),
     }
 
@@ -631,8 +631,11 @@ async fn rust_client(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let cancelled = client.cancel("c-1").await.unwrap();
-    assert_eq!(cancelled.status, "cancelled");
-    assert_eq!(client.status("c-1").await.unwrap().status, "cancelled");
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+    assert_eq!(
+        client.status("c-1").await.unwrap().status,
+        ExecutionStatus::Cancelled
+    );
     match client.status("nope").await {
         Err(Error::Api { status, kind, .. }) => {
             assert_eq!(status, 404);

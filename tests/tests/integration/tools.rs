@@ -193,12 +193,24 @@ async fn http_tool_is_limited_to_its_allow_list() {
 
 #[test]
 fn tool_config_errors_are_clear() {
-    let cfg = ServeConfig::from_toml(
-        "[tools.webhook.pay]\nurl = \"http://x\"\nheaders_from_env = { Authorization = \"REPRISE_TEST_NOT_SET\" }\n",
-    )
-    .unwrap();
+    let text = "[tools.webhook.pay]\nurl = \"http://x\"\nheaders_from_env = { Authorization = \"PAY_AUTH\" }\n";
+    // Not resolved: the library reads no environment of its own.
+    let cfg = ServeConfig::from_toml(text).unwrap();
     let err = tools_from(&cfg.tools).err().unwrap().to_string();
-    assert!(err.contains("REPRISE_TEST_NOT_SET"), "{err}");
+    assert!(err.contains("PAY_AUTH"), "{err}");
+    // Resolved by a lookup that does not know the name.
+    let mut cfg = ServeConfig::from_toml(text).unwrap();
+    let err = cfg.resolve_env(|_| None).unwrap_err().to_string();
+    assert!(err.contains("PAY_AUTH") && err.contains("not set"), "{err}");
+    // Resolved: the header is built from the value given.
+    let mut cfg = ServeConfig::from_toml(text).unwrap();
+    cfg.resolve_env(|var| (var == "PAY_AUTH").then(|| "Bearer secret".to_string()))
+        .unwrap();
+    assert_eq!(
+        cfg.tools.webhook["pay"].headers["Authorization"],
+        "Bearer secret"
+    );
+    assert!(tools_from(&cfg.tools).is_ok());
     let cfg = ServeConfig::from_toml("[tools.webhook.builtin]\nurl = \"http://x\"\n").unwrap();
     let err = tools_from(&cfg.tools).err().unwrap().to_string();
     assert!(err.contains("reserved"), "{err}");

@@ -1,0 +1,657 @@
+//! The documents of a Reprise host's HTTP API (`/v1`), defined once.
+//!
+//! The server (`reprise-host`) answers with these types, the client crate
+//! (`reprise-client`) and the CLI read them, so the three cannot drift.
+//! Statuses, wait kinds, failure kinds and `on_abandon` are enums: nobody
+//! compares string literals to decide what an execution is doing, and
+//! [`ExecutionView::is_settled`] is the one definition of "settled".
+//!
+//! With the `openapi` feature every type also derives its OpenAPI schema,
+//! which is how the server's `/v1/openapi.json` describes them.
+
+#![deny(missing_docs)]
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Where an execution stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// An invocation is running it (or was, before its host died).
+    Running,
+    /// No instance exists: it waits for what [`ExecutionView::wait`] says.
+    Suspended,
+    /// Finished with a result.
+    Completed,
+    /// Finished with an error.
+    Failed,
+    /// Cancelled on request; it never runs again.
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [ExecutionStatus; 5] = [
+        ExecutionStatus::Running,
+        ExecutionStatus::Suspended,
+        ExecutionStatus::Completed,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Cancelled,
+    ];
+
+    /// Completed, failed or cancelled: nothing will run again.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Cancelled
+        )
+    }
+
+    /// The name on the wire (`running`, `suspended`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Suspended => "suspended",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `name` on the wire.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a suspended execution waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum WaitKind {
+    /// Nothing: it may run now (its host continues it).
+    Ready,
+    /// A durable timer.
+    Timer,
+    /// A signal from outside.
+    Signal,
+    /// Its consumers: a paced stream's window is full until they read.
+    Consumers,
+}
+
+impl WaitKind {
+    /// Whether only someone outside the host can end this wait (a signal,
+    /// a consumer's read): the host makes no progress on its own.
+    pub fn needs_outside(self) -> bool {
+        matches!(self, WaitKind::Signal | WaitKind::Consumers)
+    }
+
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitKind::Ready => "ready",
+            WaitKind::Timer => "timer",
+            WaitKind::Signal => "signal",
+            WaitKind::Consumers => "consumers",
+        }
+    }
+}
+
+impl fmt::Display for WaitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an execution failed, grouped by cause so a caller can tell a
+/// workflow bug from a host limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The workflow returned an error.
+    WorkflowError,
+    /// The guest trapped (a panic, an `unreachable`, ...).
+    Trap,
+    /// Replay did not match the journal.
+    NondeterminismDetected,
+    /// The guest exceeded its memory or table limit.
+    MemoryLimit,
+    /// The guest ran too long without reaching a journaled call.
+    TimeLimit,
+    /// The guest called a tool the host does not offer.
+    MissingTool,
+    /// The component could not be loaded or instantiated.
+    InvalidComponent,
+}
+
+impl FailureKind {
+    /// The name on the wire (`workflow-error`, `trap`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::WorkflowError => "workflow-error",
+            FailureKind::Trap => "trap",
+            FailureKind::NondeterminismDetected => "nondeterminism-detected",
+            FailureKind::MemoryLimit => "memory-limit",
+            FailureKind::TimeLimit => "time-limit",
+            FailureKind::MissingTool => "missing-tool",
+            FailureKind::InvalidComponent => "invalid-component",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to a paced stream once every consumer has left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OnAbandon {
+    /// Cancel the execution at its next `emit`: nobody wants its output.
+    #[default]
+    Cancel,
+    /// Let it run to its end unpaced; its items stay readable.
+    Continue,
+}
+
+impl OnAbandon {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnAbandon::Cancel => "cancel",
+            OnAbandon::Continue => "continue",
+        }
+    }
+}
+
+/// Reads `cancel` or `continue`, and says so for anything else.
+impl<'de> Deserialize<'de> for OnAbandon {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "cancel" => Ok(OnAbandon::Cancel),
+            "continue" => Ok(OnAbandon::Continue),
+            other => Err(serde::de::Error::custom(format!(
+                "stream.on_abandon {other:?} is not `cancel` or `continue`"
+            ))),
+        }
+    }
+}
+
+/// A version of a deployed workflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeploymentView {
+    /// Workflow name.
+    pub name: String,
+    /// Version number under this name, from 1.
+    pub version: u32,
+    /// sha256 of the component, hex.
+    pub digest: String,
+    /// Interfaces the component imports.
+    pub imports: Vec<String>,
+    /// When this version was deployed, ms since the Unix epoch.
+    pub deployed_at_ms: u64,
+}
+
+/// A workflow with every version deployed under its name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkflowView {
+    /// Workflow name.
+    pub name: String,
+    /// The version new executions start on.
+    pub current: DeploymentView,
+    /// Every version, oldest first.
+    pub versions: Vec<DeploymentView>,
+}
+
+/// The deployed workflows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorkflowList {
+    /// Each workflow at its current version, sorted by name.
+    pub workflows: Vec<DeploymentView>,
+}
+
+/// Starts an execution.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// The workflow's input (any JSON value; MessagePack for the guest).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input: serde_json::Value,
+    /// Execution id. Starting twice with the same id (and the same input)
+    /// starts once; a different input under the same id is a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Start it as a stream paced by its consumers (see the `items` route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamOptions>,
+}
+
+/// How a start asks for its stream to be paced: the `stream` object of an
+/// HTTP start, or the JSON text of a queue start message's `stream` field.
+/// What it leaves out comes from the host's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    /// Most items the workflow may emit beyond what every live consumer
+    /// has read; an `emit` past it waits (the execution is suspended).
+    /// Default: the host's `stream.window`.
+    #[serde(default)]
+    pub window: Option<u64>,
+    /// What happens once every consumer has left (closed its session or
+    /// let it expire): `cancel` (the default) or `continue`.
+    #[serde(default)]
+    pub on_abandon: Option<OnAbandon>,
+    /// Bound the window in bytes of items too (an item larger than this
+    /// still goes out when nothing is unread). Default: the host's
+    /// `stream.window_bytes`, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_bytes: Option<u64>,
+}
+
+/// Sends a signal.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    /// The signal's payload (any JSON value).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub payload: serde_json::Value,
+}
+
+/// Why an execution failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorView {
+    /// The cause.
+    pub kind: FailureKind,
+    /// What happened, for humans: names the entry, the trap, the limit.
+    pub message: String,
+}
+
+/// What a suspended execution waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaitView {
+    /// `ready` (runnable now), `timer`, `signal` or `consumers` (a
+    /// stream's window is full until its consumers read).
+    pub kind: WaitKind,
+    /// For a timer: when it fires; for consumers: when the host looks
+    /// again for consumers that left. ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<u64>,
+    /// For a signal: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+impl fmt::Display for WaitView {
+    /// `signal "approve"`, `timer until <ms>`, `ready`, `consumers`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, &self.signal, self.wake_at_ms) {
+            (WaitKind::Signal, Some(name), _) => write!(f, "signal {name:?}"),
+            (WaitKind::Timer, _, Some(at)) => write!(f, "timer until {at}"),
+            (kind, _, _) => f.write_str(kind.as_str()),
+        }
+    }
+}
+
+/// An execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionView {
+    /// Execution id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Digest of the component version it runs (pinned at start).
+    pub digest: String,
+    /// Where it stands.
+    pub status: ExecutionStatus,
+    /// For a suspended execution: what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitView>,
+    /// The result, when completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub result: Option<serde_json::Value>,
+    /// The failure, when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+    /// Journal entries recorded.
+    pub steps: u64,
+    /// Invocations so far.
+    pub invocations: u64,
+    /// When it was created, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Its last change of state, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// For an execution started as a stream: how it is paced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamOptions>,
+}
+
+impl ExecutionView {
+    /// Completed, failed or cancelled.
+    pub fn is_finished(&self) -> bool {
+        self.status.is_finished()
+    }
+
+    /// Finished, or suspended until someone outside acts (a signal, a
+    /// consumer's read): the point past which its host makes no progress
+    /// on its own, so waiting longer changes nothing. This is what a
+    /// start's `?wait=` and the client's and CLI's waits wait for.
+    pub fn is_settled(&self) -> bool {
+        self.status.is_finished()
+            || (self.status == ExecutionStatus::Suspended
+                && self.wait.as_ref().is_some_and(|w| w.kind.needs_outside()))
+    }
+
+    /// The first 12 hex digits of the component's digest (all of it, if the
+    /// server sent fewer), for display.
+    pub fn short_digest(&self) -> &str {
+        short_digest(&self.digest)
+    }
+}
+
+impl DeploymentView {
+    /// The first 12 hex digits of the component's digest, for display.
+    pub fn short_digest(&self) -> &str {
+        short_digest(&self.digest)
+    }
+}
+
+fn short_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// A page of executions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExecutionList {
+    /// Executions, oldest first.
+    pub executions: Vec<ExecutionView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One journal entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntryView {
+    /// Position in the journal.
+    pub index: u64,
+    /// `tool`, `sleep`, `signal`, `now`, `random`, `emit` or `checkpoint`.
+    pub kind: String,
+    /// Tool address and error, timer, signal name, or value.
+    pub detail: String,
+    /// When it was recorded, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// How long the step took, µs.
+    pub duration_us: u64,
+    /// Size of the recorded value, bytes.
+    pub size: u64,
+}
+
+/// A page of a journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JournalPage {
+    /// Entries from `after` on.
+    pub entries: Vec<EntryView>,
+    /// Entries in the whole journal.
+    pub total: u64,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+/// A signal was delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignalAccepted {
+    /// The execution.
+    pub id: String,
+    /// The signal's name.
+    pub name: String,
+}
+
+/// `?wait=` on a start or on reading an execution's state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct WaitParams {
+    /// Wait up to this long (`500ms`, `10s`) for the execution to settle:
+    /// to end, or to wait for a signal or for its consumers (see
+    /// `ExecutionView::is_settled`); capped at the host's request timeout
+    /// less one second. A start that has not ended by then replies 202.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+}
+
+/// Filters and paging of the execution list.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct ListParams {
+    /// Only executions of this workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Only executions with this status (`running`, `suspended`,
+    /// `completed`, `failed`, `cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Items per page (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// From a previous page's `next_cursor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Paging of a journal.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct JournalParams {
+    /// First index to return (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// Entries per page (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Reading an execution's output stream.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct ItemsParams {
+    /// Return items with an offset above this one (default: from the
+    /// first item, offset 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// Items per reply (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+    /// With no item to return yet, wait up to this long (`500ms`, `10s`)
+    /// for one or for the end; capped below the request timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+    /// The consumer session this read belongs to: reading records that the
+    /// consumer has seen every item up to `after`. A read of a streaming
+    /// execution without one opens a session (its id is in the reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// One item of an output stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemView {
+    /// Its position in the stream: 0 for the first item emitted.
+    pub offset: u64,
+    /// The item, as JSON (`{"hex": ...}` if JSON cannot hold it).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub item: serde_json::Value,
+}
+
+/// How a stream ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StreamEnd {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: ExecutionStatus,
+    /// Why it failed, when `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorView>,
+}
+
+/// A batch of an output stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemsBatch {
+    /// Items after `after`, in order.
+    pub items: Vec<ItemView>,
+    /// Pass as `after` for the next batch: the last offset returned (or the
+    /// `after` given, if none); absent while nothing has been read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+    /// Items the execution has emitted so far.
+    pub count: u64,
+    /// Set once the execution has ended and this batch holds the last item:
+    /// nothing more will come. Every item comes before the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<StreamEnd>,
+    /// The consumer session of this read, for a streaming execution: pass
+    /// it as `session` with the next read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// A consumer session of an output stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionView {
+    /// Session id: pass it as `session` when reading.
+    pub session: String,
+    /// The highest offset the consumer has read, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<u64>,
+    /// Last read, ms since the Unix epoch.
+    pub last_access_ms: u64,
+    /// Closed by the consumer.
+    pub closed: bool,
+    /// Still pacing the stream: not closed, and used within the TTL.
+    pub live: bool,
+}
+
+/// The consumer sessions of an execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionList {
+    /// Every session, closed and expired ones included.
+    pub sessions: Vec<SessionView>,
+}
+
+/// The header that carries the consumer session of an item read.
+pub const SESSION_HEADER: &str = "reprise-session";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn execution(status: &str, wait: Option<serde_json::Value>) -> ExecutionView {
+        let mut v = json!({
+            "id": "e1", "workflow": "w", "digest": "ab", "status": status,
+            "steps": 0, "invocations": 1, "created_at_ms": 1, "updated_at_ms": 2,
+        });
+        if let Some(w) = wait {
+            v["wait"] = w;
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Settled means: finished, or waiting on someone outside the host.
+    #[test]
+    fn settled_is_finished_or_waiting_outside() {
+        for s in ["completed", "failed", "cancelled"] {
+            assert!(execution(s, None).is_settled(), "{s}");
+        }
+        assert!(!execution("running", None).is_settled());
+        for (kind, settled) in [
+            ("signal", true),
+            ("consumers", true),
+            ("timer", false),
+            ("ready", false),
+        ] {
+            let e = execution("suspended", Some(json!({ "kind": kind })));
+            assert_eq!(e.is_settled(), settled, "{kind}");
+        }
+    }
+
+    /// The names on the wire are the ones `as_str` gives, both ways.
+    #[test]
+    fn enums_use_their_wire_names() {
+        for s in ExecutionStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+            assert_eq!(ExecutionStatus::parse(s.as_str()), Some(s));
+        }
+        for k in [
+            FailureKind::WorkflowError,
+            FailureKind::Trap,
+            FailureKind::NondeterminismDetected,
+            FailureKind::MemoryLimit,
+            FailureKind::TimeLimit,
+            FailureKind::MissingTool,
+            FailureKind::InvalidComponent,
+        ] {
+            let v = serde_json::to_value(k).unwrap();
+            assert_eq!(v, json!(k.as_str()));
+            assert_eq!(serde_json::from_value::<FailureKind>(v).unwrap(), k);
+        }
+        for k in [
+            WaitKind::Ready,
+            WaitKind::Timer,
+            WaitKind::Signal,
+            WaitKind::Consumers,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
+        }
+        for a in [OnAbandon::Cancel, OnAbandon::Continue] {
+            let v = serde_json::to_value(a).unwrap();
+            assert_eq!(serde_json::from_value::<OnAbandon>(v).unwrap(), a);
+        }
+        let err = serde_json::from_value::<StreamOptions>(json!({"on_abandon": "later"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not `cancel` or `continue`"), "{err}");
+    }
+
+    /// A short digest never panics on a short reply.
+    #[test]
+    fn short_digest_of_a_short_reply() {
+        let mut e = execution("running", None);
+        assert_eq!(e.short_digest(), "ab");
+        e.digest = "0123456789abcdef".into();
+        assert_eq!(e.short_digest(), "0123456789ab");
+    }
+}
