@@ -2,7 +2,7 @@
 //! processes on one Redis with a work queue, one SIGKILLed and restarted
 //! every second, Redis killed and restarted once; nothing may be lost,
 //! duplicated or left pending; then the same on a Redis Cluster. The full run (500 executions) is
-//! `cargo bench -p reprise-host --bench queue -- chaos`.
+//! `cargo bench -p reprise-cli --bench queue -- chaos`.
 
 use std::path::Path;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! Each on the embedded file store (fsync per journal write) and on Redis
 //! (a private `redis-server` over loopback TCP, AOF `appendfsync always`).
 //!
-//! `cargo bench -p reprise-host --bench http` (`BENCH_RUNS`, `BENCH_TOTAL`
+//! `cargo bench -p reprise-cli --bench http` (`BENCH_RUNS`, `BENCH_TOTAL`
 //! and `BENCH_IN_FLIGHT` override 200, 1000 and 50). With
 //! `BENCH_BASELINE=<another reprise binary>` (e.g. one built from an
 //! earlier commit) each scenario runs again right after on that binary.

@@ -12,7 +12,7 @@
 //!   one killed every second, Redis restarted once (`reprise_tests::chaos`);
 //!   then the same on a three-node Redis Cluster (one node restarted).
 //!
-//! `cargo bench -p reprise-host --bench queue [-- scale|latency|chaos]`
+//! `cargo bench -p reprise-cli --bench queue [-- scale|latency|chaos]`
 //! (all three without an argument).
 
 use std::path::Path;

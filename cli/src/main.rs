@@ -7,7 +7,7 @@
 //! workflow failed or was cancelled; 4 the execution has not ended (it waits
 //! for a signal, or `--wait` ran out).
 
-mod cli_client;
+mod client;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use cli_client::{CliError, Client, ClientArgs, parse_wait};
+use client::{CliError, Client, ClientArgs, parse_wait};
 use reprise_host::journal::Entry;
 use reprise_host::queue::{Message, QueueOptions, RedisQueue};
 use reprise_host::server::{self, Server, config::ServeConfig};
@@ -380,7 +380,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             batch,
             after,
             client,
-        } => cli_client::stream(client, &id, batch, after).await,
+        } => client::stream(client, &id, batch, after).await,
         Command::Signal {
             id,
             name,

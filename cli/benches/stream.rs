@@ -17,7 +17,7 @@
 //! (a private `redis-server` over loopback TCP, AOF `appendfsync always`),
 //! with the time of one raw Redis `PING` round trip as the yardstick.
 //!
-//! `cargo bench -p reprise-host --bench stream [embedded|redis]`
+//! `cargo bench -p reprise-cli --bench stream [embedded|redis]`
 //! (`BENCH_ITEMS` overrides 2,000 small items; 64 KiB runs use a tenth).
 //! With `BENCH_BASELINE=<another reprise binary>` (e.g. one built from an
 //! earlier commit) each throughput case also runs on a host of that binary,
