@@ -338,19 +338,25 @@ impl Server {
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         let deploy = OpenApiRouter::new()
-            .routes(routes!(api::deploy))
+            .routes(routes!(api::workflows::deploy))
             .layer(DefaultBodyLimit::max(state.config.max_component_bytes));
         let rest = OpenApiRouter::new()
-            .routes(routes!(api::list_workflows))
-            .routes(routes!(api::get_workflow))
-            .routes(routes!(api::start))
-            .routes(routes!(api::list_executions))
-            .routes(routes!(api::get_execution, api::cancel))
-            .routes(routes!(api::journal))
-            .routes(routes!(api::items))
-            .routes(routes!(api::open_session, api::list_sessions))
-            .routes(routes!(api::close_session))
-            .routes(routes!(api::signal))
+            .routes(routes!(api::workflows::list_workflows))
+            .routes(routes!(api::workflows::get_workflow))
+            .routes(routes!(api::executions::start))
+            .routes(routes!(api::executions::list_executions))
+            .routes(routes!(
+                api::executions::get_execution,
+                api::executions::cancel
+            ))
+            .routes(routes!(api::executions::journal))
+            .routes(routes!(api::items::items))
+            .routes(routes!(
+                api::sessions::open_session,
+                api::sessions::list_sessions
+            ))
+            .routes(routes!(api::sessions::close_session))
+            .routes(routes!(api::executions::signal))
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
         let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
             .merge(deploy)

@@ -1,0 +1,282 @@
+//! Starting executions, reading their state and journal, signalling and
+//! cancelling them, and listing them.
+
+use super::*;
+
+/// Start an execution.
+///
+/// Returns 200 with the result if `wait` is given and the execution ends
+/// in time; otherwise 202 with its current state (poll
+/// `GET /v1/executions/{id}`). With an `id`, a repeated start returns the
+/// same execution. When the host already drives `max_active` executions,
+/// 429 with `Retry-After`.
+#[utoipa::path(
+    post,
+    path = "/v1/workflows/{name}/executions",
+    tag = "executions",
+    params(("name" = String, Path, description = "Workflow name"), WaitParams),
+    request_body = StartRequest,
+    responses(
+        (status = 200, description = "Ended within `wait`", body = ExecutionView),
+        (status = 202, description = "Started (or already started); not ended yet", body = ExecutionView),
+        (status = 404, description = "No such workflow", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The id is taken by a different start", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The host is saturated; retry after Retry-After", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn start(
+    State(state): Shared,
+    Path(name): Path<String>,
+    Query(params): Query<WaitParams>,
+    format: Format,
+    headers: HeaderMap,
+    Body(req): Body<StartRequest>,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let wait = wait_param(params.wait.as_deref())?;
+    state.admit()?;
+    let id = req.id.as_deref().map(execution_id).transpose()?;
+    let input = encode_payload(&req.input)?;
+    let stream = req
+        .stream
+        .map(|o| {
+            crate::stream::policy(&o, state.runtime.stream_config())
+                .map_err(|e| Problem::bad_request(e.to_string()))
+        })
+        .transpose()?;
+    let id = state.runtime.start_with(&name, input, id, stream).await?;
+    let record = match wait {
+        Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
+        _ => state.runtime.status(&id).await?,
+    };
+    let status = if record.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = format.reply(status, &ExecutionView::from(record));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/executions/{id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// An execution's state.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), WaitParams),
+    responses(
+        (status = 200, body = ExecutionView),
+        (status = 404, description = "No such execution", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn get_execution(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(params): Query<WaitParams>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let wait = wait_param(params.wait.as_deref())?;
+    let id = execution_id(&id)?;
+    let record = match wait {
+        Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
+        _ => state.runtime.status(&id).await?,
+    };
+    Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
+}
+
+/// Cancel an execution.
+///
+/// The guest is not run again; a running invocation stops at its next
+/// journal write. The cancellation is recorded as the outcome. Cancelling
+/// an execution that already ended is a 409.
+#[utoipa::path(
+    delete,
+    path = "/v1/executions/{id}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "Cancelled", body = ExecutionView),
+        (status = 404, description = "No such execution", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "It already ended", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn cancel(
+    State(state): Shared,
+    Path(id): Path<String>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let record = state.runtime.cancel(&execution_id(&id)?).await?;
+    Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
+}
+
+/// An execution's journal, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/journal",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), JournalParams),
+    responses(
+        (status = 200, body = JournalPage),
+        (status = 404, description = "No such execution", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn journal(
+    State(state): Shared,
+    Path(id): Path<String>,
+    Query(params): Query<JournalParams>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let limit = page_limit("limit", params.limit)?;
+    let journal = state.runtime.journal(&execution_id(&id)?).await?;
+    let total = journal.len() as u64;
+    let from = params.after.unwrap_or(0).min(total);
+    let entries: Vec<EntryView> = journal
+        .iter()
+        .enumerate()
+        .skip(from as usize)
+        .take(limit)
+        .map(|(i, e)| entry_view(i as u64, e))
+        .collect();
+    let end = from + entries.len() as u64;
+    Ok(format.reply(
+        StatusCode::OK,
+        &JournalPage {
+            entries,
+            total,
+            next_after: (end < total).then_some(end),
+        },
+    ))
+}
+
+fn entry_view(index: u64, e: &Entry) -> EntryView {
+    EntryView {
+        index,
+        kind: e.kind.label().to_string(),
+        detail: e.kind.detail(),
+        at_ms: e.at_ms,
+        duration_us: e.duration_us,
+        size: e.kind.value_len() as u64,
+    }
+}
+
+/// Send a signal to an execution.
+///
+/// It is buffered until the workflow waits for a signal of that name; a
+/// signal sent before the wait is never lost.
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/signals/{name}",
+    tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), ("name" = String, Path, description = "Signal name")),
+    request_body = SignalRequest,
+    responses(
+        (status = 202, description = "Delivered", body = SignalAccepted),
+        (status = 404, description = "No such execution", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The execution has ended", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn signal(
+    State(state): Shared,
+    Path((id, name)): Path<(String, String)>,
+    format: Format,
+    headers: HeaderMap,
+    Body(req): Body<SignalRequest>,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let id = execution_id(&id)?;
+    if name.is_empty() || name.len() > 256 {
+        return Err(Problem::bad_request("a signal name has 1 to 256 bytes"));
+    }
+    let payload = encode_payload(&req.payload)?;
+    state.runtime.signal(&id, &name, payload).await?;
+    Ok(format.reply(
+        StatusCode::ACCEPTED,
+        &SignalAccepted {
+            id: id.to_string(),
+            name,
+        },
+    ))
+}
+
+/// List executions, oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/executions",
+    tag = "executions",
+    params(ListParams),
+    responses(
+        (status = 200, body = ExecutionList),
+        (status = 400, description = "Bad filter or cursor", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["invoke"]))
+)]
+pub async fn list_executions(
+    State(state): Shared,
+    Query(params): Query<ListParams>,
+    format: Format,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.authorize(&headers, Scope::Invoke)?;
+    let limit = page_limit("limit", params.limit)?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "status {s:?} is not one of running, suspended, completed, failed, cancelled"
+                ))
+            })
+        })
+        .transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.split_once('-')
+                .and_then(|(ms, id)| Some((ms.parse::<u64>().ok()?, id.to_string())))
+                .ok_or_else(|| {
+                    Problem::bad_request(format!("cursor {c:?} is not one this API gave"))
+                })
+        })
+        .transpose()?;
+    let all = state
+        .runtime
+        .list(params.workflow.as_deref(), status)
+        .await?;
+    let mut page: Vec<ExecutionRecord> = all
+        .into_iter()
+        .filter(|r| match &after {
+            Some((ms, id)) => (r.created_at_ms, r.id.as_str()) > (*ms, id.as_str()),
+            None => true,
+        })
+        .take(limit + 1)
+        .collect();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next_cursor = more
+        .then(|| page.last())
+        .flatten()
+        .map(|r| format!("{}-{}", r.created_at_ms, r.id));
+    Ok(format.reply(
+        StatusCode::OK,
+        &ExecutionList {
+            executions: page.into_iter().map(ExecutionView::from).collect(),
+            next_cursor,
+        },
+    ))
+}
