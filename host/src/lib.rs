@@ -25,6 +25,7 @@ pub mod journal;
 pub mod metrics;
 pub mod persist;
 pub mod queue;
+pub mod redis_conn;
 pub mod runtime;
 pub mod server;
 pub mod store;

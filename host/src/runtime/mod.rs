@@ -78,6 +78,9 @@ pub enum RuntimeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The work queue failed.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
     /// A bug in the host (a task panicked): not retried, since the same
     /// request would meet the same bug.
     #[error("internal error: {0}")]
@@ -368,7 +371,7 @@ impl Runtime {
     /// a message or a timer already.
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
         if self.inner.queue.get().is_some() {
-            return Ok(self.inner.sweep().await?);
+            return self.inner.sweep().await;
         }
         let mut n = 0;
         for status in [Status::Running, Status::Suspended] {
@@ -781,7 +784,7 @@ impl Inner {
 
     /// The execution can run now: drive it here, or queue a resume for any
     /// host.
-    async fn wake(self: &Arc<Self>, id: &ExecutionId) -> Result<(), StoreError> {
+    async fn wake(self: &Arc<Self>, id: &ExecutionId) -> Result<(), RuntimeError> {
         match self.queue.get() {
             Some(link) => {
                 link.queue.enqueue(&Message::Resume(id.clone())).await?;
@@ -793,7 +796,7 @@ impl Inner {
 
     /// The execution can run at `at_ms`: sleep here, or set its timer in the
     /// queue's timer set.
-    async fn wake_at(self: &Arc<Self>, id: &ExecutionId, at_ms: u64) -> Result<(), StoreError> {
+    async fn wake_at(self: &Arc<Self>, id: &ExecutionId, at_ms: u64) -> Result<(), RuntimeError> {
         match self.queue.get() {
             Some(link) => link.add_timer(id, at_ms).await?,
             None => self.schedule_at(id.clone(), at_ms),
@@ -1063,6 +1066,12 @@ impl Inner {
                     // for it, so a crash in between leaves a timer that
                     // fires for nothing, never an execution nobody wakes.
                     if let Err(e) = link.add_timer(id, wake_at_ms).await {
+                        // Retried (or not) exactly as a store error: the
+                        // suspension has not been recorded yet.
+                        let e = match e {
+                            e if e.is_retriable() => StoreError::Unavailable(e.to_string()),
+                            e => StoreError::Corrupt(e.to_string()),
+                        };
                         return self.after_store_error(id, lease, e).await;
                     }
                 }

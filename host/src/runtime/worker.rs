@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::{Inner, Runtime, RuntimeError};
 use crate::execution::{Status, Wait};
 use crate::ids::ExecutionId;
-use crate::queue::{Delivery, Message, RedisQueue};
+use crate::queue::{Delivery, Message, QueueError, RedisQueue};
 use crate::store::{StoreError, now_ms};
 use crate::stream::StreamOptions;
 
@@ -46,7 +46,7 @@ pub(super) struct QueueLink {
 
 impl QueueLink {
     /// Sets a timer and tells this host's timer loop.
-    pub(super) async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), StoreError> {
+    pub(super) async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), QueueError> {
         self.queue.add_timer(id, at_ms).await?;
         self.timer_set.notify_one();
         Ok(())
@@ -326,7 +326,7 @@ impl Inner {
     /// (a host died between recording and queueing): ready or with an
     /// expired lease, unchanged for `claim_after`. A duplicate costs a
     /// replay, never a second effect.
-    pub(super) async fn sweep(self: &Arc<Self>) -> Result<usize, StoreError> {
+    pub(super) async fn sweep(self: &Arc<Self>) -> Result<usize, RuntimeError> {
         let link = self.link();
         let stale = now_ms().saturating_sub(link.queue.options().claim_after.as_millis() as u64);
         let mut n = 0;

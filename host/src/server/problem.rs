@@ -243,6 +243,19 @@ impl From<RuntimeError> for Problem {
                 detail,
             ),
             RuntimeError::Store(e) => e.into(),
+            RuntimeError::Queue(q) if q.is_retriable() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "The journal store is unavailable",
+                detail,
+            )
+            .retry_after(1),
+            RuntimeError::Queue(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store-error",
+                "The journal store failed",
+                detail,
+            ),
             RuntimeError::Internal(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-error",

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::redis_conn::RedisOptions;
 pub use embedded::EmbeddedStore;
-pub(crate) use redis::{Conn, client as redis_client, connection as redis_connection, redis_err};
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::RedisStore;
 
 use crate::execution::{ConsumerSession, ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
 use crate::ids::{Digest, ExecutionId};
@@ -78,6 +78,17 @@ pub enum StoreError {
     /// Stored data could not be read.
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<crate::redis_conn::RedisFailure> for StoreError {
+    fn from(e: crate::redis_conn::RedisFailure) -> Self {
+        use crate::redis_conn::RedisFailure;
+        match e {
+            RedisFailure::Invalid(m) => StoreError::Invalid(m),
+            RedisFailure::Unavailable(m) => StoreError::Unavailable(m),
+            RedisFailure::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
 }
 
 impl StoreError {

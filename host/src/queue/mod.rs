@@ -36,12 +36,53 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::streams::{StreamId, StreamReadReply};
+use redis::streams::StreamReadReply;
 use redis::{Script, Value};
 
 use crate::ids::ExecutionId;
-use crate::store::{Conn, RedisOptions, StoreError, redis_client, redis_connection, redis_err};
-use crate::stream::StreamOptions;
+use crate::redis_conn::{
+    Conn, RedisFailure, RedisOptions, client as redis_client, connection as redis_connection,
+};
+
+/// A queue operation that failed, grouped by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue is configured wrongly (an empty stream name, a malformed
+    /// URL): fix the configuration.
+    #[error("invalid queue configuration: {0}")]
+    Invalid(String),
+    /// Redis cannot be reached or failed transiently: retry later.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// A reply this code cannot read.
+    #[error("unexpected queue reply: {0}")]
+    Corrupt(String),
+}
+
+impl QueueError {
+    /// Whether retrying later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, QueueError::Unavailable(_))
+    }
+}
+
+impl From<RedisFailure> for QueueError {
+    fn from(e: RedisFailure) -> Self {
+        match e {
+            RedisFailure::Invalid(m) => QueueError::Invalid(m),
+            RedisFailure::Unavailable(m) => QueueError::Unavailable(m),
+            RedisFailure::Corrupt(m) => QueueError::Corrupt(m),
+        }
+    }
+}
+
+fn redis_err(e: redis::RedisError) -> QueueError {
+    RedisFailure::from(e).into()
+}
+
+mod message;
+
+pub use message::{DeadLetter, Delivery, MalformedMessage, Message};
 
 /// Settings of a [`RedisQueue`].
 #[derive(Clone, Debug)]
@@ -81,178 +122,15 @@ impl Default for QueueOptions {
     }
 }
 
-/// What a message asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
-    /// Start an execution (idempotent with an `id`).
-    Start {
-        /// Workflow name.
-        workflow: String,
-        /// Input as JSON text (`null` when absent).
-        input: String,
-        /// Execution id; `q-<entry id>` when absent.
-        id: Option<ExecutionId>,
-        /// Start it as a stream paced by its consumers (the `stream` object
-        /// of an HTTP start); the host's defaults fill what it leaves out.
-        stream: Option<StreamOptions>,
-    },
-    /// Run an execution that can go on.
-    Resume(ExecutionId),
-}
-
-impl Message {
-    /// The stream fields of this message (the format plain `XADD` producers
-    /// use: see the README).
-    pub fn fields(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Message::Start {
-                workflow,
-                input,
-                id,
-                stream,
-            } => {
-                let mut f = vec![("workflow", workflow.clone()), ("input", input.clone())];
-                if let Some(id) = id {
-                    f.push(("id", id.to_string()));
-                }
-                if let Some(stream) = stream {
-                    let text = serde_json::to_string(stream).expect("options serialize");
-                    f.push(("stream", text));
-                }
-                f
-            }
-            Message::Resume(id) => vec![("resume", id.to_string())],
-        }
-    }
-
-    /// Reads a message from stream fields; the error says what is wrong.
-    pub fn parse(fields: &HashMap<String, Value>) -> Result<Self, MalformedMessage> {
-        Self::parse_fields(fields).map_err(MalformedMessage)
-    }
-
-    fn parse_fields(fields: &HashMap<String, Value>) -> Result<Self, String> {
-        let text = |name: &str| -> Result<Option<String>, String> {
-            match fields.get(name) {
-                None => Ok(None),
-                Some(Value::BulkString(b)) => String::from_utf8(b.clone())
-                    .map(Some)
-                    .map_err(|_| format!("field {name:?} is not UTF-8")),
-                Some(other) => Err(format!("field {name:?} has an unexpected type: {other:?}")),
-            }
-        };
-        if let Some(id) = text("resume")? {
-            return ExecutionId::new(id)
-                .map(Message::Resume)
-                .map_err(|e| e.to_string());
-        }
-        let Some(workflow) = text("workflow")? else {
-            return Err(
-                "a message needs a `workflow` field (a start) or a `resume` field".to_string(),
-            );
-        };
-        let input = text("input")?.unwrap_or_else(|| "null".to_string());
-        let id = text("id")?
-            .map(ExecutionId::new)
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        let stream = text("stream")?
-            .map(|t| serde_json::from_str::<StreamOptions>(&t))
-            .transpose()
-            .map_err(|e| format!("field \"stream\" is not a stream object: {e}"))?;
-        Ok(Message::Start {
-            workflow,
-            input,
-            id,
-            stream,
-        })
-    }
-}
-
-/// A stream entry that is not a message: it can never succeed, so it goes
-/// to the dead-letter stream with this reason.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct MalformedMessage(pub String);
-
-/// One message as received.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    /// Stream entry id (what is acknowledged).
-    pub entry: String,
-    /// The message, or why it cannot be read.
-    pub message: Result<Message, MalformedMessage>,
-    /// How many times it has been delivered, this time included.
-    pub deliveries: u64,
-    /// The raw fields, copied to the dead-letter stream if it goes there.
-    fields: Vec<(String, Vec<u8>)>,
-}
-
-impl Delivery {
-    /// The execution the message is about: a resume's, a start's `id`, or
-    /// for a start without one `q-<entry id>` (so a message delivered again
-    /// still starts once). `None` for a message that cannot be read.
-    pub fn execution_id(&self) -> Option<ExecutionId> {
-        match &self.message {
-            Ok(Message::Resume(id)) | Ok(Message::Start { id: Some(id), .. }) => Some(id.clone()),
-            Ok(Message::Start { id: None, .. }) => {
-                ExecutionId::new(format!("q-{}", self.entry)).ok()
-            }
-            Err(_) => None,
-        }
-    }
-
-    fn new(entry: StreamId, deliveries: u64) -> Self {
-        let message = Message::parse(&entry.map);
-        let mut fields: Vec<(String, Vec<u8>)> = entry
-            .map
-            .into_iter()
-            .map(|(k, v)| {
-                let bytes = match v {
-                    Value::BulkString(b) => b,
-                    other => format!("{other:?}").into_bytes(),
-                };
-                (k, bytes)
-            })
-            .collect();
-        fields.sort();
-        Self {
-            entry: entry.id,
-            message,
-            deliveries,
-            fields,
-        }
-    }
-}
-
-/// One dead letter: the original message's fields and why it is here.
-#[derive(Clone, Debug)]
-pub struct DeadLetter {
-    /// Entry id in the dead-letter stream.
-    pub entry: String,
-    /// Every field: the original ones, plus `reason`, `original` (its entry
-    /// id) and `deliveries`.
-    pub fields: HashMap<String, String>,
-}
-
 /// Acknowledges and deletes entries (nobody else reads this stream's group,
 /// so an acknowledged entry is of no further use).
 /// Their progress marks (KEYS[2]) go with them.
-const ACK: &str = r#"
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-redis.call('HDEL', KEYS[2], unpack(ARGV, 2))
-return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-"#;
+const ACK: &str = include_str!("lua/ack.lua");
 
 /// Moves one entry to the dead-letter stream. ARGV: group, entry id, then
 /// field/value pairs for the dead letter.
 /// Its progress mark (KEYS[3]) goes with it.
-const DEAD_LETTER: &str = r#"
-redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-return 1
-"#;
+const DEAD_LETTER: &str = include_str!("lua/dead_letter.lua");
 
 /// Records that entry ARGV[1] was taken over (its delivery ARGV[3]) while
 /// its execution's journal held ARGV[2] entries, and returns how many
@@ -260,37 +138,14 @@ return 1
 /// (`<length>:<stalled>`) is kept in the hash KEYS[1]. The first take-over
 /// knows nothing of the deliveries before it, so it counts them all as
 /// stalled.
-const STALLED: &str = r#"
-local len = tonumber(ARGV[2])
-local stalled = tonumber(ARGV[3]) - 1
-local prev = redis.call('HGET', KEYS[1], ARGV[1])
-if prev then
-  local sep = string.find(prev, ':', 1, true)
-  if tonumber(string.sub(prev, 1, sep - 1)) < len then
-    stalled = 0
-  else
-    stalled = tonumber(string.sub(prev, sep + 1)) + 1
-  end
-end
-redis.call('HSET', KEYS[1], ARGV[1], len .. ':' .. stalled)
-return stalled
-"#;
+const STALLED: &str = include_str!("lua/stalled.lua");
 
 /// Moves up to ARGV[1] due timers to the stream, on the Redis clock.
 /// Returns how many fired and how long until the next one (-1: none).
-const FIRE_TIMERS: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('XADD', KEYS[2], '*', 'resume', id)
-end
-local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local wait = -1
-if next[2] then wait = math.max(0, tonumber(next[2]) - now) end
-return {#due, wait}
-"#;
+const FIRE_TIMERS: &str = include_str!("lua/fire_timers.lua");
+
+/// Deletes a consumer of the group if it has nothing pending.
+const PRUNE_CONSUMER: &str = include_str!("lua/prune_consumer.lua");
 
 /// A work queue on Redis Streams; see the module documentation.
 #[derive(Clone)]
@@ -321,9 +176,9 @@ impl RedisQueue {
         url: &str,
         redis: &RedisOptions,
         options: QueueOptions,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, QueueError> {
         if options.stream.is_empty() {
-            return Err(StoreError::Invalid(
+            return Err(QueueError::Invalid(
                 "the queue's stream name is empty".into(),
             ));
         }
@@ -372,7 +227,7 @@ impl RedisQueue {
     }
 
     /// Adds a message; returns its entry id.
-    pub async fn enqueue(&self, message: &Message) -> Result<String, StoreError> {
+    pub async fn enqueue(&self, message: &Message) -> Result<String, QueueError> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.options.stream).arg("*");
         for (k, v) in message.fields() {
@@ -385,7 +240,7 @@ impl RedisQueue {
 
     /// Up to `count` new messages for `consumer`, waiting up to the
     /// configured `block` for the first.
-    pub async fn read(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, StoreError> {
+    pub async fn read(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, QueueError> {
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.options.group)
@@ -411,7 +266,7 @@ impl RedisQueue {
     /// Takes over up to `count` messages pending longer than `claim_after`
     /// (their hosts are presumed dead). Each is claimed with a minimum idle
     /// time, so two hosts never take over the same message.
-    pub async fn reclaim(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, StoreError> {
+    pub async fn reclaim(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, QueueError> {
         let mut conn = self.conn.clone();
         let idle = self.options.claim_after.as_millis() as u64;
         // Each row: [entry id, consumer, idle ms, deliveries].
@@ -450,7 +305,7 @@ impl RedisQueue {
 
     /// Marks `entries` as still being worked on by `consumer`, so no other
     /// host takes them over.
-    pub async fn refresh(&self, consumer: &str, entries: &[String]) -> Result<(), StoreError> {
+    pub async fn refresh(&self, consumer: &str, entries: &[String]) -> Result<(), QueueError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -471,7 +326,7 @@ impl RedisQueue {
     /// consumer) with nothing pending and idle longer than `idle`. A live
     /// host removed this way is added back by its next read, and nothing
     /// pending is ever dropped. Returns how many were removed.
-    pub async fn prune_consumers(&self, idle: Duration) -> Result<usize, StoreError> {
+    pub async fn prune_consumers(&self, idle: Duration) -> Result<usize, QueueError> {
         let mut conn = self.conn.clone();
         let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
             .arg("CONSUMERS")
@@ -494,36 +349,20 @@ impl RedisQueue {
             }
             // DELCONSUMER drops the consumer's pending entries, so only
             // delete it if it still has none (one script, no race).
-            let gone: i64 = Script::new(
-                r#"
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local name, pending
-  for i = 1, #c, 2 do
-    if c[i] == 'name' then name = c[i + 1] end
-    if c[i] == 'pending' then pending = c[i + 1] end
-  end
-  if name == ARGV[2] then
-    if pending ~= 0 then return 0 end
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-    return 1
-  end
-end
-return 0
-"#,
-            )
-            .key(&self.options.stream)
-            .arg(&self.options.group)
-            .arg(name.as_slice())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+            let gone: i64 = Script::new(PRUNE_CONSUMER)
+                .key(&self.options.stream)
+                .arg(&self.options.group)
+                .arg(name.as_slice())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
             removed += gone as usize;
         }
         Ok(removed)
     }
 
     /// Consumers in the group.
-    pub async fn consumers(&self) -> Result<usize, StoreError> {
+    pub async fn consumers(&self) -> Result<usize, QueueError> {
         let consumers: Vec<Value> = redis::cmd("XINFO")
             .arg("CONSUMERS")
             .arg(&self.options.stream)
@@ -535,7 +374,7 @@ return 0
     }
 
     /// Acknowledges and deletes `entries`.
-    pub async fn ack(&self, entries: &[String]) -> Result<(), StoreError> {
+    pub async fn ack(&self, entries: &[String]) -> Result<(), QueueError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -552,7 +391,7 @@ return 0
 
     /// Moves a message to the dead-letter stream with `reason`, in one step
     /// with its acknowledgement.
-    pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), StoreError> {
+    pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
         let mut inv = self.dead_letter.key(&self.options.stream);
         inv.key(&self.dead)
             .key(&self.progress)
@@ -580,7 +419,7 @@ return 0
     /// host killed from outside after its invocation went forward is not
     /// the message's fault; a message that stops every host before any
     /// step is.
-    pub async fn stalled(&self, d: &Delivery, journal_len: u64) -> Result<u64, StoreError> {
+    pub async fn stalled(&self, d: &Delivery, journal_len: u64) -> Result<u64, QueueError> {
         self.stalled
             .key(&self.progress)
             .arg(&d.entry)
@@ -594,7 +433,7 @@ return 0
     /// Tells every host that an invocation of `id` ended (it finished or
     /// suspended), so requests waiting on it there look at once instead of
     /// at their next poll. Best effort: waiters poll anyway.
-    pub async fn publish_settled(&self, id: &ExecutionId) -> Result<(), StoreError> {
+    pub async fn publish_settled(&self, id: &ExecutionId) -> Result<(), QueueError> {
         redis::cmd("PUBLISH")
             .arg(&self.settled)
             .arg(id.as_str())
@@ -605,14 +444,14 @@ return 0
 
     /// A subscription to [`RedisQueue::publish_settled`]: read it with
     /// `on_message`; it ends when the connection drops.
-    pub async fn subscribe_settled(&self) -> Result<redis::aio::PubSub, StoreError> {
+    pub async fn subscribe_settled(&self) -> Result<redis::aio::PubSub, QueueError> {
         let mut pubsub = self.client.get_async_pubsub().await.map_err(redis_err)?;
         pubsub.subscribe(&self.settled).await.map_err(redis_err)?;
         Ok(pubsub)
     }
 
     /// Sets execution `id`'s timer to `at_ms` (ms since the Unix epoch).
-    pub async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), StoreError> {
+    pub async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), QueueError> {
         redis::cmd("ZADD")
             .arg(&self.timers)
             .arg(at_ms)
@@ -627,7 +466,7 @@ return 0
         &self,
         id: &ExecutionId,
         at_ms: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), QueueError> {
         redis::cmd("ZADD")
             .arg(&self.timers)
             .arg("NX")
@@ -640,7 +479,7 @@ return 0
 
     /// Moves up to `limit` due timers to the stream. Returns how many fired
     /// and, if any timer is left, how long until the next is due.
-    pub async fn fire_timers(&self, limit: usize) -> Result<(u64, Option<Duration>), StoreError> {
+    pub async fn fire_timers(&self, limit: usize) -> Result<(u64, Option<Duration>), QueueError> {
         let (fired, wait): (u64, i64) = self
             .fire
             .key(&self.timers)
@@ -654,7 +493,7 @@ return 0
     }
 
     /// Timers not yet fired.
-    pub async fn timers(&self) -> Result<u64, StoreError> {
+    pub async fn timers(&self) -> Result<u64, QueueError> {
         redis::cmd("ZCARD")
             .arg(&self.timers)
             .query_async(&mut self.conn.clone())
@@ -663,7 +502,7 @@ return 0
     }
 
     /// Messages delivered but not acknowledged, over every host.
-    pub async fn pending(&self) -> Result<u64, StoreError> {
+    pub async fn pending(&self) -> Result<u64, QueueError> {
         let summary: Vec<Value> = redis::cmd("XPENDING")
             .arg(&self.options.stream)
             .arg(&self.options.group)
@@ -672,13 +511,13 @@ return 0
             .map_err(redis_err)?;
         match summary.into_iter().next() {
             Some(v) => redis::from_redis_value(v)
-                .map_err(|e| StoreError::Corrupt(format!("redis: XPENDING: {e}"))),
+                .map_err(|e| QueueError::Corrupt(format!("redis: XPENDING: {e}"))),
             None => Ok(0),
         }
     }
 
     /// Messages in the stream: pending or not yet read.
-    pub async fn stream_len(&self) -> Result<u64, StoreError> {
+    pub async fn stream_len(&self) -> Result<u64, QueueError> {
         redis::cmd("XLEN")
             .arg(&self.options.stream)
             .query_async(&mut self.conn.clone())
@@ -687,7 +526,7 @@ return 0
     }
 
     /// Up to `count` dead letters, oldest first.
-    pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>, StoreError> {
+    pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&self.dead)
             .arg("-")
@@ -715,54 +554,5 @@ return 0
                     .collect(),
             })
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(fields: &[(&str, &str)]) -> Result<Message, MalformedMessage> {
-        let map = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec())))
-            .collect();
-        Message::parse(&map)
-    }
-
-    /// What `fields` writes, `parse` reads back, the stream options
-    /// included; a `stream` that is not an options object is refused.
-    #[test]
-    fn start_fields_round_trip() {
-        let start = Message::Start {
-            workflow: "producer".into(),
-            input: r#"{"n":3}"#.into(),
-            id: Some(ExecutionId::new("s1").unwrap()),
-            stream: Some(StreamOptions {
-                window: Some(10),
-                on_abandon: Some(reprise_api::OnAbandon::Continue),
-                window_bytes: Some(4096),
-            }),
-        };
-        let fields = start.fields();
-        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        assert_eq!(parse(&pairs), Ok(start));
-        let plain = parse(&[("workflow", "steps")]).unwrap();
-        assert_eq!(
-            plain,
-            Message::Start {
-                workflow: "steps".into(),
-                input: "null".into(),
-                id: None,
-                stream: None,
-            }
-        );
-        assert!(plain.fields().iter().all(|(k, _)| *k != "stream"));
-        for bad in [r#"{"window":-1}"#, r#"{"size":3}"#, "3", "window=3"] {
-            let err = parse(&[("workflow", "w"), ("stream", bad)])
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("is not a stream object"), "{bad}: {err}");
-        }
     }
 }

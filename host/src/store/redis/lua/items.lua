@@ -1,0 +1,3 @@
+-- The record's existence, the item count, and a range of items.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+return {'ok', redis.call('LLEN', KEYS[2]), redis.call('LRANGE', KEYS[2], ARGV[1], ARGV[2])}

@@ -1,0 +1,748 @@
+//! The Redis store: the production backend, shared by many hosts.
+//!
+//! Layout (ARCHITECTURE.md has the full table). Every key of one execution
+//! carries the hash tag `{<id>}`, so an execution lives in one Redis Cluster
+//! slot and each of its operations is one Lua script, atomic on the server:
+//!
+//! - `P:x:{id}` hash: the record (`meta` = encoded immutable part, `st`,
+//!   `wait`, `out`, `inv`, `tok`, lease `lo`/`lt`/`le`, `upd`);
+//! - `P:j:{id}` list: the journal, one encoded [`Entry`] per element;
+//! - `P:s:{id}`, `P:sk:{id}` lists: signal payloads and names, by sequence;
+//!   `P:sc:{id}` hash: signals received per name;
+//! - `P:b:{id}` list: digests of the stored values the journal refers to;
+//! - `P:i:{id}` list: the items emitted, by offset;
+//! - `P:c:{id}` hash: consumer sessions, `acked|last access|closed` by
+//!   session id.
+//!
+//! Values shared across executions live under their own keys: components
+//! (`P:component:<hex>`), the deployment table (`P:deployments`), the index
+//! of finished executions by end time (`P:finished`, a sorted set), and
+//! large tool results (`P:blob:{<hex>}` with reference count
+//! `P:blobref:{<hex>}`).
+//!
+//! An append is one `EVALSHA` (the lease's fencing token, its expiry and the
+//! expected index are checked, the entry pushed: four commands, one write,
+//! as lean as the check allows); loading an execution with its whole
+//! journal is one `EVALSHA` whatever the journal's length. Lease expiry uses
+//! the Redis server's clock, so hosts with skewed clocks still agree.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{RedisError, Value};
+
+use super::{
+    Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
+};
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
+};
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::Entry;
+use crate::persist::{decode, encode};
+use crate::redis_conn::{Conn, RedisFailure, RedisOptions, connection};
+
+mod blobs;
+mod reply;
+mod scripts;
+
+use reply::{Meta, Reply, parse_session};
+use scripts::scripts;
+
+/// A Redis error as a store error (see [`RedisFailure`]).
+fn redis_err(e: RedisError) -> StoreError {
+    RedisFailure::from(e).into()
+}
+
+/// A store in Redis; see the module documentation for the layout.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    options: RedisOptions,
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://`, `rediss://` for TLS,
+    /// `redis+unix://` or `unix://` for a socket; a password goes in the
+    /// URL). Fails if Redis cannot be reached now; later outages make
+    /// operations fail as retriable while the connection is re-established
+    /// in the background.
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
+        let conn = connection(url, &options).await?;
+        Ok(Self { conn, options })
+    }
+
+    fn key(&self, kind: &str, id: &ExecutionId) -> String {
+        format!("{}:{kind}:{{{id}}}", self.options.prefix)
+    }
+
+    fn blob_keys(&self, digest: &Digest) -> (String, String) {
+        let hex = digest.to_hex();
+        let p = &self.options.prefix;
+        (
+            format!("{p}:blobref:{{{hex}}}"),
+            format!("{p}:blob:{{{hex}}}"),
+        )
+    }
+
+    fn deployments_key(&self) -> String {
+        format!("{}:deployments", self.options.prefix)
+    }
+
+    /// The version list of deployment `name`, hashed to the same slot as
+    /// the deployments hash (its hash tag is that key's name).
+    fn versions_key(&self, name: &str) -> String {
+        format!("{{{}}}:versions:{name}", self.deployments_key())
+    }
+
+    fn finished_key(&self) -> String {
+        format!("{}:finished", self.options.prefix)
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Runs the delete script for `id`; `before_ms` limits it to executions
+    /// that ended before then. Returns whether it deleted.
+    async fn delete_inner(
+        &self,
+        id: &ExecutionId,
+        before_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let v: Value = scripts()
+            .delete
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .key(self.key("sc", id))
+            .key(self.key("b", id))
+            .key(self.key("i", id))
+            .key(self.key("c", id))
+            .arg(before_ms.map(|t| t.to_string()).unwrap_or_default())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let reply = Reply::new(v, "delete")?;
+        if reply.tag == "kept" {
+            return Ok(false);
+        }
+        let mut reply = reply.check(id)?;
+        let blobs: Vec<String> = reply.next()?;
+        let _: () = redis::cmd("ZREM")
+            .arg(self.finished_key())
+            .arg(id.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        self.unref_blobs(&blobs).await?;
+        Ok(true)
+    }
+
+    /// Notes that `id` ends now, for the retention sweep. Written before the
+    /// execution ends; the sweep re-checks, so an entry for an execution
+    /// that did not end after all is harmless.
+    async fn index_finished(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        redis::cmd("ZADD")
+            .arg(self.finished_key())
+            .arg(now_ms())
+            .arg(id.as_str())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = format!("{}:component:{}", self.options.prefix, digest.to_hex());
+        redis::cmd("SET")
+            .arg(key)
+            .arg(bytes)
+            .arg("NX")
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = format!("{}:component:{}", self.options.prefix, digest.to_hex());
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    async fn put_deployment(
+        &self,
+        name: &str,
+        version: &DeploymentVersion,
+    ) -> Result<DeploymentVersion, StoreError> {
+        let (n, bytes): (u32, Vec<u8>) = scripts()
+            .deploy
+            .key(self.deployments_key())
+            .key(self.versions_key(name))
+            .arg(name)
+            .arg(version.digest.to_hex())
+            .arg(encode(version))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut current: DeploymentVersion = decode(&bytes)?;
+        current.version = n;
+        Ok(current)
+    }
+
+    async fn deployment_versions(&self, name: &str) -> Result<Vec<DeploymentVersion>, StoreError> {
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(self.versions_key(name))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        raw.iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let mut v: DeploymentVersion = decode(bytes)?;
+                v.version = i as u32 + 1;
+                Ok(v)
+            })
+            .collect()
+    }
+
+    async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError> {
+        let names: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.deployments_key())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let (n, last): (u32, Option<Vec<u8>>) = redis::pipe()
+                .cmd("LLEN")
+                .arg(self.versions_key(&name))
+                .cmd("LINDEX")
+                .arg(self.versions_key(&name))
+                .arg(-1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(redis_err)?;
+            if let Some(bytes) = last {
+                let mut v: DeploymentVersion = decode(&bytes)?;
+                v.version = n;
+                out.push((name, v));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError> {
+        let hex: Option<String> = redis::cmd("HGET")
+            .arg(self.deployments_key())
+            .arg(name)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        hex.map(|h| {
+            Digest::parse(&h)
+                .ok_or_else(|| StoreError::Corrupt(format!("deployment {name}: bad digest")))
+        })
+        .transpose()
+    }
+
+    async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError> {
+        let meta = encode(&Meta {
+            id: record.id.clone(),
+            workflow: record.workflow.clone(),
+            digest: record.digest,
+            input: record.input.clone(),
+            seed: record.seed,
+            created_at_ms: record.created_at_ms,
+            stream: record.stream,
+        });
+        let mut inv = scripts().create.prepare_invoke();
+        inv.key(self.key("x", &record.id))
+            .key(self.key("j", &record.id))
+            .arg("meta")
+            .arg(meta)
+            .arg("st")
+            .arg(record.status.as_str())
+            .arg("inv")
+            .arg(record.invocations)
+            .arg("tok")
+            .arg(record.last_token)
+            .arg("upd")
+            .arg(record.updated_at_ms);
+        if let Some(wait) = &record.wait {
+            inv.arg("wait").arg(encode(wait));
+        }
+        if let Some(out) = &record.outcome {
+            inv.arg("out").arg(encode(out));
+        }
+        let v: Value = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "create")?;
+        match reply.tag.as_str() {
+            "exists" => Ok(Created::Existing(Box::new(reply.record()?))),
+            _ => reply.check(&record.id).map(|_| Created::New),
+        }
+    }
+
+    async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
+        let v: Value = scripts()
+            .get
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "get")?.check(id)?.record()
+    }
+
+    async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
+        let v: Value = scripts()
+            .load
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "load")?.check(id)?.snapshot()
+    }
+
+    async fn acquire_and_load(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        let v: Value = scripts()
+            .acquire_load
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .arg(owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "acquire and load")?.check(id)?;
+        let lease = Lease {
+            owner: owner.to_string(),
+            token: reply.next()?,
+            expires_at_ms: reply.next()?,
+        };
+        Ok((lease, reply.snapshot()?))
+    }
+
+    async fn list_executions(
+        &self,
+        status: Option<Status>,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let pattern = format!("{}:x:{{*}}", self.options.prefix);
+        let mut out = Vec::new();
+        for key in self.conn.scan(&pattern).await? {
+            let Some(id) = key
+                .rsplit_once('{')
+                .and_then(|(_, rest)| rest.strip_suffix('}'))
+                .and_then(|id| ExecutionId::new(id).ok())
+            else {
+                continue;
+            };
+            match self.get_execution(&id).await {
+                Ok(rec) if status.is_none_or(|s| s == rec.status) => out.push(rec),
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
+        self.delete_inner(id, None).await.map(|_| ())
+    }
+
+    async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.finished_key())
+            .arg("-inf")
+            .arg(format!("({before_ms}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut deleted = 0;
+        for raw in ids {
+            let Ok(id) = ExecutionId::new(raw.clone()) else {
+                continue;
+            };
+            match self.delete_inner(&id, Some(before_ms)).await {
+                Ok(true) => deleted += 1,
+                Ok(false) => {}
+                // Gone already, or it did not end after all (it is indexed
+                // again when it does): drop the index entry.
+                Err(StoreError::NotFound(_)) | Err(StoreError::Active { .. }) => {
+                    redis::cmd("ZREM")
+                        .arg(self.finished_key())
+                        .arg(raw)
+                        .query_async::<()>(&mut self.conn())
+                        .await
+                        .map_err(redis_err)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn get_blob(&self, digest: &Digest, len: u64) -> Result<Vec<u8>, StoreError> {
+        self.fetch_blob(digest, len).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        id: &ExecutionId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let v: Value = scripts()
+            .acquire
+            .key(self.key("x", id))
+            .arg(owner)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "acquire lease")?.check(id)?;
+        Ok(Lease {
+            owner: owner.to_string(),
+            token: reply.next()?,
+            expires_at_ms: reply.next()?,
+        })
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let v: Value = scripts()
+            .renew
+            .key(self.key("x", id))
+            .arg(lease.token)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "renew lease")?.check(id)?;
+        Ok(Lease {
+            expires_at_ms: reply.next()?,
+            ..lease.clone()
+        })
+    }
+
+    async fn append_many(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entries: &[Entry],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // A large successful tool result is stored once under its digest
+        // and the journal gets a reference to it.
+        let mut stored = Vec::new();
+        let mut inv = scripts().append.prepare_invoke();
+        inv.key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("b", id))
+            .key(self.key("i", id))
+            .arg(lease.token)
+            .arg(index);
+        for entry in entries {
+            let large = match self.store_large_result(entry).await {
+                Ok(large) => large,
+                Err(e) => {
+                    self.release_failed_refs(&stored).await;
+                    return Err(e);
+                }
+            };
+            if let Some((digest, bytes)) = large {
+                inv.arg(bytes).arg(digest.to_hex()).arg("0").arg("");
+                stored.push(digest);
+                continue;
+            }
+            // An emitted item goes to the output stream, in the same
+            // script; the journal records its digest.
+            let (written, item) = entry.split_item();
+            inv.arg(encode(written.as_ref())).arg("");
+            match item {
+                Some(item) => inv.arg("1").arg(item),
+                None => inv.arg("0").arg(""),
+            };
+        }
+        let result = match inv.invoke_async::<Value>(&mut self.conn()).await {
+            Ok(v) => Reply::new(v, "append")
+                .and_then(|r| r.check(id))
+                .map(|_| ()),
+            Err(e) => Err(redis_err(e)),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict { id, len, .. }) => {
+                self.release_failed_refs(&stored).await;
+                Err(StoreError::Conflict { id, index, len })
+            }
+            // Whether a retriable failure wrote the entries is unknown (the
+            // reply may be what got lost), so their references are kept.
+            Err(e) if e.is_retriable() => Err(e),
+            Err(e) => {
+                self.release_failed_refs(&stored).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn suspend(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        wait: &Wait,
+        consumed: u64,
+    ) -> Result<Suspended, StoreError> {
+        let signal = match wait {
+            Wait::Signal { name } => name.as_str(),
+            _ => "",
+        };
+        let v: Value = scripts()
+            .suspend
+            .key(self.key("x", id))
+            .key(self.key("sc", id))
+            .arg(lease.token)
+            .arg(encode(wait))
+            .arg(signal)
+            .arg(consumed)
+            .arg(encode(&Wait::Ready))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "suspend")?.check(id)?;
+        Ok(if reply.next::<i64>()? == 1 {
+            Suspended::Ready
+        } else {
+            Suspended::Waiting
+        })
+    }
+
+    async fn finish(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        self.index_finished(id).await?;
+        let v: Value = scripts()
+            .finish
+            .key(self.key("x", id))
+            .arg(lease.token)
+            .arg(outcome.status().as_str())
+            .arg(encode(outcome))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "finish")?.check(id).map(|_| ())
+    }
+
+    async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
+        let v: Value = scripts()
+            .release
+            .key(self.key("x", id))
+            .arg(lease.token)
+            .arg(encode(&Wait::Ready))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "release lease")?.check(id).map(|_| ())
+    }
+
+    async fn signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Delivered, StoreError> {
+        let v: Value = scripts()
+            .signal
+            .key(self.key("x", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .key(self.key("sc", id))
+            .arg(name)
+            .arg(payload)
+            .arg(encode(&Wait::Signal {
+                name: name.to_string(),
+            }))
+            .arg(encode(&Wait::Ready))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "signal")?.check(id)?;
+        Ok(Delivered {
+            seq: reply.next()?,
+            woke: reply.next::<i64>()? == 1,
+        })
+    }
+
+    async fn next_signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        skip: u64,
+    ) -> Result<Option<SignalRecord>, StoreError> {
+        let v: Value = scripts()
+            .next_signal
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .arg(name)
+            .arg(skip)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let reply = Reply::new(v, "next signal")?;
+        if reply.tag == "none" {
+            return Ok(None);
+        }
+        let mut reply = reply.check(id)?;
+        Ok(Some(SignalRecord {
+            seq: reply.next()?,
+            name: name.to_string(),
+            payload: reply.next()?,
+        }))
+    }
+
+    async fn items(
+        &self,
+        id: &ExecutionId,
+        after: Option<u64>,
+        max: usize,
+    ) -> Result<ItemsPage, StoreError> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        if max == 0 {
+            let page = self.items(id, after, 1).await?;
+            return Ok(ItemsPage {
+                items: Vec::new(),
+                count: page.count,
+            });
+        }
+        let to = from.saturating_add(max as u64 - 1);
+        let v: Value = scripts()
+            .items
+            .key(self.key("x", id))
+            .key(self.key("i", id))
+            .arg(from.min(i64::MAX as u64))
+            .arg(to.min(i64::MAX as u64))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "items")?.check(id)?;
+        let count: u64 = reply.next()?;
+        let raw: Vec<Vec<u8>> = reply.next()?;
+        Ok(ItemsPage {
+            items: (from..).zip(raw).collect(),
+            count,
+        })
+    }
+
+    async fn touch_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: Option<u64>,
+    ) -> Result<ConsumerSession, StoreError> {
+        let acked = acked.map_or(-1, |a| a.min(i64::MAX as u64) as i64);
+        let found = self.session_op(id, session, acked, "").await?;
+        found.ok_or_else(|| StoreError::Corrupt("a touched session is missing".into()))
+    }
+
+    async fn close_session(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+    ) -> Result<Option<ConsumerSession>, StoreError> {
+        self.session_op(id, session, -1, "close").await
+    }
+
+    async fn sessions(&self, id: &ExecutionId) -> Result<Vec<ConsumerSession>, StoreError> {
+        let v: Value = scripts()
+            .sessions
+            .key(self.key("x", id))
+            .key(self.key("c", id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "sessions")?.check(id)?;
+        let fields: HashMap<String, String> = reply.next()?;
+        fields
+            .into_iter()
+            .map(|(sid, v)| parse_session(sid, &v))
+            .collect()
+    }
+
+    async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
+        self.index_finished(id).await?;
+        let v: Value = scripts()
+            .cancel
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .arg(encode(&Outcome::Cancelled))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Reply::new(v, "cancel")?.check(id)?.record()
+    }
+}
+
+/// Reads a session stored as `acked|last access|closed`.
+impl RedisStore {
+    async fn session_op(
+        &self,
+        id: &ExecutionId,
+        session: &str,
+        acked: i64,
+        op: &str,
+    ) -> Result<Option<ConsumerSession>, StoreError> {
+        let v: Value = scripts()
+            .session
+            .key(self.key("x", id))
+            .key(self.key("c", id))
+            .arg(session)
+            .arg(acked)
+            .arg(op)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "session")?.check(id)?;
+        let found: Option<String> = reply.next()?;
+        found
+            .map(|v| parse_session(session.to_string(), &v))
+            .transpose()
+    }
+}

@@ -1,0 +1,237 @@
+//! Reading the Redis store's replies: a script's tagged reply, the record
+//! rebuilt from its hash fields, a consumer session from its text, and the
+//! record's fixed part (`Meta`), which is persisted encoded.
+
+use std::collections::HashMap;
+
+use redis::{FromRedisValue, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::execution::{
+    ConsumerSession, ExecutionRecord, Lease, SignalRecord, Snapshot, Status, StreamPolicy,
+};
+use crate::ids::{Digest, ExecutionId};
+use crate::journal::Entry;
+use crate::persist::decode;
+use crate::store::StoreError;
+
+/// The part of a record that never changes, stored encoded in one field.
+#[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
+pub(super) struct Meta {
+    pub(super) id: ExecutionId,
+    pub(super) workflow: String,
+    pub(super) digest: Digest,
+    #[serde(with = "serde_bytes")]
+    pub(super) input: Vec<u8>,
+    pub(super) seed: u64,
+    pub(super) created_at_ms: u64,
+    #[serde(default)]
+    pub(super) stream: Option<StreamPolicy>,
+}
+
+pub(super) fn bad_reply(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("redis: unexpected reply to {what}"))
+}
+
+pub(super) fn parse<T: FromRedisValue>(v: Value, what: &str) -> Result<T, StoreError> {
+    T::from_redis_value(v).map_err(|e| StoreError::Corrupt(format!("redis: {what}: {e}")))
+}
+
+/// A script's reply: a tag (`ok`, `notfound`, ...) and the rest.
+pub(super) struct Reply {
+    pub(super) tag: String,
+    pub(super) rest: std::vec::IntoIter<Value>,
+    pub(super) what: &'static str,
+}
+
+impl Reply {
+    pub(super) fn new(v: Value, what: &'static str) -> Result<Self, StoreError> {
+        let Value::Array(items) = v else {
+            return Err(bad_reply(what));
+        };
+        let mut rest = items.into_iter();
+        let tag = parse(rest.next().ok_or_else(|| bad_reply(what))?, what)?;
+        Ok(Self { tag, rest, what })
+    }
+
+    pub(super) fn next<T: FromRedisValue>(&mut self) -> Result<T, StoreError> {
+        parse(
+            self.rest.next().ok_or_else(|| bad_reply(self.what))?,
+            self.what,
+        )
+    }
+
+    /// Turns the replies every execution script may give into errors.
+    pub(super) fn check(mut self, id: &ExecutionId) -> Result<Self, StoreError> {
+        match self.tag.as_str() {
+            "ok" => Ok(self),
+            "notfound" => Err(StoreError::NotFound(id.clone())),
+            "terminal" => Err(StoreError::Terminal {
+                id: id.clone(),
+                status: parse_status(&self.next::<String>()?)?,
+            }),
+            "active" => Err(StoreError::Active {
+                id: id.clone(),
+                status: parse_status(&self.next::<String>()?)?,
+            }),
+            "leaselost" => Err(StoreError::LeaseLost(id.clone())),
+            "held" => Err(StoreError::LeaseHeld {
+                id: id.clone(),
+                owner: self.next()?,
+                expires_at_ms: self.next()?,
+            }),
+            "conflict" => Err(StoreError::Conflict {
+                id: id.clone(),
+                index: 0,
+                len: self.next()?,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "redis: unexpected reply {other:?} to {}",
+                self.what
+            ))),
+        }
+    }
+}
+
+pub(super) fn parse_status(s: &str) -> Result<Status, StoreError> {
+    Ok(match s {
+        "running" => Status::Running,
+        "suspended" => Status::Suspended,
+        "completed" => Status::Completed,
+        "failed" => Status::Failed,
+        "cancelled" => Status::Cancelled,
+        other => return Err(StoreError::Corrupt(format!("unknown status {other:?}"))),
+    })
+}
+
+/// Rebuilds a record from its hash fields and the journal length.
+pub(super) fn record_from(
+    fields: HashMap<String, Vec<u8>>,
+    journal_len: u64,
+) -> Result<ExecutionRecord, StoreError> {
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| StoreError::Corrupt(format!("execution record lacks field {name}")))
+    };
+    let number = |name: &str| -> Result<u64, StoreError> {
+        match fields.get(name) {
+            None => Ok(0),
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("execution field {name} is not a number"))
+                }),
+        }
+    };
+    let meta: Meta = decode(field("meta")?)?;
+    let status = parse_status(&String::from_utf8_lossy(field("st")?))?;
+    let lease = match fields.get("lo") {
+        Some(owner) => Some(Lease {
+            owner: String::from_utf8_lossy(owner).into_owned(),
+            token: number("lt")?,
+            expires_at_ms: number("le")?,
+        }),
+        None => None,
+    };
+    Ok(ExecutionRecord {
+        id: meta.id,
+        workflow: meta.workflow,
+        digest: meta.digest,
+        input: meta.input,
+        seed: meta.seed,
+        status,
+        wait: fields.get("wait").map(|v| decode(v)).transpose()?,
+        outcome: fields.get("out").map(|v| decode(v)).transpose()?,
+        journal_len,
+        invocations: number("inv")?,
+        lease,
+        last_token: number("tok")?,
+        created_at_ms: meta.created_at_ms,
+        updated_at_ms: number("upd")?,
+        stream: meta.stream,
+    })
+}
+
+impl Reply {
+    /// Reads a snapshot: record, journal length, journal, signal payloads
+    /// and names.
+    pub(super) fn snapshot(&mut self) -> Result<Snapshot, StoreError> {
+        let record = self.record()?;
+        let raw: Vec<Vec<u8>> = self.next()?;
+        let journal = raw
+            .iter()
+            .map(|e| decode(e))
+            .collect::<Result<Vec<Entry>, _>>()?;
+        let payloads: Vec<Vec<u8>> = self.next()?;
+        let names: Vec<String> = self.next()?;
+        let signals = payloads
+            .into_iter()
+            .zip(names)
+            .enumerate()
+            .map(|(seq, (payload, name))| SignalRecord {
+                seq: seq as u64,
+                name,
+                payload,
+            })
+            .collect();
+        Ok(Snapshot {
+            record,
+            journal,
+            signals,
+        })
+    }
+
+    /// Reads a record (hash fields, then journal length) from the reply.
+    pub(super) fn record(&mut self) -> Result<ExecutionRecord, StoreError> {
+        let fields: HashMap<String, Vec<u8>> = self.next()?;
+        let len: u64 = self.next()?;
+        record_from(fields, len)
+    }
+}
+
+pub(super) fn parse_session(id: String, v: &str) -> Result<ConsumerSession, StoreError> {
+    let bad = || StoreError::Corrupt(format!("consumer session {id} reads {v:?}"));
+    let mut parts = v.split('|');
+    let mut next = || parts.next().ok_or_else(bad);
+    let acked: i64 = next()?.parse().map_err(|_| bad())?;
+    let last_access_ms: u64 = next()?.parse().map_err(|_| bad())?;
+    let closed = next()? == "1";
+    Ok(ConsumerSession {
+        acked: u64::try_from(acked).ok(),
+        last_access_ms,
+        closed,
+        id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execution::OnAbandon;
+    use crate::persist::golden::{check, digest};
+
+    /// The record's fixed part keeps its committed encoding (see
+    /// `persist::golden`).
+    #[test]
+    fn meta_matches_its_committed_bytes() {
+        check(
+            "redis-meta",
+            &Meta {
+                id: ExecutionId::new("order-42").unwrap(),
+                workflow: "checkout".into(),
+                digest: digest("component"),
+                input: vec![0x81, 0xa3, b's', b'k', b'u', 0x01],
+                seed: 7,
+                created_at_ms: 1_700_000_000_000,
+                stream: Some(StreamPolicy {
+                    window: 10,
+                    on_abandon: OnAbandon::Cancel,
+                    window_bytes: None,
+                }),
+            },
+        );
+    }
+}

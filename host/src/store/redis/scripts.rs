@@ -1,0 +1,131 @@
+//! The Lua scripts of the Redis store, one `.lua` file each under `lua/`,
+//! hashed once per process and run with `EVALSHA`. Execution scripts start
+//! with `prelude.lua` (the Redis clock and the lease check).
+
+use std::sync::OnceLock;
+
+use redis::Script;
+
+/// Helpers every execution script starts with.
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+const CREATE: &str = include_str!("lua/create.lua");
+
+const GET: &str = include_str!("lua/get.lua");
+
+const LOAD: &str = include_str!("lua/load.lua");
+
+/// Takes the lease (a live lease of another owner refuses); leaves `tok`
+/// and `exp` for the reply.
+const TAKE_LEASE: &str = include_str!("lua/take_lease.lua");
+
+const ACQUIRE: &str = include_str!("lua/acquire.lua");
+
+/// After TAKE_LEASE, LOAD's reply: an invocation starts with one round trip.
+const ACQUIRE_LOAD: &str = include_str!("lua/acquire_load.lua");
+
+const RENEW: &str = include_str!("lua/renew.lua");
+
+// ARGV: lease token, index, then four per entry: its journal bytes, the
+// digest of a value it stored ('' if none), '1' if it emitted an item
+// (else '0'), and the item ('' if none).
+const APPEND: &str = include_str!("lua/append.lua");
+
+const SUSPEND: &str = include_str!("lua/suspend.lua");
+
+const FINISH: &str = include_str!("lua/finish.lua");
+
+const RELEASE: &str = include_str!("lua/release.lua");
+
+const SIGNAL: &str = include_str!("lua/signal.lua");
+
+/// The record's existence, the item count, and a range of items.
+const ITEMS: &str = include_str!("lua/items.lua");
+
+const NEXT_SIGNAL: &str = include_str!("lua/next_signal.lua");
+
+const CANCEL: &str = include_str!("lua/cancel.lua");
+
+/// Deletes an ended execution; with ARGV[1] set, only if it ended before
+/// that time (the retention sweep). Returns the stored values it referred to.
+const DELETE: &str = include_str!("lua/delete.lua");
+
+/// Touches consumer session ARGV[1] (KEYS[2]) of execution KEYS[1]: read
+/// up to offset ARGV[2] (-1: none). A session is `acked|last|closed`;
+/// a closed one is left as it is. With ARGV[3] = 'close', closes it.
+const SESSION: &str = include_str!("lua/session.lua");
+
+/// Every session of execution KEYS[1] (hash KEYS[2]).
+const SESSIONS: &str = include_str!("lua/sessions.lua");
+
+/// Takes a reference to a stored value; tells whether its bytes are there.
+/// The count goes up first, so a concurrent release cannot delete them.
+const BLOB_REF: &str = include_str!("lua/blob_ref.lua");
+
+/// Drops a reference; the last one deletes the bytes.
+const BLOB_UNREF: &str = include_str!("lua/blob_unref.lua");
+
+/// Moves an uploaded value into place unless an identical one got there
+/// first.
+const BLOB_COMMIT: &str = include_str!("lua/blob_commit.lua");
+
+/// Points a name at a digest and adds a version, unless it points there
+/// already. KEYS: deployments hash, the name's version list (same slot
+/// through its hash tag). ARGV: name, digest hex, encoded version.
+/// Returns the version number and the encoded current version.
+const DEPLOY: &str = include_str!("lua/deploy.lua");
+
+/// The scripts, compiled (hashed) once per process.
+pub(super) struct Scripts {
+    pub(super) create: Script,
+    pub(super) get: Script,
+    pub(super) load: Script,
+    pub(super) acquire: Script,
+    pub(super) acquire_load: Script,
+    pub(super) renew: Script,
+    pub(super) append: Script,
+    pub(super) suspend: Script,
+    pub(super) finish: Script,
+    pub(super) release: Script,
+    pub(super) signal: Script,
+    pub(super) next_signal: Script,
+    pub(super) items: Script,
+    pub(super) session: Script,
+    pub(super) sessions: Script,
+    pub(super) cancel: Script,
+    pub(super) delete: Script,
+    pub(super) blob_ref: Script,
+    pub(super) blob_unref: Script,
+    pub(super) blob_commit: Script,
+    pub(super) deploy: Script,
+}
+
+pub(super) fn scripts() -> &'static Scripts {
+    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        let with_prelude = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Scripts {
+            create: Script::new(CREATE),
+            get: Script::new(GET),
+            load: Script::new(LOAD),
+            acquire: with_prelude(&format!("{TAKE_LEASE}{ACQUIRE}")),
+            acquire_load: with_prelude(&format!("{TAKE_LEASE}{ACQUIRE_LOAD}")),
+            renew: with_prelude(RENEW),
+            append: with_prelude(APPEND),
+            suspend: with_prelude(SUSPEND),
+            finish: with_prelude(FINISH),
+            release: with_prelude(RELEASE),
+            signal: with_prelude(SIGNAL),
+            next_signal: Script::new(NEXT_SIGNAL),
+            items: Script::new(ITEMS),
+            cancel: with_prelude(CANCEL),
+            delete: with_prelude(DELETE),
+            session: with_prelude(SESSION),
+            sessions: Script::new(SESSIONS),
+            blob_ref: Script::new(BLOB_REF),
+            blob_unref: Script::new(BLOB_UNREF),
+            blob_commit: Script::new(BLOB_COMMIT),
+            deploy: Script::new(DEPLOY),
+        }
+    })
+}
