@@ -671,18 +671,15 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let engine = WorkflowEngine::new(server::engine_config(&config))
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
-    let runtime = Arc::new(Runtime::new(
-        Arc::new(engine),
-        store,
-        tools,
-        server::runtime_config(&config),
-    ));
+    let mut builder = Runtime::builder(Arc::new(engine), store)
+        .tools(tools)
+        .config(server::runtime_config(&config));
     if let (Some(options), Some(url)) = (queue_options, &config.redis) {
         let stream = options.stream.clone();
-        let queue = RedisQueue::connect(url, &redis_options, options).await?;
-        runtime.attach_queue(queue)?;
+        builder = builder.queue(RedisQueue::connect(url, &redis_options, options).await?);
         tracing::info!(%stream, "taking work from the queue");
     }
+    let runtime = Arc::new(builder.build()?);
     let recovered = runtime.recover().await?;
     if recovered > 0 {
         tracing::info!(recovered, "resumed executions left by a previous process");

@@ -8,18 +8,25 @@
 //! a backoff (the store failed transiently). Nothing of a suspended execution
 //! stays in memory but, for a timer, a sleeping task holding its id.
 //!
-//! With a work queue attached ([`Runtime::attach_queue`], see
+//! With a work queue ([`RuntimeBuilder::queue`], see
 //! [`crate::queue`]) the same driver runs, but what comes next goes through
 //! Redis instead of this process: a continuation is a resume message any
 //! host may take, a timer is an entry in the shared timer set, and the
 //! message that caused an invocation is acknowledged once that invocation
 //! has recorded how it ended.
 
+mod driver;
+mod pacing;
+mod retention;
+mod waiters;
 mod worker;
+
+use driver::Active;
+pub use waiters::WAIT_POLL;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -38,16 +45,6 @@ use crate::metrics::{Metrics, StatusLabel};
 use crate::queue::Message;
 use crate::store::{Created, DeploymentVersion, Store, StoreError, Suspended, now_ms};
 use crate::tools::ToolRegistry;
-
-/// How often [`Runtime::wait_until`] re-reads the store, to see changes made
-/// by other hosts.
-pub const WAIT_POLL: Duration = Duration::from_millis(250);
-
-/// Executions deleted per store call by the retention sweep.
-const PURGE_BATCH: usize = 500;
-
-/// Longest delay between retries after store errors.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Errors of the runtime API, by what the caller does next: fix the request
 /// (`UnknownWorkflow`, `InvalidName`, `InvalidId`, `IdConflict`, `Compile`),
@@ -78,6 +75,10 @@ pub enum RuntimeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A runtime with background tasks (a retention sweep, a queue) was
+    /// built outside a tokio runtime.
+    #[error("a runtime with a retention sweep or a queue must be built inside a tokio runtime")]
+    NoAsyncRuntime,
     /// The work queue failed.
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
@@ -140,7 +141,7 @@ struct Inner {
     invocations: AtomicU64,
     metrics: Arc<Metrics>,
     /// The work queue, when one is attached.
-    queue: OnceLock<worker::QueueLink>,
+    queue: Option<worker::QueueLink>,
     /// Held while a component is loaded and compiled, so invocations that
     /// miss the cache together compile it once, not once each.
     compiling: tokio::sync::Mutex<()>,
@@ -152,59 +153,60 @@ struct Inner {
     reads: Mutex<HashMap<ExecutionId, Arc<tokio::sync::Notify>>>,
 }
 
-/// Counts a waiter in [`Inner::waited`] while it lives.
-struct Waiting<'a> {
-    inner: &'a Inner,
-    id: String,
+/// Builds a [`Runtime`]: see [`Runtime::builder`].
+pub struct RuntimeBuilder {
+    engine: Arc<WorkflowEngine>,
+    store: Arc<dyn Store>,
+    tools: ToolRegistry,
+    config: RuntimeConfig,
+    queue: Option<crate::queue::RedisQueue>,
 }
 
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let mut waited = self.inner.waited.lock().expect("waited poisoned");
-        if let Some(n) = waited.get_mut(&self.id) {
-            *n -= 1;
-            if *n == 0 {
-                waited.remove(&self.id);
-            }
-        }
+impl RuntimeBuilder {
+    /// The tools workflows may call (default: the built-in ones).
+    pub fn tools(mut self, tools: ToolRegistry) -> Self {
+        self.tools = tools;
+        self
     }
-}
 
-/// An execution a driver task is working on.
-#[derive(Default)]
-struct Active {
-    /// Run once more after the current invocation (something happened
-    /// while it ran).
-    again: bool,
-    /// Queue entries to acknowledge once the driver is done.
-    entries: Vec<String>,
-}
+    /// Budgets, leases, retention, streams (default: [`RuntimeConfig::default`]).
+    pub fn config(mut self, config: RuntimeConfig) -> Self {
+        self.config = config;
+        self
+    }
 
-/// What the driver does after an invocation.
-enum Next {
-    Again,
-    Retry,
-    RetryAfter(Duration),
-    /// Another host holds the lease, until about this long from now.
-    Held(Duration),
-    Done,
-}
+    /// Takes work from `queue` (see [`crate::queue`]): starts and resumes
+    /// from the stream, continuations and timers through Redis, messages of
+    /// dead hosts taken over. Every host on a store should use the queue:
+    /// a host driving an execution without a message behind it could leave
+    /// it stuck if it dies (the periodic sweep eventually finds it). Call
+    /// [`Runtime::recover`] after building, to queue what an earlier crash
+    /// may have left without a message.
+    pub fn queue(mut self, queue: crate::queue::RedisQueue) -> Self {
+        self.queue = Some(queue);
+        self
+    }
 
-impl Runtime {
-    /// A runtime on `engine`, `store` and `tools`. Call [`Runtime::recover`]
-    /// to pick up executions a previous process left runnable.
-    pub fn new(
-        engine: Arc<WorkflowEngine>,
-        store: Arc<dyn Store>,
-        tools: ToolRegistry,
-        config: RuntimeConfig,
-    ) -> Self {
-        let rt = Self {
+    /// The runtime, with its background tasks started: the retention sweep
+    /// when `config.retention` is set, and the queue's loops with a queue.
+    /// Those are tokio tasks, so building one outside a tokio runtime is an
+    /// error rather than a runtime that silently never sweeps.
+    pub fn build(self) -> Result<Runtime, RuntimeError> {
+        let needs_tasks = self.config.retention.is_some() || self.queue.is_some();
+        if needs_tasks && tokio::runtime::Handle::try_current().is_err() {
+            return Err(RuntimeError::NoAsyncRuntime);
+        }
+        let metrics = Arc::new(Metrics::default());
+        let queue = self
+            .queue
+            .map(|q| worker::QueueLink::new(q, self.config.host_id.clone(), metrics.clone()));
+        let has_queue = queue.is_some();
+        let rt = Runtime {
             inner: Arc::new(Inner {
-                engine,
-                store,
-                tools: Arc::new(tools),
-                config,
+                engine: self.engine,
+                store: self.store,
+                tools: Arc::new(self.tools),
+                config: self.config,
                 changes: watch::channel(0).0,
                 active: Mutex::new(HashMap::new()),
                 tasks: Mutex::new(JoinSet::new()),
@@ -213,21 +215,58 @@ impl Runtime {
                 live_instances: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
                 invocations: AtomicU64::new(0),
-                metrics: Arc::new(Metrics::default()),
-                queue: OnceLock::new(),
+                metrics,
+                queue,
                 compiling: tokio::sync::Mutex::new(()),
                 waited: Mutex::new(HashMap::new()),
                 reads: Mutex::new(HashMap::new()),
             }),
         };
-        if let Some(retention) = rt.inner.config.retention
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
+        if let Some(retention) = rt.inner.config.retention {
             let inner = rt.inner.clone();
             rt.inner
                 .spawn(async move { inner.expire_finished(retention).await });
         }
-        rt
+        if has_queue {
+            rt.inner.start_queue_loops();
+        }
+        Ok(rt)
+    }
+}
+
+impl Runtime {
+    /// A runtime on `engine`, `store` and `tools`, without a work queue:
+    /// shorthand for [`Runtime::builder`]. Call [`Runtime::recover`] to pick
+    /// up executions a previous process left runnable.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime when `config.retention` is set (its sweep is
+    /// a task); [`RuntimeBuilder::build`] returns that as an error instead.
+    pub fn new(
+        engine: Arc<WorkflowEngine>,
+        store: Arc<dyn Store>,
+        tools: ToolRegistry,
+        config: RuntimeConfig,
+    ) -> Self {
+        Self::builder(engine, store)
+            .tools(tools)
+            .config(config)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Puts a runtime together; what runs in the background (the retention
+    /// sweep, the work queue's loops) is decided here, once, and started by
+    /// [`RuntimeBuilder::build`].
+    pub fn builder(engine: Arc<WorkflowEngine>, store: Arc<dyn Store>) -> RuntimeBuilder {
+        RuntimeBuilder {
+            engine,
+            store,
+            tools: ToolRegistry::with_builtins(),
+            config: RuntimeConfig::default(),
+            queue: None,
+        }
     }
 
     /// Deletes an execution that has ended, with its journal (see
@@ -367,10 +406,10 @@ impl Runtime {
     /// how many were scheduled.
     ///
     /// With a work queue attached, only executions the queue seems to have
-    /// lost are scheduled (see [`Runtime::attach_queue`]): the others have
+    /// lost are scheduled (see [`RuntimeBuilder::queue`]): the others have
     /// a message or a timer already.
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
-        if self.inner.queue.get().is_some() {
+        if self.inner.queue.as_ref().is_some() {
             return self.inner.sweep().await;
         }
         let mut n = 0;
@@ -500,46 +539,6 @@ impl Runtime {
         &self.inner.config.stream
     }
 
-    /// Waits until the execution ends.
-    pub async fn wait(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
-        self.wait_until(id, |r| r.status.is_terminal()).await
-    }
-
-    /// Waits until the execution ends or waits for a signal: the point past
-    /// which this runtime makes no progress on its own.
-    pub async fn wait_settled(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
-        self.wait_until(id, ExecutionRecord::is_settled).await
-    }
-
-    /// Waits until `done` holds for the execution's record. Changes made
-    /// through this runtime are seen at once; changes made by other hosts
-    /// sharing the store within [`WAIT_POLL`]. While the store is
-    /// unavailable it keeps waiting.
-    pub async fn wait_until(
-        &self,
-        id: &ExecutionId,
-        done: impl Fn(&ExecutionRecord) -> bool,
-    ) -> Result<ExecutionRecord, RuntimeError> {
-        let mut changes = self.inner.changes.subscribe();
-        let _waiting = self.inner.waiting(id);
-        loop {
-            changes.borrow_and_update();
-            match self.inner.store.get_execution(id).await {
-                Ok(rec) if done(&rec) => return Ok(rec),
-                Ok(_) => {}
-                Err(e) if e.is_retriable() => {
-                    tracing::debug!(execution = %id, "waiting through a store error: {e}");
-                }
-                Err(e) => return Err(e.into()),
-            }
-            // The sender lives as long as `self`, so `changed` cannot fail.
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(WAIT_POLL) => {}
-            }
-        }
-    }
-
     /// Instances alive right now (each is one running invocation).
     pub fn live_instances(&self) -> usize {
         self.inner.live_instances.load(Ordering::SeqCst)
@@ -610,550 +609,4 @@ impl Drop for Runtime {
     }
 }
 
-impl Inner {
-    /// Deletes executions that finished more than `retention` ago, checking
-    /// every tenth of it (at least every 5 minutes).
-    async fn expire_finished(&self, retention: Duration) {
-        let every = (retention / 10).clamp(Duration::from_millis(50), Duration::from_secs(300));
-        loop {
-            tokio::time::sleep(every).await;
-            let before = now_ms().saturating_sub(retention.as_millis() as u64);
-            loop {
-                match self.store.purge_finished(before, PURGE_BATCH).await {
-                    Ok(n) if n >= PURGE_BATCH => continue,
-                    Ok(n) => {
-                        if n > 0 {
-                            tracing::debug!("deleted {n} expired executions");
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!("cannot delete expired executions yet: {e}");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    fn waiting(&self, id: &ExecutionId) -> Waiting<'_> {
-        *self
-            .waited
-            .lock()
-            .expect("waited poisoned")
-            .entry(id.to_string())
-            .or_default() += 1;
-        Waiting {
-            inner: self,
-            id: id.to_string(),
-        }
-    }
-
-    fn is_waited(&self, id: &str) -> bool {
-        self.waited
-            .lock()
-            .expect("waited poisoned")
-            .contains_key(id)
-    }
-
-    /// With a queue, tells waiters on other hosts that `id` changed.
-    async fn publish_settled(&self, id: &ExecutionId) {
-        if let Some(link) = self.queue.get()
-            && let Err(e) = link.queue.publish_settled(id).await
-        {
-            tracing::debug!(execution = %id, "cannot tell other hosts: {e}");
-        }
-    }
-
-    fn notify(&self) {
-        self.changes.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    /// A consumer read (or left): the producer of stream `id` may have room
-    /// again. An invocation here waiting for room hears it at once; an
-    /// execution suspended for its consumers is woken (on any host) if it
-    /// would find room.
-    async fn window_moved(self: &Arc<Self>, id: &ExecutionId) {
-        let local = self.reads.lock().expect("reads poisoned").get(id).cloned();
-        if let Some(reads) = local {
-            reads.notify_one();
-            return;
-        }
-        self.wake_if_room(id).await;
-    }
-
-    /// After suspending `id` for its consumers: wakes it if a read came in
-    /// between its last look at the window and the suspension.
-    async fn recheck_window(self: &Arc<Self>, id: &ExecutionId) {
-        self.wake_if_room(id).await;
-    }
-
-    /// Wakes `id` if it is suspended for its consumers and its pending item
-    /// would now fit the window (or every consumer left).
-    async fn wake_if_room(self: &Arc<Self>, id: &ExecutionId) {
-        match self.room_for_producer(id).await {
-            Ok(true) => {
-                if let Err(e) = self.wake(id).await {
-                    tracing::warn!(execution = %id, "cannot wake the producer: {e}");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::debug!(execution = %id, "cannot look at the window: {e}"),
-        }
-    }
-
-    async fn room_for_producer(&self, id: &ExecutionId) -> Result<bool, StoreError> {
-        use crate::stream::{Window, fits_bytes, window};
-        let rec = self.store.get_execution(id).await?;
-        let (Some(policy), Status::Suspended, Some(Wait::Consumers { item_len, .. })) =
-            (rec.stream, rec.status, rec.wait)
-        else {
-            return Ok(false);
-        };
-        let next = self.store.items(id, None, 0).await?.count;
-        let sessions = self.store.sessions(id).await?;
-        let ttl_ms = self.config.stream.session_ttl.as_millis() as u64;
-        // The byte window is checked below, from the store.
-        match window(
-            &policy,
-            &sessions,
-            (next, item_len),
-            |_| 0,
-            ttl_ms,
-            now_ms(),
-        ) {
-            Window::Full { .. } => Ok(false),
-            Window::Abandoned => Ok(true),
-            Window::Open { low, .. } if policy.window_bytes.is_some() => {
-                let unread: u64 = self
-                    .store
-                    .items(id, low.checked_sub(1), policy.window as usize)
-                    .await?
-                    .items
-                    .iter()
-                    .map(|(_, item)| item.len() as u64)
-                    .sum();
-                Ok(fits_bytes(&policy, unread, item_len))
-            }
-            Window::Open { .. } => Ok(true),
-        }
-    }
-
-    fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        if self.closed.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut tasks = self.tasks.lock().expect("tasks poisoned");
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(fut);
-    }
-
-    /// Creates an execution unless one with that id exists. Returns its id
-    /// and whether it needs to be run (it is new, or an earlier start left
-    /// it ready and not running).
-    async fn create(
-        &self,
-        workflow: &str,
-        input: Vec<u8>,
-        id: Option<ExecutionId>,
-        stream: Option<StreamPolicy>,
-    ) -> Result<(ExecutionId, bool), RuntimeError> {
-        let digest = self
-            .store
-            .get_deployment(workflow)
-            .await?
-            .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
-        let id = id.unwrap_or_else(ExecutionId::generate);
-        let mut record =
-            ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
-        record.stream = stream;
-        match self.store.create_execution(&record).await? {
-            Created::New => Ok((id, true)),
-            Created::Existing(existing) => {
-                if existing.digest != record.digest
-                    || existing.input != record.input
-                    || existing.stream != record.stream
-                {
-                    return Err(RuntimeError::IdConflict(id));
-                }
-                let runnable = !existing.status.is_terminal() && existing.status != Status::Running;
-                Ok((id, runnable))
-            }
-        }
-    }
-
-    /// The execution can run now: drive it here, or queue a resume for any
-    /// host.
-    async fn wake(self: &Arc<Self>, id: &ExecutionId) -> Result<(), RuntimeError> {
-        match self.queue.get() {
-            Some(link) => {
-                link.queue.enqueue(&Message::Resume(id.clone())).await?;
-            }
-            None => self.schedule(id.clone()),
-        }
-        Ok(())
-    }
-
-    /// The execution can run at `at_ms`: sleep here, or set its timer in the
-    /// queue's timer set.
-    async fn wake_at(self: &Arc<Self>, id: &ExecutionId, at_ms: u64) -> Result<(), RuntimeError> {
-        match self.queue.get() {
-            Some(link) => link.add_timer(id, at_ms).await?,
-            None => self.schedule_at(id.clone(), at_ms),
-        }
-        Ok(())
-    }
-
-    fn schedule(self: &Arc<Self>, id: ExecutionId) {
-        let me = self.clone();
-        self.spawn(async move { me.drive(id, None).await });
-    }
-
-    fn schedule_at(self: &Arc<Self>, id: ExecutionId, at_ms: u64) {
-        let me = self.clone();
-        self.spawn(async move {
-            tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
-            me.drive(id, None).await
-        });
-    }
-
-    /// Drives one execution until it ends or waits; one driver per execution
-    /// per runtime. `entry` is the queue message that asked for it, which is
-    /// acknowledged when the driver is done.
-    async fn drive(self: Arc<Self>, id: ExecutionId, entry: Option<String>) {
-        {
-            let mut active = self.active.lock().expect("active poisoned");
-            if let Some(a) = active.get_mut(&id) {
-                a.again = true;
-                a.entries.extend(entry);
-                return;
-            }
-            let entries = entry.into_iter().collect();
-            active.insert(
-                id.clone(),
-                Active {
-                    again: false,
-                    entries,
-                },
-            );
-        }
-        let mut delay = self.config.retry_delay;
-        loop {
-            self.in_flight.fetch_add(1, Ordering::SeqCst);
-            let mut next = self.invoke_once(&id).await;
-            if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
-                // Leave it runnable in the store for the next process, or
-                // hand it to another host through the queue (still counted
-                // in flight, so the drain waits for the hand-off).
-                let active = self.active.lock().expect("active poisoned").remove(&id);
-                if let Some(link) = self.queue.get() {
-                    link.hand_off(&id, active.map(|a| a.entries).unwrap_or_default())
-                        .await;
-                }
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
-                self.notify();
-                return;
-            }
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.notify();
-            if let (Next::Held(_), Some(link)) = (&next, self.queue.get()) {
-                // The holder has a message of its own behind it (see
-                // `worker`), unless this one was taken over from a dead host.
-                let entries = self
-                    .active
-                    .lock()
-                    .expect("active poisoned")
-                    .get(&id)
-                    .map(|a| a.entries.clone())
-                    .unwrap_or_default();
-                if !entries.is_empty() && !link.any_taken_over(&entries) {
-                    next = Next::Done;
-                }
-            }
-            if let (Next::Again, Some(link)) = (&next, self.queue.get()) {
-                // A continuation: any host may take it.
-                match link.queue.enqueue(&Message::Resume(id.clone())).await {
-                    Ok(_) => next = Next::Done,
-                    Err(e) => {
-                        tracing::warn!(execution = %id, "cannot queue the continuation, running it here: {e}")
-                    }
-                }
-            }
-            match next {
-                Next::Again => delay = self.config.retry_delay,
-                Next::Retry => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
-                }
-                Next::RetryAfter(d) | Next::Held(d) => tokio::time::sleep(d).await,
-                Next::Done => {
-                    let entries = {
-                        let mut active = self.active.lock().expect("active poisoned");
-                        if let Some(a) = active.get_mut(&id)
-                            && a.again
-                        {
-                            a.again = false;
-                            continue;
-                        }
-                        active.remove(&id).map(|a| a.entries).unwrap_or_default()
-                    };
-                    if let Some(link) = self.queue.get() {
-                        link.done(&entries).await;
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
-        let cfg = &self.config;
-        if self.draining.load(Ordering::SeqCst) {
-            // Not done: left runnable for another host (see `drive`).
-            return Next::Retry;
-        }
-        let (lease, snapshot) = match self
-            .store
-            .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
-            .await
-        {
-            Ok(taken) => taken,
-            Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
-                return Next::Held(Duration::from_millis(
-                    expires_at_ms.saturating_sub(now_ms()) + 10,
-                ));
-            }
-            Err(e) if e.is_retriable() => {
-                tracing::warn!(execution = %id, "cannot take lease, will retry: {e}");
-                return Next::Retry;
-            }
-            Err(StoreError::Terminal { .. }) | Err(StoreError::NotFound(_)) => return Next::Done,
-            Err(e) => {
-                tracing::error!(execution = %id, "cannot take lease: {e}");
-                return Next::Done;
-            }
-        };
-        self.invocations.fetch_add(1, Ordering::SeqCst);
-        self.metrics.invocations.inc();
-        self.notify();
-
-        let compiled = match self.component(&snapshot.record.digest).await {
-            Ok(Ok(c)) => c,
-            Err(e) => return self.after_store_error(id, &lease, e).await,
-            Ok(Err(failure)) => {
-                return self
-                    .after(id, &lease, End::Finished(Outcome::Failed(failure)))
-                    .await;
-            }
-        };
-
-        let reads = Arc::new(tokio::sync::Notify::new());
-        if snapshot.record.stream.is_some() {
-            self.reads
-                .lock()
-                .expect("reads poisoned")
-                .insert(id.clone(), reads.clone());
-        }
-        let invocation = Invocation {
-            snapshot,
-            lease: lease.clone(),
-            store: self.store.clone(),
-            tools: self.tools.clone(),
-            limits: cfg.limits.clone(),
-            budget: cfg.budget.clone(),
-            inline_sleep_max: cfg.inline_sleep_max,
-            metrics: self.metrics.clone(),
-            drain: self.draining.clone(),
-            on_emit: {
-                let me = Arc::downgrade(self);
-                Arc::new(move || {
-                    if let Some(me) = me.upgrade() {
-                        me.notify();
-                    }
-                })
-            },
-            stream: cfg.stream.clone(),
-            reads,
-        };
-        self.live_instances.fetch_add(1, Ordering::SeqCst);
-        self.metrics.live_instances.inc();
-        let end = tokio::select! {
-            report = invocation::run(&self.engine, &compiled, invocation) => {
-                tracing::debug!(
-                    execution = %id,
-                    replayed = report.replayed,
-                    new_steps = report.new_steps,
-                    "invocation ended: {:?}",
-                    report.end
-                );
-                self.metrics.steps.inc_by(u64::from(report.new_steps));
-                self.metrics.replayed_entries.inc_by(report.replayed as u64);
-                if let Some(t) = report.replay_time {
-                    self.metrics.replay_seconds.observe(t.as_secs_f64());
-                }
-                report.end
-            }
-            lost = renew_lease(self.store.as_ref(), id, &lease, cfg.lease_ttl) => End::Store(lost),
-        };
-        self.live_instances.fetch_sub(1, Ordering::SeqCst);
-        self.metrics.live_instances.dec();
-        self.reads.lock().expect("reads poisoned").remove(id);
-        self.after(id, &lease, end).await
-    }
-
-    /// The compiled component for `digest`: from the engine's cache, or from
-    /// the store and compiled. `Ok(Err(_))` is a failure of the execution.
-    async fn component(
-        &self,
-        digest: &Digest,
-    ) -> Result<Result<Arc<CompiledWorkflow>, Failure>, StoreError> {
-        if let Some(c) = self.engine.cached(digest) {
-            return Ok(Ok(c));
-        }
-        let _one_at_a_time = self.compiling.lock().await;
-        if let Some(c) = self.engine.cached(digest) {
-            return Ok(Ok(c));
-        }
-        let invalid = |message: String| {
-            Ok(Err(Failure {
-                kind: FailureKind::InvalidComponent,
-                message,
-            }))
-        };
-        let Some(bytes) = self.store.get_component(digest).await? else {
-            return invalid(format!("component {digest} is not in the store"));
-        };
-        if Digest::of(&bytes) != *digest {
-            return invalid(format!(
-                "stored component {digest} does not match its digest"
-            ));
-        }
-        let engine = self.engine.clone();
-        match tokio::task::spawn_blocking(move || engine.compile(&bytes)).await {
-            Ok(Ok(c)) => Ok(Ok(c)),
-            Ok(Err(e)) => invalid(e.to_string()),
-            // A panic in the compiler would panic again on every retry.
-            Err(e) => invalid(format!("compiling the component failed: {e}")),
-        }
-    }
-
-    async fn after(
-        self: &Arc<Self>,
-        id: &ExecutionId,
-        lease: &crate::execution::Lease,
-        end: End,
-    ) -> Next {
-        let next = match end {
-            End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
-                Ok(()) => {
-                    self.metrics
-                        .finished
-                        .get_or_create(&StatusLabel {
-                            status: outcome.status().as_str().to_string(),
-                        })
-                        .inc();
-                    if let Outcome::Failed(f) = &outcome {
-                        tracing::info!(execution = %id, "execution failed: {f}");
-                    }
-                    self.publish_settled(id).await;
-                    Next::Done
-                }
-                Err(e) => return self.after_store_error(id, lease, e).await,
-            },
-            End::Suspend { wait, consumed } => {
-                if let (Some(wake_at_ms), Some(link)) = (wait.wake_at_ms(), self.queue.get()) {
-                    // The timer is set before the execution says it waits
-                    // for it, so a crash in between leaves a timer that
-                    // fires for nothing, never an execution nobody wakes.
-                    if let Err(e) = link.add_timer(id, wake_at_ms).await {
-                        // Retried (or not) exactly as a store error: the
-                        // suspension has not been recorded yet.
-                        let e = match e {
-                            e if e.is_retriable() => StoreError::Unavailable(e.to_string()),
-                            e => StoreError::Corrupt(e.to_string()),
-                        };
-                        return self.after_store_error(id, lease, e).await;
-                    }
-                }
-                let suspended = self.store.suspend(id, lease, &wait, consumed).await;
-                if let (Ok(Suspended::Waiting), Wait::Consumers { .. }) = (&suspended, &wait) {
-                    // A read between the window check and the suspension
-                    // found the execution still running and woke nothing.
-                    self.recheck_window(id).await;
-                }
-                if suspended.is_ok() {
-                    self.metrics.suspensions.inc();
-                    if !matches!(wait, Wait::Ready) {
-                        self.publish_settled(id).await;
-                    }
-                }
-                match suspended {
-                    Ok(Suspended::Ready) => Next::Again,
-                    Ok(Suspended::Waiting) => match wait {
-                        Wait::Ready => Next::Again,
-                        w @ (Wait::Timer { .. } | Wait::Consumers { .. }) => {
-                            if let (Some(at), None) = (w.wake_at_ms(), self.queue.get()) {
-                                self.schedule_at(id.clone(), at);
-                            }
-                            Next::Done
-                        }
-                        Wait::Signal { .. } => Next::Done,
-                    },
-                    Err(e) => return self.after_store_error(id, lease, e).await,
-                }
-            }
-            End::Store(e) => return self.after_store_error(id, lease, e).await,
-            End::Busy(reason) => {
-                tracing::debug!(execution = %id, "no instance slot free: {reason}");
-                let _ = self.store.release_lease(id, lease).await;
-                Next::RetryAfter(Duration::from_millis(10))
-            }
-        };
-        self.notify();
-        next
-    }
-
-    /// A store error ended the invocation: retry if it may pass; stop if the
-    /// lease is gone or the execution ended (someone else is in charge).
-    async fn after_store_error(
-        &self,
-        id: &ExecutionId,
-        lease: &crate::execution::Lease,
-        e: StoreError,
-    ) -> Next {
-        self.notify();
-        if e.is_retriable() {
-            tracing::warn!(execution = %id, "store error, will retry: {e}");
-            // Best effort: if the store is down this fails and the lease
-            // simply expires.
-            let _ = self.store.release_lease(id, lease).await;
-            return Next::Retry;
-        }
-        match e {
-            StoreError::LeaseLost(_) | StoreError::Terminal { .. } | StoreError::NotFound(_) => {
-                tracing::debug!(execution = %id, "invocation stopped: {e}");
-            }
-            e => tracing::error!(execution = %id, "invocation stopped: {e}"),
-        }
-        Next::Done
-    }
-}
-
-/// Renews `lease` every third of its TTL; returns only when it is lost.
-async fn renew_lease(
-    store: &dyn Store,
-    id: &ExecutionId,
-    lease: &crate::execution::Lease,
-    ttl: Duration,
-) -> StoreError {
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        match store.renew_lease(id, lease, ttl).await {
-            Ok(_) => {}
-            Err(e) if e.is_retriable() => {
-                tracing::warn!(execution = %id, "cannot renew lease yet: {e}");
-            }
-            Err(e) => return e,
-        }
-    }
-}
+impl Inner {}

@@ -120,52 +120,55 @@ impl QueueLink {
     }
 }
 
-impl Runtime {
-    /// Takes work from `queue` from now on (see [`crate::queue`]): starts
-    /// and resumes from the stream, continuations and timers through Redis,
-    /// messages of dead hosts taken over. Call [`Runtime::recover`] after,
-    /// to queue what an earlier crash may have left without a message.
-    ///
-    /// Every host on the store should use the queue: a host driving an
-    /// execution without a message behind it could leave it stuck if it
-    /// dies (the periodic sweep eventually finds it).
-    pub fn attach_queue(&self, queue: RedisQueue) -> Result<(), RuntimeError> {
-        let inner = &self.inner;
-        let link = QueueLink {
+impl QueueLink {
+    /// This host's link to `queue`, as consumer `consumer` (its host id).
+    pub(super) fn new(
+        queue: RedisQueue,
+        consumer: String,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
             queue: Arc::new(queue),
-            consumer: inner.config.host_id.clone(),
+            consumer,
             working: Mutex::new(HashSet::new()),
             taken_over: Mutex::new(HashSet::new()),
             timer_set: Notify::new(),
-            metrics: inner.metrics.clone(),
-        };
-        if inner.queue.set(link).is_err() {
-            return Err(StoreError::Invalid("this runtime already has a queue".into()).into());
+            metrics,
         }
-        let me = inner.clone();
-        inner.spawn(async move { me.consume().await });
-        let me = inner.clone();
-        inner.spawn(async move { me.take_over().await });
-        let me = inner.clone();
-        inner.spawn(async move { me.refresh().await });
-        let me = inner.clone();
-        inner.spawn(async move { me.fire_timers().await });
-        let me = inner.clone();
-        inner.spawn(async move { me.sweep_periodically().await });
-        let me = inner.clone();
-        inner.spawn(async move { me.hear_settled().await });
-        Ok(())
     }
+}
 
+impl Inner {
+    /// Starts the queue's loops: read, take over, refresh, fire timers,
+    /// sweep, hear other hosts' invocations end.
+    pub(super) fn start_queue_loops(self: &Arc<Self>) {
+        let me = self.clone();
+        self.spawn(async move { me.consume().await });
+        let me = self.clone();
+        self.spawn(async move { me.take_over().await });
+        let me = self.clone();
+        self.spawn(async move { me.refresh().await });
+        let me = self.clone();
+        self.spawn(async move { me.fire_timers().await });
+        let me = self.clone();
+        self.spawn(async move { me.sweep_periodically().await });
+        let me = self.clone();
+        self.spawn(async move { me.hear_settled().await });
+    }
+}
+
+impl Runtime {
     /// The attached work queue.
     pub fn queue(&self) -> Option<&Arc<RedisQueue>> {
-        self.inner.queue.get().map(|l| &l.queue)
+        self.inner.queue.as_ref().map(|l| &l.queue)
     }
 }
 
 impl Inner {
     fn link(&self) -> &QueueLink {
-        self.queue.get().expect("queue loops run only with a queue")
+        self.queue
+            .as_ref()
+            .expect("queue loops run only with a queue")
     }
 
     fn stopping(&self) -> bool {

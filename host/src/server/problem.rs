@@ -256,7 +256,7 @@ impl From<RuntimeError> for Problem {
                 "The journal store failed",
                 detail,
             ),
-            RuntimeError::Internal(_) => Self::new(
+            RuntimeError::Internal(_) | RuntimeError::NoAsyncRuntime => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-error",
                 "The host failed",

@@ -63,9 +63,13 @@ async fn host_at(
             .await
             .unwrap(),
     );
-    let rt = Runtime::new(engine(), store, tools, config);
     let queue = RedisQueue::connect(url, redis, options).await.unwrap();
-    rt.attach_queue(queue).unwrap();
+    let rt = Runtime::builder(engine(), store)
+        .tools(tools)
+        .config(config)
+        .queue(queue)
+        .build()
+        .unwrap();
     rt.recover().await.unwrap();
     rt
 }

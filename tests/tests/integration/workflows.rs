@@ -287,3 +287,23 @@ async fn every_guest_is_built() {
         assert!(bytes.starts_with(b"\0asm"), "{name} is not wasm");
     }
 }
+
+/// What a runtime runs in the background is decided when it is built: a
+/// retention sweep needs a tokio runtime, and building one without is an
+/// error that says so, not a runtime that silently never sweeps.
+#[test]
+fn a_runtime_with_background_tasks_needs_tokio() {
+    let store: Arc<dyn Store> = Arc::new(reprise_host::EmbeddedStore::in_memory());
+    let sweeping = reprise_host::Runtime::builder(engine(), store.clone()).build();
+    assert!(
+        matches!(sweeping, Err(RuntimeError::NoAsyncRuntime)),
+        "built outside tokio with a retention sweep"
+    );
+    let quiet = reprise_host::Runtime::builder(engine(), store)
+        .config(RuntimeConfig {
+            retention: None,
+            ..RuntimeConfig::default()
+        })
+        .build();
+    assert!(quiet.is_ok(), "nothing to run in the background");
+}

@@ -1,0 +1,458 @@
+//! The driver: each runnable execution is driven by one task that takes
+//! the lease, loads the snapshot in one store read, runs an invocation,
+//! records how it ended, and decides what comes next (again at once, at a
+//! due time, when a signal comes, after a backoff), in process or through
+//! the work queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::*;
+
+/// Longest delay between retries after store errors.
+pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// An execution a driver task is working on.
+#[derive(Default)]
+pub(super) struct Active {
+    /// Run once more after the current invocation (something happened
+    /// while it ran).
+    again: bool,
+    /// Queue entries to acknowledge once the driver is done.
+    entries: Vec<String>,
+}
+
+/// What the driver does after an invocation.
+pub(super) enum Next {
+    Again,
+    Retry,
+    RetryAfter(Duration),
+    /// Another host holds the lease, until about this long from now.
+    Held(Duration),
+    Done,
+}
+
+impl Inner {
+    pub(super) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut tasks = self.tasks.lock().expect("tasks poisoned");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+
+    /// Creates an execution unless one with that id exists. Returns its id
+    /// and whether it needs to be run (it is new, or an earlier start left
+    /// it ready and not running).
+    pub(super) async fn create(
+        &self,
+        workflow: &str,
+        input: Vec<u8>,
+        id: Option<ExecutionId>,
+        stream: Option<StreamPolicy>,
+    ) -> Result<(ExecutionId, bool), RuntimeError> {
+        let digest = self
+            .store
+            .get_deployment(workflow)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
+        let id = id.unwrap_or_else(ExecutionId::generate);
+        let mut record =
+            ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
+        record.stream = stream;
+        match self.store.create_execution(&record).await? {
+            Created::New => Ok((id, true)),
+            Created::Existing(existing) => {
+                if existing.digest != record.digest
+                    || existing.input != record.input
+                    || existing.stream != record.stream
+                {
+                    return Err(RuntimeError::IdConflict(id));
+                }
+                let runnable = !existing.status.is_terminal() && existing.status != Status::Running;
+                Ok((id, runnable))
+            }
+        }
+    }
+
+    /// The execution can run now: drive it here, or queue a resume for any
+    /// host.
+    pub(super) async fn wake(self: &Arc<Self>, id: &ExecutionId) -> Result<(), RuntimeError> {
+        match self.queue.as_ref() {
+            Some(link) => {
+                link.queue.enqueue(&Message::Resume(id.clone())).await?;
+            }
+            None => self.schedule(id.clone()),
+        }
+        Ok(())
+    }
+
+    /// The execution can run at `at_ms`: sleep here, or set its timer in the
+    /// queue's timer set.
+    pub(super) async fn wake_at(
+        self: &Arc<Self>,
+        id: &ExecutionId,
+        at_ms: u64,
+    ) -> Result<(), RuntimeError> {
+        match self.queue.as_ref() {
+            Some(link) => link.add_timer(id, at_ms).await?,
+            None => self.schedule_at(id.clone(), at_ms),
+        }
+        Ok(())
+    }
+
+    pub(super) fn schedule(self: &Arc<Self>, id: ExecutionId) {
+        let me = self.clone();
+        self.spawn(async move { me.drive(id, None).await });
+    }
+
+    pub(super) fn schedule_at(self: &Arc<Self>, id: ExecutionId, at_ms: u64) {
+        let me = self.clone();
+        self.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
+            me.drive(id, None).await
+        });
+    }
+
+    /// Drives one execution until it ends or waits; one driver per execution
+    /// per runtime. `entry` is the queue message that asked for it, which is
+    /// acknowledged when the driver is done.
+    pub(super) async fn drive(self: Arc<Self>, id: ExecutionId, entry: Option<String>) {
+        {
+            let mut active = self.active.lock().expect("active poisoned");
+            if let Some(a) = active.get_mut(&id) {
+                a.again = true;
+                a.entries.extend(entry);
+                return;
+            }
+            let entries = entry.into_iter().collect();
+            active.insert(
+                id.clone(),
+                Active {
+                    again: false,
+                    entries,
+                },
+            );
+        }
+        let mut delay = self.config.retry_delay;
+        loop {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let mut next = self.invoke_once(&id).await;
+            if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
+                // Leave it runnable in the store for the next process, or
+                // hand it to another host through the queue (still counted
+                // in flight, so the drain waits for the hand-off).
+                let active = self.active.lock().expect("active poisoned").remove(&id);
+                if let Some(link) = self.queue.as_ref() {
+                    link.hand_off(&id, active.map(|a| a.entries).unwrap_or_default())
+                        .await;
+                }
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.notify();
+                return;
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.notify();
+            if let (Next::Held(_), Some(link)) = (&next, self.queue.as_ref()) {
+                // The holder has a message of its own behind it (see
+                // `worker`), unless this one was taken over from a dead host.
+                let entries = self
+                    .active
+                    .lock()
+                    .expect("active poisoned")
+                    .get(&id)
+                    .map(|a| a.entries.clone())
+                    .unwrap_or_default();
+                if !entries.is_empty() && !link.any_taken_over(&entries) {
+                    next = Next::Done;
+                }
+            }
+            if let (Next::Again, Some(link)) = (&next, self.queue.as_ref()) {
+                // A continuation: any host may take it.
+                match link.queue.enqueue(&Message::Resume(id.clone())).await {
+                    Ok(_) => next = Next::Done,
+                    Err(e) => {
+                        tracing::warn!(execution = %id, "cannot queue the continuation, running it here: {e}")
+                    }
+                }
+            }
+            match next {
+                Next::Again => delay = self.config.retry_delay,
+                Next::Retry => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
+                Next::RetryAfter(d) | Next::Held(d) => tokio::time::sleep(d).await,
+                Next::Done => {
+                    let entries = {
+                        let mut active = self.active.lock().expect("active poisoned");
+                        if let Some(a) = active.get_mut(&id)
+                            && a.again
+                        {
+                            a.again = false;
+                            continue;
+                        }
+                        active.remove(&id).map(|a| a.entries).unwrap_or_default()
+                    };
+                    if let Some(link) = self.queue.as_ref() {
+                        link.done(&entries).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
+        let cfg = &self.config;
+        if self.draining.load(Ordering::SeqCst) {
+            // Not done: left runnable for another host (see `drive`).
+            return Next::Retry;
+        }
+        let (lease, snapshot) = match self
+            .store
+            .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
+            .await
+        {
+            Ok(taken) => taken,
+            Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
+                return Next::Held(Duration::from_millis(
+                    expires_at_ms.saturating_sub(now_ms()) + 10,
+                ));
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(execution = %id, "cannot take lease, will retry: {e}");
+                return Next::Retry;
+            }
+            Err(StoreError::Terminal { .. }) | Err(StoreError::NotFound(_)) => return Next::Done,
+            Err(e) => {
+                tracing::error!(execution = %id, "cannot take lease: {e}");
+                return Next::Done;
+            }
+        };
+        self.invocations.fetch_add(1, Ordering::SeqCst);
+        self.metrics.invocations.inc();
+        self.notify();
+
+        let compiled = match self.component(&snapshot.record.digest).await {
+            Ok(Ok(c)) => c,
+            Err(e) => return self.after_store_error(id, &lease, e).await,
+            Ok(Err(failure)) => {
+                return self
+                    .after(id, &lease, End::Finished(Outcome::Failed(failure)))
+                    .await;
+            }
+        };
+
+        let reads = Arc::new(tokio::sync::Notify::new());
+        if snapshot.record.stream.is_some() {
+            self.reads
+                .lock()
+                .expect("reads poisoned")
+                .insert(id.clone(), reads.clone());
+        }
+        let invocation = Invocation {
+            snapshot,
+            lease: lease.clone(),
+            store: self.store.clone(),
+            tools: self.tools.clone(),
+            limits: cfg.limits.clone(),
+            budget: cfg.budget.clone(),
+            inline_sleep_max: cfg.inline_sleep_max,
+            metrics: self.metrics.clone(),
+            drain: self.draining.clone(),
+            on_emit: {
+                let me = Arc::downgrade(self);
+                Arc::new(move || {
+                    if let Some(me) = me.upgrade() {
+                        me.notify();
+                    }
+                })
+            },
+            stream: cfg.stream.clone(),
+            reads,
+        };
+        self.live_instances.fetch_add(1, Ordering::SeqCst);
+        self.metrics.live_instances.inc();
+        let end = tokio::select! {
+            report = invocation::run(&self.engine, &compiled, invocation) => {
+                tracing::debug!(
+                    execution = %id,
+                    replayed = report.replayed,
+                    new_steps = report.new_steps,
+                    "invocation ended: {:?}",
+                    report.end
+                );
+                self.metrics.steps.inc_by(u64::from(report.new_steps));
+                self.metrics.replayed_entries.inc_by(report.replayed as u64);
+                if let Some(t) = report.replay_time {
+                    self.metrics.replay_seconds.observe(t.as_secs_f64());
+                }
+                report.end
+            }
+            lost = renew_lease(self.store.as_ref(), id, &lease, cfg.lease_ttl) => End::Store(lost),
+        };
+        self.live_instances.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.live_instances.dec();
+        self.reads.lock().expect("reads poisoned").remove(id);
+        self.after(id, &lease, end).await
+    }
+
+    /// The compiled component for `digest`: from the engine's cache, or from
+    /// the store and compiled. `Ok(Err(_))` is a failure of the execution.
+    pub(super) async fn component(
+        &self,
+        digest: &Digest,
+    ) -> Result<Result<Arc<CompiledWorkflow>, Failure>, StoreError> {
+        if let Some(c) = self.engine.cached(digest) {
+            return Ok(Ok(c));
+        }
+        let _one_at_a_time = self.compiling.lock().await;
+        if let Some(c) = self.engine.cached(digest) {
+            return Ok(Ok(c));
+        }
+        let invalid = |message: String| {
+            Ok(Err(Failure {
+                kind: FailureKind::InvalidComponent,
+                message,
+            }))
+        };
+        let Some(bytes) = self.store.get_component(digest).await? else {
+            return invalid(format!("component {digest} is not in the store"));
+        };
+        if Digest::of(&bytes) != *digest {
+            return invalid(format!(
+                "stored component {digest} does not match its digest"
+            ));
+        }
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.compile(&bytes)).await {
+            Ok(Ok(c)) => Ok(Ok(c)),
+            Ok(Err(e)) => invalid(e.to_string()),
+            // A panic in the compiler would panic again on every retry.
+            Err(e) => invalid(format!("compiling the component failed: {e}")),
+        }
+    }
+
+    pub(super) async fn after(
+        self: &Arc<Self>,
+        id: &ExecutionId,
+        lease: &crate::execution::Lease,
+        end: End,
+    ) -> Next {
+        let next = match end {
+            End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
+                Ok(()) => {
+                    self.metrics
+                        .finished
+                        .get_or_create(&StatusLabel {
+                            status: outcome.status().as_str().to_string(),
+                        })
+                        .inc();
+                    if let Outcome::Failed(f) = &outcome {
+                        tracing::info!(execution = %id, "execution failed: {f}");
+                    }
+                    self.publish_settled(id).await;
+                    Next::Done
+                }
+                Err(e) => return self.after_store_error(id, lease, e).await,
+            },
+            End::Suspend { wait, consumed } => {
+                if let (Some(wake_at_ms), Some(link)) = (wait.wake_at_ms(), self.queue.as_ref()) {
+                    // The timer is set before the execution says it waits
+                    // for it, so a crash in between leaves a timer that
+                    // fires for nothing, never an execution nobody wakes.
+                    if let Err(e) = link.add_timer(id, wake_at_ms).await {
+                        // Retried (or not) exactly as a store error: the
+                        // suspension has not been recorded yet.
+                        let e = match e {
+                            e if e.is_retriable() => StoreError::Unavailable(e.to_string()),
+                            e => StoreError::Corrupt(e.to_string()),
+                        };
+                        return self.after_store_error(id, lease, e).await;
+                    }
+                }
+                let suspended = self.store.suspend(id, lease, &wait, consumed).await;
+                if let (Ok(Suspended::Waiting), Wait::Consumers { .. }) = (&suspended, &wait) {
+                    // A read between the window check and the suspension
+                    // found the execution still running and woke nothing.
+                    self.recheck_window(id).await;
+                }
+                if suspended.is_ok() {
+                    self.metrics.suspensions.inc();
+                    if !matches!(wait, Wait::Ready) {
+                        self.publish_settled(id).await;
+                    }
+                }
+                match suspended {
+                    Ok(Suspended::Ready) => Next::Again,
+                    Ok(Suspended::Waiting) => match wait {
+                        Wait::Ready => Next::Again,
+                        w @ (Wait::Timer { .. } | Wait::Consumers { .. }) => {
+                            if let (Some(at), None) = (w.wake_at_ms(), self.queue.as_ref()) {
+                                self.schedule_at(id.clone(), at);
+                            }
+                            Next::Done
+                        }
+                        Wait::Signal { .. } => Next::Done,
+                    },
+                    Err(e) => return self.after_store_error(id, lease, e).await,
+                }
+            }
+            End::Store(e) => return self.after_store_error(id, lease, e).await,
+            End::Busy(reason) => {
+                tracing::debug!(execution = %id, "no instance slot free: {reason}");
+                let _ = self.store.release_lease(id, lease).await;
+                Next::RetryAfter(Duration::from_millis(10))
+            }
+        };
+        self.notify();
+        next
+    }
+
+    /// A store error ended the invocation: retry if it may pass; stop if the
+    /// lease is gone or the execution ended (someone else is in charge).
+    pub(super) async fn after_store_error(
+        &self,
+        id: &ExecutionId,
+        lease: &crate::execution::Lease,
+        e: StoreError,
+    ) -> Next {
+        self.notify();
+        if e.is_retriable() {
+            tracing::warn!(execution = %id, "store error, will retry: {e}");
+            // Best effort: if the store is down this fails and the lease
+            // simply expires.
+            let _ = self.store.release_lease(id, lease).await;
+            return Next::Retry;
+        }
+        match e {
+            StoreError::LeaseLost(_) | StoreError::Terminal { .. } | StoreError::NotFound(_) => {
+                tracing::debug!(execution = %id, "invocation stopped: {e}");
+            }
+            e => tracing::error!(execution = %id, "invocation stopped: {e}"),
+        }
+        Next::Done
+    }
+}
+
+/// Renews `lease` every third of its TTL; returns only when it is lost.
+pub(super) async fn renew_lease(
+    store: &dyn Store,
+    id: &ExecutionId,
+    lease: &crate::execution::Lease,
+    ttl: Duration,
+) -> StoreError {
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match store.renew_lease(id, lease, ttl).await {
+            Ok(_) => {}
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(execution = %id, "cannot renew lease yet: {e}");
+            }
+            Err(e) => return e,
+        }
+    }
+}

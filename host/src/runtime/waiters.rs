@@ -1,0 +1,110 @@
+//! Waiting for an execution to reach a state: a request's `?wait`, the
+//! library's `wait`. A waiter is woken by every change this runtime makes
+//! (a watch channel), by other hosts' invocations ending (through the
+//! queue's pub/sub), and polls the store meanwhile, so a lost message only
+//! costs latency.
+
+use std::time::Duration;
+
+use super::{Inner, Runtime, RuntimeError};
+use crate::execution::ExecutionRecord;
+use crate::ids::ExecutionId;
+
+/// How often [`Runtime::wait_until`] re-reads the store, to see changes made
+/// by other hosts.
+pub const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// Counts a waiter in [`Inner::waited`] while it lives.
+pub(super) struct Waiting<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut waited = self.inner.waited.lock().expect("waited poisoned");
+        if let Some(n) = waited.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                waited.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn waiting(&self, id: &ExecutionId) -> Waiting<'_> {
+        *self
+            .waited
+            .lock()
+            .expect("waited poisoned")
+            .entry(id.to_string())
+            .or_default() += 1;
+        Waiting {
+            inner: self,
+            id: id.to_string(),
+        }
+    }
+
+    pub(super) fn is_waited(&self, id: &str) -> bool {
+        self.waited
+            .lock()
+            .expect("waited poisoned")
+            .contains_key(id)
+    }
+
+    /// With a queue, tells waiters on other hosts that `id` changed.
+    pub(super) async fn publish_settled(&self, id: &ExecutionId) {
+        if let Some(link) = self.queue.as_ref()
+            && let Err(e) = link.queue.publish_settled(id).await
+        {
+            tracing::debug!(execution = %id, "cannot tell other hosts: {e}");
+        }
+    }
+
+    pub(super) fn notify(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl Runtime {
+    /// Waits until the execution ends.
+    pub async fn wait(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        self.wait_until(id, |r| r.status.is_terminal()).await
+    }
+
+    /// Waits until the execution ends or waits for a signal: the point past
+    /// which this runtime makes no progress on its own.
+    pub async fn wait_settled(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        self.wait_until(id, ExecutionRecord::is_settled).await
+    }
+
+    /// Waits until `done` holds for the execution's record. Changes made
+    /// through this runtime are seen at once; changes made by other hosts
+    /// sharing the store within [`WAIT_POLL`]. While the store is
+    /// unavailable it keeps waiting.
+    pub async fn wait_until(
+        &self,
+        id: &ExecutionId,
+        done: impl Fn(&ExecutionRecord) -> bool,
+    ) -> Result<ExecutionRecord, RuntimeError> {
+        let mut changes = self.inner.changes.subscribe();
+        let _waiting = self.inner.waiting(id);
+        loop {
+            changes.borrow_and_update();
+            match self.inner.store.get_execution(id).await {
+                Ok(rec) if done(&rec) => return Ok(rec),
+                Ok(_) => {}
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(execution = %id, "waiting through a store error: {e}");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            // The sender lives as long as `self`, so `changed` cannot fail.
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(WAIT_POLL) => {}
+            }
+        }
+    }
+}
