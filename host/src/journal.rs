@@ -142,6 +142,21 @@ pub struct ToolFailure {
     pub details: Option<Vec<u8>>,
 }
 
+/// A tool call's recorded result, as replay finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordedTool {
+    /// In the journal entry itself.
+    Inline(Result<Vec<u8>, ToolFailure>),
+    /// Kept by the store under its digest (a large result): fetched when
+    /// the guest reaches it.
+    Stored {
+        /// sha256 of the result.
+        digest: Digest,
+        /// Its size in bytes.
+        len: u64,
+    },
+}
+
 /// Serializes a tool result with its payload as raw bytes (not an array of
 /// numbers): smaller, and decoded with one copy. Reading also accepts the
 /// arrays format version 1 wrote.
@@ -271,43 +286,96 @@ impl EntryKind {
         }
     }
 
-    /// Whether this entry records `call` (what [`EntryKind::call`] would
-    /// compare equal to, without building it: replay checks every entry).
-    pub fn matches(&self, call: &Call) -> bool {
-        match (self, call) {
-            (
-                EntryKind::Tool {
-                    category,
-                    name,
-                    input_digest,
-                    ..
-                }
-                | EntryKind::ToolStored {
-                    category,
-                    name,
-                    input_digest,
-                    ..
-                },
-                Call::Tool {
-                    category: c,
-                    name: n,
-                    input_digest: d,
-                },
-            ) => category == c && name == n && input_digest == d,
-            (EntryKind::Sleep { duration_ms, .. }, Call::Sleep { duration_ms: d }) => {
-                duration_ms == d
+    // Replay. Each function below answers one kind of call: if this entry
+    // records that very call it returns the recorded value, typed for that
+    // call; otherwise it returns the call the entry does record, and replay
+    // reports nondeterminism. Checking the call and taking its value out are one
+    // `match`, so they cannot disagree, and no caller has an "impossible"
+    // arm to write.
+
+    /// The recorded result of `call-tool(category, name, input)`.
+    pub fn replay_tool(
+        self,
+        category: &str,
+        name: &str,
+        input_digest: &Digest,
+    ) -> Result<RecordedTool, Call> {
+        match self {
+            EntryKind::Tool {
+                category: c,
+                name: n,
+                input_digest: d,
+                result,
+                ..
+            } if c == category && n == name && d == *input_digest => {
+                Ok(RecordedTool::Inline(result))
             }
-            (EntryKind::Signal { name, .. }, Call::Signal { name: n }) => name == n,
-            (EntryKind::Emit { item }, Call::Emit { item_digest }) => {
-                Digest::of(item) == *item_digest
-            }
-            (EntryKind::Emitted { item_digest, .. }, Call::Emit { item_digest: d }) => {
-                item_digest == d
-            }
-            (EntryKind::Checkpoint, Call::Checkpoint)
-            | (EntryKind::Now { .. }, Call::Now)
-            | (EntryKind::Random { .. }, Call::Random) => true,
-            _ => false,
+            EntryKind::ToolStored {
+                category: c,
+                name: n,
+                input_digest: d,
+                result_digest,
+                result_len,
+                ..
+            } if c == category && n == name && d == *input_digest => Ok(RecordedTool::Stored {
+                digest: result_digest,
+                len: result_len,
+            }),
+            other => Err(other.call()),
+        }
+    }
+
+    /// The due time of `sleep(duration_ms)`.
+    pub fn replay_sleep(self, duration_ms: u64) -> Result<u64, Call> {
+        match self {
+            EntryKind::Sleep {
+                duration_ms: d,
+                wake_at_ms,
+            } if d == duration_ms => Ok(wake_at_ms),
+            other => Err(other.call()),
+        }
+    }
+
+    /// The payload `await-signal(name)` received.
+    pub fn replay_signal(self, name: &str) -> Result<Vec<u8>, Call> {
+        match self {
+            EntryKind::Signal {
+                name: n, payload, ..
+            } if n == name => Ok(payload),
+            other => Err(other.call()),
+        }
+    }
+
+    /// `emit(item)`, for the item with `item_digest`.
+    pub fn replay_emit(self, item_digest: &Digest) -> Result<(), Call> {
+        match self {
+            EntryKind::Emit { item } if Digest::of(&item) == *item_digest => Ok(()),
+            EntryKind::Emitted { item_digest: d, .. } if d == *item_digest => Ok(()),
+            other => Err(other.call()),
+        }
+    }
+
+    /// `checkpoint()`.
+    pub fn replay_checkpoint(self) -> Result<(), Call> {
+        match self {
+            EntryKind::Checkpoint => Ok(()),
+            other => Err(other.call()),
+        }
+    }
+
+    /// The reading `now()` returned.
+    pub fn replay_now(self) -> Result<u64, Call> {
+        match self {
+            EntryKind::Now { value } => Ok(value),
+            other => Err(other.call()),
+        }
+    }
+
+    /// The number `random()` returned.
+    pub fn replay_random(self) -> Result<u64, Call> {
+        match self {
+            EntryKind::Random { value } => Ok(value),
+            other => Err(other.call()),
         }
     }
 
@@ -364,7 +432,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_agrees_with_call() {
+    fn replay_answers_exactly_the_recorded_call() {
         let kinds = [
             EntryKind::Tool {
                 category: "c".into(),
@@ -410,10 +478,28 @@ mod tests {
             EntryKind::Now { value: 1 },
             EntryKind::Random { value: 2 },
         ];
+        // Each replay function accepts an entry exactly when the entry
+        // records the call it answers.
+        let answers = |kind: &EntryKind, call: &Call| -> bool {
+            let kind = kind.clone();
+            match call {
+                Call::Tool {
+                    category,
+                    name,
+                    input_digest,
+                } => kind.replay_tool(category, name, input_digest).is_ok(),
+                Call::Sleep { duration_ms } => kind.replay_sleep(*duration_ms).is_ok(),
+                Call::Signal { name } => kind.replay_signal(name).is_ok(),
+                Call::Emit { item_digest } => kind.replay_emit(item_digest).is_ok(),
+                Call::Checkpoint => kind.replay_checkpoint().is_ok(),
+                Call::Now => kind.replay_now().is_ok(),
+                Call::Random => kind.replay_random().is_ok(),
+            }
+        };
         for a in &kinds {
             for b in &kinds {
                 assert_eq!(
-                    a.matches(&b.call()),
+                    answers(a, &b.call()),
                     a.call() == b.call(),
                     "{} vs {}",
                     a.call(),

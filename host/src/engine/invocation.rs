@@ -3,12 +3,15 @@
 //!
 //! Every journaled import goes through [`Steps::replay`]: while the guest is
 //! behind the journal, the call must match the recorded entry (else the
-//! execution fails with nondeterminism) and the recorded value is returned.
-//! Past the end of the journal the invocation budget is checked, the work is
-//! done, and the entry is appended durably before the guest sees its value.
+//! execution fails with nondeterminism) and the recorded value is returned,
+//! typed for that call (the `EntryKind::replay_*` functions). Past the end
+//! of the journal the invocation budget is checked, the work is done, and
+//! the entry is appended durably before the guest sees its value.
 //!
-//! An import that must end the invocation (suspend, fail, store error) stores
-//! the reason in [`Steps::stop`] and traps; [`run`] reads the reason back.
+//! An import that must end the invocation (suspend, fail, store error)
+//! traps with a typed error, [`Stopped`], carrying the reason; a limit the
+//! guest hit traps with [`LimitHit`]. [`run`] downcasts the trap to read the
+//! reason back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use crate::execution::{
     Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId};
-use crate::journal::{Call, Entry, EntryKind, ToolFailure};
+use crate::journal::{Call, Entry, EntryKind, RecordedTool, ToolFailure};
 use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
 use crate::stream::{self, Window};
@@ -38,6 +41,43 @@ use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
 /// How much of the guest's stderr is kept to explain a trap (a Rust panic
 /// message is printed there just before the trap).
 const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// The trap an import raises to end the invocation for a reason of the
+/// host's (not the guest's fault): [`run`] downcasts it back.
+#[derive(Debug)]
+struct Stopped(End);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invocation stopped by the host")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// The trap raised when the guest exceeds a limit.
+#[derive(Debug)]
+enum LimitHit {
+    /// Its memory or a table grew past the limit; the message says which.
+    Memory(String),
+    /// It ran this long without calling the host.
+    Time(Duration),
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitHit::Memory(message) => f.write_str(message),
+            LimitHit::Time(limit) => write!(
+                f,
+                "the guest ran for more than {limit:?} without calling the host (an infinite \
+                 loop?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LimitHit {}
 
 /// Why an invocation ended.
 #[derive(Debug)]
@@ -104,11 +144,10 @@ impl WasiView for InvocationState {
     }
 }
 
-/// Enforces [`Limits`] and remembers which limit stopped the guest.
+/// Enforces [`Limits`]: growing past one traps with [`LimitHit::Memory`].
 struct Limiter {
     memory_bytes: usize,
     table_elements: usize,
-    exceeded: Option<String>,
 }
 
 impl ResourceLimiter for Limiter {
@@ -124,8 +163,7 @@ impl ResourceLimiter for Limiter {
                  {desired} bytes; the limit is {} bytes",
                 self.memory_bytes
             );
-            self.exceeded = Some(msg.clone());
-            return Err(wasmtime::Error::msg(msg));
+            return Err(wasmtime::Error::new(LimitHit::Memory(msg)));
         }
         Ok(true)
     }
@@ -142,8 +180,7 @@ impl ResourceLimiter for Limiter {
                  {desired} elements; the limit is {}",
                 self.table_elements
             );
-            self.exceeded = Some(msg.clone());
-            return Err(wasmtime::Error::msg(msg));
+            return Err(wasmtime::Error::new(LimitHit::Memory(msg)));
         }
         Ok(true)
     }
@@ -190,8 +227,6 @@ struct Steps {
     new_steps: u32,
     last_progress: Instant,
     time_limit: Duration,
-    timed_out: bool,
-    stop: Option<End>,
 }
 
 /// The time an entry moves the guest's clock to.
@@ -207,39 +242,46 @@ impl Steps {
         self.cursor < self.journal.len()
     }
 
-    /// Ends the invocation for `end`: the returned error traps the guest.
+    /// Ends the invocation for `end`: the returned error traps the guest,
+    /// and [`run`] reads `end` back from it.
     fn stop(&mut self, end: End) -> wasmtime::Error {
-        self.stop = Some(end);
-        wasmtime::Error::msg("invocation stopped by the host")
+        wasmtime::Error::new(Stopped(end))
     }
 
     fn fail(&mut self, kind: FailureKind, message: String) -> wasmtime::Error {
         self.stop(End::Finished(Outcome::Failed(Failure { kind, message })))
     }
 
-    /// Replays the next entry if the guest is behind the journal (checking
-    /// that it makes the recorded call); otherwise checks the budget and
-    /// returns `None`: the caller does the work and [`Steps::record`]s it.
-    fn replay(&mut self, call: &Call) -> wasmtime::Result<Option<EntryKind>> {
+    /// Replays the next entry if the guest is behind the journal: `answer`
+    /// (one of the `EntryKind::replay_*` functions) gives the recorded value
+    /// if the entry records `call`, or the call it does record, which is
+    /// nondeterminism. Past the journal, checks the budget and returns
+    /// `None`: the caller does the work and [`Steps::record`]s it.
+    fn replay<T>(
+        &mut self,
+        call: &Call,
+        answer: impl FnOnce(EntryKind) -> Result<T, Call>,
+    ) -> wasmtime::Result<Option<T>> {
         if self.replaying() {
             let index = self.cursor;
-            if !self.journal[index].kind.matches(call) {
-                let recorded = self.journal[index].kind.call();
-                return Err(self.fail(
-                    FailureKind::Nondeterminism,
-                    format!(
-                        "nondeterminism detected at journal entry {index}: the journal recorded \
-                         `{recorded}` but the workflow now calls `{call}`"
-                    ),
-                ));
-            }
-            self.cursor += 1;
-            if self.cursor == self.journal.len() {
-                self.replay_done = Some(Instant::now());
-            }
             self.clock.advance_to(entry_time(&self.journal[index]));
             let kind = std::mem::replace(&mut self.journal[index].kind, EntryKind::Checkpoint);
-            return Ok(Some(kind));
+            return match answer(kind) {
+                Ok(value) => {
+                    self.cursor += 1;
+                    if self.cursor == self.journal.len() {
+                        self.replay_done = Some(Instant::now());
+                    }
+                    Ok(Some(value))
+                }
+                Err(recorded) => Err(self.fail(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "nondeterminism detected at journal entry {index}: the journal \
+                             recorded `{recorded}` but the workflow now calls `{call}`"
+                    ),
+                )),
+            };
         }
         let over_steps = self
             .budget
@@ -397,22 +439,21 @@ impl bindings::Host for InvocationState {
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
         let s = &mut self.steps;
+        let input_digest = Digest::of(&input);
         let call = Call::Tool {
             category: category.clone(),
             name: name.clone(),
-            input_digest: Digest::of(&input),
+            input_digest,
         };
-        let result = match s.replay(&call)? {
-            Some(EntryKind::Tool { result, .. }) => result,
-            Some(EntryKind::ToolStored {
-                result_digest,
-                result_len,
-                ..
-            }) => match s.store.get_blob(&result_digest, result_len).await {
-                Ok(bytes) => Ok(bytes),
-                Err(e) => return Err(s.stop(End::Store(e))),
-            },
-            Some(other) => unreachable!("replay matched a {} entry to a tool call", other.label()),
+        let replayed = s.replay(&call, |k| k.replay_tool(&category, &name, &input_digest))?;
+        let result = match replayed {
+            Some(RecordedTool::Inline(result)) => result,
+            Some(RecordedTool::Stored { digest, len }) => {
+                match s.store.get_blob(&digest, len).await {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => return Err(s.stop(End::Store(e))),
+                }
+            }
             None => {
                 let Some(tool) = s.tools.get(&category, &name) else {
                     let offered: Vec<String> = s
@@ -451,12 +492,9 @@ impl bindings::Host for InvocationState {
                     })
                     .observe(elapsed.as_secs_f64());
                 let duration_us = elapsed.as_micros() as u64;
-                let Call::Tool { input_digest, .. } = call else {
-                    unreachable!()
-                };
                 // The entry owns the result while it is written, and gives
                 // it back: a large result is never copied on the host.
-                match s
+                let recorded = s
                     .record(
                         EntryKind::Tool {
                             category,
@@ -467,11 +505,11 @@ impl bindings::Host for InvocationState {
                         },
                         duration_us,
                     )
-                    .await?
-                {
-                    EntryKind::Tool { result, .. } => result,
-                    _ => unreachable!("record returns the entry it was given"),
-                }
+                    .await?;
+                let EntryKind::Tool { result, .. } = recorded else {
+                    unreachable!("the journal writer hands back the entry it was given")
+                };
+                result
             }
         };
         s.progress();
@@ -484,9 +522,11 @@ impl bindings::Host for InvocationState {
 
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
         let s = &mut self.steps;
-        let wake_at_ms = match s.replay(&Call::Sleep { duration_ms })? {
-            Some(EntryKind::Sleep { wake_at_ms, .. }) => wake_at_ms,
-            Some(other) => unreachable!("replay matched a {} entry to sleep", other.label()),
+        let replayed = s.replay(&Call::Sleep { duration_ms }, |k| {
+            k.replay_sleep(duration_ms)
+        })?;
+        let wake_at_ms = match replayed {
+            Some(wake_at_ms) => wake_at_ms,
             None => {
                 let wake_at_ms = now_ms().saturating_add(duration_ms);
                 s.record(
@@ -516,9 +556,11 @@ impl bindings::Host for InvocationState {
     async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
         let s = &mut self.steps;
         let consumed = s.consumed.get(&name).copied().unwrap_or(0);
-        let payload = match s.replay(&Call::Signal { name: name.clone() })? {
-            Some(EntryKind::Signal { payload, .. }) => payload,
-            Some(other) => unreachable!("replay matched a {} entry to a signal", other.label()),
+        let replayed = s.replay(&Call::Signal { name: name.clone() }, |k| {
+            k.replay_signal(&name)
+        })?;
+        let payload = match replayed {
+            Some(payload) => payload,
             None => {
                 let buffered = s
                     .signals
@@ -558,11 +600,10 @@ impl bindings::Host for InvocationState {
 
     async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
         let s = &mut self.steps;
-        let call = Call::Emit {
-            item_digest: Digest::of(&item),
-        };
+        let item_digest = Digest::of(&item);
+        let call = Call::Emit { item_digest };
         let len = item.len() as u64;
-        if s.replay(&call)?.is_none() {
+        if s.replay(&call, |k| k.replay_emit(&item_digest))?.is_none() {
             if s.writer.failed() {
                 let e = s.writer.flush().await.err();
                 let e = e.unwrap_or_else(|| StoreError::Unavailable("journal write failed".into()));
@@ -588,7 +629,9 @@ impl bindings::Host for InvocationState {
 
     async fn checkpoint(&mut self) -> wasmtime::Result<()> {
         let s = &mut self.steps;
-        if s.replay(&Call::Checkpoint)?.is_none() {
+        if s.replay(&Call::Checkpoint, EntryKind::replay_checkpoint)?
+            .is_none()
+        {
             s.record(EntryKind::Checkpoint, 0).await?;
         }
         s.progress();
@@ -597,9 +640,8 @@ impl bindings::Host for InvocationState {
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
-        let value = match s.replay(&Call::Now)? {
-            Some(EntryKind::Now { value }) => value,
-            Some(other) => unreachable!("replay matched a {} entry to now", other.label()),
+        let value = match s.replay(&Call::Now, EntryKind::replay_now)? {
+            Some(value) => value,
             None => {
                 let value = now_ms();
                 s.record(EntryKind::Now { value }, 0).await?;
@@ -612,9 +654,8 @@ impl bindings::Host for InvocationState {
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
-        let value = match s.replay(&Call::Random)? {
-            Some(EntryKind::Random { value }) => value,
-            Some(other) => unreachable!("replay matched a {} entry to random", other.label()),
+        let value = match s.replay(&Call::Random, EntryKind::replay_random)? {
+            Some(value) => value,
             None => {
                 let value = rand::random();
                 s.record(EntryKind::Random { value }, 0).await?;
@@ -682,7 +723,6 @@ pub(crate) async fn run(
         limiter: Limiter {
             memory_bytes: limits.memory_bytes,
             table_elements: limits.table_elements,
-            exceeded: None,
         },
         steps: Steps {
             id: record.id.clone(),
@@ -719,8 +759,6 @@ pub(crate) async fn run(
             new_steps: 0,
             last_progress: now,
             time_limit: limits.time_without_progress,
-            timed_out: false,
-            stop: None,
         },
     };
     let mut wstore = wasmtime::Store::new(engine.engine(), state);
@@ -729,8 +767,7 @@ pub(crate) async fn run(
     wstore.epoch_deadline_callback(|mut ctx| {
         let steps = &mut ctx.data_mut().steps;
         if steps.last_progress.elapsed() > steps.time_limit {
-            steps.timed_out = true;
-            return Err(wasmtime::Error::msg("time limit exceeded"));
+            return Err(wasmtime::Error::new(LimitHit::Time(steps.time_limit)));
         }
         Ok(UpdateDeadline::Yield(1))
     });
@@ -744,7 +781,7 @@ pub(crate) async fn run(
             {
                 End::Busy(format!("{e}"))
             } else {
-                classify_error(&mut wstore, e, &stderr, "instantiating the component")
+                classify_error(e, &stderr, "instantiating the component")
             };
             return report(&wstore, end);
         }
@@ -773,7 +810,7 @@ pub(crate) async fn run(
                 })
             }
         }
-        Err(e) => classify_error(&mut wstore, e, &stderr, "running the workflow"),
+        Err(e) => classify_error(e, &stderr, "running the workflow"),
     };
     // How it ended is recorded only once every entry before is durable.
     let end = match (wstore.data().steps.writer.flush().await, end) {
@@ -793,47 +830,41 @@ fn report(wstore: &wasmtime::Store<InvocationState>, end: End) -> Report {
     }
 }
 
-/// Turns a trap into the reason the invocation ended.
-fn classify_error(
-    wstore: &mut wasmtime::Store<InvocationState>,
-    error: wasmtime::Error,
-    stderr: &MemoryOutputPipe,
-    doing: &str,
-) -> End {
-    let data = wstore.data_mut();
-    if let Some(end) = data.steps.stop.take() {
-        return end;
-    }
-    let failure = if let Some(msg) = data.limiter.exceeded.take() {
-        Failure {
+/// Turns a trap into the reason the invocation ended: the host's own
+/// [`Stopped`], a [`LimitHit`], or the guest's trap (with its stderr and
+/// backtrace).
+fn classify_error(error: wasmtime::Error, stderr: &MemoryOutputPipe, doing: &str) -> End {
+    let error = match error.downcast::<Stopped>() {
+        Ok(Stopped(end)) => return end,
+        Err(error) => error,
+    };
+    let failure = match error.downcast_ref::<LimitHit>() {
+        Some(hit @ LimitHit::Memory(_)) => Failure {
             kind: FailureKind::MemoryLimit,
-            message: msg,
-        }
-    } else if data.steps.timed_out {
-        Failure {
+            message: hit.to_string(),
+        },
+        Some(hit @ LimitHit::Time(_)) => Failure {
             kind: FailureKind::TimeLimit,
-            message: format!(
-                "the guest ran for more than {:?} without calling the host (an infinite loop?)",
-                data.steps.time_limit
-            ),
-        }
-    } else {
-        let trap = match error.downcast_ref::<wasmtime::Trap>() {
-            Some(trap) => trap.to_string(),
-            None => error.root_cause().to_string(),
-        };
-        let mut message = format!("the guest trapped while {doing}: {trap}");
-        let captured = stderr.contents();
-        if !captured.is_empty() {
-            message.push_str("\nguest stderr:\n");
-            message.push_str(String::from_utf8_lossy(&captured).trim_end());
-        }
-        if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
-            message.push_str(&format!("\n{backtrace}"));
-        }
-        Failure {
-            kind: FailureKind::Trap,
-            message,
+            message: hit.to_string(),
+        },
+        None => {
+            let trap = match error.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => trap.to_string(),
+                None => error.root_cause().to_string(),
+            };
+            let mut message = format!("the guest trapped while {doing}: {trap}");
+            let captured = stderr.contents();
+            if !captured.is_empty() {
+                message.push_str("\nguest stderr:\n");
+                message.push_str(String::from_utf8_lossy(&captured).trim_end());
+            }
+            if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+                message.push_str(&format!("\n{backtrace}"));
+            }
+            Failure {
+                kind: FailureKind::Trap,
+                message,
+            }
         }
     };
     End::Finished(Outcome::Failed(failure))
