@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -28,15 +28,17 @@ use super::determinism::{self, JournalClock};
 use super::writer::JournalWriter;
 use super::{CompiledWorkflow, WorkflowEngine};
 use crate::config::{Budget, Limits, StreamConfig};
-use crate::execution::{
-    Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, StreamPolicy, Wait,
-};
+use crate::execution::{Failure, FailureKind, Lease, Outcome, SignalRecord, Snapshot, Wait};
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Call, Entry, EntryKind, RecordedTool, ToolFailure};
 use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
-use crate::stream::{self, Window};
+use crate::stream::pacer::{Blocked, Pacer};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
+
+mod imports;
+
+pub(crate) use imports::add_to_linker;
 
 /// How much of the guest's stderr is kept to explain a trap (a Rust panic
 /// message is printed there just before the trap).
@@ -207,21 +209,8 @@ struct Steps {
     drain: Arc<AtomicBool>,
     /// Writes new entries (see [`super::writer`]).
     writer: JournalWriter,
-    /// The execution's stream policy, if it was started as a stream.
-    policy: Option<StreamPolicy>,
-    stream: StreamConfig,
-    reads: Arc<tokio::sync::Notify>,
-    /// Items emitted so far (replayed and new): the next item's offset.
-    emitted: u64,
-    /// Offsets below this fit the window as last seen.
-    window_until: u64,
-    /// When the consumer sessions were last read, ms since the Unix epoch.
-    window_seen_ms: u64,
-    /// For a byte window: sizes of the items from offset `unread_base` on
-    /// (those not known to be read by every consumer), and their sum.
-    unread: std::collections::VecDeque<u64>,
-    unread_base: u64,
-    unread_bytes: u64,
+    /// Paces emits by the stream's consumers (see [`crate::stream::pacer`]).
+    pacer: Pacer,
     replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
@@ -338,354 +327,6 @@ impl Steps {
     fn progress(&mut self) {
         self.last_progress = Instant::now();
     }
-
-    /// Before a new item of a streaming execution is recorded: returns once
-    /// it fits the window; stops the invocation (suspended waiting for the
-    /// consumers, or cancelled if they all left) otherwise. The sessions
-    /// are read again when the item would not fit as last seen, and every
-    /// quarter of the session TTL, so consumers that leave are noticed.
-    async fn make_room(&mut self, policy: StreamPolicy, len: u64) -> wasmtime::Result<()> {
-        let ttl_ms = self.stream.session_ttl.as_millis() as u64;
-        let hold_until = Instant::now() + self.stream.hold;
-        loop {
-            let now = now_ms();
-            if self.emitted < self.window_until
-                && stream::fits_bytes(&policy, self.unread_bytes, len)
-                && now < self.window_seen_ms + ttl_ms / 4
-            {
-                return Ok(());
-            }
-            let sessions = match self.store.sessions(&self.id).await {
-                Ok(s) => s,
-                Err(e) => return Err(self.stop(End::Store(e))),
-            };
-            self.window_seen_ms = now;
-            let look = stream::window(
-                &policy,
-                &sessions,
-                (self.emitted, len),
-                |low| self.unread_from(low),
-                ttl_ms,
-                now,
-            );
-            match look {
-                Window::Open { until, low } => {
-                    self.window_until = until;
-                    self.forget_read(low);
-                    return Ok(());
-                }
-                Window::Abandoned => {
-                    tracing::info!(
-                        execution = %self.id,
-                        "every consumer of the stream left: cancelling the execution"
-                    );
-                    return Err(self.stop(End::Finished(Outcome::Cancelled)));
-                }
-                Window::Full { wake_at_ms } => {
-                    self.window_until = 0;
-                    let left = hold_until.saturating_duration_since(Instant::now());
-                    if left.is_zero() || self.drain.load(Ordering::Relaxed) {
-                        return Err(self.stop(End::Suspend {
-                            wait: Wait::Consumers {
-                                wake_at_ms,
-                                item_len: len,
-                            },
-                            consumed: 0,
-                        }));
-                    }
-                    let _ = tokio::time::timeout(left, self.reads.notified()).await;
-                }
-            }
-        }
-    }
-}
-
-impl Steps {
-    /// Notes an item of `len` bytes at the end of the stream (for a byte
-    /// window).
-    fn note_item(&mut self, len: u64) {
-        if self.policy.is_some_and(|p| p.window_bytes.is_some()) {
-            self.unread.push_back(len);
-            self.unread_bytes += len;
-        }
-    }
-
-    /// Bytes of the items from offset `low` on.
-    fn unread_from(&self, low: u64) -> u64 {
-        let skip = low.saturating_sub(self.unread_base) as usize;
-        let read: u64 = self.unread.iter().take(skip).sum();
-        self.unread_bytes - read
-    }
-
-    /// Every consumer has read the items below `low`.
-    fn forget_read(&mut self, low: u64) {
-        while self.unread_base < low {
-            let Some(len) = self.unread.pop_front() else {
-                break;
-            };
-            self.unread_bytes -= len;
-            self.unread_base += 1;
-        }
-    }
-}
-
-impl bindings::TypesHost for InvocationState {}
-
-impl bindings::Host for InvocationState {
-    async fn call_tool(
-        &mut self,
-        category: String,
-        name: String,
-        input: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
-        let s = &mut self.steps;
-        let input_digest = Digest::of(&input);
-        let call = Call::Tool {
-            category: category.clone(),
-            name: name.clone(),
-            input_digest,
-        };
-        let replayed = s.replay(&call, |k| k.replay_tool(&category, &name, &input_digest))?;
-        let result = match replayed {
-            Some(RecordedTool::Inline(result)) => result,
-            Some(RecordedTool::Stored { digest, len }) => {
-                match s.store.get_blob(&digest, len).await {
-                    Ok(bytes) => Ok(bytes),
-                    Err(e) => return Err(s.stop(End::Store(e))),
-                }
-            }
-            None => {
-                let Some(tool) = s.tools.get(&category, &name) else {
-                    let offered: Vec<String> = s
-                        .tools
-                        .addresses()
-                        .into_iter()
-                        .map(|(c, n)| format!("{c}/{n}"))
-                        .collect();
-                    return Err(s.fail(
-                        FailureKind::MissingTool,
-                        format!(
-                            "the workflow called tool {category}/{name}, which this host does \
-                             not offer (offered: {})",
-                            offered.join(", ")
-                        ),
-                    ));
-                };
-                let input_len = input.len() as u64;
-                let started = Instant::now();
-                let result = tool
-                    .call(ToolCall {
-                        category: category.clone(),
-                        name: name.clone(),
-                        input,
-                        idempotency_key: IdempotencyKey {
-                            execution: s.id.clone(),
-                            index: s.next_index,
-                        },
-                    })
-                    .await;
-                let elapsed = started.elapsed();
-                s.metrics
-                    .tool_seconds
-                    .get_or_create(&CategoryLabel {
-                        category: category.clone(),
-                    })
-                    .observe(elapsed.as_secs_f64());
-                let duration_us = elapsed.as_micros() as u64;
-                // The entry owns the result while it is written, and gives
-                // it back: a large result is never copied on the host.
-                let recorded = s
-                    .record(
-                        EntryKind::Tool {
-                            category,
-                            name,
-                            input_digest,
-                            input_len,
-                            result,
-                        },
-                        duration_us,
-                    )
-                    .await?;
-                let EntryKind::Tool { result, .. } = recorded else {
-                    unreachable!("the journal writer hands back the entry it was given")
-                };
-                result
-            }
-        };
-        s.progress();
-        Ok(result.map_err(|e: ToolFailure| ToolError {
-            code: e.code,
-            message: e.message,
-            details: e.details,
-        }))
-    }
-
-    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
-        let s = &mut self.steps;
-        let replayed = s.replay(&Call::Sleep { duration_ms }, |k| {
-            k.replay_sleep(duration_ms)
-        })?;
-        let wake_at_ms = match replayed {
-            Some(wake_at_ms) => wake_at_ms,
-            None => {
-                let wake_at_ms = now_ms().saturating_add(duration_ms);
-                s.record(
-                    EntryKind::Sleep {
-                        duration_ms,
-                        wake_at_ms,
-                    },
-                    0,
-                )
-                .await?;
-                if Duration::from_millis(duration_ms) <= s.inline_sleep_max {
-                    tokio::time::sleep(Duration::from_millis(duration_ms)).await;
-                }
-                wake_at_ms
-            }
-        };
-        if now_ms() < wake_at_ms {
-            return Err(s.stop(End::Suspend {
-                wait: Wait::Timer { wake_at_ms },
-                consumed: 0,
-            }));
-        }
-        s.progress();
-        Ok(())
-    }
-
-    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
-        let s = &mut self.steps;
-        let consumed = s.consumed.get(&name).copied().unwrap_or(0);
-        let replayed = s.replay(&Call::Signal { name: name.clone() }, |k| {
-            k.replay_signal(&name)
-        })?;
-        let payload = match replayed {
-            Some(payload) => payload,
-            None => {
-                let buffered = s
-                    .signals
-                    .iter()
-                    .filter(|sig| sig.name == name)
-                    .nth(consumed as usize)
-                    .cloned();
-                let found = match buffered {
-                    Some(sig) => Some(sig),
-                    None => match s.store.next_signal(&s.id, &name, consumed).await {
-                        Ok(found) => found,
-                        Err(e) => return Err(s.stop(End::Store(e))),
-                    },
-                };
-                let Some(sig) = found else {
-                    return Err(s.stop(End::Suspend {
-                        wait: Wait::Signal { name },
-                        consumed,
-                    }));
-                };
-                s.record(
-                    EntryKind::Signal {
-                        name: name.clone(),
-                        seq: sig.seq,
-                        payload: sig.payload.clone(),
-                    },
-                    0,
-                )
-                .await?;
-                sig.payload
-            }
-        };
-        s.consumed.insert(name, consumed + 1);
-        s.progress();
-        Ok(payload)
-    }
-
-    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
-        let s = &mut self.steps;
-        let item_digest = Digest::of(&item);
-        let call = Call::Emit { item_digest };
-        let len = item.len() as u64;
-        if s.replay(&call, |k| k.replay_emit(&item_digest))?.is_none() {
-            if s.writer.failed() {
-                let e = s.writer.flush().await.err();
-                let e = e.unwrap_or_else(|| StoreError::Unavailable("journal write failed".into()));
-                return Err(s.stop(End::Store(e)));
-            }
-            if let Some(policy) = s.policy {
-                s.make_room(policy, len).await?;
-            }
-            // Durable soon, not yet: the guest goes on while the writer
-            // writes it, with whatever else it emits meanwhile.
-            let entry = Entry {
-                at_ms: now_ms(),
-                duration_us: 0,
-                kind: EntryKind::Emit { item },
-            };
-            s.queue(entry).await?;
-        }
-        s.emitted += 1;
-        s.note_item(len);
-        s.progress();
-        Ok(())
-    }
-
-    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
-        let s = &mut self.steps;
-        if s.replay(&Call::Checkpoint, EntryKind::replay_checkpoint)?
-            .is_none()
-        {
-            s.record(EntryKind::Checkpoint, 0).await?;
-        }
-        s.progress();
-        Ok(())
-    }
-
-    async fn now(&mut self) -> wasmtime::Result<u64> {
-        let s = &mut self.steps;
-        let value = match s.replay(&Call::Now, EntryKind::replay_now)? {
-            Some(value) => value,
-            None => {
-                let value = now_ms();
-                s.record(EntryKind::Now { value }, 0).await?;
-                value
-            }
-        };
-        s.progress();
-        Ok(value)
-    }
-
-    async fn random(&mut self) -> wasmtime::Result<u64> {
-        let s = &mut self.steps;
-        let value = match s.replay(&Call::Random, EntryKind::replay_random)? {
-            Some(value) => value,
-            None => {
-                let value = rand::random();
-                s.record(EntryKind::Random { value }, 0).await?;
-                value
-            }
-        };
-        s.progress();
-        Ok(value)
-    }
-
-    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let s = &mut self.steps;
-        if !s.replaying() {
-            let id = s.id.as_str();
-            match level {
-                Level::Trace => tracing::trace!(execution = id, "{message}"),
-                Level::Debug => tracing::debug!(execution = id, "{message}"),
-                Level::Info => tracing::info!(execution = id, "{message}"),
-                Level::Warn => tracing::warn!(execution = id, "{message}"),
-                Level::Error => tracing::error!(execution = id, "{message}"),
-            }
-        }
-        s.progress();
-        Ok(())
-    }
-}
-
-/// Adds the `reprise:workflow/host` imports to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
-    bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
 /// Runs one invocation to its end.
@@ -745,15 +386,7 @@ pub(crate) async fn run(
                 journal_len,
                 on_emit,
             ),
-            policy: record.stream,
-            stream,
-            reads,
-            emitted: 0,
-            window_until: 0,
-            window_seen_ms: 0,
-            unread: Default::default(),
-            unread_base: 0,
-            unread_bytes: 0,
+            pacer: Pacer::new(record.stream, stream, reads),
             replay_done: None,
             started: now,
             new_steps: 0,

@@ -36,8 +36,7 @@ use crate::config::RuntimeConfig;
 use crate::engine::invocation::{self, End, Invocation};
 use crate::engine::{CompileError, CompiledWorkflow, WorkflowEngine};
 use crate::execution::{
-    ConsumerSession, ExecutionRecord, Failure, FailureKind, OnAbandon, Outcome, Status,
-    StreamPolicy, Wait,
+    ConsumerSession, ExecutionRecord, Failure, FailureKind, Outcome, Status, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId, InvalidId};
 use crate::journal::Entry;
@@ -513,10 +512,7 @@ impl Runtime {
         {
             let ttl_ms = self.inner.config.stream.session_ttl.as_millis() as u64;
             let sessions = self.inner.store.sessions(id).await?;
-            let now = now_ms();
-            if policy.on_abandon == OnAbandon::Cancel
-                && !sessions.iter().any(|s| s.is_live(ttl_ms, now))
-            {
+            if crate::stream::abandoned(&policy, &sessions, ttl_ms, now_ms()) {
                 tracing::info!(execution = %id, "the last consumer left: cancelling");
                 match self.cancel(id).await {
                     Ok(_) | Err(RuntimeError::Store(StoreError::Terminal { .. })) => {}

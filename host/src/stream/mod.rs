@@ -9,6 +9,13 @@
 //! suspends the execution ([`crate::Wait::Consumers`]); a read that frees
 //! the window wakes it. So a slow consumer costs store space for at most
 //! `window` items and no host memory.
+//!
+//! This module holds the rule once: [`window`] (may the next item go out),
+//! [`everyone_left`] / [`abandoned`] (did every consumer leave, and does
+//! that cancel), and the producer's side in [`pacer`], which an invocation
+//! asks before each new `emit`.
+
+pub mod pacer;
 
 use crate::config::StreamConfig;
 use crate::execution::{ConsumerSession, OnAbandon, StreamPolicy};
@@ -110,7 +117,7 @@ pub fn window(
         .iter()
         .filter(|s| s.is_live(session_ttl_ms, now_ms))
         .collect();
-    if live.is_empty() && !sessions.is_empty() {
+    if everyone_left(sessions, session_ttl_ms, now_ms) {
         return match policy.on_abandon {
             OnAbandon::Cancel => Window::Abandoned,
             OnAbandon::Continue => Window::Open {
@@ -135,6 +142,24 @@ pub fn window(
                 .min(),
         }
     }
+}
+
+/// The abandonment rule: consumers came, and every one of them has left
+/// (closed its session, or let it expire). Before the first consumer comes
+/// nobody has left: the producer waits for it.
+pub fn everyone_left(sessions: &[ConsumerSession], session_ttl_ms: u64, now_ms: u64) -> bool {
+    !sessions.is_empty() && !sessions.iter().any(|s| s.is_live(session_ttl_ms, now_ms))
+}
+
+/// Whether a stream with `policy` is cancelled now: every consumer left
+/// and the policy says `cancel`.
+pub fn abandoned(
+    policy: &StreamPolicy,
+    sessions: &[ConsumerSession],
+    session_ttl_ms: u64,
+    now_ms: u64,
+) -> bool {
+    policy.on_abandon == OnAbandon::Cancel && everyone_left(sessions, session_ttl_ms, now_ms)
 }
 
 /// Whether an item of `len` bytes fits the byte window (if any) with

@@ -1,0 +1,284 @@
+//! The journaled imports of `reprise:workflow/host`: each replays its
+//! entry through [`Steps::replay`] while the guest is behind the journal,
+//! and otherwise does the work and records it.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::*;
+
+impl bindings::TypesHost for InvocationState {}
+
+impl bindings::Host for InvocationState {
+    async fn call_tool(
+        &mut self,
+        category: String,
+        name: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+        let s = &mut self.steps;
+        let input_digest = Digest::of(&input);
+        let call = Call::Tool {
+            category: category.clone(),
+            name: name.clone(),
+            input_digest,
+        };
+        let replayed = s.replay(&call, |k| k.replay_tool(&category, &name, &input_digest))?;
+        let result = match replayed {
+            Some(RecordedTool::Inline(result)) => result,
+            Some(RecordedTool::Stored { digest, len }) => {
+                match s.store.get_blob(&digest, len).await {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => return Err(s.stop(End::Store(e))),
+                }
+            }
+            None => {
+                let Some(tool) = s.tools.get(&category, &name) else {
+                    let offered: Vec<String> = s
+                        .tools
+                        .addresses()
+                        .into_iter()
+                        .map(|(c, n)| format!("{c}/{n}"))
+                        .collect();
+                    return Err(s.fail(
+                        FailureKind::MissingTool,
+                        format!(
+                            "the workflow called tool {category}/{name}, which this host does \
+                             not offer (offered: {})",
+                            offered.join(", ")
+                        ),
+                    ));
+                };
+                let input_len = input.len() as u64;
+                let started = Instant::now();
+                let result = tool
+                    .call(ToolCall {
+                        category: category.clone(),
+                        name: name.clone(),
+                        input,
+                        idempotency_key: IdempotencyKey {
+                            execution: s.id.clone(),
+                            index: s.next_index,
+                        },
+                    })
+                    .await;
+                let elapsed = started.elapsed();
+                s.metrics
+                    .tool_seconds
+                    .get_or_create(&CategoryLabel {
+                        category: category.clone(),
+                    })
+                    .observe(elapsed.as_secs_f64());
+                let duration_us = elapsed.as_micros() as u64;
+                // The entry owns the result while it is written, and gives
+                // it back: a large result is never copied on the host.
+                let recorded = s
+                    .record(
+                        EntryKind::Tool {
+                            category,
+                            name,
+                            input_digest,
+                            input_len,
+                            result,
+                        },
+                        duration_us,
+                    )
+                    .await?;
+                let EntryKind::Tool { result, .. } = recorded else {
+                    unreachable!("the journal writer hands back the entry it was given")
+                };
+                result
+            }
+        };
+        s.progress();
+        Ok(result.map_err(|e: ToolFailure| ToolError {
+            code: e.code,
+            message: e.message,
+            details: e.details,
+        }))
+    }
+
+    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        let replayed = s.replay(&Call::Sleep { duration_ms }, |k| {
+            k.replay_sleep(duration_ms)
+        })?;
+        let wake_at_ms = match replayed {
+            Some(wake_at_ms) => wake_at_ms,
+            None => {
+                let wake_at_ms = now_ms().saturating_add(duration_ms);
+                s.record(
+                    EntryKind::Sleep {
+                        duration_ms,
+                        wake_at_ms,
+                    },
+                    0,
+                )
+                .await?;
+                if Duration::from_millis(duration_ms) <= s.inline_sleep_max {
+                    tokio::time::sleep(Duration::from_millis(duration_ms)).await;
+                }
+                wake_at_ms
+            }
+        };
+        if now_ms() < wake_at_ms {
+            return Err(s.stop(End::Suspend {
+                wait: Wait::Timer { wake_at_ms },
+                consumed: 0,
+            }));
+        }
+        s.progress();
+        Ok(())
+    }
+
+    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
+        let s = &mut self.steps;
+        let consumed = s.consumed.get(&name).copied().unwrap_or(0);
+        let replayed = s.replay(&Call::Signal { name: name.clone() }, |k| {
+            k.replay_signal(&name)
+        })?;
+        let payload = match replayed {
+            Some(payload) => payload,
+            None => {
+                let buffered = s
+                    .signals
+                    .iter()
+                    .filter(|sig| sig.name == name)
+                    .nth(consumed as usize)
+                    .cloned();
+                let found = match buffered {
+                    Some(sig) => Some(sig),
+                    None => match s.store.next_signal(&s.id, &name, consumed).await {
+                        Ok(found) => found,
+                        Err(e) => return Err(s.stop(End::Store(e))),
+                    },
+                };
+                let Some(sig) = found else {
+                    return Err(s.stop(End::Suspend {
+                        wait: Wait::Signal { name },
+                        consumed,
+                    }));
+                };
+                s.record(
+                    EntryKind::Signal {
+                        name: name.clone(),
+                        seq: sig.seq,
+                        payload: sig.payload.clone(),
+                    },
+                    0,
+                )
+                .await?;
+                sig.payload
+            }
+        };
+        s.consumed.insert(name, consumed + 1);
+        s.progress();
+        Ok(payload)
+    }
+
+    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        let item_digest = Digest::of(&item);
+        let call = Call::Emit { item_digest };
+        let len = item.len() as u64;
+        if s.replay(&call, |k| k.replay_emit(&item_digest))?.is_none() {
+            if s.writer.failed() {
+                let e = s.writer.flush().await.err();
+                let e = e.unwrap_or_else(|| StoreError::Unavailable("journal write failed".into()));
+                return Err(s.stop(End::Store(e)));
+            }
+            match s.pacer.make_room(&*s.store, &s.id, len, &s.drain).await {
+                Ok(()) => {}
+                Err(Blocked::Full { wake_at_ms }) => {
+                    return Err(s.stop(End::Suspend {
+                        wait: Wait::Consumers {
+                            wake_at_ms,
+                            item_len: len,
+                        },
+                        consumed: 0,
+                    }));
+                }
+                Err(Blocked::Abandoned) => {
+                    tracing::info!(
+                        execution = %s.id,
+                        "every consumer of the stream left: cancelling the execution"
+                    );
+                    return Err(s.stop(End::Finished(Outcome::Cancelled)));
+                }
+                Err(Blocked::Store(e)) => return Err(s.stop(End::Store(e))),
+            }
+            // Durable soon, not yet: the guest goes on while the writer
+            // writes it, with whatever else it emits meanwhile.
+            let entry = Entry {
+                at_ms: now_ms(),
+                duration_us: 0,
+                kind: EntryKind::Emit { item },
+            };
+            s.queue(entry).await?;
+        }
+        s.pacer.emitted(len);
+        s.progress();
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        if s.replay(&Call::Checkpoint, EntryKind::replay_checkpoint)?
+            .is_none()
+        {
+            s.record(EntryKind::Checkpoint, 0).await?;
+        }
+        s.progress();
+        Ok(())
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        let value = match s.replay(&Call::Now, EntryKind::replay_now)? {
+            Some(value) => value,
+            None => {
+                let value = now_ms();
+                s.record(EntryKind::Now { value }, 0).await?;
+                value
+            }
+        };
+        s.progress();
+        Ok(value)
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        let value = match s.replay(&Call::Random, EntryKind::replay_random)? {
+            Some(value) => value,
+            None => {
+                let value = rand::random();
+                s.record(EntryKind::Random { value }, 0).await?;
+                value
+            }
+        };
+        s.progress();
+        Ok(value)
+    }
+
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let s = &mut self.steps;
+        if !s.replaying() {
+            let id = s.id.as_str();
+            match level {
+                Level::Trace => tracing::trace!(execution = id, "{message}"),
+                Level::Debug => tracing::debug!(execution = id, "{message}"),
+                Level::Info => tracing::info!(execution = id, "{message}"),
+                Level::Warn => tracing::warn!(execution = id, "{message}"),
+                Level::Error => tracing::error!(execution = id, "{message}"),
+            }
+        }
+        s.progress();
+        Ok(())
+    }
+}
+
+/// Adds the `reprise:workflow/host` imports to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+}
