@@ -61,40 +61,37 @@ fn wasm(name: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_against_a_served_host() {
-    // A webhook receiver that echoes the Authorization header it got.
-    let app = axum::Router::new().route(
-        "/hook",
-        post(|headers: HeaderMap, Json(body): Json<Value>| async move {
-            Json(json!({
-                "auth": headers.get("authorization").and_then(|v| v.to_str().ok()),
-                "input": body["input"],
-            }))
-        }),
+/// A host requiring a bearer token (read from its environment), with
+/// `extra` appended to its config and guests `deploy`ed through the CLI.
+fn host(extra: &str, deploy: &[&str]) -> Host {
+    let config = format!(
+        r#"
+        [[auth.tokens]]
+        name = "test"
+        token_env = "CLI_TEST_TOKEN"
+        scopes = ["deploy", "invoke"]
+        {extra}
+        "#
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
     let host = serve(
-        &format!(
-            r#"
-            [[auth.tokens]]
-            name = "test"
-            token_env = "CLI_TEST_TOKEN"
-            scopes = ["deploy", "invoke"]
-            [tools.webhook.crm]
-            url = "{hook}"
-            headers_from_env = {{ Authorization = "CLI_TEST_HOOK_AUTH" }}
-            "#
-        ),
+        &config,
         &[
             ("CLI_TEST_TOKEN", TOKEN),
             ("CLI_TEST_HOOK_AUTH", "Bearer hook-secret"),
         ],
     );
+    for name in deploy {
+        let out = client(&host, &["deploy", name, &wasm(name)]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    host
+}
 
+/// `deploy` says what it deployed; `start --wait` prints the result and
+/// exits 0; a bad `--input` or an unreadable file is a usage error (2).
+#[test]
+fn deploy_and_start_wait() {
+    let host = host("", &[]);
     let out = client(&host, &["deploy", "sequential", &wasm("sequential")]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -102,8 +99,6 @@ async fn cli_against_a_served_host() {
         "{}",
         text(&out)
     );
-
-    // start --wait prints the result and exits 0.
     let out = client(
         &host,
         &[
@@ -117,10 +112,18 @@ async fn cli_against_a_served_host() {
     assert!(out.status.success(), "{}", text(&out));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["user"]["name"], "User 5");
+    let out = client(&host, &["start", "sequential", "--input", "{bad"]);
+    assert_usage_error(&out, "--input is not valid JSON");
+    let out = client(&host, &["deploy", "w", "/nonexistent.wasm"]);
+    assert_usage_error(&out, "/nonexistent.wasm");
+}
 
-    // A workflow waiting for a signal: exit 4, then signal, then done.
-    let out = client(&host, &["deploy", "signals", &wasm("signals")]);
-    assert!(out.status.success(), "{}", text(&out));
+/// A workflow waiting for a signal: `start --wait` exits 4 and says what it
+/// waits for; `ls` shows it suspended; `signal` sends it; the same start
+/// again then prints the result; `status` and `journal` show the run.
+#[test]
+fn signal_status_journal_and_ls() {
+    let host = host("", &["signals", "sequential"]);
     let start_s1 = [
         "start",
         "signals",
@@ -141,7 +144,7 @@ async fn cli_against_a_served_host() {
     assert!(
         listing
             .lines()
-            .any(|l| l.starts_with("s1 ") && l.contains("suspended")),
+            .any(|l| l.starts_with("s1 ") && l.contains("suspended") && l.contains("approve")),
         "{listing}"
     );
     let out = client(&host, &["ls", "--workflows", "--json"]);
@@ -163,20 +166,52 @@ async fn cli_against_a_served_host() {
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["status"], "completed");
     assert_eq!(status["steps"], 4);
+    let out = client(&host, &["status", "s1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("status:      completed"),
+        "{}",
+        text(&out)
+    );
 
     let out = client(&host, &["journal", "s1"]);
     let journal = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(journal.lines().count(), 5, "{journal}");
     assert!(journal.contains("approve (#0)"), "{journal}");
+}
 
-    // Errors: the request failed (1), usage (2), the workflow failed (3).
-    let out = client(&host, &["cancel", "s1"]);
+/// Cancelling an execution that has ended is a failed request (exit 1)
+/// that says so; cancelling one that waits succeeds.
+#[test]
+fn cancel() {
+    let host = host("", &["signals"]);
+    let out = client(
+        &host,
+        &[
+            "start",
+            "signals",
+            "--id",
+            "c1",
+            "--input",
+            r#"{"sleep_ms":0}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = client(&host, &["cancel", "c1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cancelled execution c1"),
+        "{}",
+        text(&out)
+    );
+    let out = client(&host, &["cancel", "c1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has ended"));
-    let out = client(&host, &["start", "sequential", "--input", "{bad"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = client(&host, &["deploy", "trap", &wasm("trap")]);
-    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A workflow that fails: `start --wait` exits 3 and says why.
+#[test]
+fn a_failed_workflow_exits_3() {
+    let host = host("", &["trap"]);
     let out = client(&host, &["start", "trap", "--wait"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
@@ -184,6 +219,13 @@ async fn cli_against_a_served_host() {
         "{}",
         text(&out)
     );
+}
+
+/// Without the host's bearer token, a request fails (exit 1) and says so;
+/// a host that is not there is a failed request too.
+#[test]
+fn requests_that_fail_exit_1() {
+    let host = host("", &[]);
     let out = reprise()
         .args(["ls", "--server", &host.url])
         .env_remove("REPRISE_TOKEN")
@@ -191,32 +233,70 @@ async fn cli_against_a_served_host() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bearer token"));
-    let out = client(&host, &["deploy", "w", "/nonexistent.wasm"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-
-    // A webhook tool configured in the file, with a header from the host's
-    // environment.
-    let out = client(&host, &["deploy", "caller", &wasm("caller")]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = client(
-        &host,
-        &[
-            "start",
-            "caller",
-            "--input",
-            r#"{"calls":[{"category":"crm","name":"lookup","input":{"email":"a@b.c"}}]}"#,
-            "--wait",
-        ],
+    let url = host.url.clone();
+    drop(host);
+    let out = reprise()
+        .args(["status", "x", "--server", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach"),
+        "{}",
+        text(&out)
     );
+}
+
+/// A webhook tool configured in the file, with a header from the host's
+/// environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_headers_come_from_the_environment() {
+    // A webhook receiver that echoes the Authorization header it got.
+    let app = axum::Router::new().route(
+        "/hook",
+        post(|headers: HeaderMap, Json(body): Json<Value>| async move {
+            Json(json!({
+                "auth": headers.get("authorization").and_then(|v| v.to_str().ok()),
+                "input": body["input"],
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let extra = format!(
+        r#"
+        [tools.webhook.crm]
+        url = "{hook}"
+        headers_from_env = {{ Authorization = "CLI_TEST_HOOK_AUTH" }}
+        "#
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let host = host(&extra, &["caller"]);
+        client(
+            &host,
+            &[
+                "start",
+                "caller",
+                "--input",
+                r#"{"calls":[{"category":"crm","name":"lookup","input":{"email":"a@b.c"}}]}"#,
+                "--wait",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result[0]["ok"]["auth"], "Bearer hook-secret");
     assert_eq!(result[0]["ok"]["input"]["email"], "a@b.c");
+}
 
-    // `reprise stream` prints each item as a JSON line, then exits 0 (or 3
-    // after a failed workflow's items).
-    let out = client(&host, &["deploy", "producer", &wasm("producer")]);
-    assert!(out.status.success(), "{}", text(&out));
+/// `reprise stream` prints each item as a JSON line, then exits 0 (or 3
+/// after a failed workflow's items); a bad `--batch` is a usage error.
+#[test]
+fn stream_prints_items_as_json_lines() {
+    let host = host("", &["producer"]);
     for (id, fail, code) in [("stream-ok", false, 0), ("stream-failed", true, 3)] {
         let input = format!(r#"{{"n":4,"size":2,"sleep_ms":30,"fail":{fail}}}"#);
         let out = client(
@@ -225,7 +305,7 @@ async fn cli_against_a_served_host() {
                 "start", "producer", "--input", &input, "--id", id, "--window", "2",
             ],
         );
-        assert!(out.status.code().is_some(), "{}", text(&out));
+        assert!(out.status.success(), "{}", text(&out));
         let out = client(&host, &["stream", id, "--batch", "3"]);
         assert_eq!(out.status.code(), Some(code), "{}", text(&out));
         let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -237,9 +317,12 @@ async fn cli_against_a_served_host() {
     }
     let out = client(&host, &["stream", "stream-ok", "--batch", "0"]);
     assert_usage_error(&out, "--batch");
+}
 
-    // SIGTERM: a graceful stop, exit 0.
-    let mut host = host;
+/// SIGTERM: a graceful stop, exit 0.
+#[test]
+fn sigterm_stops_the_host_gracefully() {
+    let mut host = host("", &[]);
     let status = host.terminate();
     assert!(status.success(), "{status:?}");
 }

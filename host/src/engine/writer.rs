@@ -387,8 +387,13 @@ mod tests {
             assert_eq!(e.duration_us, i as u64);
         }
         assert_eq!(store.items(&id, None, 0).await.unwrap().count, 1000);
+        // Group commit: the 1000 emits went out in far fewer writes (a
+        // writer that wrote each emit alone would make 1000).
         let writes = woken.load(Ordering::Relaxed);
-        assert!((1..=1000).contains(&writes), "{writes} writes with items");
+        assert!(
+            writes >= 1 && writes * 10 <= 1000,
+            "{writes} store writes for 1000 emits: the writer did not batch them"
+        );
         writer.flush().await.unwrap();
     }
 

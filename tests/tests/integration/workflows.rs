@@ -280,11 +280,59 @@ async fn finished_executions_expire_after_the_retention_time(store: Arc<dyn Stor
     assert!(rt.status(&waiting).await.is_err());
 }
 
+/// The guest list cannot miss a guest: `GUESTS` is exactly the crates
+/// under `guests/` and the members of its workspace, every one builds to a
+/// WebAssembly *component* (not a core module), and every one is used by a
+/// test (its name appears in a test source).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_guest_is_built() {
+async fn every_guest_is_built_and_used() {
+    use std::collections::BTreeSet;
+    let root = reprise_tests::root();
+    let listed: BTreeSet<String> = GUESTS.iter().map(|g| g.to_string()).collect();
+    let crates: BTreeSet<String> = std::fs::read_dir(root.join("guests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Cargo.toml").exists())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(listed, crates, "GUESTS and the crates under guests/ differ");
+    let manifest = std::fs::read_to_string(root.join("guests/Cargo.toml")).unwrap();
+    let members: BTreeSet<String> = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|m| m.split(']').next())
+        .unwrap()
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert_eq!(listed, members, "GUESTS and guests/Cargo.toml's members differ");
+
+    // Component binaries: the preamble `\0asm`, then version 0x0d and
+    // layer 1 (a core module has version 1, layer 0).
     for name in GUESTS {
         let bytes = guest(name);
-        assert!(bytes.starts_with(b"\0asm"), "{name} is not wasm");
+        assert_eq!(
+            bytes.get(..8),
+            Some(&b"\0asm\x0d\x00\x01\x00"[..]),
+            "{name} is not a WebAssembly component"
+        );
+    }
+
+    let mut sources = String::new();
+    for dir in ["tests/tests/integration", "cli/tests", "tests/src"] {
+        for file in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests/src/lib.rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    for name in GUESTS {
+        assert!(
+            sources.contains(&format!("\"{name}\"")),
+            "guest {name} is built but no test uses it"
+        );
     }
 }
 
