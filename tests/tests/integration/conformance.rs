@@ -33,7 +33,11 @@ fn every_case_is_listed() {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect();
-    assert!(cases.len() >= 17, "found only {} cases: {cases:?}", cases.len());
+    assert!(
+        cases.len() >= 17,
+        "found only {} cases: {cases:?}",
+        cases.len()
+    );
     assert_eq!(
         cases.difference(&listed).collect::<Vec<_>>(),
         Vec::<&&str>::new(),

@@ -306,7 +306,10 @@ async fn every_guest_is_built_and_used() {
         .map(|m| m.trim().trim_matches('"').to_string())
         .filter(|m| !m.is_empty())
         .collect();
-    assert_eq!(listed, members, "GUESTS and guests/Cargo.toml's members differ");
+    assert_eq!(
+        listed, members,
+        "GUESTS and guests/Cargo.toml's members differ"
+    );
 
     // Component binaries: the preamble `\0asm`, then version 0x0d and
     // layer 1 (a core module has version 1, layer 0).

@@ -21,9 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{
     Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
@@ -35,17 +33,11 @@ use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
 use crate::persist::{decode, encode};
 
-const COMPONENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("components");
-const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployments");
-/// Every version of each deployment, oldest first (one encoded list per name).
-const VERSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployment_versions");
-const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
-const JOURNAL: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("journal");
-const SIGNALS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("signals");
-/// The output stream: (execution id, offset) to item bytes.
-const ITEMS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("items");
-/// Consumer sessions of output streams, by execution and session id.
-const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sessions");
+mod committer;
+mod tables;
+
+use committer::*;
+use tables::*;
 
 /// A store in one redb database.
 #[derive(Clone)]
@@ -55,10 +47,6 @@ pub struct EmbeddedStore {
     on_disk: bool,
     /// File-backed: appends go to the committer thread (see [`committer`]).
     appends: Option<std::sync::mpsc::Sender<Append>>,
-}
-
-fn db_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Unavailable(format!("embedded store: {}", e.into()))
 }
 
 impl EmbeddedStore {
@@ -147,273 +135,6 @@ impl EmbeddedStore {
         } else {
             f(&db, on_disk)
         }
-    }
-}
-
-/// Runs `f` in a write transaction and commits it; an error aborts it.
-fn write<R>(
-    db: &Database,
-    durable: bool,
-    f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError>,
-) -> Result<R, StoreError> {
-    let mut tx = db.begin_write().map_err(db_err)?;
-    if !durable {
-        tx.set_durability(Durability::None).map_err(db_err)?;
-    }
-    let out = f(&tx)?;
-    tx.commit().map_err(db_err)?;
-    Ok(out)
-}
-
-fn read_record(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    id: &ExecutionId,
-) -> Result<ExecutionRecord, StoreError> {
-    match table.get(id.as_str()).map_err(db_err)? {
-        Some(v) => decode(v.value()),
-        None => Err(StoreError::NotFound(id.clone())),
-    }
-}
-
-/// An encoded journal entry and the item it emitted, if any.
-type Row = (Vec<u8>, Option<Vec<u8>>);
-
-/// Appends `rows` as journal entries `index`, ... of execution `id` in `tx`,
-/// if `lease` is live and the journal has `index` entries. A refusal
-/// (lease lost, conflict, ended) writes nothing; only
-/// [`StoreError::Unavailable`] can come after a partial write.
-fn append_rows(
-    tx: &WriteTransaction,
-    id: &ExecutionId,
-    lease: &Lease,
-    index: u64,
-    rows: &[Row],
-) -> Result<(), StoreError> {
-    with_leased(tx, id, lease, |rec| {
-        if rec.journal_len != index {
-            return Err(StoreError::Conflict {
-                id: id.clone(),
-                index,
-                len: rec.journal_len,
-            });
-        }
-        let mut journal = tx.open_table(JOURNAL).map_err(db_err)?;
-        let mut items = tx.open_table(ITEMS).map_err(db_err)?;
-        let mut offset = None;
-        for (k, (bytes, item)) in rows.iter().enumerate() {
-            journal
-                .insert((id.as_str(), index + k as u64), bytes.as_slice())
-                .map_err(db_err)?;
-            if let Some(item) = item {
-                let next = match offset {
-                    Some(o) => o,
-                    None => item_count(&items, id)?,
-                };
-                items
-                    .insert((id.as_str(), next), item.as_slice())
-                    .map_err(db_err)?;
-                offset = Some(next + 1);
-            }
-        }
-        rec.journal_len += rows.len() as u64;
-        Ok(())
-    })
-}
-
-/// One append waiting for the committer.
-struct Append {
-    id: ExecutionId,
-    lease: Lease,
-    index: u64,
-    rows: Vec<Row>,
-    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// Most appends in one group commit.
-const MAX_GROUP: usize = 256;
-
-/// The committer of a file store (its own thread): takes every append that
-/// is waiting and commits them in one transaction, so executions running
-/// side by side share each fsync (group commit) instead of queueing for
-/// one each. An append that is refused (lease, index) writes nothing and
-/// fails alone; an error of the database fails the whole group, which
-/// then wrote nothing. It holds the database weakly, so dropping the store
-/// closes the file (a host can reopen it at once), and ends with the last
-/// sender.
-fn committer(db: std::sync::Weak<Database>, appends: std::sync::mpsc::Receiver<Append>) {
-    while let Ok(first) = appends.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match appends.try_recv() {
-                Ok(a) => group.push(a),
-                Err(_) => break,
-            }
-        }
-        let outcome = match db.upgrade() {
-            Some(db) => commit_group(&db, &group),
-            None => Err(StoreError::Unavailable(
-                "embedded store: the store is closed".into(),
-            )),
-        };
-        // The database is released (above) before anyone hears back.
-        match outcome {
-            Ok(results) => {
-                for (a, result) in group.into_iter().zip(results) {
-                    let _ = a.done.send(result);
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for a in group {
-                    let _ = a.done.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// Applies a group of appends in one durable transaction; each one's
-/// result, or the error that aborted them all.
-fn commit_group(
-    db: &Database,
-    group: &[Append],
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let tx = db.begin_write().map_err(db_err)?;
-    let mut results = Vec::with_capacity(group.len());
-    for a in group {
-        match append_rows(&tx, &a.id, &a.lease, a.index, &a.rows) {
-            // Possibly half written: abort the transaction (dropped).
-            Err(e @ StoreError::Unavailable(_)) => return Err(e),
-            result => results.push(result),
-        }
-    }
-    tx.commit().map_err(db_err)?;
-    Ok(results)
-}
-
-/// Reads a record inside a write transaction, checks that `lease` is the live
-/// lease, and hands it to `f` to change; writes it back.
-fn with_leased<R>(
-    tx: &WriteTransaction,
-    id: &ExecutionId,
-    lease: &Lease,
-    f: impl FnOnce(&mut ExecutionRecord) -> Result<R, StoreError>,
-) -> Result<R, StoreError> {
-    let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-    let mut rec = read_unfinished(&execs, id)?;
-    check_lease(&rec, lease)?;
-    let out = f(&mut rec)?;
-    rec.updated_at_ms = now_ms();
-    execs
-        .insert(id.as_str(), encode(&rec).as_slice())
-        .map_err(db_err)?;
-    Ok(out)
-}
-
-/// Reads a record that has not reached a terminal status.
-fn read_unfinished(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    id: &ExecutionId,
-) -> Result<ExecutionRecord, StoreError> {
-    let rec = read_record(table, id)?;
-    if rec.status.is_terminal() {
-        return Err(StoreError::Terminal {
-            id: rec.id.clone(),
-            status: rec.status,
-        });
-    }
-    Ok(rec)
-}
-
-/// How many items execution `id` has emitted (one past the last offset).
-fn item_count(
-    items: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    id: &ExecutionId,
-) -> Result<u64, StoreError> {
-    let last = items
-        .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
-        .map_err(db_err)?
-        .next_back()
-        .transpose()
-        .map_err(db_err)?;
-    Ok(last.map_or(0, |(k, _)| k.value().1 + 1))
-}
-
-/// Removes an execution's journal entries and signals.
-fn remove_rows(tx: &WriteTransaction, id: &ExecutionId) -> Result<(), StoreError> {
-    let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
-    tx.open_table(JOURNAL)
-        .map_err(db_err)?
-        .retain_in(range.clone(), |_, _| false)
-        .map_err(db_err)?;
-    tx.open_table(SIGNALS)
-        .map_err(db_err)?
-        .retain_in(range.clone(), |_, _| false)
-        .map_err(db_err)?;
-    tx.open_table(ITEMS)
-        .map_err(db_err)?
-        .retain_in(range, |_, _| false)
-        .map_err(db_err)?;
-    tx.open_table(SESSIONS)
-        .map_err(db_err)?
-        .retain_in((id.as_str(), "")..=(id.as_str(), "\u{10ffff}"), |_, _| {
-            false
-        })
-        .map_err(db_err)?;
-    Ok(())
-}
-
-fn read_session(
-    t: &redb::Table<(&str, &str), &[u8]>,
-    key: (&str, &str),
-) -> Result<Option<ConsumerSession>, StoreError> {
-    t.get(key)
-        .map_err(db_err)?
-        .map(|v| decode(v.value()))
-        .transpose()
-}
-
-fn check_lease(rec: &ExecutionRecord, lease: &Lease) -> Result<(), StoreError> {
-    match &rec.lease {
-        Some(l) if l.token == lease.token && l.expires_at_ms > now_ms() => Ok(()),
-        _ => Err(StoreError::LeaseLost(rec.id.clone())),
-    }
-}
-
-fn signals_named(
-    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
-    id: &ExecutionId,
-    name: &str,
-) -> Result<Vec<SignalRecord>, StoreError> {
-    let mut out = Vec::new();
-    for row in table
-        .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
-        .map_err(db_err)?
-    {
-        let (_, v) = row.map_err(db_err)?;
-        let s: SignalRecord = decode(v.value())?;
-        if s.name == name {
-            out.push(s);
-        }
-    }
-    Ok(out)
-}
-
-/// Numbers versions by their position (they are stored without numbers).
-fn numbered(mut all: Vec<DeploymentVersion>) -> Vec<DeploymentVersion> {
-    for (i, v) in all.iter_mut().enumerate() {
-        v.version = i as u32 + 1;
-    }
-    all
-}
-
-fn read_versions(
-    t: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &str,
-) -> Result<Vec<DeploymentVersion>, StoreError> {
-    match t.get(name).map_err(db_err)? {
-        Some(v) => Ok(numbered(decode(v.value())?)),
-        None => Ok(Vec::new()),
     }
 }
 
