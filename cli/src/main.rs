@@ -8,6 +8,7 @@
 //! for a signal, or `--wait` ran out).
 
 mod client;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -359,7 +360,7 @@ fn runtime(store: Arc<dyn Store>, args: &StoreArgs, budget: &BudgetArgs) -> Resu
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve::serve(args).await,
         Command::Deploy { name, file, client } => Client::new(client)?.deploy(&name, &file).await,
         Command::Start {
             name,
@@ -608,117 +609,4 @@ fn print_journal_rows<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, u64
             format!("{size} B"),
         );
     }
-}
-
-/// `reprise serve`: config file, then environment and flags; the store;
-/// the runtime, recovering what a previous process left; the HTTP API until
-/// SIGTERM or Ctrl-C.
-async fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::Usage(format!("cannot read config file {}: {e}", path.display()))
-            })?;
-            ServeConfig::from_toml(&text)
-                .map_err(|e| CliError::Usage(format!("config file {}: {e}", path.display())))?
-        }
-        None => ServeConfig::default(),
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(url) = args.redis {
-        config.redis = Some(url);
-    }
-    if let Some(ca) = args.redis_ca {
-        config.redis_ca = Some(ca);
-    }
-    if args.redis_cluster {
-        config.redis_cluster = true;
-    }
-    if let Some(stream) = args.queue {
-        config.queue.stream = Some(stream);
-    }
-    // Secrets named by variable come from this process's environment.
-    config
-        .resolve_env(|var| std::env::var(var).ok())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    let queue_options =
-        server::queue_options(&config).map_err(|e| CliError::Usage(e.to_string()))?;
-    let tools = server::tools_from(&config.tools).map_err(|e| CliError::Usage(e.to_string()))?;
-    let tls_ca = match &config.redis_ca {
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            CliError::Usage(format!("cannot read redis_ca {}: {e}", path.display()))
-        })?),
-        None => None,
-    };
-    let redis_options = RedisOptions {
-        tls_ca,
-        cluster: config.redis_cluster,
-        ..RedisOptions::default()
-    };
-    let store: Arc<dyn Store> = match &config.redis {
-        Some(url) => Arc::new(RedisStore::connect(url, redis_options.clone()).await?),
-        None => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("cannot create data directory {}", config.data_dir.display())
-            })?;
-            Arc::new(EmbeddedStore::open(config.data_dir.join("reprise.redb"))?)
-        }
-    };
-    let engine = WorkflowEngine::new(server::engine_config(&config))
-        .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
-    let mut builder = Runtime::builder(Arc::new(engine), store)
-        .tools(tools)
-        .config(server::runtime_config(&config));
-    if let (Some(options), Some(url)) = (queue_options, &config.redis) {
-        let stream = options.stream.clone();
-        builder = builder.queue(RedisQueue::connect(url, &redis_options, options).await?);
-        tracing::info!(%stream, "taking work from the queue");
-    }
-    let runtime = Arc::new(builder.build()?);
-    let recovered = runtime.recover().await?;
-    if recovered > 0 {
-        tracing::info!(recovered, "resumed executions left by a previous process");
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let where_ = match (&config.redis, &config.queue.stream) {
-        (Some(_), Some(stream)) => format!("Redis, queue {stream}"),
-        (Some(_), None) => "Redis".to_string(),
-        (None, _) => config.data_dir.display().to_string(),
-    };
-    let server = Server::new(config, runtime).map_err(|e| CliError::Usage(e.to_string()))?;
-    eprintln!("reprise listening on http://{addr} (store: {where_})");
-    server.serve(listener, shutdown_signal()).await?;
-    eprintln!("reprise stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
