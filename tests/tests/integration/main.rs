@@ -3,6 +3,7 @@
 
 mod conformance;
 mod durability;
+mod guards;
 mod http;
 mod queue;
 mod redis;
