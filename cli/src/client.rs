@@ -52,66 +52,6 @@ impl CliError {
     }
 }
 
-/// `reprise stream`: prints each item as a JSON line as it arrives.
-pub async fn stream(
-    args: ClientArgs,
-    id: &str,
-    batch: usize,
-    after: Option<u64>,
-) -> Result<ExitCode> {
-    use futures_util::StreamExt;
-    use std::io::Write;
-    if !(1..=1000).contains(&batch) {
-        return Err(
-            CliError::Usage(format!("--batch {batch} is out of range: use 1 to 1000")).into(),
-        );
-    }
-    let mut client = reprise_client::Client::new(&args.server);
-    if let Some(t) = &args.token {
-        client = client.with_token(t);
-    }
-    let mut items = client.stream_with::<Value>(
-        id,
-        reprise_client::StreamOptions {
-            batch,
-            after,
-            ..Default::default()
-        },
-    );
-    let mut out = std::io::stdout().lock();
-    let mut n = 0u64;
-    loop {
-        let next = tokio::select! {
-            next = items.next() => next,
-            _ = tokio::signal::ctrl_c() => {
-                // Dropping the stream closes the session; give it a moment.
-                drop(items);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                eprintln!("stopped after {n} items");
-                return Ok(ExitCode::SUCCESS);
-            }
-        };
-        match next {
-            Some(Ok(item)) => {
-                n += 1;
-                writeln!(out, "{item}")?;
-                out.flush()?;
-            }
-            None => {
-                eprintln!("the stream ended after {n} items");
-                return Ok(ExitCode::SUCCESS);
-            }
-            Some(Err(
-                e @ (reprise_client::Error::Failed { .. } | reprise_client::Error::Cancelled),
-            )) => {
-                eprintln!("{e} (after {n} items)");
-                return Ok(ExitCode::from(EXIT_WORKFLOW_FAILED));
-            }
-            Some(Err(e)) => return Err(CliError::Server(e.to_string()).into()),
-        }
-    }
-}
-
 /// The CLI's client commands: arguments in, [`reprise_client::Client`]
 /// calls, tables (or the server's JSON) out.
 pub struct Client {
@@ -248,6 +188,57 @@ impl Client {
                 ExitCode::from(EXIT_WORKFLOW_FAILED)
             }
             ExecutionStatus::Running | ExecutionStatus::Suspended => ExitCode::from(EXIT_SUSPENDED),
+        }
+    }
+
+    /// `reprise stream`: prints each item as a JSON line as it arrives.
+    pub async fn stream(&self, id: &str, batch: usize, after: Option<u64>) -> Result<ExitCode> {
+        use futures_util::StreamExt;
+        use std::io::Write;
+        if !(1..=1000).contains(&batch) {
+            return Err(
+                CliError::Usage(format!("--batch {batch} is out of range: use 1 to 1000")).into(),
+            );
+        }
+        let mut items = self.client.stream_with::<Value>(
+            id,
+            reprise_client::StreamOptions {
+                batch,
+                after,
+                ..Default::default()
+            },
+        );
+        let mut out = std::io::stdout().lock();
+        let mut n = 0u64;
+        loop {
+            let next = tokio::select! {
+                next = items.next() => next,
+                _ = tokio::signal::ctrl_c() => {
+                    // Dropping the stream closes the session; give it a moment.
+                    drop(items);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    eprintln!("stopped after {n} items");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            match next {
+                Some(Ok(item)) => {
+                    n += 1;
+                    writeln!(out, "{item}")?;
+                    out.flush()?;
+                }
+                None => {
+                    eprintln!("the stream ended after {n} items");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(Err(
+                    e @ (reprise_client::Error::Failed { .. } | reprise_client::Error::Cancelled),
+                )) => {
+                    eprintln!("{e} (after {n} items)");
+                    return Ok(ExitCode::from(EXIT_WORKFLOW_FAILED));
+                }
+                Some(Err(e)) => return Err(self.failed(e)),
+            }
         }
     }
 

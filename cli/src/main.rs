@@ -381,7 +381,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             batch,
             after,
             client,
-        } => client::stream(client, &id, batch, after).await,
+        } => Client::new(client)?.stream(&id, batch, after).await,
         Command::Signal {
             id,
             name,
