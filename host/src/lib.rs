@@ -8,13 +8,21 @@
 //!
 //! The modules, from vocabulary to machinery:
 //! - [`ids`], [`journal`], [`execution`]: plain types every other module uses;
-//! - [`store`]: the `Store` trait and its backends;
+//! - [`persist`]: the versioned encoding of what stores write (frozen by
+//!   golden bytes);
+//! - [`store`]: the `Store` trait and its backends; [`redis_conn`]: the Redis
+//!   connection the Redis store and the queue share;
+//! - [`stream`]: how an output stream is paced by its consumers;
 //! - [`tools`]: the `Tool` trait, the registry and the built-in tools;
 //! - [`engine`]: wasmtime, compiled components and one invocation;
 //! - [`runtime`]: the driver and scheduler behind the public API;
 //! - [`queue`]: the Redis Streams work queue and durable timers many hosts share;
 //! - [`metrics`]: what the runtime counts, for Prometheus;
-//! - [`server`]: `reprise serve`, the HTTP API in front of a runtime.
+//! - [`server`]: `reprise serve`, the HTTP API in front of a runtime (its
+//!   documents are the `reprise-api` crate's).
+//!
+//! The library reads no environment variables, flags or files but the store
+//! file it is given; the `reprise` binary (the `reprise-cli` crate) does.
 #![deny(missing_docs)]
 
 pub mod config;
