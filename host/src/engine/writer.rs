@@ -364,8 +364,11 @@ mod tests {
             })
         };
         let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 0, on_emit);
+        // One timestamp for every entry, so an entry compares equal to the
+        // one it was built like whatever the clock did in between.
+        let at_ms = now_ms();
         let checkpoint = |i: u64| Entry {
-            at_ms: now_ms(),
+            at_ms,
             duration_us: i,
             kind: EntryKind::Checkpoint,
         };
