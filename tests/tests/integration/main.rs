@@ -1,6 +1,7 @@
 //! The one integration-test binary: real components from `guests/`, real
 //! stores, real timers.
 
+mod abuse;
 mod conformance;
 mod durability;
 mod guards;

@@ -83,7 +83,7 @@ pub async fn items(
         let ended = record.status.is_terminal();
         if !page.items.is_empty() || ended || tokio::time::Instant::now() >= deadline {
             let next_after = page.items.last().map(|(o, _)| *o).or(after);
-            let read_all = next_after.map_or(0, |o| o + 1) >= page.count;
+            let read_all = next_after.map_or(0, |o| o.saturating_add(1)) >= page.count;
             let batch = ItemsBatch {
                 items: page
                     .items

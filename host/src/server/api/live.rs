@@ -124,7 +124,9 @@ pub(super) fn live_pieces(
                 r.ready.extend(page.items);
                 continue;
             }
-            if record.status.is_terminal() && r.after.map_or(0, |o| o + 1) >= page.count {
+            if record.status.is_terminal()
+                && r.after.map_or(0, |o| o.saturating_add(1)) >= page.count
+            {
                 r.done = true;
                 return Some((Piece::End(stream_end(&record)), r));
             }

@@ -677,7 +677,8 @@ impl Store for RedisStore {
         session: &str,
         acked: Option<u64>,
     ) -> Result<ConsumerSession, StoreError> {
-        let acked = acked.map_or(-1, |a| a.min(i64::MAX as u64) as i64);
+        // Lua numbers are doubles: whole numbers are exact up to 2^53.
+        let acked = acked.map_or(-1, |a| a.min(1 << 53) as i64);
         let found = self.session_op(id, session, acked, "").await?;
         found.ok_or_else(|| StoreError::Corrupt("a touched session is missing".into()))
     }
