@@ -11,8 +11,16 @@ pub struct Limits {
     /// Largest table a guest may grow to, in elements.
     pub table_elements: usize,
     /// Longest a guest may run without reaching a host call. A guest that
-    /// loops without ever calling the host is stopped after this.
+    /// loops without ever calling the host, or blocks in a WASI call (a
+    /// sleep), is stopped after this. `log` does not count as a host call.
     pub time_without_progress: Duration,
+    /// Guest log lines an invocation may write at once; past it, lines are
+    /// dropped (and counted) until the allowance refills.
+    pub log_burst: u32,
+    /// Guest log lines per second the allowance refills by.
+    pub log_per_second: u32,
+    /// Longest guest log line kept, in bytes; the rest is cut.
+    pub log_line_bytes: usize,
 }
 
 impl Default for Limits {
@@ -21,6 +29,9 @@ impl Default for Limits {
             memory_bytes: 256 << 20,
             table_elements: 100_000,
             time_without_progress: Duration::from_secs(10),
+            log_burst: 256,
+            log_per_second: 64,
+            log_line_bytes: 4096,
         }
     }
 }

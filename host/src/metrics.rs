@@ -59,6 +59,8 @@ pub struct Metrics {
     pub queue_messages: Family<OutcomeLabel, Counter>,
     /// Durable timers this host moved to the work queue.
     pub timers_fired: Counter,
+    /// Guest log lines dropped by the per-invocation rate limit.
+    pub guest_log_dropped: Counter,
     /// Work queue depth, read from Redis when scraped: `pending` (delivered,
     /// not yet acknowledged, over every host), `stream` (pending or not
     /// yet read) and `timers` (set, not yet due).
@@ -103,11 +105,17 @@ impl Default for Metrics {
             executions: Family::default(),
             queue_messages: Family::default(),
             timers_fired: Counter::default(),
+            guest_log_dropped: Counter::default(),
             queue_depth: Family::default(),
             registry: Registry::default(),
         };
         registry.register("invocations", "Invocations started", m.invocations.clone());
         registry.register("steps", "New journal entries recorded", m.steps.clone());
+        registry.register(
+            "guest_log_dropped",
+            "Guest log lines dropped by the per-invocation rate limit",
+            m.guest_log_dropped.clone(),
+        );
         registry.register(
             "replayed_entries",
             "Journal entries replayed into fresh instances",

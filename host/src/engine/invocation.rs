@@ -35,7 +35,9 @@ use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
 use crate::stream::pacer::{Blocked, Pacer};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
+use guard::{LogLimit, Progress};
 
+mod guard;
 mod imports;
 
 pub(crate) use imports::add_to_linker;
@@ -73,7 +75,7 @@ impl std::fmt::Display for LimitHit {
             LimitHit::Time(limit) => write!(
                 f,
                 "the guest ran for more than {limit:?} without calling the host (an infinite \
-                 loop?)"
+                 loop, or a blocking WASI call such as a sleep?)"
             ),
         }
     }
@@ -214,8 +216,11 @@ struct Steps {
     replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
-    last_progress: Instant,
+    /// When the guest last returned from one of the host's imports (see
+    /// [`guard`]).
+    progress: Arc<Progress>,
     time_limit: Duration,
+    log: LogLimit,
 }
 
 /// The time an entry moves the guest's clock to.
@@ -324,8 +329,15 @@ impl Steps {
         self.new_steps += 1;
     }
 
+    /// The guest entered one of the host's imports: the time until it
+    /// returns is the host's.
+    fn enter(&self) {
+        self.progress.enter();
+    }
+
+    /// The guest returned from one of the host's imports.
     fn progress(&mut self) {
-        self.last_progress = Instant::now();
+        self.progress.made();
     }
 }
 
@@ -358,6 +370,8 @@ pub(crate) async fn run(
     determinism::install(&mut wasi, &clock, record.seed);
     wasi.stderr(stderr.clone());
     let now = Instant::now();
+    let progress = Arc::new(Progress::new());
+    let time_limit = limits.time_without_progress;
     let state = InvocationState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
@@ -390,8 +404,13 @@ pub(crate) async fn run(
             replay_done: None,
             started: now,
             new_steps: 0,
-            last_progress: now,
+            progress: progress.clone(),
             time_limit: limits.time_without_progress,
+            log: LogLimit::new(
+                limits.log_burst,
+                limits.log_per_second,
+                limits.log_line_bytes,
+            ),
         },
     };
     let mut wstore = wasmtime::Store::new(engine.engine(), state);
@@ -399,7 +418,7 @@ pub(crate) async fn run(
     wstore.set_epoch_deadline(1);
     wstore.epoch_deadline_callback(|mut ctx| {
         let steps = &mut ctx.data_mut().steps;
-        if steps.last_progress.elapsed() > steps.time_limit {
+        if steps.progress.idle() > steps.time_limit {
             return Err(wasmtime::Error::new(LimitHit::Time(steps.time_limit)));
         }
         Ok(UpdateDeadline::Yield(1))
@@ -419,7 +438,27 @@ pub(crate) async fn run(
             return report(&wstore, end);
         }
     };
-    let result = instance.call_run(&mut wstore, &record.input).await;
+    // The epoch callback stops a guest running wasm too long; this stops
+    // one blocked in a WASI call (a sleep) just as long, and frees its
+    // instance slot: the call is dropped, which unwinds the guest.
+    let result = tokio::select! {
+        result = instance.call_run(&mut wstore, &record.input) => result,
+        () = progress.overdue(time_limit) => Err(wasmtime::Error::new(LimitHit::Time(time_limit))),
+    };
+    let dropped = wstore.data().steps.log.dropped;
+    if dropped > 0 {
+        wstore
+            .data()
+            .steps
+            .metrics
+            .guest_log_dropped
+            .inc_by(dropped);
+        tracing::warn!(
+            execution = %record.id,
+            dropped,
+            "guest log lines dropped by the rate limit (limits.log_burst, log_per_second)"
+        );
+    }
     let end = match result {
         Ok(returned) => {
             let steps = &wstore.data().steps;

@@ -53,6 +53,9 @@ pub struct WorkflowEngine {
     linker: Linker<InvocationState>,
     compiled: Mutex<HashMap<Digest, Arc<CompiledWorkflow>>>,
     config: EngineConfig,
+    /// One permit per instance slot of the pool: an invocation waits for a
+    /// slot here, in order, instead of failing to instantiate and retrying.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl WorkflowEngine {
@@ -92,6 +95,7 @@ impl WorkflowEngine {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
             config,
         })
     }
@@ -140,6 +144,16 @@ impl WorkflowEngine {
             .expect("component cache poisoned")
             .get(digest)
             .cloned()
+    }
+
+    /// Waits for a free instance slot; the slot is the invocation's until
+    /// the permit is dropped (after its instance is).
+    pub(crate) async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slot semaphore is never closed")
     }
 
     pub(crate) fn engine(&self) -> &Engine {

@@ -27,7 +27,6 @@ pub(super) struct Active {
 pub(super) enum Next {
     Again,
     Retry,
-    RetryAfter(Duration),
     /// Another host holds the lease, until about this long from now.
     Held(Duration),
     Done,
@@ -184,7 +183,7 @@ impl Inner {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
-                Next::RetryAfter(d) | Next::Held(d) => tokio::time::sleep(d).await,
+                Next::Held(d) => tokio::time::sleep(d).await,
                 Next::Done => {
                     let entries = {
                         let mut active = self.active.lock().expect("active poisoned");
@@ -211,6 +210,9 @@ impl Inner {
             // Not done: left runnable for another host (see `drive`).
             return Next::Retry;
         }
+        // A slot first, then the lease: waiting for a slot holds nothing
+        // another host could use, and costs no store round trips.
+        let _slot = self.engine.slot().await;
         let (lease, snapshot) = match self
             .store
             .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
@@ -403,9 +405,11 @@ impl Inner {
             }
             End::Store(e) => return self.after_store_error(id, lease, e).await,
             End::Busy(reason) => {
-                tracing::debug!(execution = %id, "no instance slot free: {reason}");
+                // Only when something outside this engine's slots holds the
+                // pool: back off like any other retry.
+                tracing::warn!(execution = %id, "no instance slot free: {reason}");
                 let _ = self.store.release_lease(id, lease).await;
-                Next::RetryAfter(Duration::from_millis(10))
+                Next::Retry
             }
         };
         self.notify();

@@ -203,6 +203,13 @@ pub struct LimitsConfig {
     /// New journal entries per invocation before it is resumed in a fresh
     /// instance (none: unbounded).
     pub max_steps_per_invocation: Option<u32>,
+    /// Guest log lines an invocation may write at once before lines are
+    /// dropped (and counted in `reprise_guest_log_dropped_total`).
+    pub log_burst: u32,
+    /// Guest log lines per second the allowance refills by.
+    pub log_per_second: u32,
+    /// Longest guest log line kept, in bytes.
+    pub log_line_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -213,6 +220,9 @@ impl Default for LimitsConfig {
             time_without_progress: limits.time_without_progress,
             max_instances: crate::config::EngineConfig::default().max_instances,
             max_steps_per_invocation: None,
+            log_burst: limits.log_burst,
+            log_per_second: limits.log_per_second,
+            log_line_bytes: limits.log_line_bytes,
         }
     }
 }

@@ -248,6 +248,9 @@ pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
         limits: Limits {
             memory_bytes: config.limits.memory_mib << 20,
             time_without_progress: config.limits.time_without_progress,
+            log_burst: config.limits.log_burst,
+            log_per_second: config.limits.log_per_second,
+            log_line_bytes: config.limits.log_line_bytes,
             ..Limits::default()
         },
         budget: Budget {

@@ -18,6 +18,7 @@ impl bindings::Host for InvocationState {
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
         let s = &mut self.steps;
+        s.enter();
         let input_digest = Digest::of(&input);
         let call = Call::Tool {
             category: category.clone(),
@@ -101,6 +102,7 @@ impl bindings::Host for InvocationState {
 
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
         let s = &mut self.steps;
+        s.enter();
         let replayed = s.replay(&Call::Sleep { duration_ms }, |k| {
             k.replay_sleep(duration_ms)
         })?;
@@ -134,6 +136,7 @@ impl bindings::Host for InvocationState {
 
     async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
         let s = &mut self.steps;
+        s.enter();
         let consumed = s.consumed.get(&name).copied().unwrap_or(0);
         let replayed = s.replay(&Call::Signal { name: name.clone() }, |k| {
             k.replay_signal(&name)
@@ -179,6 +182,7 @@ impl bindings::Host for InvocationState {
 
     async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
         let s = &mut self.steps;
+        s.enter();
         let item_digest = Digest::of(&item);
         let call = Call::Emit { item_digest };
         let len = item.len() as u64;
@@ -224,6 +228,7 @@ impl bindings::Host for InvocationState {
 
     async fn checkpoint(&mut self) -> wasmtime::Result<()> {
         let s = &mut self.steps;
+        s.enter();
         if s.replay(&Call::Checkpoint, EntryKind::replay_checkpoint)?
             .is_none()
         {
@@ -235,6 +240,7 @@ impl bindings::Host for InvocationState {
 
     async fn now(&mut self) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
+        s.enter();
         let value = match s.replay(&Call::Now, EntryKind::replay_now)? {
             Some(value) => value,
             None => {
@@ -249,6 +255,7 @@ impl bindings::Host for InvocationState {
 
     async fn random(&mut self) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
+        s.enter();
         let value = match s.replay(&Call::Random, EntryKind::replay_random)? {
             Some(value) => value,
             None => {
@@ -261,9 +268,12 @@ impl bindings::Host for InvocationState {
         Ok(value)
     }
 
+    /// Not progress: a guest that only logs still hits its time limit.
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let s = &mut self.steps;
-        if !s.replaying() {
+        if !s.replaying()
+            && let Some(message) = s.log.admit(&message)
+        {
             let id = s.id.as_str();
             match level {
                 Level::Trace => tracing::trace!(execution = id, "{message}"),
@@ -273,7 +283,6 @@ impl bindings::Host for InvocationState {
                 Level::Error => tracing::error!(execution = id, "{message}"),
             }
         }
-        s.progress();
         Ok(())
     }
 }
