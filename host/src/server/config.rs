@@ -35,9 +35,16 @@ pub struct ServeConfig {
     pub max_component_bytes: usize,
     /// Largest body of any other request, in bytes.
     pub max_request_bytes: usize,
-    /// Time limit of a request (a `?wait` is capped below it).
+    /// Time limit of a request, reading its body included (a `?wait` is
+    /// capped below it).
     #[serde(with = "duration_serde")]
     pub request_timeout: Duration,
+    /// Time a client has to send a request's head, and that an idle
+    /// keep-alive connection is kept.
+    #[serde(with = "duration_serde")]
+    pub header_timeout: Duration,
+    /// Connections open at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
     /// Executions this host drives at once before new starts get 429.
     pub max_active: usize,
     /// On SIGTERM or Ctrl-C, how long running invocations get to reach
@@ -141,6 +148,8 @@ impl Default for ServeConfig {
             max_component_bytes: 64 << 20,
             max_request_bytes: 4 << 20,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             max_active: 512,
             shutdown_grace: Duration::from_secs(30),
             auth: AuthConfig::default(),

@@ -18,6 +18,8 @@
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod extract;
+pub mod listen;
 pub mod problem;
 
 use std::collections::HashMap;
@@ -342,7 +344,11 @@ impl Server {
         let state = self.state.clone();
         let deploy = OpenApiRouter::new()
             .routes(routes!(api::workflows::deploy))
-            .layer(DefaultBodyLimit::max(state.config.max_component_bytes));
+            .layer(DefaultBodyLimit::max(state.config.max_component_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                state.config.max_component_bytes,
+                declared_length,
+            ));
         let rest = OpenApiRouter::new()
             .routes(routes!(api::workflows::list_workflows))
             .routes(routes!(api::workflows::get_workflow))
@@ -360,7 +366,11 @@ impl Server {
             ))
             .routes(routes!(api::sessions::close_session))
             .routes(routes!(api::executions::signal))
-            .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
+            .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                state.config.max_request_bytes,
+                declared_length,
+            ));
         let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
             .merge(deploy)
             .merge(rest)
@@ -401,10 +411,15 @@ impl Server {
         let state = self.state.clone();
         let router = self.router();
         let (begin_tx, begin_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut stopped = state.shutting_down.subscribe();
-        let http = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|down| *down).await;
-        });
+        let http = listen::serve(
+            listener,
+            router,
+            listen::ConnLimits {
+                header_timeout: state.config.header_timeout,
+                max_connections: state.config.max_connections,
+            },
+            state.shutting_down.subscribe(),
+        );
         let watcher = {
             let state = state.clone();
             async move {
@@ -491,6 +506,25 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+/// Refuses a body whose declared `Content-Length` is over `limit` before
+/// reading any of it (and before `100 Continue`); a body without one is
+/// cut at the limit as it is read.
+async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => body::body_rejection(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the declared body of {n} bytes is over the limit of {limit} bytes"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// Bounds every request by `request_timeout`.

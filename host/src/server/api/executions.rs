@@ -27,15 +27,14 @@ use super::*;
 )]
 pub async fn start(
     State(state): Shared,
+    _: Invoker,
+    _: Admitted,
     Path(name): Path<String>,
     Query(params): Query<WaitParams>,
     format: Format,
-    headers: HeaderMap,
     Body(req): Body<StartRequest>,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let wait = wait_param(params.wait.as_deref())?;
-    state.admit()?;
     let id = req.id.as_deref().map(execution_id).transpose()?;
     let input = encode_payload(&req.input)?;
     let stream = req
@@ -76,12 +75,11 @@ pub async fn start(
 )]
 pub async fn get_execution(
     State(state): Shared,
+    _: Invoker,
     Path(id): Path<String>,
     Query(params): Query<WaitParams>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let wait = wait_param(params.wait.as_deref())?;
     let id = execution_id(&id)?;
     let record = match wait {
@@ -110,11 +108,10 @@ pub async fn get_execution(
 )]
 pub async fn cancel(
     State(state): Shared,
+    _: Invoker,
     Path(id): Path<String>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let record = state.runtime.cancel(&execution_id(&id)?).await?;
     Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
 }
@@ -133,12 +130,11 @@ pub async fn cancel(
 )]
 pub async fn journal(
     State(state): Shared,
+    _: Invoker,
     Path(id): Path<String>,
     Query(params): Query<JournalParams>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let limit = page_limit("limit", params.limit)?;
     let journal = state.runtime.journal(&execution_id(&id)?).await?;
     let total = journal.len() as u64;
@@ -191,12 +187,11 @@ fn entry_view(index: u64, e: &Entry) -> EntryView {
 )]
 pub async fn signal(
     State(state): Shared,
+    _: Invoker,
     Path((id, name)): Path<(String, String)>,
     format: Format,
-    headers: HeaderMap,
     Body(req): Body<SignalRequest>,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let id = execution_id(&id)?;
     if name.is_empty() || name.len() > 256 {
         return Err(Problem::bad_request("a signal name has 1 to 256 bytes"));
@@ -226,11 +221,10 @@ pub async fn signal(
 )]
 pub async fn list_executions(
     State(state): Shared,
+    _: Invoker,
     Query(params): Query<ListParams>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let limit = page_limit("limit", params.limit)?;
     let status = params
         .status

@@ -34,12 +34,12 @@ use super::*;
 )]
 pub async fn items(
     State(state): Shared,
+    _: Invoker,
     Path(id): Path<String>,
     Query(params): Query<ItemsParams>,
     format: Format,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let id = execution_id(&id)?;
     let max = page_limit("max", params.max)?;
     let wait = wait_param(params.wait.as_deref())?.unwrap_or(Duration::ZERO);

@@ -18,13 +18,13 @@ pub mod workflows;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::AppState;
 use super::body::{Body, Format, body_rejection};
-use super::config::Scope;
+use super::extract::{Admitted, Deployer, Invoker, Path, Query, Reader};
 use super::problem::Problem;
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait,

@@ -22,11 +22,10 @@ use super::*;
 )]
 pub async fn open_session(
     State(state): Shared,
+    _: Invoker,
     Path(id): Path<String>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let id = execution_id(&id)?;
     let s = state
         .runtime
@@ -52,11 +51,10 @@ pub async fn open_session(
 )]
 pub async fn list_sessions(
     State(state): Shared,
+    _: Invoker,
     Path(id): Path<String>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let id = execution_id(&id)?;
     let sessions = state.runtime.sessions(&id).await?;
     let list = SessionList {
@@ -86,11 +84,10 @@ pub async fn list_sessions(
 )]
 pub async fn close_session(
     State(state): Shared,
+    _: Invoker,
     Path((id, session)): Path<(String, String)>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Invoke)?;
     let id = execution_id(&id)?;
     let session = session_id(&session)?;
     let s = state.runtime.close_session(&id, &session).await?;

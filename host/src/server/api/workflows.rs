@@ -23,12 +23,12 @@ use super::*;
 )]
 pub async fn deploy(
     State(state): Shared,
+    _: Deployer,
     Path(name): Path<String>,
     format: Format,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
-    state.authorize(&headers, Scope::Deploy)?;
     let body = body.map_err(|r| body_rejection(r.status(), r.body_text()))?;
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("?");
@@ -68,10 +68,9 @@ pub async fn deploy(
 )]
 pub async fn list_workflows(
     State(state): Shared,
+    _: Reader,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize_any(&headers)?;
     let workflows = state
         .runtime
         .deployments()
@@ -96,11 +95,10 @@ pub async fn list_workflows(
 )]
 pub async fn get_workflow(
     State(state): Shared,
+    _: Reader,
     Path(name): Path<String>,
     format: Format,
-    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    state.authorize_any(&headers)?;
     let versions: Vec<DeploymentView> = state
         .runtime
         .deployment_versions(&name)
