@@ -449,3 +449,90 @@ fn http_get(base: &str, path: &str) -> String {
     stream.read_to_string(&mut reply).unwrap();
     reply
 }
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kb * 1024
+}
+
+/// `/metrics` counts executions without decoding their records, one
+/// count at a time: forty parallel scrapes over executions holding 3 MB
+/// inputs each (120 MB in all) leave the host's memory where it was
+/// (decoding them all per scrape took it to gigabytes). With
+/// `auth.metrics_token` it needs a token with the `metrics` scope, while
+/// the health endpoints stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_cost_no_memory_and_can_require_a_token() {
+    let host = serve(
+        &format!(
+            r#"
+            max_request_bytes = 4194304
+            [auth]
+            metrics_token = true
+            [[auth.tokens]]
+            name = "app"
+            token = "{TOKEN}"
+            scopes = ["deploy", "invoke"]
+            [[auth.tokens]]
+            name = "prometheus"
+            token = "metrics-token-0123456789"
+            scopes = ["metrics"]
+            "#
+        ),
+        &[],
+    );
+    let out = client(&host, &["deploy", "hello", &wasm("hello")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let http = reqwest::Client::new();
+    let pad = "p".repeat(3 << 20);
+    for i in 0..40 {
+        let r = http
+            .post(format!(
+                "{}/v1/workflows/hello/executions?wait=10s",
+                host.url
+            ))
+            .bearer_auth(TOKEN)
+            .json(&json!({"id": format!("big-{i}"), "input": {"name": "m", "pad": pad}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let scrape = |token: &'static str| {
+        let r = http.get(format!("{}/metrics", host.url)).bearer_auth(token);
+        async move { r.send().await.unwrap() }
+    };
+    let denied = scrape("not-a-token-at-all-000").await;
+    assert_eq!(denied.status(), 401);
+    let denied = scrape(TOKEN).await;
+    assert_eq!(denied.status(), 403);
+    let health = http_get(&host.url, "/healthz");
+    assert!(
+        health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
+        "{health}"
+    );
+    let before = rss(host.pid());
+    let scrapes =
+        futures_util::future::join_all((0..40).map(|_| scrape("metrics-token-0123456789"))).await;
+    for r in scrapes {
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("reprise_executions{status=\"completed\"} 40"),
+            "{text}"
+        );
+    }
+    let grew = rss(host.pid()).saturating_sub(before);
+    assert!(
+        grew < 100 << 20,
+        "forty scrapes grew the host by {} MB",
+        grew >> 20
+    );
+}

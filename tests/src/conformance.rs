@@ -469,6 +469,31 @@ pub async fn list_and_delete(store: Arc<dyn Store>) {
     assert_eq!(store.load(&a).await.unwrap().record.id, a);
 }
 
+/// Counting by status agrees with the records, and does not depend on
+/// what they hold (a large error is not read to count it).
+pub async fn counts_by_status(store: Arc<dyn Store>) {
+    assert!(store.count_by_status().await.unwrap().is_empty());
+    let a = created(store.as_ref(), "ca").await;
+    let b = created(store.as_ref(), "cb").await;
+    created(store.as_ref(), "cc").await;
+    let l = lease(store.as_ref(), &a, "h").await;
+    let failed = Outcome::Failed(reprise_host::Failure {
+        kind: reprise_host::execution::FailureKind::Workflow,
+        message: "e".repeat(1 << 20),
+    });
+    store.finish(&a, &l, &failed).await.unwrap();
+    store.cancel(&b).await.unwrap();
+    let counts = store.count_by_status().await.unwrap();
+    let mut expected = std::collections::HashMap::new();
+    for r in store.list_executions(None).await.unwrap() {
+        *expected.entry(r.status).or_insert(0u64) += 1;
+    }
+    assert_eq!(counts, expected);
+    assert_eq!(counts.get(&Status::Failed), Some(&1));
+    assert_eq!(counts.get(&Status::Cancelled), Some(&1));
+    assert_eq!(counts.values().sum::<u64>(), 3);
+}
+
 /// A host may take over its own lease (its earlier invocation is gone); the
 /// new token fences the old one out.
 pub async fn same_owner_takes_over_its_lease(store: Arc<dyn Store>) {
@@ -662,6 +687,7 @@ macro_rules! conformance_tests {
                 finished_executions_are_final,
                 cancel_fences_the_running_invocation,
                 list_and_delete,
+                counts_by_status,
                 same_owner_takes_over_its_lease,
                 acquire_and_load_takes_the_lease,
                 purge_removes_only_finished_executions,

@@ -170,6 +170,10 @@ pub struct AuthConfig {
     /// `[[auth.tokens]]`, one per client.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// `/metrics` requires a token with the `metrics` scope (health
+    /// endpoints stay open).
+    #[serde(default)]
+    pub metrics_token: bool,
 }
 
 /// What a token allows.
@@ -180,6 +184,8 @@ pub enum Scope {
     Deploy,
     /// Start, signal, cancel and read executions, and list workflows.
     Invoke,
+    /// Read `/metrics` (when `auth.metrics_token` is set).
+    Metrics,
 }
 
 /// One `[[auth.tokens]]`.
@@ -331,11 +337,22 @@ impl ServeConfig {
             }
             if t.scopes.is_empty() {
                 return Err(ConfigError::Value(format!(
-                    "auth token {:?} has no scopes (use \"deploy\" and/or \"invoke\")",
+                    "auth token {:?} has no scopes (use \"deploy\", \"invoke\" and/or \"metrics\")",
                     t.name
                 )));
             }
             out.push((t.name.clone(), token, t.scopes.clone()));
+        }
+        if self.auth.metrics_token
+            && !out
+                .iter()
+                .any(|(_, _, scopes)| scopes.contains(&Scope::Metrics))
+        {
+            return Err(ConfigError::Value(
+                "auth.metrics_token is set but no token has the \"metrics\" scope: nobody \
+                 could read /metrics"
+                    .into(),
+            ));
         }
         Ok(out)
     }
@@ -344,6 +361,60 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's configuration block is a config this release reads, and
+    /// the defaults it states are the defaults.
+    #[test]
+    fn the_readme_config_is_valid_and_states_the_defaults() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("Every key, with its default:\n\n```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the README's config block");
+        let c = ServeConfig::from_toml(block).unwrap();
+        let d = ServeConfig::default();
+        assert_eq!(
+            (c.listen, &c.data_dir, c.retention, c.max_component_bytes),
+            (d.listen, &d.data_dir, d.retention, d.max_component_bytes)
+        );
+        assert_eq!(
+            (c.max_request_bytes, c.request_timeout, c.header_timeout),
+            (d.max_request_bytes, d.request_timeout, d.header_timeout)
+        );
+        assert_eq!(
+            (
+                c.max_connections,
+                c.max_active,
+                c.shutdown_grace,
+                c.lease_ttl
+            ),
+            (
+                d.max_connections,
+                d.max_active,
+                d.shutdown_grace,
+                d.lease_ttl
+            )
+        );
+        let (l, dl) = (&c.limits, &d.limits);
+        assert_eq!(
+            (l.memory_mib, l.time_without_progress, l.max_instances),
+            (dl.memory_mib, dl.time_without_progress, dl.max_instances)
+        );
+        assert_eq!(
+            (l.log_burst, l.log_per_second, l.log_line_bytes),
+            (dl.log_burst, dl.log_per_second, dl.log_line_bytes)
+        );
+        assert_eq!(c.auth.metrics_token, d.auth.metrics_token);
+        assert_eq!(
+            (c.stream.window, c.stream.session_ttl, c.stream.hold),
+            (d.stream.window, d.stream.session_ttl, d.stream.hold)
+        );
+        assert_eq!(
+            (c.queue.group, c.queue.claim_after, c.queue.max_deliveries),
+            (d.queue.group, d.queue.claim_after, d.queue.max_deliveries)
+        );
+    }
 
     #[test]
     fn unknown_keys_are_named() {

@@ -23,7 +23,7 @@ pub mod listen;
 pub mod problem;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -51,7 +51,7 @@ use config::{ConfigError, Scope, ServeConfig};
 use problem::Problem;
 
 /// How long the per-status execution counts of `/metrics` are reused:
-/// counting scans the store.
+/// counting reads every execution's status.
 const COUNT_TTL: Duration = Duration::from_secs(15);
 
 #[derive(OpenApi)]
@@ -96,7 +96,9 @@ pub struct AppState {
     config: ServeConfig,
     tokens: Vec<Token>,
     shutting_down: watch::Sender<bool>,
-    counts: Mutex<Option<(Instant, HashMap<Status, u64>)>>,
+    /// The last counts and when they were taken. An async lock, held while
+    /// counting, so concurrent scrapes wait for one count and share it.
+    counts: tokio::sync::Mutex<Option<(Instant, HashMap<Status, u64>)>>,
 }
 
 impl AppState {
@@ -195,18 +197,18 @@ impl AppState {
     }
 
     /// Executions in the store by status, counted at most every
-    /// [`COUNT_TTL`].
+    /// [`COUNT_TTL`] and by one request at a time (others wait for it and
+    /// share its result). The store counts without decoding records, so a
+    /// count costs the same whatever the records hold.
     async fn counts(&self) -> Result<HashMap<Status, u64>, RuntimeError> {
-        if let Some((at, counts)) = &*self.counts.lock().expect("counts poisoned")
+        let mut cached = self.counts.lock().await;
+        if let Some((at, counts)) = &*cached
             && at.elapsed() < COUNT_TTL
         {
             return Ok(counts.clone());
         }
-        let mut counts = HashMap::new();
-        for r in self.runtime.list(None, None).await? {
-            *counts.entry(r.status).or_insert(0) += 1;
-        }
-        *self.counts.lock().expect("counts poisoned") = Some((Instant::now(), counts.clone()));
+        let counts = self.runtime.store().count_by_status().await?;
+        *cached = Some((Instant::now(), counts.clone()));
         Ok(counts)
     }
 }
@@ -334,7 +336,7 @@ impl Server {
                 config,
                 tokens,
                 shutting_down: watch::channel(false).0,
-                counts: Mutex::new(None),
+                counts: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -459,7 +461,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.config.auth.metrics_token
+        && let Err(p) = state.authorize(&headers, Scope::Metrics)
+    {
+        return p.into_response();
+    }
     let m = state.runtime.metrics();
     match state.counts().await {
         Ok(counts) => {

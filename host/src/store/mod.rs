@@ -10,6 +10,7 @@
 mod embedded;
 mod redis;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -185,6 +186,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         status: Option<Status>,
     ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// How many executions there are of each status. A backend counts
+    /// without decoding whole records where it can, so the cost does not
+    /// grow with their size (results, errors).
+    async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
+        let mut counts = HashMap::new();
+        for r in self.list_executions(None).await? {
+            *counts.entry(r.status).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
     /// Deletes an execution that has ended (completed, failed or cancelled),
     /// with its journal and signals, and drops its references to stored
     /// values. Fails with `Active` while it has not ended.

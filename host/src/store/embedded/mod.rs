@@ -16,6 +16,7 @@
 //! any lease recorded in it belonged to a process that is gone, so leases are
 //! cleared on open and an interrupted run resumes at once.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -308,6 +309,20 @@ impl Store for EmbeddedStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(EXECUTIONS).map_err(db_err)?;
+            let mut counts = HashMap::new();
+            for row in t.iter().map_err(db_err)? {
+                let status = record_status(row.map_err(db_err)?.1.value())?;
+                *counts.entry(status).or_insert(0) += 1;
+            }
+            Ok(counts)
         })
         .await
     }

@@ -47,7 +47,7 @@ mod blobs;
 mod reply;
 mod scripts;
 
-use reply::{Meta, Reply, parse_session};
+use reply::{Meta, Reply, parse_session, parse_status};
 use scripts::scripts;
 
 /// A Redis error as a store error (see [`RedisFailure`]).
@@ -369,6 +369,33 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    /// One `HGET st` per execution, a chunk in flight at a time (each
+    /// routed to its own node on a cluster): no record is transferred.
+    async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
+        let pattern = format!("{}:x:{{*}}", self.options.prefix);
+        let mut counts = HashMap::new();
+        let keys = self.conn.scan(&pattern).await?;
+        for chunk in keys.chunks(256) {
+            let statuses = futures_util::future::try_join_all(chunk.iter().map(|key| {
+                let mut conn = self.conn();
+                async move {
+                    redis::cmd("HGET")
+                        .arg(key)
+                        .arg("st")
+                        .query_async::<Option<String>>(&mut conn)
+                        .await
+                }
+            }))
+            .await
+            .map_err(redis_err)?;
+            // A key deleted since the scan has no status.
+            for st in statuses.into_iter().flatten() {
+                *counts.entry(parse_status(&st)?).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
     }
 
     async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
