@@ -128,6 +128,14 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// Upper bound for [`Limits::memory_bytes`] of any runtime on this engine.
     pub max_memory_bytes: usize,
+    /// Compiled components kept in memory at most; the least recently used
+    /// is dropped past it (and compiled again from the store when needed).
+    pub cache_components: usize,
+    /// Bytes of compiled code kept in memory at most, likewise.
+    pub cache_bytes: usize,
+    /// Largest total size of a component's custom sections (debug info,
+    /// names, producers): a component over it is refused at deploy.
+    pub max_custom_section_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -135,6 +143,9 @@ impl Default for EngineConfig {
         Self {
             max_instances: 128,
             max_memory_bytes: 1 << 30,
+            cache_components: 64,
+            cache_bytes: 512 << 20,
+            max_custom_section_bytes: 16 << 20,
         }
     }
 }

@@ -97,6 +97,7 @@ pub fn engine() -> Arc<WorkflowEngine> {
                 WorkflowEngine::new(EngineConfig {
                     max_instances: 64,
                     max_memory_bytes: 256 << 20,
+                    ..EngineConfig::default()
                 })
                 .expect("creating the engine"),
             )

@@ -3,6 +3,9 @@
 //! A [`WorkflowEngine`] owns one wasmtime `Engine` (component model, async,
 //! pooling allocator, epoch interruption) and a cache of compiled components
 //! keyed by content digest, each kept as an instantiate-ready `WorkflowPre`.
+//! The cache is bounded in count and in bytes of compiled code, least
+//! recently used first out: a component dropped from it is compiled again
+//! from the store the next time it runs.
 //! Every invocation gets a fresh `Store`; nothing of an execution outlives its
 //! invocation in the engine.
 
@@ -11,7 +14,7 @@ pub(crate) mod determinism;
 pub(crate) mod invocation;
 mod writer;
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +38,18 @@ pub enum CompileError {
     /// A component, but not of the `reprise:workflow` world.
     #[error("component does not match the reprise:workflow world: {0}")]
     WrongWorld(String),
+    /// Its custom sections (debug info, names) are over the limit.
+    #[error(
+        "the component's custom sections take {size} bytes, over the limit of {limit} \
+         (max_custom_section_bytes): strip debug info (e.g. `strip = true` or \
+         `debug = false` in the release profile) or raise the limit"
+    )]
+    CustomSections {
+        /// Their total size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A compiled component, ready to instantiate.
@@ -44,6 +59,31 @@ pub struct CompiledWorkflow {
     pub(crate) pre: bindings::WorkflowPre<InvocationState>,
     /// Names of the component's imports.
     pub imports: Vec<String>,
+    /// Bytes of compiled code it holds in memory.
+    pub code_bytes: usize,
+}
+
+/// Compiled components by digest, least recently used first out.
+struct Cache {
+    lru: lru::LruCache<Digest, Arc<CompiledWorkflow>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, compiled: Arc<CompiledWorkflow>) {
+        self.bytes += compiled.code_bytes;
+        if let Some((_, old)) = self.lru.push(compiled.digest, compiled) {
+            self.bytes -= old.code_bytes;
+        }
+        // Always keep the newest, even alone over the byte bound: it is
+        // about to run.
+        while self.bytes > self.max_bytes && self.lru.len() > 1 {
+            if let Some((_, old)) = self.lru.pop_lru() {
+                self.bytes -= old.code_bytes;
+            }
+        }
+    }
 }
 
 /// One wasmtime engine and the components compiled for it. Cheap to share:
@@ -51,7 +91,7 @@ pub struct CompiledWorkflow {
 pub struct WorkflowEngine {
     engine: Engine,
     linker: Linker<InvocationState>,
-    compiled: Mutex<HashMap<Digest, Arc<CompiledWorkflow>>>,
+    compiled: Mutex<Cache>,
     config: EngineConfig,
     /// One permit per instance slot of the pool: an invocation waits for a
     /// slot here, in order, instead of failing to instantiate and retrying.
@@ -94,7 +134,13 @@ impl WorkflowEngine {
         Ok(Self {
             engine,
             linker,
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(Cache {
+                lru: lru::LruCache::new(
+                    NonZeroUsize::new(config.cache_components).unwrap_or(NonZeroUsize::MIN),
+                ),
+                bytes: 0,
+                max_bytes: config.cache_bytes,
+            }),
             slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
             config,
         })
@@ -112,8 +158,11 @@ impl WorkflowEngine {
         if let Some(c) = self.cached(&digest) {
             return Ok(c);
         }
+        check_custom_sections(bytes, self.config.max_custom_section_bytes)?;
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let code = component.image_range();
+        let code_bytes = (code.end as usize).saturating_sub(code.start as usize);
         let imports = component
             .component_type()
             .imports(&self.engine)
@@ -129,11 +178,12 @@ impl WorkflowEngine {
             digest,
             pre,
             imports,
+            code_bytes,
         });
         self.compiled
             .lock()
             .expect("component cache poisoned")
-            .insert(digest, compiled.clone());
+            .insert(compiled.clone());
         Ok(compiled)
     }
 
@@ -142,8 +192,16 @@ impl WorkflowEngine {
         self.compiled
             .lock()
             .expect("component cache poisoned")
+            .lru
             .get(digest)
             .cloned()
+    }
+
+    /// How many compiled components the cache holds, and their bytes of
+    /// compiled code.
+    pub fn cache_size(&self) -> (usize, usize) {
+        let cache = self.compiled.lock().expect("component cache poisoned");
+        (cache.lru.len(), cache.bytes)
     }
 
     /// Waits for a free instance slot; the slot is the invocation's until
@@ -159,4 +217,25 @@ impl WorkflowEngine {
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
+}
+
+/// Refuses a component whose custom sections (in it and in every module and
+/// component nested in it) add up to more than `limit` bytes, before it is
+/// compiled. Malformed bytes are left to the compiler, which says what is
+/// wrong with them.
+fn check_custom_sections(bytes: &[u8], limit: usize) -> Result<(), CompileError> {
+    let mut size = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::CustomSection(section)) => {
+                size = size.saturating_add(section.range().len());
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    if size > limit {
+        return Err(CompileError::CustomSections { size, limit });
+    }
+    Ok(())
 }

@@ -33,6 +33,13 @@ pub struct ServeConfig {
     pub retention: Duration,
     /// Largest component a deploy accepts, in bytes.
     pub max_component_bytes: usize,
+    /// Largest total of a component's custom sections (debug info, names),
+    /// in bytes: a deploy over it is refused.
+    pub max_custom_section_bytes: usize,
+    /// Compiled components kept in memory (least recently used dropped).
+    pub component_cache: usize,
+    /// Bytes of compiled code kept in memory (likewise).
+    pub component_cache_bytes: usize,
     /// Largest body of any other request, in bytes.
     pub max_request_bytes: usize,
     /// Time limit of a request, reading its body included (a `?wait` is
@@ -138,6 +145,7 @@ impl Default for QueueConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
+        let engine = crate::config::EngineConfig::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("reprise-data"),
@@ -146,6 +154,9 @@ impl Default for ServeConfig {
             redis_cluster: false,
             retention: DEFAULT_RETENTION,
             max_component_bytes: 64 << 20,
+            max_custom_section_bytes: engine.max_custom_section_bytes,
+            component_cache: engine.cache_components,
+            component_cache_bytes: engine.cache_bytes,
             max_request_bytes: 4 << 20,
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
@@ -406,6 +417,18 @@ mod tests {
             (dl.log_burst, dl.log_per_second, dl.log_line_bytes)
         );
         assert_eq!(c.auth.metrics_token, d.auth.metrics_token);
+        assert_eq!(
+            (
+                c.max_custom_section_bytes,
+                c.component_cache,
+                c.component_cache_bytes
+            ),
+            (
+                d.max_custom_section_bytes,
+                d.component_cache,
+                d.component_cache_bytes
+            )
+        );
         assert_eq!(
             (c.stream.window, c.stream.session_ttl, c.stream.hold),
             (d.stream.window, d.stream.session_ttl, d.stream.hold)

@@ -243,6 +243,9 @@ pub fn engine_config(config: &ServeConfig) -> EngineConfig {
         max_instances: config.limits.max_instances,
         max_memory_bytes: (config.limits.memory_mib << 20)
             .max(EngineConfig::default().max_memory_bytes),
+        cache_components: config.component_cache,
+        cache_bytes: config.component_cache_bytes,
+        max_custom_section_bytes: config.max_custom_section_bytes,
     }
 }
 

@@ -88,6 +88,7 @@ async fn strict_runtime(slots: u32) -> (Runtime, Guard) {
     let engine = WorkflowEngine::new(EngineConfig {
         max_instances: slots,
         max_memory_bytes: 64 << 20,
+        ..EngineConfig::default()
     })
     .unwrap();
     let (store, guard) = memory_store().await;
@@ -370,4 +371,110 @@ async fn rejections_are_problems() {
         );
     }
     s.stop().await;
+}
+
+/// `bytes` with a custom section `name` of `len` bytes appended (a custom
+/// section may end a component).
+fn with_custom_section(mut bytes: Vec<u8>, name: &str, len: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.resize(body.len() + len, 0xab);
+    bytes.push(0);
+    leb(body.len(), &mut bytes);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// A component whose custom sections are over `max_custom_section_bytes`
+/// is refused at deploy with a clear error and stored nowhere; one under it
+/// deploys and runs.
+#[tokio::test]
+async fn custom_sections_count_against_a_limit() {
+    let (store, _guard) = memory_store().await;
+    let engine = WorkflowEngine::new(EngineConfig {
+        max_instances: 4,
+        max_custom_section_bytes: 1 << 20,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let rt = Runtime::new(
+        Arc::new(engine),
+        store.clone(),
+        ToolRegistry::with_builtins(),
+        RuntimeConfig::default(),
+    );
+    let big = with_custom_section(guest("hello"), "padding", 2 << 20);
+    let err = rt.deploy("big", big).await.unwrap_err().to_string();
+    assert!(err.contains("max_custom_section_bytes"), "{err}");
+    assert_eq!(store.get_deployment("big").await.unwrap(), None);
+    assert_eq!(store.list_deployments().await.unwrap().len(), 0);
+    let small = with_custom_section(guest("hello"), "padding", 100 << 10);
+    rt.deploy("small", small).await.unwrap();
+    let rec = run_to_end(&rt, "small", json!({"name": "pad"})).await;
+    assert_eq!(rec.status, Status::Completed, "{rec:?}");
+}
+
+/// The compiled-component cache keeps at most `cache_components`
+/// components and `cache_bytes` of code, least recently used out; an
+/// evicted component is compiled again from the store when it runs.
+#[tokio::test]
+async fn the_component_cache_is_bounded() {
+    let (store, _guard) = memory_store().await;
+    let engine = Arc::new(
+        WorkflowEngine::new(EngineConfig {
+            max_instances: 4,
+            cache_components: 2,
+            ..EngineConfig::default()
+        })
+        .unwrap(),
+    );
+    let rt = Runtime::new(
+        engine.clone(),
+        store.clone(),
+        ToolRegistry::with_builtins(),
+        RuntimeConfig::default(),
+    );
+    for name in ["hello", "steps", "signals"] {
+        deploy(&rt, name).await;
+        assert!(engine.cache_size().0 <= 2, "{:?}", engine.cache_size());
+    }
+    assert_eq!(engine.cache_size().0, 2);
+    // `hello` was the least recently used: gone, and compiled again to run.
+    let rec = run_to_end(&rt, "hello", json!({"name": "again"})).await;
+    assert_eq!(rec.status, Status::Completed, "{rec:?}");
+    assert_eq!(engine.cache_size().0, 2);
+
+    // A byte bound below one component's code keeps only the newest.
+    let tight = Arc::new(
+        WorkflowEngine::new(EngineConfig {
+            max_instances: 4,
+            cache_bytes: 1,
+            ..EngineConfig::default()
+        })
+        .unwrap(),
+    );
+    let rt = Runtime::new(
+        tight.clone(),
+        store,
+        ToolRegistry::with_builtins(),
+        RuntimeConfig::default(),
+    );
+    for name in ["hello", "steps"] {
+        deploy(&rt, name).await;
+    }
+    let (count, bytes) = tight.cache_size();
+    assert_eq!(count, 1);
+    assert!(bytes > 1, "the compiled code is counted: {bytes}");
 }
