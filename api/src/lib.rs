@@ -234,10 +234,11 @@ pub struct WorkflowList {
 pub struct StartRequest {
     /// The workflow's input (any JSON value; MessagePack for the guest).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input: serde_json::Value,
     /// Execution id. Starting twice with the same id (and the same input)
     /// starts once; a different input under the same id is a conflict.
+    /// 1 to 128 printable ASCII characters other than `{`, `}` and `/`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[!-.0-z|~]{1,128}$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Start it as a stream paced by its consumers (see the `items` route).
@@ -275,7 +276,6 @@ pub struct StreamOptions {
 pub struct SignalRequest {
     /// The signal's payload (any JSON value).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
 }
 
@@ -333,7 +333,6 @@ pub struct ExecutionView {
     pub wait: Option<WaitView>,
     /// The result, when completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<serde_json::Value>,
     /// The failure, when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,9 +457,11 @@ pub struct ListParams {
     pub workflow: Option<String>,
     /// Only executions with this status (`running`, `suspended`,
     /// `completed`, `failed`, `cancelled`).
+    #[cfg_attr(feature = "openapi", param(value_type = Option<ExecutionStatus>))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Items per page (default 100, at most 1000).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// From a previous page's `next_cursor`.
@@ -476,6 +477,7 @@ pub struct JournalParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
     /// Entries per page (default 100, at most 1000).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
@@ -489,6 +491,7 @@ pub struct ItemsParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
     /// Items per reply (default 100, at most 1000).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<usize>,
     /// With no item to return yet, wait up to this long (`500ms`, `10s`)
@@ -498,6 +501,7 @@ pub struct ItemsParams {
     /// The consumer session this read belongs to: reading records that the
     /// consumer has seen every item up to `after`. A read of a streaming
     /// execution without one opens a session (its id is in the reply).
+    #[cfg_attr(feature = "openapi", param(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
@@ -509,7 +513,6 @@ pub struct ItemView {
     /// Its position in the stream: 0 for the first item emitted.
     pub offset: u64,
     /// The item, as JSON (`{"hex": ...}` if JSON cannot hold it).
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub item: serde_json::Value,
 }
 

@@ -20,6 +20,7 @@ pub mod body;
 pub mod config;
 pub mod extract;
 pub mod listen;
+mod openapi;
 pub mod problem;
 
 use std::collections::HashMap;
@@ -53,33 +54,6 @@ use problem::Problem;
 /// How long the per-status execution counts of `/metrics` are reused:
 /// counting reads every execution's status.
 const COUNT_TTL: Duration = Duration::from_secs(15);
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Reprise",
-        description = "Durable workflows as WebAssembly components: deploy them, start and signal executions, read their journals."
-    ),
-    modifiers(&Security),
-    tags(
-        (name = "workflows", description = "Deployed components"),
-        (name = "executions", description = "Runs of a workflow")
-    )
-)]
-struct ApiDoc;
-
-struct Security;
-
-impl utoipa::Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// A configured token: the sha256 of its text (compared instead of the
 /// text, so the comparison's timing says nothing about the token), its
@@ -376,10 +350,11 @@ impl Server {
                 state.config.max_request_bytes,
                 declared_length,
             ));
-        let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
             .merge(deploy)
             .merge(rest)
             .split_for_parts();
+        openapi::complete(&mut doc);
         let doc = Arc::new(doc);
         router
             .route(
