@@ -450,15 +450,16 @@ fn http_get(base: &str, path: &str) -> String {
     reply
 }
 
-/// The resident memory of process `pid`, in bytes.
+/// The peak resident memory of process `pid` so far, in bytes (the peak:
+/// memory freed after a request would not show in the current size).
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
+        .expect("VmHWM in /proc/<pid>/status");
     kb * 1024
 }
 
@@ -533,6 +534,50 @@ async fn metrics_cost_no_memory_and_can_require_a_token() {
     assert!(
         grew < 100 << 20,
         "forty scrapes grew the host by {} MB",
+        grew >> 20
+    );
+}
+
+/// Twenty parallel 60 MB deploys with a wrong token are refused before
+/// their bodies are read: the host's memory stays where it was (reading
+/// them first took 30 such uploads to 1.2 GB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_uploads_without_a_valid_token_cost_no_memory() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = host("", &[]);
+    let addr = host.url.trim_start_matches("http://").to_string();
+    let before = rss(host.pid());
+    let uploads = (0..20).map(|_| {
+        let addr = addr.clone();
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let head = "PUT /v1/workflows/big HTTP/1.1\r\nHost: x\r\n\
+                        Authorization: Bearer wrong-token-0000000000\r\n\
+                        Content-Type: application/wasm\r\nContent-Length: 60000000\r\n\r\n";
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            // Send the body until the host stops taking it.
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..60 {
+                if tcp.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tcp.read_to_end(&mut answer),
+            )
+            .await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    });
+    for answer in futures_util::future::join_all(uploads).await {
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer:.200}");
+    }
+    let grew = rss(host.pid()).saturating_sub(before);
+    assert!(
+        grew < 100 << 20,
+        "twenty refused uploads grew the host by {} MB",
         grew >> 20
     );
 }
