@@ -349,6 +349,39 @@ async fn slow_heads_are_cut_and_connections_capped() {
     s.stop().await;
 }
 
+/// A body that trickles in is cut at `request_timeout` with a problem,
+/// and the connection is not held beyond it.
+#[tokio::test]
+async fn slow_bodies_are_cut_at_the_request_timeout() {
+    let (store, _guard) = memory_store().await;
+    let cfg = ServeConfig {
+        request_timeout: Duration::from_secs(2),
+        ..ServeConfig::default()
+    };
+    let s = TestServer::start(store, cfg, ToolRegistry::with_builtins()).await;
+    s.deploy("hello", "hello").await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /v1/workflows/hello/executions HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if tcp.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(4), trickle).await;
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    s.stop().await;
+}
+
 /// The framework's own rejections are problems like every other error.
 #[tokio::test]
 async fn rejections_are_problems() {
