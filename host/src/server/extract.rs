@@ -33,40 +33,27 @@ pub struct Reader;
 /// The host takes new work: it is not shutting down nor saturated.
 pub struct Admitted;
 
-impl FromRequestParts<Arc<AppState>> for Invoker {
-    type Rejection = Problem;
+/// Each extractor is one check of the shared state on the request's head.
+macro_rules! checked_on_the_head {
+    ($($extractor:ident => |$parts:ident, $state:ident| $check:expr;)*) => {$(
+        impl FromRequestParts<Arc<AppState>> for $extractor {
+            type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Problem> {
-        state
-            .authorize(&parts.headers, Scope::Invoke)
-            .map(|()| Self)
-    }
+            async fn from_request_parts(
+                $parts: &mut Parts,
+                $state: &Arc<AppState>,
+            ) -> Result<Self, Problem> {
+                $check.map(|()| Self)
+            }
+        }
+    )*};
 }
 
-impl FromRequestParts<Arc<AppState>> for Deployer {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Problem> {
-        state
-            .authorize(&parts.headers, Scope::Deploy)
-            .map(|()| Self)
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Reader {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Problem> {
-        state.authorize_any(&parts.headers).map(|()| Self)
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Admitted {
-    type Rejection = Problem;
-
-    async fn from_request_parts(_: &mut Parts, state: &Arc<AppState>) -> Result<Self, Problem> {
-        state.admit().map(|()| Self)
-    }
+checked_on_the_head! {
+    Invoker => |parts, state| state.authorize(&parts.headers, Scope::Invoke);
+    Deployer => |parts, state| state.authorize(&parts.headers, Scope::Deploy);
+    Reader => |parts, state| state.authorize_any(&parts.headers);
+    Admitted => |_parts, state| state.admit();
 }
 
 /// Axum's `Path`, rejected as a problem.

@@ -194,17 +194,23 @@ fn with_token() -> ServeConfig {
         "[[auth.tokens]]\nname = \"t\"\ntoken = \"{TOKEN}\"\nscopes = [\"deploy\", \"invoke\"]\n"
     ))
     .unwrap();
-    c.max_component_bytes = 8 << 20;
+    c.max_component_bytes = 48 << 20;
     c
 }
 
-/// Sends `head` (and nothing more) on a fresh connection and reads what
-/// comes back within `within`: the server's whole answer if it closes, or
-/// what it sent so far.
+/// Sends `head` (and nothing more) on a fresh connection and reads the
+/// answer (see [`read_answer`]).
 async fn exchange(s: &TestServer, head: &str, within: Duration) -> String {
     let addr = s.base.trim_start_matches("http://");
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(head.as_bytes()).await.unwrap();
+    read_answer(&mut tcp, within).await
+}
+
+/// What comes back on `tcp` within `within`: one whole answer (head, and
+/// a body of its Content-Length; a `100 Continue` alone is not one), or
+/// what came before the connection closed or the time ran out.
+async fn read_answer(tcp: &mut TcpStream, within: Duration) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + within;
@@ -213,7 +219,6 @@ async fn exchange(s: &TestServer, head: &str, within: Duration) -> String {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => {
                 got.extend_from_slice(&buf[..n]);
-                // One whole response (head and a body of Content-Length) is enough.
                 let text = String::from_utf8_lossy(&got);
                 if let Some((head, body)) = text.split_once("\r\n\r\n")
                     && !head.starts_with("HTTP/1.1 100")
@@ -279,6 +284,25 @@ async fn bodies_are_not_read_before_the_token_and_the_limit() {
         );
         assert!(!answer.contains("100 Continue"), "{answer}");
         assert!(answer.contains("application/problem+json"), "{answer}");
+    }
+    // A client that sends its whole body at once (no `Expect`) reads the
+    // answer, not a broken pipe: the unread rest is drained, not kept.
+    for _ in 0..3 {
+        for (token, bytes, status) in [
+            ("wrong-token-0000000000", 40 << 20, StatusCode::UNAUTHORIZED),
+            (TOKEN, 60 << 20, StatusCode::PAYLOAD_TOO_LARGE),
+        ] {
+            let r = s
+                .send(
+                    s.http
+                        .put(s.url("/v1/workflows/w"))
+                        .bearer_auth(token)
+                        .header("content-type", "application/wasm")
+                        .body(vec![0u8; bytes]),
+                )
+                .await;
+            assert_eq!(r.status, status, "{}", r.body);
+        }
     }
     s.stop().await;
 }
@@ -373,9 +397,8 @@ async fn slow_bodies_are_cut_at_the_request_timeout() {
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(4), trickle).await;
-    let mut answer = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut answer)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle).await;
+    let answer = read_answer(&mut tcp, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     assert!(answer.contains("application/problem+json"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
