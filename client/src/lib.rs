@@ -181,6 +181,10 @@ impl Client {
     pub fn new(base: impl Into<String>) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // Below the host's `header_timeout` (10 s by default), after
+            // which it closes an idle connection: reusing one it is closing
+            // would fail the request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("a default HTTP client builds");
         Self {
