@@ -531,6 +531,40 @@ async fn openapi_matches_routes() {
         );
     }
     assert!(doc.body["components"]["schemas"]["ExecutionView"].is_object());
+    // What the document promises beyond the routes (the schemathesis run in
+    // the test command checks the server against all of it): every
+    // operation lists the errors any route can give, as problems; JSON
+    // values are any value; ids and names carry their patterns.
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for status in ["400", "401", "403", "503"] {
+                let answer = &op["responses"][status];
+                assert!(
+                    answer["content"]["application/problem+json"].is_object(),
+                    "{method} {path} does not document {status}: {answer}"
+                );
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" && p["name"] != "name" {
+                    assert!(p["schema"]["pattern"].is_string(), "{method} {path}: {p}");
+                }
+            }
+        }
+    }
+    let schemas = &doc.body["components"]["schemas"];
+    for (schema, field) in [
+        ("StartRequest", "input"),
+        ("SignalRequest", "payload"),
+        ("ExecutionView", "result"),
+        ("ItemView", "item"),
+    ] {
+        let value = &schemas[schema]["properties"][field];
+        assert!(value.is_object(), "{schema}.{field}");
+        assert!(
+            value.get("type").is_none(),
+            "{schema}.{field} is typed: {value}"
+        );
+    }
     s.stop().await;
 }
 
