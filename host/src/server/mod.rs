@@ -326,7 +326,7 @@ impl Server {
             .layer(DefaultBodyLimit::max(state.config.max_component_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 state.config.max_component_bytes,
-                declared_length,
+                body::declared_length,
             ));
         let rest = OpenApiRouter::new()
             .routes(routes!(api::workflows::list_workflows))
@@ -348,7 +348,7 @@ impl Server {
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 state.config.max_request_bytes,
-                declared_length,
+                body::declared_length,
             ));
         let (router, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
             .merge(deploy)
@@ -377,7 +377,7 @@ impl Server {
                 )
             })
             .layer(axum::middleware::from_fn_with_state(state.clone(), timeout))
-            .layer(axum::middleware::from_fn(drain_unread))
+            .layer(axum::middleware::from_fn(body::drain_unread))
             .with_state(state)
     }
 
@@ -492,93 +492,6 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         m.render(),
     )
         .into_response()
-}
-
-/// Longest an unread request body is drained after the answer was sent.
-const DRAIN_TIME: Duration = Duration::from_secs(5);
-/// Most bytes of an unread request body drained (and thrown away).
-const DRAIN_BYTES: usize = 64 << 20;
-
-/// A request body whose unread rest can be taken back once the handler is
-/// done: the handler reads through the shared slot, and reading to the end
-/// empties it.
-struct Unread(Arc<std::sync::Mutex<Option<axum::body::BodyDataStream>>>);
-
-impl futures_util::Stream for Unread {
-    type Item = Result<axum::body::Bytes, axum::Error>;
-
-    fn poll_next(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        let mut slot = self.0.lock().expect("body slot poisoned");
-        let Some(body) = slot.as_mut() else {
-            return std::task::Poll::Ready(None);
-        };
-        let next = std::pin::Pin::new(body).poll_next(cx);
-        if let std::task::Poll::Ready(None) = next {
-            *slot = None;
-        }
-        next
-    }
-}
-
-/// After a request was answered without reading its whole body (refused
-/// before it: a bad token, a declared length over the limit, a body over
-/// it), reads the rest and throws it away, for a bounded time and size,
-/// instead of closing at once: a client that sends its body without
-/// waiting for `100 Continue` then reads the answer instead of a broken
-/// pipe. What is drained is never kept, so it costs no memory; a client
-/// that asked for `100 Continue` is not sent it, and nothing is drained.
-async fn drain_unread(req: Request, next: Next) -> Response {
-    let headers = req.headers();
-    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    if !has_body || headers.contains_key(header::EXPECT) {
-        return next.run(req).await;
-    }
-    let (parts, body) = req.into_parts();
-    let slot = Arc::new(std::sync::Mutex::new(Some(body.into_data_stream())));
-    let req = Request::from_parts(parts, axum::body::Body::from_stream(Unread(slot.clone())));
-    let response = next.run(req).await;
-    let rest = slot.lock().expect("body slot poisoned").take();
-    if let Some(mut rest) = rest {
-        tokio::spawn(async move {
-            use futures_util::StreamExt;
-            let mut left = DRAIN_BYTES;
-            let drain = async {
-                while let Some(Ok(chunk)) = rest.next().await {
-                    match left.checked_sub(chunk.len()) {
-                        Some(l) => left = l,
-                        None => return,
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-        });
-    }
-    response
-}
-
-/// Refuses a body whose declared `Content-Length` is over `limit` before
-/// reading any of it (and before `100 Continue`); a body without one is
-/// cut at the limit as it is read.
-async fn declared_length(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit as u64 => body::body_rejection(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the declared body of {n} bytes is over the limit of {limit} bytes"),
-        )
-        .into_response(),
-        _ => next.run(req).await,
-    }
 }
 
 /// Bounds every request by `request_timeout`.
