@@ -86,6 +86,9 @@ pub enum WaitKind {
     Signal,
     /// Its consumers: a paced stream's window is full until they read.
     Consumers,
+    /// The first of several things the workflow started: any of the
+    /// `signals`, or a timer due at `wake_at_ms`.
+    Any,
 }
 
 impl WaitKind {
@@ -102,6 +105,7 @@ impl WaitKind {
             WaitKind::Timer => "timer",
             WaitKind::Signal => "signal",
             WaitKind::Consumers => "consumers",
+            WaitKind::Any => "any",
         }
     }
 }
@@ -132,6 +136,9 @@ pub enum FailureKind {
     MissingTool,
     /// The component could not be loaded or instantiated.
     InvalidComponent,
+    /// The workflow used the host's imports wrongly (awaited a handle it
+    /// never started or already spent, held too many handles).
+    InvalidCall,
 }
 
 impl FailureKind {
@@ -145,6 +152,7 @@ impl FailureKind {
             FailureKind::TimeLimit => "time-limit",
             FailureKind::MissingTool => "missing-tool",
             FailureKind::InvalidComponent => "invalid-component",
+            FailureKind::InvalidCall => "invalid-call",
         }
     }
 }
@@ -303,6 +311,20 @@ pub struct WaitView {
     /// For a signal: its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// For `any`: the signal names, any of which ends the wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<String>,
+}
+
+impl WaitView {
+    /// Whether only someone outside the host can end this wait: a signal,
+    /// a consumer's read, and no timer of the host's.
+    pub fn needs_outside(&self) -> bool {
+        match self.kind {
+            WaitKind::Any => self.wake_at_ms.is_none(),
+            kind => kind.needs_outside(),
+        }
+    }
 }
 
 impl fmt::Display for WaitView {
@@ -311,6 +333,14 @@ impl fmt::Display for WaitView {
         match (self.kind, &self.signal, self.wake_at_ms) {
             (WaitKind::Signal, Some(name), _) => write!(f, "signal {name:?}"),
             (WaitKind::Timer, _, Some(at)) => write!(f, "timer until {at}"),
+            (WaitKind::Any, _, at) => {
+                let names: Vec<String> = self.signals.iter().map(|n| format!("{n:?}")).collect();
+                match at {
+                    Some(at) if names.is_empty() => write!(f, "timer until {at}"),
+                    Some(at) => write!(f, "signal {} or timer until {at}", names.join(" or ")),
+                    None => write!(f, "signal {}", names.join(" or ")),
+                }
+            }
             (kind, _, _) => f.write_str(kind.as_str()),
         }
     }
@@ -363,7 +393,7 @@ impl ExecutionView {
     pub fn is_settled(&self) -> bool {
         self.status.is_finished()
             || (self.status == ExecutionStatus::Suspended
-                && self.wait.as_ref().is_some_and(|w| w.kind.needs_outside()))
+                && self.wait.as_ref().is_some_and(WaitView::needs_outside))
     }
 
     /// The first 12 hex digits of the component's digest (all of it, if the
@@ -626,6 +656,7 @@ mod tests {
             FailureKind::TimeLimit,
             FailureKind::MissingTool,
             FailureKind::InvalidComponent,
+            FailureKind::InvalidCall,
         ] {
             let v = serde_json::to_value(k).unwrap();
             assert_eq!(v, json!(k.as_str()));
@@ -636,6 +667,7 @@ mod tests {
             WaitKind::Timer,
             WaitKind::Signal,
             WaitKind::Consumers,
+            WaitKind::Any,
         ] {
             assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
         }

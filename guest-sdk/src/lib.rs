@@ -38,7 +38,15 @@
 //!
 //! A replayed execution that makes a different call than the one recorded
 //! fails with a nondeterminism error naming both calls.
+//!
+//! Since 0.2.0 of the host interface a workflow can also start work without
+//! waiting for it and await several things at once: see [`concurrent`] for
+//! fan-out, deadlines and retries.
 #![deny(missing_docs)]
+
+pub mod concurrent;
+
+pub use concurrent::{Call, Pending, Race, RetryPolicy, Signal, Timer};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

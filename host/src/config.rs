@@ -21,6 +21,9 @@ pub struct Limits {
     pub log_per_second: u32,
     /// Longest guest log line kept, in bytes; the rest is cut.
     pub log_line_bytes: usize,
+    /// Most handles (work started with `start-*` and not yet awaited or
+    /// forgotten) an execution may hold; one more fails it.
+    pub max_handles: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             log_burst: 256,
             log_per_second: 64,
             log_line_bytes: 4096,
+            max_handles: 1000,
         }
     }
 }
@@ -103,6 +107,10 @@ pub struct RuntimeConfig {
     pub retention: Option<Duration>,
     /// Streaming executions: windows and consumer sessions.
     pub stream: StreamConfig,
+    /// Tool calls started with `start-tool` that run at once on this host,
+    /// across all executions; more wait for one to end (in the order they
+    /// were started).
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -116,6 +124,7 @@ impl Default for RuntimeConfig {
             host_id: format!("host-{}", hex::encode(rand::random::<[u8; 6]>())),
             retention: Some(DEFAULT_RETENTION),
             stream: StreamConfig::default(),
+            max_concurrent_calls: 1024,
         }
     }
 }

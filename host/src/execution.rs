@@ -85,6 +85,26 @@ pub enum Wait {
         /// Size of the item waiting to be emitted (for a byte window).
         item_len: u64,
     },
+    /// The first of several started operations (`await-any` with only
+    /// timers and signals pending): any signal of these names, or the
+    /// earliest timer.
+    Any {
+        /// The signals waited for, with how many of each name the journal
+        /// had consumed (see [`crate::store::Store::suspend`]).
+        signals: Vec<SignalWait>,
+        /// The earliest timer's due time, if a timer is among them.
+        wake_at_ms: Option<u64>,
+    },
+}
+
+/// A signal name an execution waits for, in a [`Wait::Any`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalWait {
+    /// Signal name.
+    pub name: String,
+    /// Signals of this name the journal had consumed when it suspended: one
+    /// more arriving is what it waits for.
+    pub consumed: u64,
 }
 
 impl Wait {
@@ -92,8 +112,27 @@ impl Wait {
     pub fn wake_at_ms(&self) -> Option<u64> {
         match self {
             Wait::Timer { wake_at_ms } => Some(*wake_at_ms),
-            Wait::Consumers { wake_at_ms, .. } => *wake_at_ms,
+            Wait::Consumers { wake_at_ms, .. } | Wait::Any { wake_at_ms, .. } => *wake_at_ms,
             Wait::Ready | Wait::Signal { .. } => None,
+        }
+    }
+
+    /// Whether a signal called `name` ends this wait.
+    pub fn wants_signal(&self, name: &str) -> bool {
+        match self {
+            Wait::Signal { name: n } => n == name,
+            Wait::Any { signals, .. } => signals.iter().any(|s| s.name == name),
+            _ => false,
+        }
+    }
+
+    /// Whether only someone outside (a signal, a consumer's read) can end
+    /// this wait: no timer of the host's would.
+    pub fn needs_outside(&self) -> bool {
+        match self {
+            Wait::Signal { .. } | Wait::Consumers { .. } => true,
+            Wait::Any { wake_at_ms, .. } => wake_at_ms.is_none(),
+            Wait::Ready | Wait::Timer { .. } => false,
         }
     }
 }
@@ -144,6 +183,17 @@ impl fmt::Display for Wait {
             Wait::Timer { wake_at_ms } => write!(f, "timer due at {wake_at_ms} ms"),
             Wait::Signal { name } => write!(f, "signal {name:?}"),
             Wait::Consumers { .. } => f.write_str("consumers to read the stream"),
+            Wait::Any {
+                signals,
+                wake_at_ms,
+            } => {
+                let names: Vec<String> = signals.iter().map(|s| format!("{:?}", s.name)).collect();
+                match wake_at_ms {
+                    Some(at) if names.is_empty() => write!(f, "timer due at {at} ms"),
+                    Some(at) => write!(f, "signal {} or timer due at {at} ms", names.join(" or ")),
+                    None => write!(f, "signal {}", names.join(" or ")),
+                }
+            }
         }
     }
 }
@@ -166,6 +216,9 @@ pub enum FailureKind {
     MissingTool,
     /// The component could not be loaded or instantiated.
     InvalidComponent,
+    /// The workflow used the host's imports wrongly: it awaited a handle it
+    /// never started or already spent, or held more handles than allowed.
+    InvalidCall,
 }
 
 impl FailureKind {
@@ -179,6 +232,7 @@ impl FailureKind {
             FailureKind::TimeLimit => "time-limit",
             FailureKind::MissingTool => "missing-tool",
             FailureKind::InvalidComponent => "invalid-component",
+            FailureKind::InvalidCall => "invalid-call",
         }
     }
 }
@@ -276,10 +330,7 @@ impl ExecutionRecord {
     pub fn is_settled(&self) -> bool {
         self.status.is_terminal()
             || (self.status == Status::Suspended
-                && matches!(
-                    self.wait,
-                    Some(Wait::Signal { .. } | Wait::Consumers { .. })
-                ))
+                && self.wait.as_ref().is_some_and(Wait::needs_outside))
     }
 
     /// A new, not yet run execution.

@@ -106,6 +106,110 @@ pub enum EntryKind {
         /// Size of the item in bytes.
         item_len: u64,
     },
+    /// Work started without waiting (`start-tool`, `start-timer`,
+    /// `start-signal`). Its handle is this entry's index, which is also a
+    /// started tool call's idempotency key.
+    Started(Started),
+    /// A started operation's completion, recorded when the guest observed it
+    /// (`await-any`): replay hands completions back in journal order.
+    Completed {
+        /// The index of the operation's [`EntryKind::Started`] entry.
+        handle: u64,
+        /// Attempts the tool call took (1 for anything else).
+        attempts: u32,
+        /// The value, as the entry of the same blocking call records it:
+        /// [`EntryKind::Tool`] (or [`EntryKind::ToolStored`]),
+        /// [`EntryKind::Sleep`] or [`EntryKind::Signal`].
+        value: Box<EntryKind>,
+    },
+}
+
+/// What an [`EntryKind::Started`] entry started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Started {
+    /// A tool call.
+    Tool {
+        /// Tool category.
+        category: String,
+        /// Tool name.
+        name: String,
+        /// sha256 of the input payload.
+        input_digest: Digest,
+        /// Size of the input payload in bytes.
+        input_len: u64,
+    },
+    /// A timer.
+    Timer {
+        /// Requested duration.
+        duration_ms: u64,
+        /// Due time, milliseconds since the Unix epoch.
+        wake_at_ms: u64,
+    },
+    /// A wait for the next signal of this name.
+    Signal {
+        /// Signal name.
+        name: String,
+    },
+}
+
+impl Started {
+    /// The call that starts this, as replay compares it.
+    pub fn call(&self) -> StartCall {
+        match self {
+            Started::Tool {
+                category,
+                name,
+                input_digest,
+                ..
+            } => StartCall::Tool {
+                category: category.clone(),
+                name: name.clone(),
+                input_digest: *input_digest,
+            },
+            Started::Timer { duration_ms, .. } => StartCall::Timer {
+                duration_ms: *duration_ms,
+            },
+            Started::Signal { name } => StartCall::Signal { name: name.clone() },
+        }
+    }
+}
+
+/// A `start-*` call, without what the host decided (a timer's due time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartCall {
+    /// `start-tool`.
+    Tool {
+        /// Tool category.
+        category: String,
+        /// Tool name.
+        name: String,
+        /// sha256 of the input.
+        input_digest: Digest,
+    },
+    /// `start-timer`.
+    Timer {
+        /// Requested duration.
+        duration_ms: u64,
+    },
+    /// `start-signal`.
+    Signal {
+        /// Signal name.
+        name: String,
+    },
+}
+
+impl fmt::Display for StartCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartCall::Tool {
+                category,
+                name,
+                input_digest,
+            } => write!(f, "start-tool {category}/{name} (input {input_digest:?})"),
+            StartCall::Timer { duration_ms } => write!(f, "start-timer {duration_ms} ms"),
+            StartCall::Signal { name } => write!(f, "start-signal {name:?}"),
+        }
+    }
 }
 
 impl Entry {
@@ -216,6 +320,14 @@ pub enum Call {
     Now,
     /// `random`.
     Random,
+    /// One of the `start-*` calls.
+    Start(StartCall),
+    /// `await-any` on these handles; from an entry, the handle it
+    /// completed.
+    Await {
+        /// The handles.
+        handles: Vec<u64>,
+    },
 }
 
 impl EntryKind {
@@ -247,6 +359,30 @@ impl EntryKind {
             EntryKind::Random { value } => value.to_string(),
             EntryKind::Emit { .. } | EntryKind::Emitted { .. } | EntryKind::Checkpoint => {
                 String::new()
+            }
+            EntryKind::Started(started) => match started {
+                Started::Tool { category, name, .. } => format!("tool {category}/{name}"),
+                Started::Timer {
+                    duration_ms,
+                    wake_at_ms,
+                } => format!("timer {duration_ms} ms, until {wake_at_ms}"),
+                Started::Signal { name } => format!("signal {name}"),
+            },
+            EntryKind::Completed {
+                handle,
+                attempts,
+                value,
+            } => {
+                let detail = value.detail();
+                let mut line = format!("#{handle}: {}", value.label());
+                if !detail.is_empty() {
+                    line.push(' ');
+                    line.push_str(&detail);
+                }
+                if *attempts > 1 {
+                    line.push_str(&format!(" after {attempts} attempts"));
+                }
+                line
             }
         }
     }
@@ -283,6 +419,10 @@ impl EntryKind {
             EntryKind::Checkpoint => Call::Checkpoint,
             EntryKind::Now { .. } => Call::Now,
             EntryKind::Random { .. } => Call::Random,
+            EntryKind::Started(started) => Call::Start(started.call()),
+            EntryKind::Completed { handle, .. } => Call::Await {
+                handles: vec![*handle],
+            },
         }
     }
 
@@ -379,6 +519,27 @@ impl EntryKind {
         }
     }
 
+    /// What `start` started, if this entry records that very call.
+    pub fn replay_start(self, call: &StartCall) -> Result<Started, Call> {
+        match self {
+            EntryKind::Started(started) if started.call() == *call => Ok(started),
+            other => Err(other.call()),
+        }
+    }
+
+    /// The completion `await-any(handles)` observed: the handle, its
+    /// attempts and its value, if this entry completes one of `handles`.
+    pub fn replay_completion(self, handles: &[u64]) -> Result<(u64, u32, EntryKind), Call> {
+        match self {
+            EntryKind::Completed {
+                handle,
+                attempts,
+                value,
+            } if handles.contains(&handle) => Ok((handle, attempts, *value)),
+            other => Err(other.call()),
+        }
+    }
+
     /// A short name for the kind: `tool`, `sleep`, `signal`, ...
     pub fn label(&self) -> &'static str {
         match self {
@@ -389,6 +550,8 @@ impl EntryKind {
             EntryKind::Checkpoint => "checkpoint",
             EntryKind::Now { .. } => "now",
             EntryKind::Random { .. } => "random",
+            EntryKind::Started(_) => "start",
+            EntryKind::Completed { .. } => "completion",
         }
     }
 
@@ -404,7 +567,8 @@ impl EntryKind {
             EntryKind::Emit { item } => item.len(),
             EntryKind::Emitted { item_len, .. } => *item_len as usize,
             EntryKind::Now { .. } | EntryKind::Random { .. } => 8,
-            EntryKind::Sleep { .. } | EntryKind::Checkpoint => 0,
+            EntryKind::Sleep { .. } | EntryKind::Checkpoint | EntryKind::Started(_) => 0,
+            EntryKind::Completed { value, .. } => value.value_len(),
         }
     }
 }
@@ -423,6 +587,11 @@ impl fmt::Display for Call {
             Call::Checkpoint => f.write_str("checkpoint"),
             Call::Now => f.write_str("now"),
             Call::Random => f.write_str("random"),
+            Call::Start(start) => start.fmt(f),
+            Call::Await { handles } => match handles.as_slice() {
+                [handle] => write!(f, "await-any, completing handle {handle}"),
+                handles => write!(f, "await-any {handles:?}"),
+            },
         }
     }
 }
@@ -477,6 +646,31 @@ mod tests {
             EntryKind::Checkpoint,
             EntryKind::Now { value: 1 },
             EntryKind::Random { value: 2 },
+            EntryKind::Started(Started::Tool {
+                category: "c".into(),
+                name: "n".into(),
+                input_digest: Digest::of(b"i"),
+                input_len: 1,
+            }),
+            EntryKind::Started(Started::Timer {
+                duration_ms: 5,
+                wake_at_ms: 9,
+            }),
+            EntryKind::Started(Started::Signal { name: "s".into() }),
+            EntryKind::Completed {
+                handle: 3,
+                attempts: 2,
+                value: Box::new(EntryKind::Signal {
+                    name: "s".into(),
+                    seq: 0,
+                    payload: vec![],
+                }),
+            },
+            EntryKind::Completed {
+                handle: 4,
+                attempts: 1,
+                value: Box::new(EntryKind::Checkpoint),
+            },
         ];
         // Each replay function accepts an entry exactly when the entry
         // records the call it answers.
@@ -494,6 +688,8 @@ mod tests {
                 Call::Checkpoint => kind.replay_checkpoint().is_ok(),
                 Call::Now => kind.replay_now().is_ok(),
                 Call::Random => kind.replay_random().is_ok(),
+                Call::Start(start) => kind.replay_start(start).is_ok(),
+                Call::Await { handles } => kind.replay_completion(handles).is_ok(),
             }
         };
         for a in &kinds {

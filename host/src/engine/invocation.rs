@@ -23,7 +23,7 @@ use wasmtime::{ResourceLimiter, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, Level, ToolError};
+use super::bindings::{self, Completion, Level, RetryPolicy, ToolError};
 use super::determinism::{self, JournalClock};
 use super::writer::JournalWriter;
 use super::{CompiledWorkflow, WorkflowEngine};
@@ -36,9 +36,11 @@ use crate::store::{Store, StoreError, now_ms};
 use crate::stream::pacer::{Blocked, Pacer};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
 use guard::{LogLimit, Progress};
+use join::Join;
 
 mod guard;
 mod imports;
+mod join;
 
 pub(crate) use imports::add_to_linker;
 
@@ -129,6 +131,9 @@ pub(crate) struct Invocation {
     /// Notified when a consumer reads, so an `emit` waiting for room in the
     /// window looks again.
     pub reads: Arc<tokio::sync::Notify>,
+    /// Tool calls started without waiting that may run at once on this
+    /// host (shared by every invocation).
+    pub calls: Arc<tokio::sync::Semaphore>,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -221,12 +226,18 @@ struct Steps {
     progress: Arc<Progress>,
     time_limit: Duration,
     log: LogLimit,
+    /// Work started without waiting (see [`join`]).
+    join: Join,
 }
 
 /// The time an entry moves the guest's clock to.
 fn entry_time(entry: &Entry) -> u64 {
-    match entry.kind {
-        EntryKind::Sleep { wake_at_ms, .. } => entry.at_ms.max(wake_at_ms),
+    match &entry.kind {
+        EntryKind::Sleep { wake_at_ms, .. } => entry.at_ms.max(*wake_at_ms),
+        EntryKind::Completed { value, .. } => match **value {
+            EntryKind::Sleep { wake_at_ms, .. } => entry.at_ms.max(wake_at_ms),
+            _ => entry.at_ms,
+        },
         _ => entry.at_ms,
     }
 }
@@ -360,6 +371,7 @@ pub(crate) async fn run(
         on_emit,
         stream,
         reads,
+        calls,
     } = inv;
     let record = snapshot.record;
     let store_for_writer = store.clone();
@@ -384,6 +396,7 @@ pub(crate) async fn run(
             store,
             tools,
             next_index: journal_len,
+            join: Join::new(&snapshot.journal, calls, limits.max_handles),
             journal: snapshot.journal,
             cursor: 0,
             signals: snapshot.signals,

@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use super::{FORMAT_VERSION, decode, encode};
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Failure, FailureKind, Lease, OnAbandon, Outcome,
-    SignalRecord, Status, StreamPolicy, Wait,
+    SignalRecord, SignalWait, Status, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId};
-use crate::journal::{Entry, EntryKind, ToolFailure};
+use crate::journal::{Entry, EntryKind, Started, ToolFailure};
 use crate::store::DeploymentVersion;
 
 fn dir(version: u8) -> PathBuf {
@@ -152,6 +152,53 @@ fn entries() -> Vec<(&'static str, Entry)> {
                 item_len: 3,
             }),
         ),
+        (
+            "entry-started-tool",
+            entry(EntryKind::Started(Started::Tool {
+                category: "demo".into(),
+                name: "user".into(),
+                input_digest: digest("in"),
+                input_len: 2,
+            })),
+        ),
+        (
+            "entry-started-timer",
+            entry(EntryKind::Started(Started::Timer {
+                duration_ms: 86_400_000,
+                wake_at_ms: 1_700_086_400_123,
+            })),
+        ),
+        (
+            "entry-started-signal",
+            entry(EntryKind::Started(Started::Signal {
+                name: "approve".into(),
+            })),
+        ),
+        (
+            "entry-completed-tool",
+            entry(EntryKind::Completed {
+                handle: 7,
+                attempts: 3,
+                value: Box::new(EntryKind::Tool {
+                    category: "demo".into(),
+                    name: "user".into(),
+                    input_digest: digest("in"),
+                    input_len: 2,
+                    result: Ok(vec![0xa2, b'o', b'k']),
+                }),
+            }),
+        ),
+        (
+            "entry-completed-timer",
+            entry(EntryKind::Completed {
+                handle: 8,
+                attempts: 1,
+                value: Box::new(EntryKind::Sleep {
+                    duration_ms: 86_400_000,
+                    wake_at_ms: 1_700_086_400_123,
+                }),
+            }),
+        ),
     ]
 }
 
@@ -231,6 +278,20 @@ fn records() -> Vec<(&'static str, ExecutionRecord)> {
             ),
         ),
         (
+            "record-any",
+            record(
+                Status::Suspended,
+                Some(Wait::Any {
+                    signals: vec![SignalWait {
+                        name: "approve".into(),
+                        consumed: 1,
+                    }],
+                    wake_at_ms: Some(1_700_086_400_123),
+                }),
+                None,
+            ),
+        ),
+        (
             "record-completed",
             record(
                 Status::Completed,
@@ -269,6 +330,10 @@ fn records() -> Vec<(&'static str, ExecutionRecord)> {
         (
             "record-failed-invalid-component",
             record(Status::Failed, None, failed(FailureKind::InvalidComponent)),
+        ),
+        (
+            "record-failed-invalid-call",
+            record(Status::Failed, None, failed(FailureKind::InvalidCall)),
         ),
     ]
 }

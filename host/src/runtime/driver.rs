@@ -275,6 +275,7 @@ impl Inner {
             },
             stream: cfg.stream.clone(),
             reads,
+            calls: self.calls.clone(),
         };
         self.live_instances.fetch_add(1, Ordering::SeqCst);
         self.metrics.live_instances.inc();
@@ -392,7 +393,7 @@ impl Inner {
                     Ok(Suspended::Ready) => Next::Again,
                     Ok(Suspended::Waiting) => match wait {
                         Wait::Ready => Next::Again,
-                        w @ (Wait::Timer { .. } | Wait::Consumers { .. }) => {
+                        w @ (Wait::Timer { .. } | Wait::Consumers { .. } | Wait::Any { .. }) => {
                             if let (Some(at), None) = (w.wake_at_ms(), self.queue.as_ref()) {
                                 self.schedule_at(id.clone(), at);
                             }

@@ -150,6 +150,9 @@ struct Inner {
     /// Streaming executions with an invocation here: a consumer's read
     /// notifies an `emit` waiting for room in the window.
     reads: Mutex<HashMap<ExecutionId, Arc<tokio::sync::Notify>>>,
+    /// Tool calls started without waiting that may run at once here
+    /// (`RuntimeConfig::max_concurrent_calls`).
+    calls: Arc<tokio::sync::Semaphore>,
 }
 
 /// Builds a [`Runtime`]: see [`Runtime::builder`].
@@ -200,6 +203,7 @@ impl RuntimeBuilder {
             .queue
             .map(|q| worker::QueueLink::new(q, self.config.host_id.clone(), metrics.clone()));
         let has_queue = queue.is_some();
+        let max_concurrent_calls = self.config.max_concurrent_calls.max(1);
         let rt = Runtime {
             inner: Arc::new(Inner {
                 engine: self.engine,
@@ -219,6 +223,7 @@ impl RuntimeBuilder {
                 compiling: tokio::sync::Mutex::new(()),
                 waited: Mutex::new(HashMap::new()),
                 reads: Mutex::new(HashMap::new()),
+                calls: Arc::new(tokio::sync::Semaphore::new(max_concurrent_calls)),
             }),
         };
         if let Some(retention) = rt.inner.config.retention {
@@ -386,11 +391,12 @@ impl Runtime {
         let rec = self.inner.store.get_execution(id).await?;
         if !rec.status.is_terminal() {
             match &rec.wait {
-                Some(w @ (Wait::Timer { .. } | Wait::Consumers { .. })) => {
+                Some(w @ (Wait::Timer { .. } | Wait::Consumers { .. } | Wait::Any { .. })) => {
                     match w.wake_at_ms() {
                         Some(at) if at > now_ms() => self.inner.wake_at(id, at).await?,
                         Some(_) => self.inner.wake(id).await?,
-                        // Waits for a consumer to read: reading wakes it.
+                        // Waits for a consumer to read, or a signal:
+                        // that wakes it.
                         None => {}
                     }
                 }
@@ -414,7 +420,16 @@ impl Runtime {
         let mut n = 0;
         for status in [Status::Running, Status::Suspended] {
             for rec in self.inner.store.list_executions(Some(status)).await? {
-                if matches!(rec.wait, Some(Wait::Signal { .. })) {
+                if matches!(
+                    rec.wait,
+                    Some(
+                        Wait::Signal { .. }
+                            | Wait::Any {
+                                wake_at_ms: None,
+                                ..
+                            }
+                    )
+                ) {
                     continue;
                 }
                 self.resume(&rec.id).await?;

@@ -349,6 +349,10 @@ impl Inner {
                     | Wait::Consumers {
                         wake_at_ms: Some(wake_at_ms),
                         ..
+                    }
+                    | Wait::Any {
+                        wake_at_ms: Some(wake_at_ms),
+                        ..
                     },
                 ) if wake_at_ms < stale => {
                     link.queue.add_timer_if_missing(&rec.id, wake_at_ms).await?;

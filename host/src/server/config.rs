@@ -236,6 +236,10 @@ pub struct LimitsConfig {
     pub log_per_second: u32,
     /// Longest guest log line kept, in bytes.
     pub log_line_bytes: usize,
+    /// Most handles (started, not yet awaited) one execution may hold.
+    pub max_handles: usize,
+    /// Tool calls started without waiting that run at once on this host.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for LimitsConfig {
@@ -249,6 +253,8 @@ impl Default for LimitsConfig {
             log_burst: limits.log_burst,
             log_per_second: limits.log_per_second,
             log_line_bytes: limits.log_line_bytes,
+            max_handles: limits.max_handles,
+            max_concurrent_calls: crate::config::RuntimeConfig::default().max_concurrent_calls,
         }
     }
 }
@@ -415,6 +421,10 @@ mod tests {
         assert_eq!(
             (l.log_burst, l.log_per_second, l.log_line_bytes),
             (dl.log_burst, dl.log_per_second, dl.log_line_bytes)
+        );
+        assert_eq!(
+            (l.max_handles, l.max_concurrent_calls),
+            (dl.max_handles, dl.max_concurrent_calls)
         );
         assert_eq!(c.auth.metrics_token, d.auth.metrics_token);
         assert_eq!(

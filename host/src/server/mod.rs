@@ -232,8 +232,10 @@ pub fn runtime_config(config: &ServeConfig) -> RuntimeConfig {
             log_burst: config.limits.log_burst,
             log_per_second: config.limits.log_per_second,
             log_line_bytes: config.limits.log_line_bytes,
+            max_handles: config.limits.max_handles.max(1),
             ..Limits::default()
         },
+        max_concurrent_calls: config.limits.max_concurrent_calls.max(1),
         budget: Budget {
             max_steps: config.limits.max_steps_per_invocation,
             max_time: None,

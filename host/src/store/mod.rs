@@ -277,8 +277,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Ends the invocation waiting for `wait` and releases the lease. For a
     /// signal wait, `consumed` is how many signals of that name the journal
-    /// has consumed; if more have arrived the execution is left ready instead
-    /// (so a signal racing with the suspension is never lost).
+    /// has consumed (a [`Wait::Any`] carries a count per name); if more
+    /// have arrived the execution is left ready instead (so a signal racing
+    /// with the suspension is never lost).
     async fn suspend(
         &self,
         id: &ExecutionId,

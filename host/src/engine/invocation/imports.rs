@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
 
+use super::join::{Observed, Retry};
 use super::*;
+use crate::journal::{StartCall, Started};
 
 impl bindings::TypesHost for InvocationState {}
 
@@ -36,20 +38,7 @@ impl bindings::Host for InvocationState {
             }
             None => {
                 let Some(tool) = s.tools.get(&category, &name) else {
-                    let offered: Vec<String> = s
-                        .tools
-                        .addresses()
-                        .into_iter()
-                        .map(|(c, n)| format!("{c}/{n}"))
-                        .collect();
-                    return Err(s.fail(
-                        FailureKind::MissingTool,
-                        format!(
-                            "the workflow called tool {category}/{name}, which this host does \
-                             not offer (offered: {})",
-                            offered.join(", ")
-                        ),
-                    ));
+                    return Err(s.missing_tool(&category, &name));
                 };
                 let input_len = input.len() as u64;
                 let started = Instant::now();
@@ -93,11 +82,7 @@ impl bindings::Host for InvocationState {
             }
         };
         s.progress();
-        Ok(result.map_err(|e: ToolFailure| ToolError {
-            code: e.code,
-            message: e.message,
-            details: e.details,
-        }))
+        Ok(result.map_err(tool_error))
     }
 
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
@@ -144,19 +129,7 @@ impl bindings::Host for InvocationState {
         let payload = match replayed {
             Some(payload) => payload,
             None => {
-                let buffered = s
-                    .signals
-                    .iter()
-                    .filter(|sig| sig.name == name)
-                    .nth(consumed as usize)
-                    .cloned();
-                let found = match buffered {
-                    Some(sig) => Some(sig),
-                    None => match s.store.next_signal(&s.id, &name, consumed).await {
-                        Ok(found) => found,
-                        Err(e) => return Err(s.stop(End::Store(e))),
-                    },
-                };
+                let found = s.find_signal(&name, consumed).await?;
                 let Some(sig) = found else {
                     return Err(s.stop(End::Suspend {
                         wait: Wait::Signal { name },
@@ -268,6 +241,123 @@ impl bindings::Host for InvocationState {
         Ok(value)
     }
 
+    async fn start_tool(
+        &mut self,
+        category: String,
+        name: String,
+        input: Vec<u8>,
+        retry: Option<RetryPolicy>,
+    ) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        s.enter();
+        let retry = match Retry::new(retry) {
+            Ok(retry) => retry,
+            Err(message) => {
+                return Err(s.invalid(format!("start-tool {category}/{name}: {message}")));
+            }
+        };
+        let input_digest = Digest::of(&input);
+        let call = StartCall::Tool {
+            category: category.clone(),
+            name: name.clone(),
+            input_digest,
+        };
+        let input_len = input.len() as u64;
+        let (handle, started, run) = s
+            .start(call, || Started::Tool {
+                category: category.clone(),
+                name: name.clone(),
+                input_digest,
+                input_len,
+            })
+            .await?;
+        if run {
+            let Some(tool) = s.tools.get(&category, &name) else {
+                return Err(s.missing_tool(&category, &name));
+            };
+            let call = ToolCall {
+                category,
+                name,
+                input,
+                idempotency_key: IdempotencyKey {
+                    execution: s.id.clone(),
+                    index: handle,
+                },
+            };
+            s.spawn_tool(handle, tool, call, input_digest, retry);
+        } else {
+            s.pend(handle, &started);
+        }
+        s.progress();
+        Ok(handle)
+    }
+
+    async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        s.enter();
+        let (handle, started, _) = s
+            .start(StartCall::Timer { duration_ms }, || Started::Timer {
+                duration_ms,
+                wake_at_ms: now_ms().saturating_add(duration_ms),
+            })
+            .await?;
+        s.pend(handle, &started);
+        s.progress();
+        Ok(handle)
+    }
+
+    async fn start_signal(&mut self, name: String) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        s.enter();
+        let (handle, started, _) = s
+            .start(StartCall::Signal { name: name.clone() }, || {
+                Started::Signal { name }
+            })
+            .await?;
+        s.pend(handle, &started);
+        s.progress();
+        Ok(handle)
+    }
+
+    async fn await_any(&mut self, handles: Vec<u64>) -> wasmtime::Result<(u64, Completion)> {
+        let s = &mut self.steps;
+        s.enter();
+        let Observed { handle, value } = s.await_any(&handles).await?;
+        let completion = match value {
+            EntryKind::Tool { result, .. } => Completion::Tool(result.map_err(tool_error)),
+            EntryKind::ToolStored {
+                result_digest,
+                result_len,
+                ..
+            } => match s.store.get_blob(&result_digest, result_len).await {
+                Ok(bytes) => Completion::Tool(Ok(bytes)),
+                Err(e) => return Err(s.stop(End::Store(e))),
+            },
+            EntryKind::Sleep { .. } => Completion::Timer,
+            EntryKind::Signal { name, payload, .. } => {
+                *s.consumed.entry(name).or_default() += 1;
+                Completion::Signal(payload)
+            }
+            other => {
+                return Err(s.fail(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "journal entry of handle {handle} records a completion of kind `{}`, \
+                         which no started operation has",
+                        other.label()
+                    ),
+                ));
+            }
+        };
+        s.progress();
+        Ok((handle, completion))
+    }
+
+    async fn forget(&mut self, handle: u64) -> wasmtime::Result<()> {
+        self.steps.join_forget(handle);
+        Ok(())
+    }
+
     /// Not progress: a guest that only logs still hits its time limit.
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let s = &mut self.steps;
@@ -287,7 +377,92 @@ impl bindings::Host for InvocationState {
     }
 }
 
-/// Adds the `reprise:workflow/host` imports to `linker`.
+fn tool_error(e: ToolFailure) -> ToolError {
+    ToolError {
+        code: e.code,
+        message: e.message,
+        details: e.details,
+    }
+}
+
+impl Steps {
+    /// Fails the execution: the component needs a tool this host lacks.
+    fn missing_tool(&mut self, category: &str, name: &str) -> wasmtime::Error {
+        let offered: Vec<String> = self
+            .tools
+            .addresses()
+            .into_iter()
+            .map(|(c, n)| format!("{c}/{n}"))
+            .collect();
+        self.fail(
+            FailureKind::MissingTool,
+            format!(
+                "the workflow called tool {category}/{name}, which this host does not offer \
+                 (offered: {})",
+                offered.join(", ")
+            ),
+        )
+    }
+}
+
+/// 0.1.0 of the world: the same calls as 0.2.0, with its own types.
+impl bindings::v0_1::TypesHost for InvocationState {}
+
+impl bindings::v0_1::Host for InvocationState {
+    async fn call_tool(
+        &mut self,
+        category: String,
+        name: String,
+        input: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, bindings::v0_1::ToolError>> {
+        let result = bindings::Host::call_tool(self, category, name, input).await?;
+        Ok(result.map_err(|e| bindings::v0_1::ToolError {
+            code: e.code,
+            message: e.message,
+            details: e.details,
+        }))
+    }
+
+    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        bindings::Host::sleep(self, duration_ms).await
+    }
+
+    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
+        bindings::Host::await_signal(self, name).await
+    }
+
+    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
+        bindings::Host::emit(self, item).await
+    }
+
+    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
+        bindings::Host::checkpoint(self).await
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        bindings::Host::now(self).await
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        bindings::Host::random(self).await
+    }
+
+    async fn log(&mut self, level: bindings::v0_1::Level, message: String) -> wasmtime::Result<()> {
+        use bindings::v0_1::Level as Old;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        bindings::Host::log(self, level, message).await
+    }
+}
+
+/// Adds the `reprise:workflow/host` imports of every version served to
+/// `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
-    bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    bindings::v0_1::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }

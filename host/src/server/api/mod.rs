@@ -91,6 +91,7 @@ pub(super) fn error_view(f: &Failure) -> ErrorView {
             FailureKind::TimeLimit => WireFailureKind::TimeLimit,
             FailureKind::MissingTool => WireFailureKind::MissingTool,
             FailureKind::InvalidComponent => WireFailureKind::InvalidComponent,
+            FailureKind::InvalidCall => WireFailureKind::InvalidCall,
         },
         message: f.message.clone(),
     }
@@ -102,11 +103,23 @@ pub(super) fn wait_view(w: &Wait) -> WaitView {
         Wait::Timer { wake_at_ms } => (WaitKind::Timer, Some(*wake_at_ms), None),
         Wait::Signal { name } => (WaitKind::Signal, None, Some(name.clone())),
         Wait::Consumers { wake_at_ms, .. } => (WaitKind::Consumers, *wake_at_ms, None),
+        Wait::Any {
+            signals,
+            wake_at_ms,
+        } => {
+            return WaitView {
+                kind: WaitKind::Any,
+                wake_at_ms: *wake_at_ms,
+                signal: None,
+                signals: signals.iter().map(|s| s.name.clone()).collect(),
+            };
+        }
     };
     WaitView {
         kind,
         wake_at_ms,
         signal,
+        signals: Vec::new(),
     }
 }
 

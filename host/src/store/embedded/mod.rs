@@ -488,6 +488,17 @@ impl Store for EmbeddedStore {
                         let t = tx.open_table(SIGNALS).map_err(db_err)?;
                         signals_named(&t, &id, name)?.len() as u64 > consumed
                     }
+                    Wait::Any { signals, .. } => {
+                        let t = tx.open_table(SIGNALS).map_err(db_err)?;
+                        let mut arrived = false;
+                        for s in signals {
+                            if signals_named(&t, &id, &s.name)?.len() as u64 > s.consumed {
+                                arrived = true;
+                                break;
+                            }
+                        }
+                        arrived
+                    }
                     _ => false,
                 };
                 with_leased(tx, &id, &lease, |rec| {
@@ -571,7 +582,7 @@ impl Store for EmbeddedStore {
                     .insert((id.as_str(), seq), encode(&record).as_slice())
                     .map_err(db_err)?;
                 let woke = rec.status == Status::Suspended
-                    && rec.wait == Some(Wait::Signal { name: name.clone() });
+                    && rec.wait.as_ref().is_some_and(|w| w.wants_signal(&name));
                 if woke {
                     rec.wait = Some(Wait::Ready);
                     rec.updated_at_ms = now_ms();

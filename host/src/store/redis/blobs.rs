@@ -111,20 +111,29 @@ impl RedisStore {
         }
     }
 
-    /// For a successful tool result over the blob threshold: stores the
-    /// value once under its digest and returns the digest and the journal
-    /// entry that refers to it.
+    /// For a successful tool result over the blob threshold (of a
+    /// blocking call, or a started call's completion): stores the value
+    /// once under its digest and returns the digest and the journal entry
+    /// that refers to it.
     pub(super) async fn store_large_result(
         &self,
         entry: &Entry,
     ) -> Result<Option<(Digest, Vec<u8>)>, StoreError> {
+        let (tool, completed) = match &entry.kind {
+            EntryKind::Completed {
+                handle,
+                attempts,
+                value,
+            } => (&**value, Some((*handle, *attempts))),
+            kind => (kind, None),
+        };
         let EntryKind::Tool {
             category,
             name,
             input_digest,
             input_len,
             result: Ok(value),
-        } = &entry.kind
+        } = tool
         else {
             return Ok(None);
         };
@@ -133,17 +142,26 @@ impl RedisStore {
         }
         let digest = Digest::of(value);
         self.put_blob(&digest, value).await?;
+        let stored = EntryKind::ToolStored {
+            category: category.clone(),
+            name: name.clone(),
+            input_digest: *input_digest,
+            input_len: *input_len,
+            result_digest: digest,
+            result_len: value.len() as u64,
+        };
+        let kind = match completed {
+            Some((handle, attempts)) => EntryKind::Completed {
+                handle,
+                attempts,
+                value: Box::new(stored),
+            },
+            None => stored,
+        };
         let bytes = encode(&Entry {
             at_ms: entry.at_ms,
             duration_us: entry.duration_us,
-            kind: EntryKind::ToolStored {
-                category: category.clone(),
-                name: name.clone(),
-                input_digest: *input_digest,
-                input_len: *input_len,
-                result_digest: digest,
-                result_len: value.len() as u64,
-            },
+            kind,
         });
         Ok(Some((digest, bytes)))
     }

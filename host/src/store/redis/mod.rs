@@ -50,6 +50,23 @@ use reply::{Meta, Reply, parse_session};
 use scripts::scripts;
 
 /// A Redis error as a store error (see [`RedisFailure`]).
+/// The signal names a suspended execution waits for, as its `ws` field
+/// keeps them, each between NULs: what the `signal` script looks a name up
+/// in. A name holding a NUL could match across two names; that wakes the
+/// execution for nothing (it finds no signal of its names and suspends
+/// again), it never misses a wake.
+fn waited_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut ws = String::new();
+    for name in names {
+        if ws.is_empty() {
+            ws.push('\0');
+        }
+        ws.push_str(name);
+        ws.push('\0');
+    }
+    ws
+}
+
 fn redis_err(e: RedisError) -> StoreError {
     RedisFailure::from(e).into()
 }
@@ -432,19 +449,28 @@ impl Store for RedisStore {
         wait: &Wait,
         consumed: u64,
     ) -> Result<Suspended, StoreError> {
-        let signal = match wait {
-            Wait::Signal { name } => name.as_str(),
-            _ => "",
+        // The names a signal must have to end this wait, each with how many
+        // of that name the journal has consumed.
+        let signals: Vec<(&str, u64)> = match wait {
+            Wait::Signal { name } => vec![(name.as_str(), consumed)],
+            Wait::Any { signals, .. } => signals
+                .iter()
+                .map(|s| (s.name.as_str(), s.consumed))
+                .collect(),
+            _ => Vec::new(),
         };
-        let v: Value = scripts()
-            .suspend
+        let mut invocation = scripts().suspend.prepare_invoke();
+        invocation
             .key(self.key("x", id))
             .key(self.key("sc", id))
             .arg(lease.token)
             .arg(encode(wait))
-            .arg(signal)
-            .arg(consumed)
             .arg(encode(&Wait::Ready))
+            .arg(waited_names(signals.iter().map(|(name, _)| *name)));
+        for (name, consumed) in &signals {
+            invocation.arg(*name).arg(*consumed);
+        }
+        let v: Value = invocation
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;

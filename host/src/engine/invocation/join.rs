@@ -1,0 +1,543 @@
+//! Work a guest starts without waiting (`start-tool`, `start-timer`,
+//! `start-signal`) and `await-any`, which hands back the first of several
+//! completions (0.2.0 of the WIT).
+//!
+//! The journal records a start as an [`EntryKind::Started`] entry, whose
+//! index is the handle, and a completion as an [`EntryKind::Completed`]
+//! entry written when the guest observes it: so replay hands completions
+//! back in exactly the order the guest saw them, whatever order the work
+//! finished in. A start has no value to wait for, so, like an `emit`, its
+//! entry is queued for the writer and the guest goes on; the completion
+//! the guest awaits next makes it durable (the writer writes in order).
+//!
+//! Tool calls run as tasks of the invocation, bounded per execution
+//! ([`Limits::max_handles`](crate::config::Limits)) and per host (a
+//! semaphore every invocation shares). A call whose completion is in the
+//! journal is never run again; a start replayed without one runs its call
+//! again with the same idempotency key. Calls still running when the
+//! invocation ends are dropped with it and run again on resume: at least
+//! once, journaled once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::*;
+use crate::execution::SignalWait;
+use crate::journal::{StartCall, Started};
+use crate::tools::Tool;
+
+/// While an `await-any` waits on running tool calls and a signal too, the
+/// store is asked for the signal this often (another host may have taken
+/// it in).
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// The work an invocation has started and not yet handed to the guest.
+pub(super) struct Join {
+    /// Unspent handles and what each stands for.
+    pending: BTreeMap<u64, Pending>,
+    /// The tool calls running (with their retries), as tasks.
+    running: JoinSet<(u64, ToolOutcome)>,
+    /// Calls that ended and that the guest has not observed yet, in the
+    /// order they ended.
+    finished: Vec<(u64, ToolOutcome)>,
+    /// Handles whose completion is in the journal: replay hands it back,
+    /// and the work is never done again.
+    journaled: HashSet<u64>,
+    /// Tool calls running at once on this host, across invocations.
+    calls: Arc<Semaphore>,
+    max_handles: usize,
+}
+
+/// What an unspent handle stands for.
+enum Pending {
+    Tool {
+        /// The running task, if it runs in this invocation.
+        task: Option<AbortHandle>,
+    },
+    Timer {
+        duration_ms: u64,
+        wake_at_ms: u64,
+    },
+    Signal {
+        name: String,
+    },
+}
+
+/// How a tool call ended, after its last attempt.
+struct ToolOutcome {
+    result: Result<Vec<u8>, ToolFailure>,
+    attempts: u32,
+    duration_us: u64,
+    category: String,
+    name: String,
+    input_digest: Digest,
+    input_len: u64,
+}
+
+/// A checked [`bindings::RetryPolicy`].
+#[derive(Clone, Debug)]
+pub(super) struct Retry {
+    max_attempts: u32,
+    initial_backoff: Duration,
+    factor: f64,
+    max_backoff: Duration,
+    attempt_timeout: Option<Duration>,
+    retry_on: Vec<String>,
+}
+
+impl Retry {
+    /// One attempt, no timeout: a call without a policy.
+    fn once() -> Self {
+        Self {
+            max_attempts: 1,
+            initial_backoff: Duration::ZERO,
+            factor: 1.0,
+            max_backoff: Duration::ZERO,
+            attempt_timeout: None,
+            retry_on: Vec::new(),
+        }
+    }
+
+    /// The policy the guest asked for, or why it makes no sense.
+    pub(super) fn new(policy: Option<bindings::RetryPolicy>) -> Result<Self, String> {
+        let Some(p) = policy else {
+            return Ok(Self::once());
+        };
+        if p.max_attempts == 0 {
+            return Err("a retry policy's max-attempts must be at least 1".into());
+        }
+        if !(p.backoff_factor >= 1.0 && p.backoff_factor.is_finite()) {
+            return Err(format!(
+                "a retry policy's backoff-factor must be a finite number of at least 1.0, not {}",
+                p.backoff_factor
+            ));
+        }
+        if p.attempt_timeout_ms == Some(0) {
+            return Err("a retry policy's attempt-timeout-ms must be above 0".into());
+        }
+        Ok(Self {
+            max_attempts: p.max_attempts,
+            initial_backoff: Duration::from_millis(p.initial_backoff_ms),
+            factor: p.backoff_factor,
+            max_backoff: Duration::from_millis(p.max_backoff_ms),
+            attempt_timeout: p.attempt_timeout_ms.map(Duration::from_millis),
+            retry_on: p.retry_on,
+        })
+    }
+
+    fn retriable(&self, code: &str) -> bool {
+        self.retry_on.is_empty() || self.retry_on.iter().any(|c| c == code)
+    }
+}
+
+impl Join {
+    pub(super) fn new(journal: &[Entry], calls: Arc<Semaphore>, max_handles: usize) -> Self {
+        let journaled = journal
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Completed { handle, .. } => Some(handle),
+                _ => None,
+            })
+            .collect();
+        Self {
+            pending: BTreeMap::new(),
+            running: JoinSet::new(),
+            finished: Vec::new(),
+            journaled,
+            calls,
+            max_handles,
+        }
+    }
+
+    /// Drops a handle; a call still running is abandoned.
+    pub(super) fn forget(&mut self, handle: u64) {
+        if let Some(Pending::Tool { task: Some(task) }) = self.pending.remove(&handle) {
+            task.abort();
+        }
+        self.finished.retain(|(h, _)| *h != handle);
+    }
+}
+
+/// Runs one tool call with its retry policy: attempts are not journaled,
+/// and every attempt has the same idempotency key.
+async fn call_with_retry(
+    tool: Arc<dyn Tool>,
+    call: ToolCall,
+    retry: Retry,
+    metrics: Arc<Metrics>,
+) -> (Result<Vec<u8>, ToolFailure>, u32) {
+    let mut backoff = retry.initial_backoff;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let started = Instant::now();
+        let attempt = tool.call(call.clone());
+        let result = match retry.attempt_timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ToolFailure {
+                        code: "timeout".into(),
+                        message: format!(
+                            "attempt {attempts} of {}/{} took longer than {limit:?}",
+                            call.category, call.name
+                        ),
+                        details: None,
+                    })
+                }),
+            None => attempt.await,
+        };
+        metrics
+            .tool_seconds
+            .get_or_create(&CategoryLabel {
+                category: call.category.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Err(e) if attempts < retry.max_attempts && retry.retriable(&e.code) => {
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.mul_f64(retry.factor).min(retry.max_backoff);
+            }
+            _ => return (result, attempts),
+        }
+    }
+}
+
+/// What `await-any` hands the guest: the handle and its completion's
+/// entry value (`Tool`, `ToolStored`, `Sleep` or `Signal`).
+pub(super) struct Observed {
+    pub handle: u64,
+    pub value: EntryKind,
+}
+
+impl Steps {
+    /// Index of the entry the guest's next journaled call is (or replays).
+    fn position(&self) -> u64 {
+        if self.replaying() {
+            self.cursor as u64
+        } else {
+            self.next_index
+        }
+    }
+
+    /// `forget(handle)`: no entry, since replay forgets it again.
+    pub(super) fn join_forget(&mut self, handle: u64) {
+        self.join.forget(handle);
+    }
+
+    /// Fails the execution for a misuse of the imports.
+    pub(super) fn invalid(&mut self, message: String) -> wasmtime::Error {
+        self.fail(FailureKind::InvalidCall, message)
+    }
+
+    /// `start-*`: replays or queues the start entry and returns the handle.
+    /// `run` starts the work once the handle is known, unless its
+    /// completion is in the journal.
+    pub(super) async fn start(
+        &mut self,
+        call: StartCall,
+        live: impl FnOnce() -> Started,
+    ) -> wasmtime::Result<(u64, Started, bool)> {
+        if self.join.pending.len() >= self.join.max_handles {
+            return Err(self.invalid(format!(
+                "the workflow holds {} handles, the most allowed (limits.max_handles): await \
+                 or forget some before starting more",
+                self.join.pending.len()
+            )));
+        }
+        let handle = self.position();
+        let wanted = call.clone();
+        let started = match self.replay(&Call::Start(call), |k| k.replay_start(&wanted))? {
+            Some(started) => started,
+            None => {
+                let started = live();
+                self.queue(Entry {
+                    at_ms: now_ms(),
+                    duration_us: 0,
+                    kind: EntryKind::Started(started.clone()),
+                })
+                .await?;
+                started
+            }
+        };
+        let run = !self.join.journaled.contains(&handle);
+        Ok((handle, started, run))
+    }
+
+    /// Starts tool call `handle` as a task of this invocation.
+    pub(super) fn spawn_tool(
+        &mut self,
+        handle: u64,
+        tool: Arc<dyn Tool>,
+        call: ToolCall,
+        input_digest: Digest,
+        retry: Retry,
+    ) {
+        let calls = self.join.calls.clone();
+        let metrics = self.metrics.clone();
+        let task = self.join.running.spawn(async move {
+            // The semaphore is never closed.
+            let _permit = calls.acquire_owned().await;
+            let started = Instant::now();
+            let input_len = call.input.len() as u64;
+            let (category, name) = (call.category.clone(), call.name.clone());
+            let (result, attempts) = call_with_retry(tool, call, retry, metrics).await;
+            let outcome = ToolOutcome {
+                result,
+                attempts,
+                duration_us: started.elapsed().as_micros() as u64,
+                category,
+                name,
+                input_digest,
+                input_len,
+            };
+            (handle, outcome)
+        });
+        self.join
+            .pending
+            .insert(handle, Pending::Tool { task: Some(task) });
+    }
+
+    /// Notes a started operation that needs no task (a timer, a signal, or
+    /// a tool call whose completion replay will hand back).
+    pub(super) fn pend(&mut self, handle: u64, started: &Started) {
+        let pending = match started {
+            Started::Tool { .. } => Pending::Tool { task: None },
+            Started::Timer {
+                duration_ms,
+                wake_at_ms,
+            } => Pending::Timer {
+                duration_ms: *duration_ms,
+                wake_at_ms: *wake_at_ms,
+            },
+            Started::Signal { name } => Pending::Signal { name: name.clone() },
+        };
+        self.join.pending.insert(handle, pending);
+    }
+
+    /// `await-any(handles)`: the completion replay hands back, or the first
+    /// of `handles` to complete now, journaled before it is returned.
+    pub(super) async fn await_any(&mut self, handles: &[u64]) -> wasmtime::Result<Observed> {
+        if handles.is_empty() {
+            return Err(self.invalid("await-any was given no handle".into()));
+        }
+        for handle in handles {
+            if !self.join.pending.contains_key(handle) {
+                return Err(self.invalid(format!(
+                    "await-any on handle {handle}, which this execution never started or \
+                     already spent (awaited or forgotten)"
+                )));
+            }
+        }
+        let call = Call::Await {
+            handles: handles.to_vec(),
+        };
+        if let Some((handle, _attempts, value)) =
+            self.replay(&call, |k| k.replay_completion(handles))?
+        {
+            self.join.pending.remove(&handle);
+            return Ok(Observed { handle, value });
+        }
+        let (handle, attempts, duration_us, value) = self.next_completion(handles).await?;
+        self.join.forget(handle);
+        let recorded = self
+            .record(
+                EntryKind::Completed {
+                    handle,
+                    attempts,
+                    value: Box::new(value),
+                },
+                duration_us,
+            )
+            .await?;
+        let EntryKind::Completed { value, .. } = recorded else {
+            unreachable!("the journal writer hands back the entry it was given")
+        };
+        Ok(Observed {
+            handle,
+            value: *value,
+        })
+    }
+
+    /// Waits for the first of `handles` to complete (past the journal):
+    /// a call that ended, a timer due, a signal there; suspends if only
+    /// timers and signals are left and none is due soon.
+    async fn next_completion(
+        &mut self,
+        handles: &[u64],
+    ) -> wasmtime::Result<(u64, u32, u64, EntryKind)> {
+        let mut set: Vec<u64> = handles.to_vec();
+        set.sort_unstable();
+        set.dedup();
+        let mut signals_checked: Option<Instant> = None;
+        loop {
+            while let Some(joined) = self.join.running.try_join_next() {
+                self.joined(joined);
+            }
+            if let Some(i) = self.join.finished.iter().position(|(h, _)| set.contains(h)) {
+                let (handle, o) = self.join.finished.remove(i);
+                let value = EntryKind::Tool {
+                    category: o.category,
+                    name: o.name,
+                    input_digest: o.input_digest,
+                    input_len: o.input_len,
+                    result: o.result,
+                };
+                return Ok((handle, o.attempts, o.duration_us, value));
+            }
+            let now = now_ms();
+            let mut next_timer: Option<(u64, u64)> = None;
+            let mut signals: Vec<(u64, String)> = Vec::new();
+            let mut running = false;
+            for handle in &set {
+                match &self.join.pending[handle] {
+                    Pending::Timer { wake_at_ms, .. } => {
+                        if next_timer.is_none_or(|(at, _)| *wake_at_ms < at) {
+                            next_timer = Some((*wake_at_ms, *handle));
+                        }
+                    }
+                    Pending::Signal { name } => signals.push((*handle, name.clone())),
+                    Pending::Tool { .. } => running = true,
+                }
+            }
+            if let Some((wake_at_ms, handle)) = next_timer
+                && wake_at_ms <= now
+            {
+                let Some(Pending::Timer { duration_ms, .. }) = self.join.pending.get(&handle)
+                else {
+                    unreachable!("the timer was just found pending")
+                };
+                let duration_ms = *duration_ms;
+                let value = EntryKind::Sleep {
+                    duration_ms,
+                    wake_at_ms,
+                };
+                return Ok((handle, 1, 0, value));
+            }
+            if !signals.is_empty() && signals_checked.is_none_or(|t| t.elapsed() >= SIGNAL_POLL) {
+                for (handle, name) in &signals {
+                    let consumed = self.consumed.get(name).copied().unwrap_or(0);
+                    if let Some(sig) = self.find_signal(name, consumed).await? {
+                        let value = EntryKind::Signal {
+                            name: name.clone(),
+                            seq: sig.seq,
+                            payload: sig.payload,
+                        };
+                        return Ok((*handle, 1, 0, value));
+                    }
+                }
+                signals_checked = Some(Instant::now());
+            }
+            let until_timer = next_timer.map(|(at, _)| Duration::from_millis(at - now));
+            if !running {
+                match until_timer {
+                    Some(wait) if wait <= self.inline_sleep_max => {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    _ => return Err(self.suspend_on(&signals, next_timer.map(|(at, _)| at))),
+                }
+            }
+            let poll = (!signals.is_empty()).then_some(SIGNAL_POLL);
+            let nap = match (until_timer, poll) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                joined = self.join.running.join_next() => {
+                    if let Some(joined) = joined {
+                        self.joined(joined);
+                    }
+                }
+                () = async {
+                    match nap {
+                        Some(nap) => tokio::time::sleep(nap).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    /// A task ended: its outcome waits for the guest, unless the handle
+    /// was forgotten meanwhile.
+    fn joined(&mut self, joined: Result<(u64, ToolOutcome), tokio::task::JoinError>) {
+        match joined {
+            Ok((handle, outcome)) => {
+                if let Some(Pending::Tool { task }) = self.join.pending.get_mut(&handle) {
+                    *task = None;
+                    self.join.finished.push((handle, outcome));
+                }
+            }
+            // Aborted: forgotten. A panicking tool is a bug of the host's;
+            // the call is dropped, its handle never completes, and the
+            // invocation's time limit ends the wait.
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(execution = %self.id, "a tool call panicked: {e}"),
+        }
+    }
+
+    /// The suspension for an `await-any` left with timers and signals.
+    fn suspend_on(
+        &mut self,
+        signals: &[(u64, String)],
+        wake_at_ms: Option<u64>,
+    ) -> wasmtime::Error {
+        let mut waits: Vec<SignalWait> = Vec::new();
+        for (_, name) in signals {
+            if !waits.iter().any(|w| w.name == *name) {
+                let consumed = self.consumed.get(name).copied().unwrap_or(0);
+                waits.push(SignalWait {
+                    name: name.clone(),
+                    consumed,
+                });
+            }
+        }
+        let end = match (waits.as_slice(), wake_at_ms) {
+            ([], Some(wake_at_ms)) => End::Suspend {
+                wait: Wait::Timer { wake_at_ms },
+                consumed: 0,
+            },
+            ([one], None) => End::Suspend {
+                wait: Wait::Signal {
+                    name: one.name.clone(),
+                },
+                consumed: one.consumed,
+            },
+            _ => End::Suspend {
+                wait: Wait::Any {
+                    signals: waits,
+                    wake_at_ms,
+                },
+                consumed: 0,
+            },
+        };
+        self.stop(end)
+    }
+
+    /// The `consumed`-th signal called `name` (from 0), from the signals
+    /// loaded with the journal or else from the store.
+    pub(super) async fn find_signal(
+        &mut self,
+        name: &str,
+        consumed: u64,
+    ) -> wasmtime::Result<Option<SignalRecord>> {
+        let buffered = self
+            .signals
+            .iter()
+            .filter(|sig| sig.name == name)
+            .nth(consumed as usize)
+            .cloned();
+        match buffered {
+            Some(sig) => Ok(Some(sig)),
+            None => match self.store.next_signal(&self.id, name, consumed).await {
+                Ok(found) => Ok(found),
+                Err(e) => Err(self.stop(End::Store(e))),
+            },
+        }
+    }
+}
