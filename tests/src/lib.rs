@@ -86,6 +86,10 @@ pub const GUESTS: &[&str] = &[
     "wrongworld",
     "producer",
     "pipeline",
+    "fanout",
+    "approval",
+    "flaky",
+    "misuse",
 ];
 
 /// One engine for the whole test binary, so each component compiles once.
@@ -117,6 +121,11 @@ impl Calls {
             call.idempotency_key.index,
         );
         *self.0.lock().unwrap().entry(key).or_default() += 1;
+    }
+
+    /// Calls recorded under one key (execution id, index).
+    pub fn of(&self, key: &(String, u64)) -> u32 {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
     }
 
     /// Total calls.

@@ -2,6 +2,7 @@
 //! stores, real timers.
 
 mod abuse;
+mod concurrency;
 mod conformance;
 mod durability;
 mod guards;
