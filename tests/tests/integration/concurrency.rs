@@ -12,8 +12,7 @@ use reprise_host::journal::{EntryKind, Started};
 use reprise_host::store::now_ms;
 use reprise_host::tools::{ToolCall, ToolError};
 use reprise_host::{
-    Budget, Digest, EmbeddedStore, ExecutionId, Limits, Runtime, RuntimeConfig, Store,
-    ToolRegistry,
+    Budget, Digest, EmbeddedStore, ExecutionId, Limits, Runtime, RuntimeConfig, Store, ToolRegistry,
 };
 use reprise_tests::*;
 use serde_json::{Value, json};
@@ -186,7 +185,18 @@ async fn a_crash_with_calls_in_flight_reruns_only_those_not_journaled() {
         rt.shutdown().await;
         id
     };
-    let store = Arc::new(EmbeddedStore::open(&path).expect("reopening the store file"));
+    // The first runtime's tasks were aborted; the last of them lets go of
+    // the store (and redb of its file lock) when the scheduler next runs it.
+    let store = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match EmbeddedStore::open(&path) {
+                Ok(store) => break Arc::new(store),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("reopening the store file");
     let calls = Calls::default();
     let tools = slow_demo(Duration::ZERO, &calls, &Peak::default(), &[]);
     let rt = Runtime::new(engine(), store, tools, RuntimeConfig::default());
@@ -227,7 +237,10 @@ async fn approval_before_the_deadline(store: Arc<dyn Store>) {
         .start("approval", encode(&json!({"deadline_ms": 3_600_000})), None)
         .await
         .unwrap();
-    let rec = wait_for(&rt, &id, |r| r.status == Status::Suspended && r.wait.is_some_and_any()).await;
+    let rec = wait_for(&rt, &id, |r| {
+        r.status == Status::Suspended && r.wait.is_some_and_any()
+    })
+    .await;
     let Some(Wait::Any {
         signals,
         wake_at_ms: Some(at),
@@ -265,7 +278,11 @@ async fn approval_after_the_deadline(store: Arc<dyn Store>) {
     );
     assert_eq!(calls.total(), 1, "escalated once");
     // A late approval is buffered for nobody, and changes nothing.
-    assert!(rt.signal(&id, "approve", encode(&json!({"by": "late"}))).await.is_err());
+    assert!(
+        rt.signal(&id, "approve", encode(&json!({"by": "late"})))
+            .await
+            .is_err()
+    );
 }
 
 trait WaitAny {
@@ -315,13 +332,22 @@ async fn attempts(rt: &Runtime, rec: &ExecutionRecord) -> u32 {
             _ => None,
         })
         .collect();
-    assert_eq!(journal.len(), 2, "one start and one completion: {journal:?}");
+    assert_eq!(
+        journal.len(),
+        2,
+        "one start and one completion: {journal:?}"
+    );
     completions[0]
 }
 
 async fn retries_are_one_entry_with_their_attempts(store: Arc<dyn Store>) {
     let calls = Calls::default();
-    let rt = Runtime::new(engine(), store, flaky_tools(&calls), RuntimeConfig::default());
+    let rt = Runtime::new(
+        engine(),
+        store,
+        flaky_tools(&calls),
+        RuntimeConfig::default(),
+    );
     deploy(&rt, "flaky").await;
 
     let input = json!({"attempts": 5, "plan": {"fail": 2, "code": "unavailable"}});
@@ -338,7 +364,11 @@ async fn retries_are_one_entry_with_their_attempts(store: Arc<dyn Store>) {
         result::<Value>(&rec),
         json!({"failed": {"code": "bad-input", "message": "attempt 1 failed"}})
     );
-    assert_eq!(attempts(&rt, &rec).await, 1, "not retriable: failed at once");
+    assert_eq!(
+        attempts(&rt, &rec).await,
+        1,
+        "not retriable: failed at once"
+    );
 
     let input = json!({"attempts": 2, "attempt_timeout_ms": 50, "plan": {"sleep_ms": 10_000}});
     let rec = run_to_end(&rt, "flaky", input).await;
@@ -376,7 +406,11 @@ async fn starting_calls_in_another_order_is_nondeterminism(store: Arc<dyn Store>
         panic!("{rec:?}")
     };
     assert_eq!(failure.kind, FailureKind::Nondeterminism);
-    for needle in ["journal entry 0", "recorded `start-tool demo/user", "now calls `start-tool demo/user"] {
+    for needle in [
+        "journal entry 0",
+        "recorded `start-tool demo/user",
+        "now calls `start-tool demo/user",
+    ] {
         assert!(failure.message.contains(needle), "{}", failure.message);
     }
 }
@@ -397,18 +431,31 @@ async fn misusing_handles_fails_that_execution_only(store: Arc<dyn Store>) {
         .await
         .unwrap();
     for (input, needle) in [
-        (json!({"mode": "unknown"}), "await-any on handle 999999, which this execution never started"),
+        (
+            json!({"mode": "unknown"}),
+            "await-any on handle 999999, which this execution never started",
+        ),
         (json!({"mode": "twice"}), "already spent"),
         (json!({"mode": "empty"}), "await-any was given no handle"),
-        (json!({"mode": "many", "n": 11}), "holds 10 handles, the most allowed"),
-        (json!({"mode": "zero_attempts"}), "max-attempts must be at least 1"),
+        (
+            json!({"mode": "many", "n": 11}),
+            "holds 10 handles, the most allowed",
+        ),
+        (
+            json!({"mode": "zero_attempts"}),
+            "max-attempts must be at least 1",
+        ),
     ] {
         let rec = run_to_end(&rt, "misuse", input.clone()).await;
         let Some(Outcome::Failed(failure)) = &rec.outcome else {
             panic!("{input}: {rec:?}")
         };
         assert_eq!(failure.kind, FailureKind::InvalidCall, "{input}");
-        assert!(failure.message.contains(needle), "{input}: {}", failure.message);
+        assert!(
+            failure.message.contains(needle),
+            "{input}: {}",
+            failure.message
+        );
     }
     // Ten handles are allowed, and left pending at the end they are dropped.
     let rec = run_to_end(&rt, "misuse", json!({"mode": "many", "n": 10})).await;
@@ -419,13 +466,17 @@ async fn misusing_handles_fails_that_execution_only(store: Arc<dyn Store>) {
 
 /// The bytes of a component built against 0.1.0 (see the fixture README).
 fn fixture(name: &str) -> Vec<u8> {
-    let path = root().join("tests/fixtures/workflow-0.1.0").join(format!("{name}.wasm"));
+    let path = root()
+        .join("tests/fixtures/workflow-0.1.0")
+        .join(format!("{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 async fn components_built_against_0_1_0_still_run(store: Arc<dyn Store>) {
     let (rt, _) = runtime(store, RuntimeConfig::default());
-    rt.deploy("old-sequential", fixture("sequential")).await.unwrap();
+    rt.deploy("old-sequential", fixture("sequential"))
+        .await
+        .unwrap();
     rt.deploy("old-signals", fixture("signals")).await.unwrap();
     deploy(&rt, "sequential").await;
     let old = run_to_end(&rt, "old-sequential", json!({"user_id": 3})).await;
