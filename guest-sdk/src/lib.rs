@@ -46,6 +46,11 @@
 
 pub mod concurrent;
 
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
+
 pub use concurrent::{Call, Pending, Race, RetryPolicy, Signal, Timer};
 
 use std::fmt;
