@@ -1,8 +1,9 @@
 //! Work started without waiting: tool calls, timers and signal waits that
 //! run together, raced, or bounded by a deadline.
 //!
-//! [`Context::start`], [`Context::start_timer`] and [`Context::start_signal`]
-//! return at once with a handle ([`Call`], [`Timer`], [`Signal`]); the host
+//! [`Context::start`], [`Context::start_timer`], [`Context::start_signal`]
+//! and [`Context::start_child`] return at once with a handle ([`Call`],
+//! [`Timer`], [`Signal`], [`Child`]); the host
 //! runs started tool calls concurrently. [`Context::join`],
 //! [`Context::join_all`], [`Context::select`] and [`Context::race`] wait for
 //! them.
@@ -65,7 +66,8 @@ use serde::de::DeserializeOwned;
 use crate::__private::bindings::reprise::workflow::{host, types};
 use crate::{Context, DecodeError, ToolError, decode, decode_result, encode};
 
-/// Work started and not yet awaited: a [`Call`], [`Timer`] or [`Signal`].
+/// Work started and not yet awaited: a [`Call`], [`Timer`], [`Signal`] or
+/// [`Child`].
 pub trait Pending {
     /// What awaiting it gives.
     type Output;
@@ -148,6 +150,55 @@ impl<T: DeserializeOwned> Pending for Signal<T> {
         match completion {
             types::Completion::Signal(payload) => decode(&payload),
             _ => unexpected(self.handle, "a signal"),
+        }
+    }
+}
+
+/// A child workflow started with [`Context::start_child`]; awaiting it
+/// gives its result decoded as `T`, or how it failed.
+#[must_use = "a started child's result is lost unless it is awaited"]
+#[derive(Debug)]
+pub struct Child<T> {
+    handle: u64,
+    _out: PhantomData<fn() -> T>,
+}
+
+/// How a child workflow ended, when it did not complete with a result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildError {
+    /// `cancelled`, `decode` (its result did not decode), or the failure
+    /// kind (`workflow-error`, `trap`, ...).
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl std::fmt::Display for ChildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "child workflow {}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for ChildError {}
+
+impl<T: DeserializeOwned> Pending for Child<T> {
+    type Output = Result<T, ChildError>;
+
+    fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    fn complete(&self, completion: types::Completion) -> Self::Output {
+        match completion {
+            types::Completion::Child(Ok(out)) => decode(&out).map_err(|e| ChildError {
+                kind: crate::DECODE_ERROR.into(),
+                message: e.to_string(),
+            }),
+            types::Completion::Child(Err(e)) => Err(ChildError {
+                kind: e.kind,
+                message: e.message,
+            }),
+            _ => unexpected(self.handle, "a child's end"),
         }
     }
 }
@@ -339,6 +390,33 @@ impl Context {
             Race::First(payload) => Some(payload),
             Race::Second(()) => None,
         }
+    }
+
+    /// Starts an execution of the deployed workflow `workflow` (its current
+    /// version, pinned) on `input`, as a child of this one, and returns at
+    /// once. The child's id is derived from this execution's id and the
+    /// handle (`<parent id>.<handle>`), so a replay finds the same child.
+    /// Cancelling this execution cancels its unfinished children. An
+    /// unknown workflow fails this execution.
+    pub fn start_child<Out: DeserializeOwned>(
+        &self,
+        workflow: &str,
+        input: &(impl Serialize + ?Sized),
+    ) -> Child<Out> {
+        Child {
+            handle: host::start_child(workflow, &encode(input)),
+            _out: PhantomData,
+        }
+    }
+
+    /// Runs a child workflow to its end and returns its result.
+    pub fn child<Out: DeserializeOwned>(
+        &self,
+        workflow: &str,
+        input: &(impl Serialize + ?Sized),
+    ) -> Result<Out, ChildError> {
+        let child = self.start_child(workflow, input);
+        self.join(child)
     }
 
     /// Waits for one started handle.

@@ -51,7 +51,7 @@ pub mod concurrent;
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;
 
-pub use concurrent::{Call, Pending, Race, RetryPolicy, Signal, Timer};
+pub use concurrent::{Call, Child, ChildError, Pending, Race, RetryPolicy, Signal, Timer};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -322,6 +322,69 @@ pub struct ExecutionRecord {
     /// Set for executions started as streams.
     #[serde(default)]
     pub stream: Option<StreamPolicy>,
+    /// Set for a child execution: the parent it reports its end to. Last,
+    /// and left out when absent, so a record without one encodes exactly as
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+}
+
+/// A child execution's parent, and the handle the parent awaits it by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's id.
+    pub id: ExecutionId,
+    /// The handle of the parent's `start-child` (its journal index).
+    pub handle: u64,
+}
+
+impl ParentLink {
+    /// The name of the signal by which the child's end reaches the parent.
+    /// Signals whose names start with `reprise:` cannot be sent from
+    /// outside.
+    pub fn signal_name(&self) -> String {
+        child_signal(self.handle)
+    }
+}
+
+/// The reserved prefix of signal names only the host sends.
+pub const RESERVED_SIGNAL_PREFIX: &str = "reprise:";
+
+/// The signal a child started by handle `handle` ends with.
+pub fn child_signal(handle: u64) -> String {
+    format!("{RESERVED_SIGNAL_PREFIX}child/{handle}")
+}
+
+/// How a child ended, as its parent receives it (the payload of its
+/// [`child_signal`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChildEnd {
+    /// Its result.
+    Completed(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// `cancelled` or the failure kind, and a message.
+    Failed {
+        /// `cancelled`, or the failure kind's name.
+        kind: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl ChildEnd {
+    /// The end `outcome` gives a child.
+    pub fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Completed(out) => ChildEnd::Completed(out.clone()),
+            Outcome::Failed(f) => ChildEnd::Failed {
+                kind: f.kind.as_str().into(),
+                message: f.message.clone(),
+            },
+            Outcome::Cancelled => ChildEnd::Failed {
+                kind: "cancelled".into(),
+                message: "the child execution was cancelled".into(),
+            },
+        }
+    }
 }
 
 impl ExecutionRecord {
@@ -357,6 +420,7 @@ impl ExecutionRecord {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             stream: None,
+            parent: None,
         }
     }
 }

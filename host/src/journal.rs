@@ -150,6 +150,17 @@ pub enum Started {
         /// Signal name.
         name: String,
     },
+    /// A child execution.
+    Child {
+        /// The workflow it runs.
+        workflow: String,
+        /// sha256 of its input.
+        input_digest: Digest,
+        /// Size of its input in bytes.
+        input_len: u64,
+        /// Its id (derived from the parent's id and the handle).
+        id: crate::ids::ExecutionId,
+    },
 }
 
 impl Started {
@@ -170,6 +181,14 @@ impl Started {
                 duration_ms: *duration_ms,
             },
             Started::Signal { name } => StartCall::Signal { name: name.clone() },
+            Started::Child {
+                workflow,
+                input_digest,
+                ..
+            } => StartCall::Child {
+                workflow: workflow.clone(),
+                input_digest: *input_digest,
+            },
         }
     }
 }
@@ -196,6 +215,13 @@ pub enum StartCall {
         /// Signal name.
         name: String,
     },
+    /// `start-child`.
+    Child {
+        /// The workflow.
+        workflow: String,
+        /// sha256 of the input.
+        input_digest: Digest,
+    },
 }
 
 impl fmt::Display for StartCall {
@@ -208,6 +234,10 @@ impl fmt::Display for StartCall {
             } => write!(f, "start-tool {category}/{name} (input {input_digest:?})"),
             StartCall::Timer { duration_ms } => write!(f, "start-timer {duration_ms} ms"),
             StartCall::Signal { name } => write!(f, "start-signal {name:?}"),
+            StartCall::Child {
+                workflow,
+                input_digest,
+            } => write!(f, "start-child {workflow} (input {input_digest:?})"),
         }
     }
 }
@@ -367,6 +397,7 @@ impl EntryKind {
                     wake_at_ms,
                 } => format!("timer {duration_ms} ms, until {wake_at_ms}"),
                 Started::Signal { name } => format!("signal {name}"),
+                Started::Child { workflow, id, .. } => format!("child {id} ({workflow})"),
             },
             EntryKind::Completed {
                 handle,

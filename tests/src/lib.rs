@@ -90,6 +90,8 @@ pub const GUESTS: &[&str] = &[
     "approval",
     "flaky",
     "misuse",
+    "parent",
+    "child",
 ];
 
 /// One engine for the whole test binary, so each component compiles once.

@@ -14,7 +14,9 @@ wasmtime::component::bindgen!({
 });
 
 pub use reprise::workflow::host::Host;
-pub use reprise::workflow::types::{Completion, Host as TypesHost, Level, RetryPolicy, ToolError};
+pub use reprise::workflow::types::{
+    ChildError, Completion, Host as TypesHost, Level, RetryPolicy, ToolError,
+};
 
 /// The `reprise:workflow@0.1.0` world.
 pub mod v0_1 {

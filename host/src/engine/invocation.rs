@@ -23,7 +23,7 @@ use wasmtime::{ResourceLimiter, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{self, Completion, Level, RetryPolicy, ToolError};
+use super::bindings::{self, ChildError, Completion, Level, RetryPolicy, ToolError};
 use super::determinism::{self, JournalClock};
 use super::writer::JournalWriter;
 use super::{CompiledWorkflow, WorkflowEngine};
@@ -134,6 +134,8 @@ pub(crate) struct Invocation {
     /// Tool calls started without waiting that may run at once on this
     /// host (shared by every invocation).
     pub calls: Arc<tokio::sync::Semaphore>,
+    /// Has a new child execution run (here, or through the queue).
+    pub start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -228,6 +230,7 @@ struct Steps {
     log: LogLimit,
     /// Work started without waiting (see [`join`]).
     join: Join,
+    start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
 }
 
 /// The time an entry moves the guest's clock to.
@@ -372,6 +375,7 @@ pub(crate) async fn run(
         stream,
         reads,
         calls,
+        start_child,
     } = inv;
     let record = snapshot.record;
     let store_for_writer = store.clone();
@@ -397,6 +401,7 @@ pub(crate) async fn run(
             tools,
             next_index: journal_len,
             join: Join::new(&snapshot.journal, calls, limits.max_handles),
+            start_child,
             journal: snapshot.journal,
             cursor: 0,
             signals: snapshot.signals,

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::{FORMAT_VERSION, decode, encode};
 use crate::execution::{
-    ConsumerSession, ExecutionRecord, Failure, FailureKind, Lease, OnAbandon, Outcome,
+    ConsumerSession, ExecutionRecord, Failure, FailureKind, Lease, OnAbandon, Outcome, ParentLink,
     SignalRecord, SignalWait, Status, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId};
@@ -175,6 +175,15 @@ fn entries() -> Vec<(&'static str, Entry)> {
             })),
         ),
         (
+            "entry-started-child",
+            entry(EntryKind::Started(Started::Child {
+                workflow: "invoice".into(),
+                input_digest: digest("in"),
+                input_len: 2,
+                id: ExecutionId::new("order-42.3").unwrap(),
+            })),
+        ),
+        (
             "entry-completed-tool",
             entry(EntryKind::Completed {
                 handle: 7,
@@ -227,6 +236,7 @@ fn record(status: Status, wait: Option<Wait>, outcome: Option<Outcome>) -> Execu
             on_abandon: OnAbandon::Continue,
             window_bytes: Some(1 << 20),
         }),
+        parent: None,
     }
 }
 
@@ -291,6 +301,14 @@ fn records() -> Vec<(&'static str, ExecutionRecord)> {
                 None,
             ),
         ),
+        ("record-child", {
+            let mut child = record(Status::Suspended, Some(Wait::Ready), None);
+            child.parent = Some(ParentLink {
+                id: ExecutionId::new("order-41").unwrap(),
+                handle: 3,
+            });
+            child
+        }),
         (
             "record-completed",
             record(

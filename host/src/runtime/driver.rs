@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
+use crate::execution::{ChildEnd, ParentLink};
 
 /// Longest delay between retries after store errors.
 pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -238,13 +239,18 @@ impl Inner {
         self.metrics.invocations.inc();
         self.notify();
 
+        let parent = snapshot.record.parent.clone();
         let compiled = match self.component(&snapshot.record.digest).await {
             Ok(Ok(c)) => c,
             Err(e) => return self.after_store_error(id, &lease, e).await,
             Ok(Err(failure)) => {
-                return self
-                    .after(id, &lease, End::Finished(Outcome::Failed(failure)))
-                    .await;
+                let outcome = Outcome::Failed(failure);
+                if let Some(parent) = &parent
+                    && let Err(e) = self.report_to_parent(parent, &outcome).await
+                {
+                    return self.after_store_error(id, &lease, e).await;
+                }
+                return self.after(id, &lease, End::Finished(outcome)).await;
             }
         };
 
@@ -276,6 +282,21 @@ impl Inner {
             stream: cfg.stream.clone(),
             reads,
             calls: self.calls.clone(),
+            start_child: {
+                let me = Arc::downgrade(self);
+                Arc::new(move |child: ExecutionId| {
+                    if let Some(me) = me.upgrade() {
+                        let inner = me.clone();
+                        me.spawn(async move {
+                            if let Err(e) = inner.wake(&child).await {
+                                // Left ready in the store: the queue's sweep
+                                // or the next recovery runs it.
+                                tracing::warn!(execution = %child, "cannot run the new child yet: {e}");
+                            }
+                        });
+                    }
+                })
+            },
         };
         self.live_instances.fetch_add(1, Ordering::SeqCst);
         self.metrics.live_instances.inc();
@@ -300,7 +321,55 @@ impl Inner {
         self.live_instances.fetch_sub(1, Ordering::SeqCst);
         self.metrics.live_instances.dec();
         self.reads.lock().expect("reads poisoned").remove(id);
+        if let (End::Finished(outcome), Some(parent)) = (&end, &parent)
+            && let Err(e) = self.report_to_parent(parent, outcome).await
+        {
+            return self.after_store_error(id, &lease, e).await;
+        }
         self.after(id, &lease, end).await
+    }
+
+    /// Tells a child's parent how the child ended: a signal only the host
+    /// sends, delivered *before* the child's end is recorded, so a crash in
+    /// between makes the child replay and tell again (the parent takes the
+    /// first), never leaves the parent waiting. Wakes the parent if it
+    /// waits for it.
+    pub(super) async fn report_to_parent(
+        self: &Arc<Self>,
+        parent: &ParentLink,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let payload = crate::persist::encode(&ChildEnd::of(outcome));
+        match self
+            .store
+            .signal(&parent.id, &parent.signal_name(), &payload)
+            .await
+        {
+            Ok(delivered) => {
+                if delivered.woke
+                    && let Err(e) = self.wake(&parent.id).await
+                {
+                    tracing::warn!(execution = %parent.id, "a child ended, but cannot queue its parent: {e}");
+                }
+                self.notify();
+                Ok(())
+            }
+            // The parent ended (cancelled, failed) or is gone: nobody waits.
+            Err(StoreError::Terminal { .. } | StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After an execution was cancelled: wake whoever waits on it, and tell
+    /// its parent.
+    pub(super) async fn after_cancel(self: &Arc<Self>, rec: &ExecutionRecord) {
+        self.notify();
+        self.publish_settled(&rec.id).await;
+        if let Some(parent) = &rec.parent
+            && let Err(e) = self.report_to_parent(parent, &Outcome::Cancelled).await
+        {
+            tracing::warn!(execution = %rec.id, "cancelled, but cannot tell its parent yet: {e}");
+        }
     }
 
     /// The compiled component for `digest`: from the engine's cache, or from

@@ -39,7 +39,7 @@ use crate::execution::{
     ConsumerSession, ExecutionRecord, Failure, FailureKind, Outcome, Status, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId, InvalidId};
-use crate::journal::Entry;
+use crate::journal::{Entry, EntryKind, Started};
 use crate::metrics::{Metrics, StatusLabel};
 use crate::queue::Message;
 use crate::store::{Created, DeploymentVersion, Store, StoreError, Suspended, now_ms};
@@ -65,6 +65,9 @@ pub enum RuntimeError {
     /// The component was rejected.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// A signal name only the host may send (`reprise:...`).
+    #[error("signal names starting with \"reprise:\" are reserved for the host: {0:?}")]
+    ReservedSignal(String),
     /// The consumer session was closed; open a new one to read again.
     #[error("consumer session {0:?} is closed")]
     SessionClosed(String),
@@ -446,6 +449,9 @@ impl Runtime {
         name: &str,
         payload: Vec<u8>,
     ) -> Result<(), RuntimeError> {
+        if name.starts_with(crate::execution::RESERVED_SIGNAL_PREFIX) {
+            return Err(RuntimeError::ReservedSignal(name.to_string()));
+        }
         let delivered = self.inner.store.signal(id, name, &payload).await?;
         if delivered.woke
             && let Err(e) = self.inner.wake(id).await
@@ -461,11 +467,44 @@ impl Runtime {
 
     /// Cancels an execution: it is not run again, and a running invocation
     /// stops at its next journal write.
+    ///
+    /// Its unfinished children (and theirs) are cancelled too, and a
+    /// cancelled child's parent hears of it as of any end.
     pub async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
         let rec = self.inner.store.cancel(id).await?;
-        self.inner.notify();
-        self.inner.publish_settled(id).await;
+        self.inner.after_cancel(&rec).await;
+        let mut parents = vec![id.clone()];
+        while let Some(parent) = parents.pop() {
+            for child in self.children(&parent).await? {
+                match self.inner.store.cancel(&child).await {
+                    Ok(rec) => {
+                        self.inner.after_cancel(&rec).await;
+                        parents.push(child);
+                    }
+                    // Already ended (or never created: a crash between the
+                    // start and the child).
+                    Err(StoreError::Terminal { .. } | StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         Ok(rec)
+    }
+
+    /// The ids of the children an execution started, in the order started.
+    pub async fn children(&self, id: &ExecutionId) -> Result<Vec<ExecutionId>, RuntimeError> {
+        Ok(self
+            .inner
+            .store
+            .load(id)
+            .await?
+            .journal
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Started(Started::Child { id, .. }) => Some(id),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The execution's record.

@@ -230,6 +230,12 @@ impl From<RuntimeError> for Problem {
                 "The component cannot be deployed",
                 detail,
             ),
+            RuntimeError::ReservedSignal(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "reserved-signal",
+                "Reserved signal name",
+                detail,
+            ),
             RuntimeError::SessionClosed(_) => Self::new(
                 StatusCode::GONE,
                 "session-closed",

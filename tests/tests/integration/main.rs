@@ -2,6 +2,7 @@
 //! stores, real timers.
 
 mod abuse;
+mod children;
 mod concurrency;
 mod conformance;
 mod durability;

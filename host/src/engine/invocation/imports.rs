@@ -8,6 +8,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::join::{Observed, Retry};
 use super::*;
+use crate::execution::{ChildEnd, RESERVED_SIGNAL_PREFIX};
 use crate::journal::{StartCall, Started};
 
 impl bindings::TypesHost for InvocationState {}
@@ -309,11 +310,52 @@ impl bindings::Host for InvocationState {
     async fn start_signal(&mut self, name: String) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
         s.enter();
+        if name.starts_with(RESERVED_SIGNAL_PREFIX) {
+            return Err(s.invalid(format!(
+                "start-signal {name:?}: names starting with {RESERVED_SIGNAL_PREFIX:?} are \
+                 reserved for the host"
+            )));
+        }
         let (handle, started, _) = s
             .start(StartCall::Signal { name: name.clone() }, || {
                 Started::Signal { name }
             })
             .await?;
+        s.pend(handle, &started);
+        s.progress();
+        Ok(handle)
+    }
+
+    async fn start_child(&mut self, workflow: String, input: Vec<u8>) -> wasmtime::Result<u64> {
+        let s = &mut self.steps;
+        s.enter();
+        let input_digest = Digest::of(&input);
+        let call = StartCall::Child {
+            workflow: workflow.clone(),
+            input_digest,
+        };
+        let input_len = input.len() as u64;
+        let parent = s.id.clone();
+        let handle = s.position();
+        let id = child_id(&parent, handle);
+        if !s.replaying() {
+            // The child exists before its start entry is written: a crash
+            // in between leaves a child the replayed start finds again.
+            s.ensure_child(handle, &workflow, input.clone(), &id)
+                .await?;
+        }
+        let (handle, started, run) = s
+            .start(call, || Started::Child {
+                workflow: workflow.clone(),
+                input_digest,
+                input_len,
+                id: id.clone(),
+            })
+            .await?;
+        // A replayed start needs nothing more: its child was created before
+        // its entry was written. (One left ready by a crash before it was
+        // queued is found by the queue's sweep, or `recover`.)
+        let _ = run;
         s.pend(handle, &started);
         s.progress();
         Ok(handle)
@@ -334,6 +376,16 @@ impl bindings::Host for InvocationState {
                 Err(e) => return Err(s.stop(End::Store(e))),
             },
             EntryKind::Sleep { .. } => Completion::Timer,
+            EntryKind::Signal { name, payload, .. } if name.starts_with(RESERVED_SIGNAL_PREFIX) => {
+                *s.consumed.entry(name).or_default() += 1;
+                match crate::persist::decode::<ChildEnd>(&payload) {
+                    Ok(ChildEnd::Completed(out)) => Completion::Child(Ok(out)),
+                    Ok(ChildEnd::Failed { kind, message }) => {
+                        Completion::Child(Err(ChildError { kind, message }))
+                    }
+                    Err(e) => return Err(s.stop(End::Store(e))),
+                }
+            }
             EntryKind::Signal { name, payload, .. } => {
                 *s.consumed.entry(name).or_default() += 1;
                 Completion::Signal(payload)
@@ -375,6 +427,22 @@ impl bindings::Host for InvocationState {
         }
         Ok(())
     }
+}
+
+/// The id of the child started by entry `handle` of `parent`: the same on
+/// every replay. `<parent>.<handle>` when it fits, else a digest of the
+/// parent's id stands for it.
+fn child_id(parent: &ExecutionId, handle: u64) -> ExecutionId {
+    let id = format!("{parent}.{handle}");
+    let id = if id.len() <= ExecutionId::MAX_LEN {
+        id
+    } else {
+        format!(
+            "{}.{handle}",
+            &Digest::of(parent.as_str().as_bytes()).to_string()[..40]
+        )
+    };
+    ExecutionId::new(id).expect("a parent id and a number make a valid id")
 }
 
 fn tool_error(e: ToolFailure) -> ToolError {

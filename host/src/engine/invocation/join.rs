@@ -26,8 +26,9 @@ use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::*;
-use crate::execution::SignalWait;
+use crate::execution::{ExecutionRecord, ParentLink, SignalWait, Status, child_signal};
 use crate::journal::{StartCall, Started};
+use crate::store::Created;
 use crate::tools::Tool;
 
 /// While an `await-any` waits on running tool calls and a signal too, the
@@ -207,6 +208,14 @@ async fn call_with_retry(
     }
 }
 
+fn signal_value(name: &str, sig: SignalRecord) -> EntryKind {
+    EntryKind::Signal {
+        name: name.to_string(),
+        seq: sig.seq,
+        payload: sig.payload,
+    }
+}
+
 /// What `await-any` hands the guest: the handle and its completion's
 /// entry value (`Tool`, `ToolStored`, `Sleep` or `Signal`).
 pub(super) struct Observed {
@@ -216,7 +225,7 @@ pub(super) struct Observed {
 
 impl Steps {
     /// Index of the entry the guest's next journaled call is (or replays).
-    fn position(&self) -> u64 {
+    pub(super) fn position(&self) -> u64 {
         if self.replaying() {
             self.cursor as u64
         } else {
@@ -315,8 +324,59 @@ impl Steps {
                 wake_at_ms: *wake_at_ms,
             },
             Started::Signal { name } => Pending::Signal { name: name.clone() },
+            // A child's end comes as a signal only the host sends.
+            Started::Child { .. } => Pending::Signal {
+                name: child_signal(handle),
+            },
         };
         self.join.pending.insert(handle, pending);
+    }
+
+    /// Makes sure child `id` of handle `handle` exists, creating it (pinned
+    /// to the workflow's current version) if not, and has it run when it
+    /// is new or was left ready. A replay finds the child it started
+    /// before, whatever version the workflow is at now.
+    pub(super) async fn ensure_child(
+        &mut self,
+        handle: u64,
+        workflow: &str,
+        input: Vec<u8>,
+        id: &ExecutionId,
+    ) -> wasmtime::Result<()> {
+        let digest = match self.store.get_deployment(workflow).await {
+            Ok(Some(digest)) => digest,
+            Ok(None) => {
+                return Err(self.invalid(format!(
+                    "start-child of workflow {workflow:?}, which is not deployed"
+                )));
+            }
+            Err(e) => return Err(self.stop(End::Store(e))),
+        };
+        let mut record =
+            ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
+        record.parent = Some(ParentLink {
+            id: self.id.clone(),
+            handle,
+        });
+        let run = match self.store.create_execution(&record).await {
+            Ok(Created::New) => true,
+            Ok(Created::Existing(existing)) => {
+                if existing.workflow != record.workflow
+                    || existing.input != record.input
+                    || existing.parent != record.parent
+                {
+                    return Err(self.invalid(format!(
+                        "start-child: the id {id} this child gets is taken by another execution"
+                    )));
+                }
+                existing.status == Status::Suspended && existing.wait == Some(Wait::Ready)
+            }
+            Err(e) => return Err(self.stop(End::Store(e))),
+        };
+        if run {
+            (self.start_child)(id.clone());
+        }
+        Ok(())
     }
 
     /// `await-any(handles)`: the completion replay hands back, or the first
@@ -418,18 +478,30 @@ impl Steps {
                 };
                 return Ok((handle, 1, 0, value));
             }
-            if !signals.is_empty() && signals_checked.is_none_or(|t| t.elapsed() >= SIGNAL_POLL) {
+            // Signals loaded with the journal cost nothing to look at. The
+            // store is asked only while calls run (another host may have
+            // taken a signal in meanwhile): when nothing runs, the execution
+            // suspends, and `suspend` itself finds a signal that arrived
+            // (and leaves it ready to run at once), in one round trip
+            // however many names it waits for.
+            for (handle, name) in &signals {
+                let consumed = self.consumed.get(name).copied().unwrap_or(0);
+                if let Some(sig) = self.buffered_signal(name, consumed) {
+                    return Ok((*handle, 1, 0, signal_value(name, sig)));
+                }
+            }
+            if running
+                && !signals.is_empty()
+                && signals_checked.is_some_and(|t| t.elapsed() >= SIGNAL_POLL)
+            {
                 for (handle, name) in &signals {
                     let consumed = self.consumed.get(name).copied().unwrap_or(0);
                     if let Some(sig) = self.find_signal(name, consumed).await? {
-                        let value = EntryKind::Signal {
-                            name: name.clone(),
-                            seq: sig.seq,
-                            payload: sig.payload,
-                        };
-                        return Ok((*handle, 1, 0, value));
+                        return Ok((*handle, 1, 0, signal_value(name, sig)));
                     }
                 }
+            }
+            if signals_checked.is_none_or(|t| t.elapsed() >= SIGNAL_POLL) {
                 signals_checked = Some(Instant::now());
             }
             let until_timer = next_timer.map(|(at, _)| Duration::from_millis(at - now));
@@ -519,6 +591,16 @@ impl Steps {
         self.stop(end)
     }
 
+    /// The `consumed`-th signal called `name` (from 0), if it was loaded
+    /// with the journal.
+    fn buffered_signal(&self, name: &str, consumed: u64) -> Option<SignalRecord> {
+        self.signals
+            .iter()
+            .filter(|sig| sig.name == name)
+            .nth(consumed as usize)
+            .cloned()
+    }
+
     /// The `consumed`-th signal called `name` (from 0), from the signals
     /// loaded with the journal or else from the store.
     pub(super) async fn find_signal(
@@ -526,13 +608,7 @@ impl Steps {
         name: &str,
         consumed: u64,
     ) -> wasmtime::Result<Option<SignalRecord>> {
-        let buffered = self
-            .signals
-            .iter()
-            .filter(|sig| sig.name == name)
-            .nth(consumed as usize)
-            .cloned();
-        match buffered {
+        match self.buffered_signal(name, consumed) {
             Some(sig) => Ok(Some(sig)),
             None => match self.store.next_signal(&self.id, name, consumed).await {
                 Ok(found) => Ok(found),

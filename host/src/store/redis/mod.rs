@@ -231,6 +231,7 @@ impl Store for RedisStore {
             seed: record.seed,
             created_at_ms: record.created_at_ms,
             stream: record.stream,
+            parent: record.parent.clone(),
         });
         let mut inv = scripts().create.prepare_invoke();
         inv.key(self.key("x", &record.id))

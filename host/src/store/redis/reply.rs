@@ -8,7 +8,8 @@ use redis::{FromRedisValue, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::execution::{
-    ConsumerSession, ExecutionRecord, Lease, SignalRecord, Snapshot, Status, StreamPolicy,
+    ConsumerSession, ExecutionRecord, Lease, ParentLink, SignalRecord, Snapshot, Status,
+    StreamPolicy,
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
@@ -28,6 +29,9 @@ pub(super) struct Meta {
     pub(super) created_at_ms: u64,
     #[serde(default)]
     pub(super) stream: Option<StreamPolicy>,
+    /// Last and left out when absent, as in the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) parent: Option<ParentLink>,
 }
 
 pub(super) fn bad_reply(what: &str) -> StoreError {
@@ -152,6 +156,7 @@ pub(super) fn record_from(
         created_at_ms: meta.created_at_ms,
         updated_at_ms: number("upd")?,
         stream: meta.stream,
+        parent: meta.parent,
     })
 }
 
@@ -230,6 +235,23 @@ mod tests {
                     window: 10,
                     on_abandon: OnAbandon::Cancel,
                     window_bytes: None,
+                }),
+                parent: None,
+            },
+        );
+        check(
+            "redis-meta-child",
+            &Meta {
+                id: ExecutionId::new("order-42.3").unwrap(),
+                workflow: "invoice".into(),
+                digest: digest("component"),
+                input: vec![0xc0],
+                seed: 7,
+                created_at_ms: 1_700_000_000_000,
+                stream: None,
+                parent: Some(ParentLink {
+                    id: ExecutionId::new("order-42").unwrap(),
+                    handle: 3,
                 }),
             },
         );

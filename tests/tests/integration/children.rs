@@ -1,0 +1,135 @@
+//! Child workflows: a parent starts children, awaits their ends, and
+//! cancels them when it is cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::execution::{FailureKind, Outcome, Status, Wait};
+use reprise_host::{ExecutionId, Runtime, RuntimeConfig, RuntimeError, Store};
+use reprise_tests::*;
+use serde_json::{Value, json};
+
+on_every_store!(
+    a_parent_joins_its_children,
+    cancelling_a_parent_cancels_its_children,
+    a_child_of_an_unknown_workflow_fails_the_parent,
+);
+
+async fn wait_for(
+    rt: &Runtime,
+    id: &ExecutionId,
+    what: impl Fn(&reprise_host::ExecutionRecord) -> bool,
+) -> reprise_host::ExecutionRecord {
+    tokio::time::timeout(Duration::from_secs(60), rt.wait_until(id, what))
+        .await
+        .expect("state not reached within 60 s")
+        .unwrap()
+}
+
+async fn a_parent_joins_its_children(store: Arc<dyn Store>) {
+    let (rt, calls) = runtime(store, RuntimeConfig::default());
+    deploy(&rt, "parent").await;
+    deploy(&rt, "child").await;
+    let items = json!([{"echo": 1, "sleep_ms": 300}, {"fail": "no"}, {"echo": "x"}]);
+    let id = rt
+        .start("parent", encode(&json!({ "items": items })), None)
+        .await
+        .unwrap();
+    // The slow child holds its parent suspended, with no instance.
+    let rec = wait_for(&rt, &id, |r| {
+        r.status == Status::Suspended && r.wait.is_some()
+    })
+    .await;
+    assert!(
+        matches!(
+            rec.wait,
+            Some(Wait::Signal { .. } | Wait::Any { .. }) | Some(Wait::Ready)
+        ),
+        "{:?}",
+        rec.wait
+    );
+    let rec = wait(&rt, &id).await;
+    assert_eq!(
+        result::<Value>(&rec),
+        json!([{"ok": 1}, {"err": {"kind": "workflow-error", "message": "no"}}, {"ok": "x"}])
+    );
+    let children = rt.children(&id).await.unwrap();
+    let expected: Vec<String> = [0, 1, 2].iter().map(|h| format!("{id}.{h}")).collect();
+    assert_eq!(
+        children.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        expected,
+        "ids derived from the parent's id and the start's entry"
+    );
+    for (child, status) in
+        children
+            .iter()
+            .zip([Status::Completed, Status::Failed, Status::Completed])
+    {
+        let c = rt.status(child).await.unwrap();
+        assert_eq!(c.status, status, "{child}");
+        assert_eq!(c.parent.as_ref().map(|p| &p.id), Some(&id));
+    }
+    assert_eq!(calls.total(), 2, "each echoing child ran its call once");
+    // Nobody outside may send the signal a child's end comes by.
+    let err = rt.signal(&id, "reprise:child/0", encode(&json!(1))).await;
+    assert!(
+        matches!(err, Err(RuntimeError::ReservedSignal(_))),
+        "{err:?}"
+    );
+}
+
+async fn cancelling_a_parent_cancels_its_children(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store, RuntimeConfig::default());
+    deploy(&rt, "parent").await;
+    deploy(&rt, "child").await;
+    let items = json!([{"wait": "go"}, {"wait": "go"}, {"echo": 3}]);
+    let id = rt
+        .start("parent", encode(&json!({ "items": items })), None)
+        .await
+        .unwrap();
+    wait_for(&rt, &id, |r| r.journal_len >= 3).await;
+    for h in [0, 1] {
+        let child = ExecutionId::new(format!("{id}.{h}")).unwrap();
+        wait_for(&rt, &child, |r| matches!(r.wait, Some(Wait::Signal { .. }))).await;
+    }
+    let done = ExecutionId::new(format!("{id}.2")).unwrap();
+    assert_eq!(wait(&rt, &done).await.status, Status::Completed);
+    wait_for(&rt, &id, |r| {
+        r.status == Status::Suspended && r.wait != Some(Wait::Ready)
+    })
+    .await;
+    assert_eq!(rt.live_instances(), 0);
+    let rec = rt.cancel(&id).await.unwrap();
+    assert_eq!(rec.status, Status::Cancelled);
+    for h in [0, 1] {
+        let child = ExecutionId::new(format!("{id}.{h}")).unwrap();
+        assert_eq!(
+            rt.status(&child).await.unwrap().status,
+            Status::Cancelled,
+            "{child}"
+        );
+    }
+    assert_eq!(
+        rt.status(&done).await.unwrap().status,
+        Status::Completed,
+        "ended before"
+    );
+}
+
+async fn a_child_of_an_unknown_workflow_fails_the_parent(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store, RuntimeConfig::default());
+    deploy(&rt, "parent").await;
+    let input = json!({"items": [1], "workflow": "nowhere"});
+    let rec = run_to_end(&rt, "parent", input).await;
+    let Some(Outcome::Failed(failure)) = &rec.outcome else {
+        panic!("{rec:?}")
+    };
+    assert_eq!(failure.kind, FailureKind::InvalidCall);
+    assert!(
+        failure
+            .message
+            .contains("\"nowhere\", which is not deployed"),
+        "{}",
+        failure.message
+    );
+}
