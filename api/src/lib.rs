@@ -320,8 +320,12 @@ impl WaitView {
     /// Whether only someone outside the host can end this wait: a signal,
     /// a consumer's read, and no timer of the host's.
     pub fn needs_outside(&self) -> bool {
+        // A child execution's end reaches its parent as a signal the host
+        // sends itself, named `reprise:child/<handle>`.
+        let outside = |name: &str| !name.starts_with("reprise:");
         match self.kind {
-            WaitKind::Any => self.wake_at_ms.is_none(),
+            WaitKind::Any => self.wake_at_ms.is_none() && self.signals.iter().all(|n| outside(n)),
+            WaitKind::Signal => self.signal.as_deref().is_none_or(outside),
             kind => kind.needs_outside(),
         }
     }
@@ -378,6 +382,25 @@ pub struct ExecutionView {
     /// For an execution started as a stream: how it is paced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamOptions>,
+    /// For a child execution: its parent's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The child executions it started, in the order started (only in the
+    /// answer about one execution, not in lists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildView>,
+}
+
+/// A child execution, as its parent lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChildView {
+    /// Its id (`<parent id>.<handle>`).
+    pub id: String,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// Where it stands.
+    pub status: ExecutionStatus,
 }
 
 impl ExecutionView {

@@ -378,6 +378,15 @@ fn print_execution(e: &ExecutionView) {
     if let Some(err) = &e.error {
         println!("error:       {}: {}", err.kind, err.message);
     }
+    if let Some(parent) = &e.parent {
+        println!("parent:      {parent}");
+    }
+    if !e.children.is_empty() {
+        println!("children:");
+        for c in &e.children {
+            println!("  {:<40} {:<10} {}", c.id, c.status, c.workflow);
+        }
+    }
 }
 
 fn human_bytes(n: u64) -> String {

@@ -129,9 +129,15 @@ impl Wait {
     /// Whether only someone outside (a signal, a consumer's read) can end
     /// this wait: no timer of the host's would.
     pub fn needs_outside(&self) -> bool {
+        // A child's end is a signal the host sends itself.
+        let outside = |name: &str| !name.starts_with(RESERVED_SIGNAL_PREFIX);
         match self {
-            Wait::Signal { .. } | Wait::Consumers { .. } => true,
-            Wait::Any { wake_at_ms, .. } => wake_at_ms.is_none(),
+            Wait::Signal { name } => outside(name),
+            Wait::Consumers { .. } => true,
+            Wait::Any {
+                signals,
+                wake_at_ms,
+            } => wake_at_ms.is_none() && signals.iter().all(|s| outside(&s.name)),
             Wait::Ready | Wait::Timer { .. } => false,
         }
     }

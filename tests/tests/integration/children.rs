@@ -133,3 +133,42 @@ async fn a_child_of_an_unknown_workflow_fails_the_parent(store: Arc<dyn Store>) 
         failure.message
     );
 }
+
+/// `GET /v1/executions/{id}` lists a parent's children with their status,
+/// and a child names its parent; a reserved signal name is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_are_listed_over_http() {
+    use reprise_host::ToolRegistry;
+    use reprise_host::server::config::ServeConfig;
+    use reprise_tests::server::TestServer;
+
+    let (store, _guard) = memory_store().await;
+    let s = TestServer::start(store, ServeConfig::default(), ToolRegistry::with_builtins()).await;
+    s.deploy("parent", "parent").await;
+    s.deploy("child", "child").await;
+    let body = json!({"input": {"items": [{"echo": 1}, {"fail": "no"}]}});
+    let r = s.start_and_wait("parent", body).await;
+    assert_eq!(r.body["status"], "completed", "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(
+        r.body["children"],
+        json!([
+            {"id": format!("{id}.0"), "workflow": "child", "status": "completed"},
+            {"id": format!("{id}.1"), "workflow": "child", "status": "failed"},
+        ]),
+        "{}",
+        r.body
+    );
+    let r = s.get(&format!("/v1/executions/{id}.1")).await;
+    assert_eq!(r.body["parent"], json!(id));
+    assert_eq!(r.body["error"]["kind"], "workflow-error");
+    let r = s
+        .post(
+            &format!("/v1/executions/{id}/signals/reprise:child%2F0"),
+            &json!({"payload": 1}),
+        )
+        .await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.body);
+    assert_eq!(r.problem_type(), "urn:reprise:problem:reserved-signal");
+}

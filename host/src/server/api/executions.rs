@@ -2,6 +2,7 @@
 //! cancelling them, and listing them.
 
 use super::*;
+use crate::StoreError;
 
 /// Start an execution.
 ///
@@ -86,7 +87,20 @@ pub async fn get_execution(
         Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
         _ => state.runtime.status(&id).await?,
     };
-    Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
+    let mut view = ExecutionView::from(record);
+    for child in state.runtime.children(&id).await? {
+        match state.runtime.status(&child).await {
+            Ok(c) => view.children.push(ChildView {
+                id: c.id.to_string(),
+                workflow: c.workflow,
+                status: super::wire_status(c.status),
+            }),
+            // Deleted by retention, or (after a crash) never created.
+            Err(RuntimeError::Store(StoreError::NotFound(_))) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(format.reply(StatusCode::OK, &view))
 }
 
 /// Cancel an execution.

@@ -41,7 +41,7 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 pub use reprise_api::{
-    DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus, ExecutionView,
+    ChildView, DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus, ExecutionView,
     FailureKind as WireFailureKind, ItemView, ItemsBatch, ItemsParams, JournalPage, JournalParams,
     ListParams, SessionList, SessionView, SignalAccepted, SignalRequest, StartRequest, StreamEnd,
     StreamOptions, WaitKind, WaitParams, WaitView, WorkflowList, WorkflowView,
@@ -147,6 +147,8 @@ impl From<ExecutionRecord> for ExecutionView {
             created_at_ms: r.created_at_ms,
             updated_at_ms: r.updated_at_ms,
             stream: r.stream.as_ref().map(crate::stream::options),
+            parent: r.parent.as_ref().map(|p| p.id.to_string()),
+            children: Vec::new(),
         }
     }
 }
