@@ -19,9 +19,11 @@
 //! once, journaled once.
 
 use std::collections::{BTreeMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinSet};
 
@@ -294,7 +296,22 @@ impl Steps {
             let started = Instant::now();
             let input_len = call.input.len() as u64;
             let (category, name) = (call.category.clone(), call.name.clone());
-            let (result, attempts) = call_with_retry(tool, call, retry, metrics).await;
+            // A tool that panics fails its call, instead of leaving the
+            // handle without a completion.
+            let attempt = AssertUnwindSafe(call_with_retry(tool, call, retry, metrics));
+            let (result, attempts) = match attempt.catch_unwind().await {
+                Ok(done) => done,
+                Err(_) => (
+                    Err(ToolFailure {
+                        code: "panic".into(),
+                        message: format!(
+                            "tool {category}/{name} panicked (a bug in the host's tool)"
+                        ),
+                        details: None,
+                    }),
+                    1,
+                ),
+            };
             let outcome = ToolOutcome {
                 result,
                 attempts,
@@ -545,11 +562,9 @@ impl Steps {
                     self.join.finished.push((handle, outcome));
                 }
             }
-            // Aborted: forgotten. A panicking tool is a bug of the host's;
-            // the call is dropped, its handle never completes, and the
-            // invocation's time limit ends the wait.
+            // Aborted: forgotten. (A panic is caught inside the task.)
             Err(e) if e.is_cancelled() => {}
-            Err(e) => tracing::error!(execution = %self.id, "a tool call panicked: {e}"),
+            Err(e) => tracing::error!(execution = %self.id, "a tool call's task failed: {e}"),
         }
     }
 
