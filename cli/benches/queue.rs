@@ -327,6 +327,7 @@ async fn chaos_run() {
         hosts: 3,
         executions: env_or("CHAOS_EXECUTIONS", 500),
         steps: 20,
+        parents: env_or("CHAOS_PARENTS", 20),
         kill_every: Duration::from_secs(1),
         restart_redis: true,
         tool_delay: Duration::from_millis(20),

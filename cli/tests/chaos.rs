@@ -1,6 +1,7 @@
 //! The quick chaos run (see `reprise_tests::chaos`): three `reprise serve`
 //! processes on one Redis with a work queue, one SIGKILLed and restarted
-//! every second, Redis killed and restarted once; nothing may be lost,
+//! every second, Redis killed and restarted once, parents with child
+//! workflows among the executions; nothing may be lost,
 //! duplicated or left pending; then the same on a Redis Cluster. The full run (500 executions) is
 //! `cargo bench -p reprise-cli --bench queue -- chaos`.
 
@@ -14,6 +15,7 @@ fn quick() -> Plan {
         hosts: 3,
         executions: 60,
         steps: 20,
+        parents: 4,
         kill_every: Duration::from_secs(1),
         restart_redis: true,
         tool_delay: Duration::from_millis(100),
@@ -40,6 +42,7 @@ async fn hosts_killed_every_second_and_a_redis_restart_lose_nothing() {
 async fn the_same_on_a_redis_cluster() {
     let plan = Plan {
         executions: 40,
+        parents: 2,
         cluster: true,
         ..quick()
     };

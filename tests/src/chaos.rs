@@ -9,6 +9,10 @@
 //! would. Half the executions start with a plain `XADD`, half over HTTP
 //! through whichever host is up.
 //!
+//! Beside them run `parents` executions of `parent`, each starting three
+//! `caller` children (child workflows) and joining them: every child must
+//! run once, and every parent complete with its children's results.
+//!
 //! It passes when every execution completed with the right result, every
 //! journal holds exactly the expected entries in order, every side effect
 //! was applied once, and no message is left in the stream or pending. It
@@ -40,6 +44,9 @@ pub struct Plan {
     pub executions: usize,
     /// Tool calls per execution.
     pub steps: usize,
+    /// Parent executions, each with three `caller` children (started by
+    /// `XADD`).
+    pub parents: usize,
     /// Kill (and restart) a random host this often.
     pub kill_every: Duration,
     /// Kill and restart Redis once, when about half the executions ended.
@@ -205,6 +212,18 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
         "deploy: {}",
         deployed.status()
     );
+    let deployed = http
+        .put(format!("{}/v1/workflows/parent", fleet.hosts[0].1.url))
+        .header("content-type", "application/wasm")
+        .body(crate::guest("parent"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        deployed.status().is_success(),
+        "deploy parent: {}",
+        deployed.status()
+    );
 
     let store: Arc<dyn Store> = Arc::new(
         reprise_host::RedisStore::connect(&redis.url(), redis.options())
@@ -218,7 +237,28 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
         .map(|e| ExecutionId::new(format!("chaos-{e}")).unwrap())
         .collect();
 
+    // Parent p's children run the `e` numbers after the plain executions'.
+    let parent_ids: Vec<ExecutionId> = (0..plan.parents)
+        .map(|p| ExecutionId::new(format!("chaos-parent-{p}")).unwrap())
+        .collect();
+    let child_e = |p: usize, c: usize| plan.executions + p * CHILDREN + c;
+    let parent_input = |p: usize| {
+        json!({"workflow": "caller",
+               "items": (0..CHILDREN).map(|c| input(child_e(p, c), plan.steps)).collect::<Vec<_>>()})
+    };
+    // Every execution the run makes: plain ones, parents and children.
+    let total = plan.executions + plan.parents * (1 + CHILDREN);
+
     let began = Instant::now();
+    for (p, id) in parent_ids.iter().enumerate() {
+        let msg = Message::Start {
+            workflow: "parent".into(),
+            input: parent_input(p).to_string(),
+            id: Some(id.clone()),
+            stream: None,
+        };
+        queue.enqueue(&msg).await.unwrap();
+    }
     // Starts: even ones with XADD, odd ones over HTTP to any live host
     // (retried: hosts die, and an id makes a retry start once).
     let urls: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
@@ -275,21 +315,20 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
     let mut next_kill = Instant::now() + plan.kill_every;
     loop {
         let done = completed(store.clone()).await;
-        if done == plan.executions {
+        if done == total {
             break;
         }
         assert!(
             began.elapsed() < plan.deadline,
-            "only {done} of {} executions completed within {:?}",
-            plan.executions,
+            "only {done} of {total} executions completed within {:?}",
             plan.deadline
         );
-        if !redis_restarted && done >= plan.executions / 2 {
+        if !redis_restarted && done >= total / 2 {
             redis_restarted = true;
             redis.restart();
             let back = Instant::now();
             let mut after = completed(store.clone()).await;
-            while after <= done && after < plan.executions {
+            while after <= done && after < total {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 after = completed(store.clone()).await;
             }
@@ -345,8 +384,24 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
     }
 
     // Every execution: the right result, and a journal of exactly `steps`
-    // tool entries, in order.
-    for (e, id) in ids.iter().enumerate() {
+    // tool entries, in order; children too, each under the id its parent
+    // gave it, and each parent with its children's results.
+    let mut checked: Vec<(usize, ExecutionId)> = ids.iter().cloned().enumerate().collect();
+    for (p, parent) in parent_ids.iter().enumerate() {
+        let rec = store.get_execution(parent).await.unwrap();
+        assert_eq!(rec.status, Status::Completed, "{parent}: {rec:?}");
+        let want: Vec<Value> = (0..CHILDREN)
+            .map(|c| json!({"ok": expected(child_e(p, c), plan.steps)}))
+            .collect();
+        assert_eq!(crate::result::<Value>(&rec), Value::Array(want), "{parent}");
+        for c in 0..CHILDREN {
+            // The parent's starts are its first entries: handle = c.
+            let child = ExecutionId::new(format!("{parent}.{c}")).unwrap();
+            checked.push((child_e(p, c), child));
+        }
+    }
+    for (e, id) in &checked {
+        let (e, id) = (*e, id);
         let mut snap = store.load(id).await;
         for _ in 0..20 {
             if snap.is_ok() {
@@ -379,9 +434,9 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
     }
     // Every side effect applied, once per key.
     let seen = effects.lock().unwrap().seen.clone();
-    let want: HashSet<String> = ids
+    let want: HashSet<String> = checked
         .iter()
-        .flat_map(|id| (0..plan.steps).map(move |k| format!("{id}:{k}")))
+        .flat_map(|(_, id)| (0..plan.steps).map(move |k| format!("{id}:{k}")))
         .collect();
     let got: HashSet<String> = seen.keys().cloned().collect();
     assert_eq!(got, want, "side effects applied differ from those expected");
@@ -415,6 +470,9 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
         repeated_keys: seen.values().filter(|&&n| n > 1).count(),
     }
 }
+
+/// Children per parent.
+const CHILDREN: usize = 3;
 
 /// A cheap pseudo-random host choice (xorshift on the kill number).
 fn rand_index(n: usize) -> usize {
