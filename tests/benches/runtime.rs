@@ -27,26 +27,10 @@ use reprise_host::store::now_ms;
 use reprise_host::{
     Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Runtime, RuntimeConfig, Store,
 };
+use reprise_tests::measure::{Stats, cpu_ticks, info_used_memory, row, rss, stats, time_many, us};
 use reprise_tests::redis::RedisServer;
 use reprise_tests::{deploy, encode, runtime, wait};
 use serde_json::json;
-
-struct Stats {
-    median: Duration,
-    p90: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    Stats {
-        median: samples[samples.len() / 2],
-        p90: samples[samples.len() * 9 / 10],
-    }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 async fn run_many(rt: &Runtime, workflow: &str, input: serde_json::Value, n: usize) -> Stats {
     let input = encode(&input);
@@ -94,57 +78,6 @@ async fn replay_many(
 }
 
 /// Times `n` sequential runs of `op`.
-async fn time_many<F, Fut>(n: usize, mut op: F) -> Stats
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = Instant::now();
-        op(i).await;
-        samples.push(t.elapsed());
-    }
-    stats(samples)
-}
-
-/// User + system CPU time of this process, in clock ticks.
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-/// Resident set size of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
-fn info_used_memory(server: &RedisServer) -> i64 {
-    server
-        .cli(&["INFO", "memory"])
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn row(name: &str, s: &Stats) {
-    println!(
-        "{name:<52} median {:>10.1} us   p90 {:>10.1} us",
-        us(s.median),
-        us(s.p90)
-    );
-}
-
 fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

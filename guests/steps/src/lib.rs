@@ -1,6 +1,7 @@
 //! `n` echo steps through `builtin/echo`, each with a payload of `size`
-//! bytes; optionally a checkpoint between steps. Checks every echo and
-//! returns a checksum, so a wrong replayed value fails the run.
+//! bytes, one after the other or (`parallel`) all started at once and then
+//! joined. Checks every echo and returns a checksum, so a wrong replayed
+//! value fails the run.
 
 use reprise_sdk::{Context, ToolError, workflow};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,8 @@ struct Input {
     n: u32,
     #[serde(default)]
     size: usize,
+    #[serde(default)]
+    parallel: bool,
 }
 
 #[derive(Serialize)]
@@ -20,13 +23,21 @@ struct Output {
 
 #[workflow]
 fn steps(ctx: &Context, input: Input) -> Result<Output, String> {
+    let payload = |i: u32| -> Vec<u8> { (0..input.size).map(|j| (i as usize + j) as u8).collect() };
+    let echoes: Vec<Result<(u32, Vec<u8>), ToolError>> = if input.parallel {
+        let calls = (0..input.n)
+            .map(|i| ctx.start("builtin", "echo", &(i, &payload(i))))
+            .collect();
+        ctx.join_all(calls)
+    } else {
+        (0..input.n)
+            .map(|i| ctx.call("builtin", "echo", &(i, &payload(i))))
+            .collect()
+    };
     let mut checksum = 0u64;
-    for i in 0..input.n {
-        let payload: Vec<u8> = (0..input.size).map(|j| (i as usize + j) as u8).collect();
-        let echoed: (u32, Vec<u8>) = ctx
-            .call("builtin", "echo", &(i, &payload))
-            .map_err(|e: ToolError| format!("step {i}: {e}"))?;
-        if echoed.0 != i || echoed.1 != payload {
+    for (i, echoed) in (0..input.n).zip(echoes) {
+        let echoed = echoed.map_err(|e| format!("step {i}: {e}"))?;
+        if echoed.0 != i || echoed.1 != payload(i) {
             return Err(format!("step {i}: echo returned something else"));
         }
         checksum = checksum
