@@ -454,7 +454,11 @@ pub struct ExecutionList {
 pub struct EntryView {
     /// Position in the journal.
     pub index: u64,
-    /// `tool`, `sleep`, `signal`, `now`, `random`, `emit` or `checkpoint`.
+    /// `tool`, `sleep`, `signal`, `now`, `random`, `emit`, `checkpoint`,
+    /// `start` (work started without waiting: a tool call, timer, signal
+    /// wait or child; this entry's index is its handle) or `completion`
+    /// (its detail begins `#<handle>:`, the index of the start it
+    /// completes).
     pub kind: String,
     /// Tool address and error, timer, signal name, or value.
     pub detail: String,

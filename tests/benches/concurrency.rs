@@ -18,13 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reprise_host::execution::ExecutionRecord;
-use reprise_host::journal::Entry;
-use reprise_host::store::now_ms;
 use reprise_host::tools::ToolCall;
-use reprise_host::{
-    ExecutionId, RedisOptions, RedisStore, Runtime, RuntimeConfig, Store, ToolRegistry,
+use reprise_host::{RedisOptions, RedisStore, Runtime, RuntimeConfig, Store, ToolRegistry};
+use reprise_tests::measure::{
+    Stats, cpu_ticks, info_used_memory, replay_many, row, rss, stats, us,
 };
-use reprise_tests::measure::{Stats, cpu_ticks, info_used_memory, row, rss, stats, us};
 use reprise_tests::redis::RedisServer;
 use reprise_tests::{deploy, encode, engine, result, wait};
 use serde_json::{Value, json};
@@ -66,41 +64,6 @@ async fn cpu_per_call(rt: &Runtime, input: &Value, n: usize, calls: u64) -> f64 
         run(rt, "steps", input).await;
     }
     (cpu_ticks() - before) as f64 / (n as u64 * calls) as f64
-}
-
-/// Resumes fresh executions whose journal already holds `journal`, `n`
-/// times: the whole invocation is replay.
-async fn replays(
-    rt: &Runtime,
-    store: &Arc<dyn Store>,
-    input: &Value,
-    journal: &[Entry],
-    n: usize,
-) -> Stats {
-    let digest = store.get_deployment("steps").await.unwrap().unwrap();
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = ExecutionId::generate();
-        let rec = ExecutionRecord::new(id.clone(), "steps".into(), digest, encode(input), now_ms());
-        store.create_execution(&rec).await.unwrap();
-        let lease = store
-            .acquire_lease(&id, "bench", Duration::from_secs(60))
-            .await
-            .unwrap();
-        for chunk in journal.chunks(256).enumerate() {
-            let (i, entries) = chunk;
-            store
-                .append_many(&id, &lease, (i * 256) as u64, entries)
-                .await
-                .unwrap();
-        }
-        store.release_lease(&id, &lease).await.unwrap();
-        let t = Instant::now();
-        rt.resume(&id).await.unwrap();
-        wait(rt, &id).await;
-        samples.push(t.elapsed());
-    }
-    stats(samples)
 }
 
 #[tokio::main]
@@ -169,9 +132,9 @@ async fn main() {
     assert_eq!(fan_journal.len(), 2000);
     assert_eq!(seq_journal.len(), 2000);
     let zero = json!({"n": 0});
-    let z = replays(&fast, &store, &zero, &[], 10).await;
-    let f = replays(&fast, &store, &fan_in, &fan_journal, 10).await;
-    let q = replays(&fast, &store, &seq_in, &seq_journal, 10).await;
+    let z = replay_many(&fast, &store, "steps", &encode(&zero), &[], 10).await;
+    let f = replay_many(&fast, &store, "steps", &encode(&fan_in), &fan_journal, 10).await;
+    let q = replay_many(&fast, &store, "steps", &encode(&seq_in), &seq_journal, 10).await;
     let per = |s: &Stats| (us(s.median) - us(z.median)) / 2000.0;
     println!("== replay (Redis; resume of a journaled execution, 2,000 entries)");
     row("resume, empty journal", &z);

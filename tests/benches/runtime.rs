@@ -27,7 +27,9 @@ use reprise_host::store::now_ms;
 use reprise_host::{
     Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Runtime, RuntimeConfig, Store,
 };
-use reprise_tests::measure::{Stats, cpu_ticks, info_used_memory, row, rss, stats, time_many, us};
+use reprise_tests::measure::{
+    Stats, cpu_ticks, info_used_memory, replay_many, row, rss, stats, time_many, us,
+};
 use reprise_tests::redis::RedisServer;
 use reprise_tests::{deploy, encode, runtime, wait};
 use serde_json::json;
@@ -44,40 +46,6 @@ async fn run_many(rt: &Runtime, workflow: &str, input: serde_json::Value, n: usi
     stats(samples)
 }
 
-/// Resumes executions whose journal already holds `journal` (so the whole
-/// invocation is replay), `n` times.
-async fn replay_many(
-    rt: &Runtime,
-    store: &Arc<dyn Store>,
-    input: &[u8],
-    journal: &[Entry],
-    n: usize,
-) -> Stats {
-    let digest = store.get_deployment("steps").await.unwrap().unwrap();
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let id = ExecutionId::generate();
-        let rec =
-            ExecutionRecord::new(id.clone(), "steps".into(), digest, input.to_vec(), now_ms());
-        store.create_execution(&rec).await.unwrap();
-        let lease = store
-            .acquire_lease(&id, "bench", Duration::from_secs(60))
-            .await
-            .unwrap();
-        for (i, e) in journal.iter().enumerate() {
-            store.append(&id, &lease, i as u64, e).await.unwrap();
-        }
-        store.release_lease(&id, &lease).await.unwrap();
-        let t = Instant::now();
-        rt.resume(&id).await.unwrap();
-        let done = wait(rt, &id).await;
-        samples.push(t.elapsed());
-        assert_eq!(done.journal_len as usize, journal.len());
-    }
-    stats(samples)
-}
-
-/// Times `n` sequential runs of `op`.
 fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -153,7 +121,7 @@ fn main() {
             row("load of 1,000 entries, memory store", &load);
             let cpu0 = cpu_ticks();
             let t = Instant::now();
-            let r = replay_many(&rt, &memory, &input, &journal, 100).await;
+            let r = replay_many(&rt, &memory, "steps", &input, &journal, 100).await;
             let (cpu1, wall) = (cpu_ticks(), t.elapsed());
             row("resume + replay of 1,000 entries, memory store", &r);
             println!(
@@ -197,12 +165,13 @@ fn main() {
         let r0 = replay_many(
             &rt,
             &memory,
+            "steps",
             &encode(&json!({"n": 0, "size": 16})),
             &[],
             200,
         )
         .await;
-        let r1000 = replay_many(&rt, &memory, &input, &journal, 50).await;
+        let r1000 = replay_many(&rt, &memory, "steps", &input, &journal, 50).await;
         row("resume with 0 journal entries, memory store", &r0);
         row("resume + replay of 1,000 entries, memory store", &r1000);
         let per_entry = (us(r1000.median) - us(r0.median)) / 1000.0;
@@ -297,12 +266,13 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
     let q0 = replay_many(
         &rrt,
         &redis,
+        "steps",
         &encode(&json!({"n": 0, "size": 16})),
         &[],
         100,
     )
     .await;
-    let q1000 = replay_many(&rrt, &redis, input, journal, 50).await;
+    let q1000 = replay_many(&rrt, &redis, "steps", input, journal, 50).await;
     row("resume with 0 journal entries, Redis", &q0);
     row("resume + replay of 1,000 entries, Redis", &q1000);
     let loaded_id = {

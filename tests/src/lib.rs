@@ -260,6 +260,51 @@ pub async fn wait(rt: &Runtime, id: &ExecutionId) -> ExecutionRecord {
         .unwrap()
 }
 
+/// Waits (at most 60 s) for an execution to reach a state.
+pub async fn wait_for(
+    rt: &Runtime,
+    id: &ExecutionId,
+    what: impl Fn(&ExecutionRecord) -> bool,
+) -> ExecutionRecord {
+    tokio::time::timeout(std::time::Duration::from_secs(60), rt.wait_until(id, what))
+        .await
+        .expect("state not reached within 60 s")
+        .unwrap()
+}
+
+/// Creates execution `id` of the deployed `workflow` on `input` whose
+/// journal already holds `journal` (as if it had run that far), ready to
+/// be resumed: how tests and benchmarks replay a journal, or pair one with
+/// an input it does not belong to.
+pub async fn with_journal(
+    store: &Arc<dyn Store>,
+    workflow: &str,
+    input: Vec<u8>,
+    id: &ExecutionId,
+    journal: &[reprise_host::journal::Entry],
+) {
+    let digest = store.get_deployment(workflow).await.unwrap().unwrap();
+    let record = ExecutionRecord::new(
+        id.clone(),
+        workflow.into(),
+        digest,
+        input,
+        reprise_host::store::now_ms(),
+    );
+    store.create_execution(&record).await.unwrap();
+    let lease = store
+        .acquire_lease(id, "recorder", std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    for (i, entries) in journal.chunks(256).enumerate() {
+        store
+            .append_many(id, &lease, (i * 256) as u64, entries)
+            .await
+            .unwrap();
+    }
+    store.release_lease(id, &lease).await.unwrap();
+}
+
 /// Keeps what a test store needs alive (a temp dir, a Redis server).
 pub type Guard = Box<dyn std::any::Any + Send>;
 

@@ -5,6 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use reprise_host::journal::Entry;
+use reprise_host::{ExecutionId, Runtime, Store};
+
 use crate::redis::RedisServer;
 
 /// The median and 90th percentile of some samples.
@@ -81,4 +86,28 @@ pub fn row(name: &str, s: &Stats) {
         us(s.median),
         us(s.p90)
     );
+}
+
+/// Resumes `n` fresh executions of `workflow` on `input` whose journal
+/// already holds `journal`, timing each from resume to end: the whole
+/// invocation is replay.
+pub async fn replay_many(
+    rt: &Runtime,
+    store: &Arc<dyn Store>,
+    workflow: &str,
+    input: &[u8],
+    journal: &[Entry],
+    n: usize,
+) -> Stats {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = ExecutionId::generate();
+        crate::with_journal(store, workflow, input.to_vec(), &id, journal).await;
+        let t = Instant::now();
+        rt.resume(&id).await.unwrap();
+        let done = crate::wait(rt, &id).await;
+        samples.push(t.elapsed());
+        assert_eq!(done.journal_len as usize, journal.len());
+    }
+    stats(samples)
 }

@@ -2,10 +2,9 @@
 //! cancels them when it is cancelled.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reprise_host::execution::{FailureKind, Outcome, Status, Wait};
-use reprise_host::{ExecutionId, Runtime, RuntimeConfig, RuntimeError, Store};
+use reprise_host::{ExecutionId, RuntimeConfig, RuntimeError, Store};
 use reprise_tests::*;
 use serde_json::{Value, json};
 
@@ -14,17 +13,6 @@ on_every_store!(
     cancelling_a_parent_cancels_its_children,
     a_child_of_an_unknown_workflow_fails_the_parent,
 );
-
-async fn wait_for(
-    rt: &Runtime,
-    id: &ExecutionId,
-    what: impl Fn(&reprise_host::ExecutionRecord) -> bool,
-) -> reprise_host::ExecutionRecord {
-    tokio::time::timeout(Duration::from_secs(60), rt.wait_until(id, what))
-        .await
-        .expect("state not reached within 60 s")
-        .unwrap()
-}
 
 async fn a_parent_joins_its_children(store: Arc<dyn Store>) {
     let (rt, calls) = runtime(store, RuntimeConfig::default());
@@ -159,6 +147,28 @@ async fn children_are_listed_over_http() {
         ]),
         "{}",
         r.body
+    );
+    // The journal pairs each completion with its start by index.
+    let r = s.get(&format!("/v1/executions/{id}/journal")).await;
+    let entries = r.body["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "start", "completion", "completion"],
+        "{}",
+        r.body
+    );
+    assert_eq!(entries[0]["detail"], json!(format!("child {id}.0 (child)")));
+    let completed: Vec<&str> = entries[2..]
+        .iter()
+        .map(|e| &e["detail"].as_str().unwrap()[..3])
+        .collect();
+    assert!(
+        completed.contains(&"#0:") && completed.contains(&"#1:"),
+        "{completed:?}"
     );
     let r = s.get(&format!("/v1/executions/{id}.1")).await;
     assert_eq!(r.body["parent"], json!(id));

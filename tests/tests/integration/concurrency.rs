@@ -12,7 +12,7 @@ use reprise_host::journal::{EntryKind, Started};
 use reprise_host::store::now_ms;
 use reprise_host::tools::{ToolCall, ToolError};
 use reprise_host::{
-    Budget, Digest, EmbeddedStore, ExecutionId, Limits, Runtime, RuntimeConfig, Store, ToolRegistry,
+    Budget, EmbeddedStore, ExecutionId, Limits, Runtime, RuntimeConfig, Store, ToolRegistry,
 };
 use reprise_tests::*;
 use serde_json::{Value, json};
@@ -219,17 +219,6 @@ async fn a_crash_with_calls_in_flight_reruns_only_those_not_journaled() {
     assert_eq!(first.distinct() + calls.distinct(), 10 + 6 + 10 + 30);
 }
 
-async fn wait_for(
-    rt: &Runtime,
-    id: &ExecutionId,
-    what: impl Fn(&ExecutionRecord) -> bool,
-) -> ExecutionRecord {
-    tokio::time::timeout(Duration::from_secs(60), rt.wait_until(id, what))
-        .await
-        .expect("state not reached within 60 s")
-        .unwrap()
-}
-
 async fn approval_before_the_deadline(store: Arc<dyn Store>) {
     let (rt, calls) = runtime(store, RuntimeConfig::default());
     deploy(&rt, "approval").await;
@@ -384,22 +373,9 @@ async fn starting_calls_in_another_order_is_nondeterminism(store: Arc<dyn Store>
     let journal = rt.journal(&original.id).await.unwrap();
     // The same journal under an execution whose input starts the lookups
     // the other way round.
-    let digest: Digest = store.get_deployment("fanout").await.unwrap().unwrap();
     let id = ExecutionId::new("reordered").unwrap();
-    let record = ExecutionRecord::new(
-        id.clone(),
-        "fanout".into(),
-        digest,
-        encode(&json!({"user_ids": [2, 1]})),
-        now_ms(),
-    );
-    store.create_execution(&record).await.unwrap();
-    let lease = store
-        .acquire_lease(&id, "recorder", Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.append_many(&id, &lease, 0, &journal).await.unwrap();
-    store.release_lease(&id, &lease).await.unwrap();
+    let input = encode(&json!({"user_ids": [2, 1]}));
+    with_journal(&store, "fanout", input, &id, &journal).await;
     rt.resume(&id).await.unwrap();
     let rec = wait(&rt, &id).await;
     let Some(Outcome::Failed(failure)) = &rec.outcome else {

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprise_host::execution::{ExecutionRecord, FailureKind, Outcome, Status};
-use reprise_host::store::now_ms;
-use reprise_host::{Digest, EmbeddedStore, ExecutionId, Runtime, RuntimeConfig, Store};
+use reprise_host::execution::{FailureKind, Outcome, Status};
+use reprise_host::{EmbeddedStore, ExecutionId, Runtime, RuntimeConfig, Store};
 use reprise_tests::*;
 use serde_json::{Value, json};
 
@@ -60,25 +59,9 @@ async fn replay_that_differs_from_the_journal_fails_with_nondeterminism(store: A
     let journal = rt.journal(&original.id).await.unwrap();
     // ...and make an execution whose code now makes other calls: same
     // component, input that changes the first tool call.
-    let digest: Digest = store.get_deployment("steps").await.unwrap().unwrap();
     let id = ExecutionId::new("changed").unwrap();
-    let record = ExecutionRecord::new(
-        id.clone(),
-        "steps".into(),
-        digest,
-        encode(&json!({"n": 2, "size": 2})),
-        now_ms(),
-    );
-    store.create_execution(&record).await.unwrap();
-    let lease = store
-        .acquire_lease(&id, "recorder", Duration::from_secs(5))
-        .await
-        .unwrap();
-    for (i, e) in journal.iter().enumerate() {
-        store.append(&id, &lease, i as u64, e).await.unwrap();
-    }
-    store.release_lease(&id, &lease).await.unwrap();
-
+    let input = encode(&json!({"n": 2, "size": 2}));
+    with_journal(&store, "steps", input, &id, &journal).await;
     rt.resume(&id).await.unwrap();
     let rec = wait(&rt, &id).await;
     assert_eq!(rec.status, Status::Failed);

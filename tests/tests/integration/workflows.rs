@@ -109,17 +109,6 @@ async fn a_one_step_budget_resumes_in_fresh_instances(store: Arc<dyn Store>) {
     assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
 }
 
-async fn wait_for(
-    rt: &reprise_host::Runtime,
-    id: &ExecutionId,
-    what: impl Fn(&reprise_host::ExecutionRecord) -> bool,
-) -> reprise_host::ExecutionRecord {
-    tokio::time::timeout(Duration::from_secs(60), rt.wait_until(id, what))
-        .await
-        .expect("state not reached within 60 s")
-        .unwrap()
-}
-
 async fn timers_and_signals_suspend_without_an_instance(store: Arc<dyn Store>) {
     let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
     deploy(&rt, "signals").await;

@@ -341,6 +341,8 @@ impl bindings::Host for InvocationState {
         if !s.replaying() {
             // The child exists before its start entry is written: a crash
             // in between leaves a child the replayed start finds again.
+            // (No child is made for a start that would fail.)
+            s.check_room()?;
             s.ensure_child(handle, &workflow, input.clone(), &id)
                 .await?;
         }

@@ -245,6 +245,18 @@ impl Steps {
         self.fail(FailureKind::InvalidCall, message)
     }
 
+    /// Fails the execution if it holds as many handles as allowed.
+    pub(super) fn check_room(&mut self) -> wasmtime::Result<()> {
+        if self.join.pending.len() >= self.join.max_handles {
+            return Err(self.invalid(format!(
+                "the workflow holds {} handles, the most allowed (limits.max_handles): await \
+                 or forget some before starting more",
+                self.join.pending.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// `start-*`: replays or queues the start entry and returns the handle.
     /// `run` starts the work once the handle is known, unless its
     /// completion is in the journal.
@@ -253,13 +265,7 @@ impl Steps {
         call: StartCall,
         live: impl FnOnce() -> Started,
     ) -> wasmtime::Result<(u64, Started, bool)> {
-        if self.join.pending.len() >= self.join.max_handles {
-            return Err(self.invalid(format!(
-                "the workflow holds {} handles, the most allowed (limits.max_handles): await \
-                 or forget some before starting more",
-                self.join.pending.len()
-            )));
-        }
+        self.check_room()?;
         let handle = self.position();
         let wanted = call.clone();
         let started = match self.replay(&Call::Start(call), |k| k.replay_start(&wanted))? {
