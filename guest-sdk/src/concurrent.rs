@@ -426,20 +426,27 @@ impl Context {
     }
 
     /// Waits for all of `pending` and returns their outputs in the order
-    /// given (they may complete in any order).
+    /// given (they may complete in any order). The host journals their
+    /// completions together: one durable write for the whole set.
     pub fn join_all<P: Pending>(&self, pending: Vec<P>) -> Vec<P::Output> {
-        let mut outputs: Vec<Option<P::Output>> = pending.iter().map(|_| None).collect();
-        let mut left: Vec<(usize, P)> = pending.into_iter().enumerate().collect();
-        while !left.is_empty() {
-            let handles: Vec<u64> = left.iter().map(|(_, p)| p.handle()).collect();
-            let (handle, completion) = host::await_any(&handles);
-            let at = position(&handles, handle);
-            let (i, p) = left.swap_remove(at);
-            outputs[i] = Some(p.complete(completion));
+        if pending.is_empty() {
+            return Vec::new();
         }
-        outputs
-            .into_iter()
-            .map(|o| o.expect("every handle completed"))
+        let handles: Vec<u64> = pending.iter().map(Pending::handle).collect();
+        let mut completions: Vec<Option<types::Completion>> =
+            pending.iter().map(|_| None).collect();
+        let at: std::collections::HashMap<u64, usize> =
+            handles.iter().enumerate().map(|(i, h)| (*h, i)).collect();
+        for (handle, completion) in host::await_all(&handles) {
+            let i = *at.get(&handle).unwrap_or_else(|| {
+                panic!("the host completed handle {handle}, which was not awaited")
+            });
+            completions[i] = Some(completion);
+        }
+        pending
+            .iter()
+            .zip(completions)
+            .map(|(p, c)| p.complete(c.expect("the host completed every handle")))
             .collect()
     }
 

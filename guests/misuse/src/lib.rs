@@ -26,6 +26,11 @@ fn misuse(_ctx: &Context, input: Input) -> Result<u32, String> {
             host::await_any(&[h]);
             host::await_any(&[h]);
         }
+        // A handle listed twice in one await-all.
+        "all_twice" => {
+            let h = host::start_timer(1);
+            host::await_all(&[h, h]);
+        }
         // Nothing to await.
         "empty" => {
             host::await_any(&[]);

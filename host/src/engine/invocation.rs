@@ -270,6 +270,16 @@ impl Steps {
         call: &Call,
         answer: impl FnOnce(EntryKind) -> Result<T, Call>,
     ) -> wasmtime::Result<Option<T>> {
+        self.replay_lazy(|| call.clone(), answer)
+    }
+
+    /// [`Steps::replay`], with the call made only to name it in a
+    /// nondeterminism failure (for a call costly to build each time).
+    fn replay_lazy<T>(
+        &mut self,
+        call: impl FnOnce() -> Call,
+        answer: impl FnOnce(EntryKind) -> Result<T, Call>,
+    ) -> wasmtime::Result<Option<T>> {
         if self.replaying() {
             let index = self.cursor;
             self.clock.advance_to(entry_time(&self.journal[index]));
@@ -286,7 +296,8 @@ impl Steps {
                     FailureKind::Nondeterminism,
                     format!(
                         "nondeterminism detected at journal entry {index}: the journal \
-                             recorded `{recorded}` but the workflow now calls `{call}`"
+                             recorded `{recorded}` but the workflow now calls `{}`",
+                        call()
                     ),
                 )),
             };

@@ -191,6 +191,11 @@ impl JournalWriter {
         wait.await.unwrap_or_else(|_| Err(stopped()))
     }
 
+    /// Whether entries were pushed that are not written yet.
+    pub(crate) fn unwritten(&self) -> bool {
+        self.shared.unwritten.load(Ordering::Acquire) > 0
+    }
+
     /// Whether a write has failed (the next flush says how).
     pub(crate) fn failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)

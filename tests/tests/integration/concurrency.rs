@@ -149,8 +149,9 @@ async fn fanout_runs_calls_together_and_replays_their_order(store: Arc<dyn Store
     let rt = Runtime::new(engine(), store, tools, budget);
     let rec = run_to_end(&rt, "fanout", json!({ "user_ids": [3, 0, 1, 2] })).await;
     assert_eq!(result::<Value>(&rec), expected_fanout(&[3, 0, 1, 2]));
-    // 16 calls: 32 entries, one new one per invocation.
-    assert!(rec.invocations >= 32, "{} invocations", rec.invocations);
+    // 16 calls: one invocation per start at least (the completions of a
+    // stage are journaled together, by its `join_all`).
+    assert!(rec.invocations >= 16, "{} invocations", rec.invocations);
     // Calls still running when an invocation ends run again on resume,
     // with the same key; each is journaled once.
     assert_eq!(calls.distinct(), 4 + 3 + 9);
@@ -412,6 +413,7 @@ async fn misusing_handles_fails_that_execution_only(store: Arc<dyn Store>) {
             "await-any on handle 999999, which this execution never started",
         ),
         (json!({"mode": "twice"}), "already spent"),
+        (json!({"mode": "all_twice"}), "or lists twice"),
         (json!({"mode": "empty"}), "await-any was given no handle"),
         (
             json!({"mode": "many", "n": 11}),

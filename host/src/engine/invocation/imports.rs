@@ -367,44 +367,21 @@ impl bindings::Host for InvocationState {
         let s = &mut self.steps;
         s.enter();
         let Observed { handle, value } = s.await_any(&handles).await?;
-        let completion = match value {
-            EntryKind::Tool { result, .. } => Completion::Tool(result.map_err(tool_error)),
-            EntryKind::ToolStored {
-                result_digest,
-                result_len,
-                ..
-            } => match s.store.get_blob(&result_digest, result_len).await {
-                Ok(bytes) => Completion::Tool(Ok(bytes)),
-                Err(e) => return Err(s.stop(End::Store(e))),
-            },
-            EntryKind::Sleep { .. } => Completion::Timer,
-            EntryKind::Signal { name, payload, .. } if name.starts_with(RESERVED_SIGNAL_PREFIX) => {
-                *s.consumed.entry(name).or_default() += 1;
-                match crate::persist::decode::<ChildEnd>(&payload) {
-                    Ok(ChildEnd::Completed(out)) => Completion::Child(Ok(out)),
-                    Ok(ChildEnd::Failed { kind, message }) => {
-                        Completion::Child(Err(ChildError { kind, message }))
-                    }
-                    Err(e) => return Err(s.stop(End::Store(e))),
-                }
-            }
-            EntryKind::Signal { name, payload, .. } => {
-                *s.consumed.entry(name).or_default() += 1;
-                Completion::Signal(payload)
-            }
-            other => {
-                return Err(s.fail(
-                    FailureKind::Nondeterminism,
-                    format!(
-                        "journal entry of handle {handle} records a completion of kind `{}`, \
-                         which no started operation has",
-                        other.label()
-                    ),
-                ));
-            }
-        };
+        let completion = s.completion(handle, value).await?;
         s.progress();
         Ok((handle, completion))
+    }
+
+    async fn await_all(&mut self, handles: Vec<u64>) -> wasmtime::Result<Vec<(u64, Completion)>> {
+        let s = &mut self.steps;
+        s.enter();
+        let observed = s.await_all(&handles).await?;
+        let mut out = Vec::with_capacity(observed.len());
+        for Observed { handle, value } in observed {
+            out.push((handle, s.completion(handle, value).await?));
+        }
+        s.progress();
+        Ok(out)
     }
 
     async fn forget(&mut self, handle: u64) -> wasmtime::Result<()> {
@@ -456,6 +433,42 @@ fn tool_error(e: ToolFailure) -> ToolError {
 }
 
 impl Steps {
+    /// What the guest gets for a completion's journaled value.
+    async fn completion(&mut self, handle: u64, value: EntryKind) -> wasmtime::Result<Completion> {
+        Ok(match value {
+            EntryKind::Tool { result, .. } => Completion::Tool(result.map_err(tool_error)),
+            EntryKind::ToolStored {
+                result_digest,
+                result_len,
+                ..
+            } => match self.store.get_blob(&result_digest, result_len).await {
+                Ok(bytes) => Completion::Tool(Ok(bytes)),
+                Err(e) => return Err(self.stop(End::Store(e))),
+            },
+            EntryKind::Sleep { .. } => Completion::Timer,
+            EntryKind::Signal { name, payload, .. } if name.starts_with(RESERVED_SIGNAL_PREFIX) => {
+                match crate::persist::decode::<ChildEnd>(&payload) {
+                    Ok(ChildEnd::Completed(out)) => Completion::Child(Ok(out)),
+                    Ok(ChildEnd::Failed { kind, message }) => {
+                        Completion::Child(Err(ChildError { kind, message }))
+                    }
+                    Err(e) => return Err(self.stop(End::Store(e))),
+                }
+            }
+            EntryKind::Signal { payload, .. } => Completion::Signal(payload),
+            other => {
+                return Err(self.fail(
+                    FailureKind::Nondeterminism,
+                    format!(
+                        "journal entry of handle {handle} records a completion of kind `{}`, \
+                         which no started operation has",
+                        other.label()
+                    ),
+                ));
+            }
+        })
+    }
+
     /// Fails the execution: the component needs a tool this host lacks.
     fn missing_tool(&mut self, category: &str, name: &str) -> wasmtime::Error {
         let offered: Vec<String> = self

@@ -423,10 +423,12 @@ impl Steps {
             self.replay(&call, |k| k.replay_completion(handles))?
         {
             self.join.pending.remove(&handle);
+            self.observe(&value);
             return Ok(Observed { handle, value });
         }
-        let (handle, attempts, duration_us, value) = self.next_completion(handles).await?;
+        let (handle, attempts, duration_us, value) = self.next_completion(handles, false).await?;
         self.join.forget(handle);
+        self.observe(&value);
         let recorded = self
             .record(
                 EntryKind::Completed {
@@ -446,12 +448,104 @@ impl Steps {
         })
     }
 
+    /// Counts a signal the guest is handed as consumed (so the next wait
+    /// for that name takes the next one).
+    fn observe(&mut self, value: &EntryKind) {
+        if let EntryKind::Signal { name, .. } = value {
+            *self.consumed.entry(name.clone()).or_default() += 1;
+        }
+    }
+
+    /// `await-all(handles)`: every completion, in the order journaled.
+    /// Those replay finds come from the journal; the rest are queued for
+    /// the writer as they come and made durable together (one flush), then
+    /// returned. A suspension meanwhile (only timers and signals left)
+    /// flushes what was gathered, and replay hands it back on resume.
+    pub(super) async fn await_all(&mut self, handles: &[u64]) -> wasmtime::Result<Vec<Observed>> {
+        let mut left: HashSet<u64> = HashSet::with_capacity(handles.len());
+        for handle in handles {
+            if !self.join.pending.contains_key(handle) || !left.insert(*handle) {
+                return Err(self.invalid(format!(
+                    "await-all on handle {handle}, which this execution never started, already \
+                     spent (awaited or forgotten), or lists twice"
+                )));
+            }
+        }
+        let mut out = Vec::with_capacity(left.len());
+        let call = |left: &HashSet<u64>| {
+            let mut handles: Vec<u64> = left.iter().copied().collect();
+            handles.sort_unstable();
+            Call::Await { handles }
+        };
+        while !left.is_empty() {
+            let answer = |k: EntryKind| match k {
+                EntryKind::Completed { handle, value, .. } if left.contains(&handle) => {
+                    Ok((handle, *value))
+                }
+                other => Err(other.call()),
+            };
+            let replayed = if self.replaying() {
+                let waiting = call(&left);
+                self.replay_lazy(|| waiting, answer)?
+            } else {
+                None
+            };
+            let Some((handle, value)) = replayed else {
+                break;
+            };
+            left.remove(&handle);
+            self.join.pending.remove(&handle);
+            self.observe(&value);
+            out.push(Observed { handle, value });
+        }
+        if left.is_empty() {
+            return Ok(out);
+        }
+        // Past the journal: one budget check for the whole batch.
+        let waiting = call(&left);
+        if self
+            .replay_lazy(|| waiting, |k| Err::<(), _>(k.call()))?
+            .is_some()
+        {
+            unreachable!("past the journal nothing is replayed");
+        }
+        let mut set: Vec<u64> = left.into_iter().collect();
+        set.sort_unstable();
+        while !set.is_empty() {
+            let (handle, attempts, duration_us, value) = self.next_completion(&set, true).await?;
+            self.join.forget(handle);
+            self.observe(&value);
+            if let Ok(i) = set.binary_search(&handle) {
+                set.remove(i);
+            }
+            self.queue(Entry {
+                at_ms: now_ms(),
+                duration_us,
+                kind: EntryKind::Completed {
+                    handle,
+                    attempts,
+                    value: Box::new(value.clone()),
+                },
+            })
+            .await?;
+            out.push(Observed { handle, value });
+        }
+        if let Err(e) = self.writer.flush().await {
+            return Err(self.stop(End::Store(e)));
+        }
+        Ok(out)
+    }
+
     /// Waits for the first of `handles` to complete (past the journal):
     /// a call that ended, a timer due, a signal there; suspends if only
-    /// timers and signals are left and none is due soon.
+    /// timers and signals are left and none is due soon. With `flush`, the
+    /// entries queued so far are made durable before it waits (so an
+    /// `await-all` held up by a slow call loses none of those that came
+    /// before it in a crash).
     async fn next_completion(
         &mut self,
         handles: &[u64],
+        flush: bool,
     ) -> wasmtime::Result<(u64, u32, u64, EntryKind)> {
         let mut set: Vec<u64> = handles.to_vec();
         set.sort_unstable();
@@ -461,7 +555,12 @@ impl Steps {
             while let Some(joined) = self.join.running.try_join_next() {
                 self.joined(joined);
             }
-            if let Some(i) = self.join.finished.iter().position(|(h, _)| set.contains(h)) {
+            if let Some(i) = self
+                .join
+                .finished
+                .iter()
+                .position(|(h, _)| set.binary_search(h).is_ok())
+            {
                 let (handle, o) = self.join.finished.remove(i);
                 let value = EntryKind::Tool {
                     category: o.category,
@@ -528,6 +627,12 @@ impl Steps {
                 signals_checked = Some(Instant::now());
             }
             let until_timer = next_timer.map(|(at, _)| Duration::from_millis(at - now));
+            if flush
+                && self.writer.unwritten()
+                && let Err(e) = self.writer.flush().await
+            {
+                return Err(self.stop(End::Store(e)));
+            }
             if !running {
                 match until_timer {
                     Some(wait) if wait <= self.inline_sleep_max => {
