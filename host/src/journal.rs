@@ -164,6 +164,42 @@ pub enum Started {
 }
 
 impl Started {
+    /// Whether `call` starts this (what [`Started::call`] would equal,
+    /// without building it).
+    pub fn starts(&self, call: &StartCall) -> bool {
+        match (self, call) {
+            (
+                Started::Tool {
+                    category,
+                    name,
+                    input_digest,
+                    ..
+                },
+                StartCall::Tool {
+                    category: c,
+                    name: n,
+                    input_digest: d,
+                },
+            ) => category == c && name == n && input_digest == d,
+            (Started::Timer { duration_ms, .. }, StartCall::Timer { duration_ms: d }) => {
+                duration_ms == d
+            }
+            (Started::Signal { name }, StartCall::Signal { name: n }) => name == n,
+            (
+                Started::Child {
+                    workflow,
+                    input_digest,
+                    ..
+                },
+                StartCall::Child {
+                    workflow: w,
+                    input_digest: d,
+                },
+            ) => workflow == w && input_digest == d,
+            _ => false,
+        }
+    }
+
     /// The call that starts this, as replay compares it.
     pub fn call(&self) -> StartCall {
         match self {
@@ -553,7 +589,7 @@ impl EntryKind {
     /// What `start` started, if this entry records that very call.
     pub fn replay_start(self, call: &StartCall) -> Result<Started, Call> {
         match self {
-            EntryKind::Started(started) if started.call() == *call => Ok(started),
+            EntryKind::Started(started) if started.starts(call) => Ok(started),
             other => Err(other.call()),
         }
     }

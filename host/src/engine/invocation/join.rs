@@ -267,8 +267,8 @@ impl Steps {
     ) -> wasmtime::Result<(u64, Started, bool)> {
         self.check_room()?;
         let handle = self.position();
-        let wanted = call.clone();
-        let started = match self.replay(&Call::Start(call), |k| k.replay_start(&wanted))? {
+        let replayed = self.replay_lazy(|| Call::Start(call.clone()), |k| k.replay_start(&call))?;
+        let started = match replayed {
             Some(started) => started,
             None => {
                 let started = live();
@@ -485,8 +485,7 @@ impl Steps {
                 other => Err(other.call()),
             };
             let replayed = if self.replaying() {
-                let waiting = call(&left);
-                self.replay_lazy(|| waiting, answer)?
+                self.replay_lazy(|| call(&left), answer)?
             } else {
                 None
             };
