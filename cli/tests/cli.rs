@@ -581,3 +581,30 @@ async fn oversize_uploads_without_a_valid_token_cost_no_memory() {
         grew >> 20
     );
 }
+
+/// `status` of a parent lists its children with their status, and a
+/// child's names its parent.
+#[test]
+fn status_lists_children() {
+    let host = host("", &["parent", "child"]);
+    let input = r#"{"items":[{"echo":1},{"fail":"no"}]}"#;
+    let out = client(
+        &host,
+        &["start", "parent", "--id", "p1", "--input", input, "--wait"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = client(&host, &["status", "p1"]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains("children:"), "{shown}");
+    for (child, status) in [("p1.0", "completed"), ("p1.1", "failed")] {
+        assert!(
+            shown.lines().any(|l| l.trim_start().starts_with(child)
+                && l.contains(status)
+                && l.contains("child")),
+            "{shown}"
+        );
+    }
+    let out = client(&host, &["status", "p1.1"]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains("parent:      p1"), "{shown}");
+}
