@@ -505,6 +505,16 @@ pub struct WaitParams {
     pub wait: Option<String>,
 }
 
+/// Options of a cancellation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct CancelParams {
+    /// Leave the execution's unfinished child executions running (by
+    /// default they are cancelled with it).
+    #[serde(default)]
+    pub keep_children: bool,
+}
+
 /// Filters and paging of the execution list.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]

@@ -247,8 +247,12 @@ impl Client {
         Ok(self.report(&e, false))
     }
 
-    pub async fn cancel(&self, id: &str) -> Result<ExitCode> {
-        let e = self.client.cancel(id).await.map_err(|e| self.failed(e))?;
+    pub async fn cancel(&self, id: &str, keep_children: bool) -> Result<ExitCode> {
+        let e = self
+            .client
+            .cancel_with(id, keep_children)
+            .await
+            .map_err(|e| self.failed(e))?;
         if self.args.json {
             self.print_json(&e);
         } else {

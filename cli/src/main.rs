@@ -229,6 +229,10 @@ enum Command {
     Cancel {
         /// Execution id.
         id: String,
+        /// Leave its unfinished child executions running (by default they
+        /// are cancelled with it).
+        #[arg(long)]
+        keep_children: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -398,7 +402,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .ls(workflows, workflow.as_deref(), status.as_deref())
                 .await
         }
-        Command::Cancel { id, client } => Client::new(client)?.cancel(&id).await,
+        Command::Cancel {
+            id,
+            keep_children,
+            client,
+        } => Client::new(client)?.cancel(&id, keep_children).await,
         Command::Run {
             component,
             input,

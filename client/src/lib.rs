@@ -388,7 +388,17 @@ impl Client {
 
     /// Cancels an execution.
     pub async fn cancel(&self, id: &str) -> Result<ExecutionView, Error> {
-        self.send(self.request(reqwest::Method::DELETE, &format!("/v1/executions/{id}")))
+        self.cancel_with(id, false).await
+    }
+
+    /// Cancels an execution; with `keep_children`, its unfinished child
+    /// executions are left running instead of cancelled with it.
+    pub async fn cancel_with(&self, id: &str, keep_children: bool) -> Result<ExecutionView, Error> {
+        let path = match keep_children {
+            true => format!("/v1/executions/{id}?keep_children=true"),
+            false => format!("/v1/executions/{id}"),
+        };
+        self.send(self.request(reqwest::Method::DELETE, &path))
             .await
     }
 

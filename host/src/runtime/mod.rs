@@ -158,6 +158,16 @@ struct Inner {
     calls: Arc<tokio::sync::Semaphore>,
 }
 
+/// What cancelling an execution does to its unfinished child executions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Children {
+    /// Cancel them too, and theirs (the default).
+    #[default]
+    Cancel,
+    /// Leave them running; their ends go to nobody.
+    Keep,
+}
+
 /// Builds a [`Runtime`]: see [`Runtime::builder`].
 pub struct RuntimeBuilder {
     engine: Arc<WorkflowEngine>,
@@ -471,8 +481,20 @@ impl Runtime {
     /// Its unfinished children (and theirs) are cancelled too, and a
     /// cancelled child's parent hears of it as of any end.
     pub async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
+        self.cancel_with(id, Children::Cancel).await
+    }
+
+    /// [`Runtime::cancel`], saying what becomes of its unfinished children.
+    pub async fn cancel_with(
+        &self,
+        id: &ExecutionId,
+        children: Children,
+    ) -> Result<ExecutionRecord, RuntimeError> {
         let rec = self.inner.store.cancel(id).await?;
         self.inner.after_cancel(&rec).await;
+        if children == Children::Keep {
+            return Ok(rec);
+        }
         let mut parents = vec![id.clone()];
         while let Some(parent) = parents.pop() {
             for child in self.children(&parent).await? {

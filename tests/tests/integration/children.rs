@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use reprise_host::execution::{FailureKind, Outcome, Status, Wait};
-use reprise_host::{ExecutionId, RuntimeConfig, RuntimeError, Store};
+use reprise_host::{Children, ExecutionId, RuntimeConfig, RuntimeError, Store};
 use reprise_tests::*;
 use serde_json::{Value, json};
 
 on_every_store!(
     a_parent_joins_its_children,
     cancelling_a_parent_cancels_its_children,
+    cancelling_a_parent_can_keep_its_children,
     a_child_of_an_unknown_workflow_fails_the_parent,
 );
 
@@ -104,6 +105,30 @@ async fn cancelling_a_parent_cancels_its_children(store: Arc<dyn Store>) {
     );
 }
 
+async fn cancelling_a_parent_can_keep_its_children(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store, RuntimeConfig::default());
+    deploy(&rt, "parent").await;
+    deploy(&rt, "child").await;
+    let items = json!([{"wait": "go"}]);
+    let id = rt
+        .start("parent", encode(&json!({ "items": items })), None)
+        .await
+        .unwrap();
+    wait_for(&rt, &id, |r| r.journal_len >= 1).await;
+    let child = ExecutionId::new(format!("{id}.0")).unwrap();
+    wait_for(&rt, &child, |r| matches!(r.wait, Some(Wait::Signal { .. }))).await;
+    let rec = rt.cancel_with(&id, Children::Keep).await.unwrap();
+    assert_eq!(rec.status, Status::Cancelled);
+    // The child lives on, and ends on its own; its end goes to nobody.
+    assert_eq!(rt.status(&child).await.unwrap().status, Status::Suspended);
+    rt.signal(&child, "go", encode(&json!("done")))
+        .await
+        .unwrap();
+    let done = wait(&rt, &child).await;
+    assert_eq!(result::<Value>(&done), json!("done"));
+    assert_eq!(rt.status(&id).await.unwrap().status, Status::Cancelled);
+}
+
 async fn a_child_of_an_unknown_workflow_fails_the_parent(store: Arc<dyn Store>) {
     let (rt, _) = runtime(store, RuntimeConfig::default());
     deploy(&rt, "parent").await;
@@ -181,4 +206,27 @@ async fn children_are_listed_over_http() {
         .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.body);
     assert_eq!(r.problem_type(), "urn:reprise:problem:reserved-signal");
+
+    // `DELETE ?keep_children=true` leaves a waiting child running.
+    let body = json!({"id": "keeper", "input": {"items": [{"wait": "go"}]}});
+    let r = s.post("/v1/workflows/parent/executions", &body).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let child_waits = || async {
+        let r = s.get("/v1/executions/keeper.0").await;
+        r.body["wait"]["kind"] == "signal"
+    };
+    let started = std::time::Instant::now();
+    while !child_waits().await {
+        assert!(started.elapsed().as_secs() < 60, "the child never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = s
+        .send(
+            s.http
+                .delete(s.url("/v1/executions/keeper?keep_children=true")),
+        )
+        .await;
+    assert_eq!(r.body["status"], "cancelled", "{}", r.body);
+    let r = s.get("/v1/executions/keeper.0").await;
+    assert_eq!(r.body["status"], "suspended", "{}", r.body);
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::StoreError;
+use crate::runtime::Children;
 
 /// Start an execution.
 ///
@@ -106,13 +107,15 @@ pub async fn get_execution(
 /// Cancel an execution.
 ///
 /// The guest is not run again; a running invocation stops at its next
-/// journal write. The cancellation is recorded as the outcome. Cancelling
-/// an execution that already ended is a 409.
+/// journal write. The cancellation is recorded as the outcome. Its
+/// unfinished child executions are cancelled too, unless
+/// `keep_children=true`. Cancelling an execution that already ended is a
+/// 409.
 #[utoipa::path(
     delete,
     path = "/v1/executions/{id}",
     tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
+    params(("id" = String, Path, description = "Execution id"), CancelParams),
     responses(
         (status = 200, description = "Cancelled", body = ExecutionView),
         (status = 404, description = "No such execution", body = crate::server::problem::ProblemBody, content_type = "application/problem+json"),
@@ -124,9 +127,17 @@ pub async fn cancel(
     State(state): Shared,
     _: Invoker,
     Path(id): Path<String>,
+    Query(params): Query<CancelParams>,
     format: Format,
 ) -> Result<Response, Problem> {
-    let record = state.runtime.cancel(&execution_id(&id)?).await?;
+    let children = match params.keep_children {
+        true => Children::Keep,
+        false => Children::Cancel,
+    };
+    let record = state
+        .runtime
+        .cancel_with(&execution_id(&id)?, children)
+        .await?;
     Ok(format.reply(StatusCode::OK, &ExecutionView::from(record)))
 }
 

@@ -41,10 +41,11 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
 pub use reprise_api::{
-    ChildView, DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus, ExecutionView,
-    FailureKind as WireFailureKind, ItemView, ItemsBatch, ItemsParams, JournalPage, JournalParams,
-    ListParams, SessionList, SessionView, SignalAccepted, SignalRequest, StartRequest, StreamEnd,
-    StreamOptions, WaitKind, WaitParams, WaitView, WorkflowList, WorkflowView,
+    CancelParams, ChildView, DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus,
+    ExecutionView, FailureKind as WireFailureKind, ItemView, ItemsBatch, ItemsParams, JournalPage,
+    JournalParams, ListParams, SessionList, SessionView, SignalAccepted, SignalRequest,
+    StartRequest, StreamEnd, StreamOptions, WaitKind, WaitParams, WaitView, WorkflowList,
+    WorkflowView,
 };
 
 impl From<Deployment> for DeploymentView {
