@@ -200,30 +200,20 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
         fleet.hosts.push(h);
     }
     let http = reqwest::Client::new();
-    let deployed = http
-        .put(format!("{}/v1/workflows/caller", fleet.hosts[0].1.url))
-        .header("content-type", "application/wasm")
-        .body(crate::guest("caller"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        deployed.status().is_success(),
-        "deploy: {}",
-        deployed.status()
-    );
-    let deployed = http
-        .put(format!("{}/v1/workflows/parent", fleet.hosts[0].1.url))
-        .header("content-type", "application/wasm")
-        .body(crate::guest("parent"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        deployed.status().is_success(),
-        "deploy parent: {}",
-        deployed.status()
-    );
+    for workflow in ["caller", "parent"] {
+        let deployed = http
+            .put(format!("{}/v1/workflows/{workflow}", fleet.hosts[0].1.url))
+            .header("content-type", "application/wasm")
+            .body(crate::guest(workflow))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            deployed.status().is_success(),
+            "deploy {workflow}: {}",
+            deployed.status()
+        );
+    }
 
     let store: Arc<dyn Store> = Arc::new(
         reprise_host::RedisStore::connect(&redis.url(), redis.options())
