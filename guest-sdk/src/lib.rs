@@ -1,4 +1,4 @@
-//! Write durable [Reprise](https://github.com/reprise) workflows in Rust.
+//! Write durable Reprise workflows in Rust.
 //!
 //! A workflow is one function marked `#[workflow]`. It takes a [`Context`]
 //! and a typed input and returns a typed result; inputs, outputs, tool
@@ -38,6 +38,23 @@
 //!
 //! A replayed execution that makes a different call than the one recorded
 //! fails with a nondeterminism error naming both calls.
+//!
+//! What else to know:
+//! - **A tool runs at least once, and its result is recorded once.** If
+//!   the host stops between running a tool and recording its result, the
+//!   call runs again on resume, with the same idempotency key
+//!   (`<execution id>:<journal index>`), which a tool can use to apply its
+//!   effect once.
+//! - **A tool the host does not offer fails the execution** (kind
+//!   `missing-tool`): the component needs a capability the host lacks, which
+//!   no retry in the workflow would fix.
+//! - **A guest that runs too long without calling the host is stopped**
+//!   (10 s by default, the host's `time_without_progress`): an infinite loop,
+//!   or a blocking WASI call such as `std::thread::sleep`. Use
+//!   [`Context::sleep`] to wait. Logging does not count as calling the host.
+//! - **[`Context::checkpoint`]** records a save point: a place where the
+//!   host may end a long invocation (its budget spent, or the host draining)
+//!   and continue in a fresh instance, in a loop that makes no other call.
 //!
 //! Since 0.2.0 of the host interface a workflow can also start work without
 //! waiting for it and await several things at once: see [`concurrent`] for
@@ -125,6 +142,13 @@ pub use types::Level;
 
 /// Encodes a value as the SDK puts it on the wire (MessagePack, with field
 /// names so any MessagePack or JSON-minded reader can follow it).
+///
+/// # Panics
+///
+/// If `value`'s `Serialize` implementation fails (a custom one returning
+/// an error, or a map whose keys MessagePack cannot hold): a programming
+/// error in the workflow, which traps the guest and fails the execution
+/// with the message.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // Serializing to a Vec only fails for types serde cannot represent in
     // MessagePack (e.g. maps with non-string-like keys are still fine);
