@@ -346,7 +346,10 @@ impl bindings::Host for InvocationState {
             s.ensure_child(handle, &workflow, input.clone(), &id)
                 .await?;
         }
-        let (handle, started, run) = s
+        // A replayed start needs nothing more: its child was created before
+        // its entry was written. (One left ready by a crash before it was
+        // queued is found by the queue's sweep, or `recover`.)
+        let (handle, started, _) = s
             .start(call, || Started::Child {
                 workflow: workflow.clone(),
                 input_digest,
@@ -354,10 +357,6 @@ impl bindings::Host for InvocationState {
                 id: id.clone(),
             })
             .await?;
-        // A replayed start needs nothing more: its child was created before
-        // its entry was written. (One left ready by a crash before it was
-        // queued is found by the queue's sweep, or `recover`.)
-        let _ = run;
         s.pend(handle, &started);
         s.progress();
         Ok(handle)
@@ -385,7 +384,7 @@ impl bindings::Host for InvocationState {
     }
 
     async fn forget(&mut self, handle: u64) -> wasmtime::Result<()> {
-        self.steps.join_forget(handle);
+        self.steps.join.forget(handle);
         Ok(())
     }
 

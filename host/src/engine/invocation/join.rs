@@ -138,11 +138,6 @@ impl Steps {
         }
     }
 
-    /// `forget(handle)`: no entry, since replay forgets it again.
-    pub(super) fn join_forget(&mut self, handle: u64) {
-        self.join.forget(handle);
-    }
-
     /// Fails the execution for a misuse of the imports.
     pub(super) fn invalid(&mut self, message: String) -> wasmtime::Error {
         self.fail(FailureKind::InvalidCall, message)
@@ -474,28 +469,27 @@ impl Steps {
                 return Ok((handle, o.attempts, o.duration_us, value));
             }
             let now = now_ms();
-            let mut next_timer: Option<(u64, u64)> = None;
+            // The earliest timer: (due, handle, duration).
+            let mut next_timer: Option<(u64, u64, u64)> = None;
             let mut signals: Vec<(u64, String)> = Vec::new();
             let mut running = false;
             for handle in &set {
                 match &self.join.pending[handle] {
-                    Pending::Timer { wake_at_ms, .. } => {
-                        if next_timer.is_none_or(|(at, _)| *wake_at_ms < at) {
-                            next_timer = Some((*wake_at_ms, *handle));
+                    Pending::Timer {
+                        wake_at_ms,
+                        duration_ms,
+                    } => {
+                        if next_timer.is_none_or(|(at, _, _)| *wake_at_ms < at) {
+                            next_timer = Some((*wake_at_ms, *handle, *duration_ms));
                         }
                     }
                     Pending::Signal { name } => signals.push((*handle, name.clone())),
                     Pending::Tool { .. } => running = true,
                 }
             }
-            if let Some((wake_at_ms, handle)) = next_timer
+            if let Some((wake_at_ms, handle, duration_ms)) = next_timer
                 && wake_at_ms <= now
             {
-                let Some(Pending::Timer { duration_ms, .. }) = self.join.pending.get(&handle)
-                else {
-                    unreachable!("the timer was just found pending")
-                };
-                let duration_ms = *duration_ms;
                 let value = EntryKind::Sleep {
                     duration_ms,
                     wake_at_ms,
@@ -528,7 +522,7 @@ impl Steps {
             if signals_checked.is_none_or(|t| t.elapsed() >= SIGNAL_POLL) {
                 signals_checked = Some(Instant::now());
             }
-            let until_timer = next_timer.map(|(at, _)| Duration::from_millis(at - now));
+            let until_timer = next_timer.map(|(at, _, _)| Duration::from_millis(at - now));
             if flush
                 && self.writer.unwritten()
                 && let Err(e) = self.writer.flush().await
@@ -541,7 +535,7 @@ impl Steps {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    _ => return Err(self.suspend_on(&signals, next_timer.map(|(at, _)| at))),
+                    _ => return Err(self.suspend_on(&signals, next_timer.map(|(at, _, _)| at))),
                 }
             }
             let poll = (!signals.is_empty()).then_some(SIGNAL_POLL);
