@@ -63,8 +63,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::__private::bindings::reprise::workflow::{host, types};
-use crate::{Context, DecodeError, ToolError, decode, decode_result, encode};
+use crate::__private::bindings::reprise::workflow::types;
+use crate::tool::decode_typed;
+use crate::{CallError, Context, DecodeError, ToolError, decode, decode_result, encode};
 
 /// Work started and not yet awaited: a [`Call`], [`Timer`], [`Signal`] or
 /// [`Child`].
@@ -79,13 +80,23 @@ pub trait Pending {
     fn complete(&self, completion: types::Completion) -> Self::Output;
 }
 
-/// A tool call started with [`Context::start`]; awaiting it gives the
-/// call's result decoded as `T`.
+/// A tool call started with [`Context::start`] (awaiting it gives
+/// `Result<T, ToolError>`) or with [`Context::start_tool`] (awaiting it
+/// gives `Result<T, CallError>`).
 #[must_use = "a started call does nothing for the workflow until it is awaited"]
 #[derive(Debug)]
-pub struct Call<T> {
+pub struct Call<T, E = ToolError> {
     handle: u64,
-    _out: PhantomData<fn() -> T>,
+    _out: PhantomData<fn() -> (T, E)>,
+}
+
+impl<T, E> Call<T, E> {
+    pub(crate) fn new(handle: u64) -> Self {
+        Self {
+            handle,
+            _out: PhantomData,
+        }
+    }
 }
 
 /// A timer started with [`Context::start_timer`]; awaiting it returns once
@@ -109,7 +120,7 @@ fn unexpected(handle: u64, what: &str) -> ! {
     panic!("the host completed handle {handle} with something other than {what}")
 }
 
-impl<T: DeserializeOwned> Pending for Call<T> {
+impl<T: DeserializeOwned> Pending for Call<T, ToolError> {
     type Output = Result<T, ToolError>;
 
     fn handle(&self) -> u64 {
@@ -119,6 +130,21 @@ impl<T: DeserializeOwned> Pending for Call<T> {
     fn complete(&self, completion: types::Completion) -> Self::Output {
         match completion {
             types::Completion::Tool(result) => decode_result(result.map_err(ToolError::from)),
+            _ => unexpected(self.handle, "a tool result"),
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Pending for Call<T, CallError> {
+    type Output = Result<T, CallError>;
+
+    fn handle(&self) -> u64 {
+        self.handle
+    }
+
+    fn complete(&self, completion: types::Completion) -> Self::Output {
+        match completion {
+            types::Completion::Tool(result) => decode_typed(result.map_err(ToolError::from)),
             _ => unexpected(self.handle, "a tool result"),
         }
     }
@@ -279,7 +305,7 @@ impl RetryPolicy {
         self
     }
 
-    fn to_wit(&self) -> types::RetryPolicy {
+    pub(crate) fn to_wit(&self) -> types::RetryPolicy {
         types::RetryPolicy {
             max_attempts: self.max_attempts,
             initial_backoff_ms: millis(self.initial_backoff),
@@ -310,10 +336,7 @@ impl Context {
         name: &str,
         input: &(impl Serialize + ?Sized),
     ) -> Call<Out> {
-        Call {
-            handle: host::start_tool(category, name, &encode(input), None),
-            _out: PhantomData,
-        }
+        Call::new(self.host().start_tool(category, name, &encode(input), None))
     }
 
     /// [`Context::start`], retried by `policy` when it fails.
@@ -324,10 +347,10 @@ impl Context {
         input: &(impl Serialize + ?Sized),
         policy: &RetryPolicy,
     ) -> Call<Out> {
-        Call {
-            handle: host::start_tool(category, name, &encode(input), Some(&policy.to_wit())),
-            _out: PhantomData,
-        }
+        Call::new(
+            self.host()
+                .start_tool(category, name, &encode(input), Some(&policy.to_wit())),
+        )
     }
 
     /// Calls a tool, retried by `policy` when it fails; returns its final
@@ -366,14 +389,14 @@ impl Context {
     /// Starts a durable timer due `duration` from now.
     pub fn start_timer(&self, duration: Duration) -> Timer {
         Timer {
-            handle: host::start_timer(millis(duration)),
+            handle: self.host().start_timer(millis(duration)),
         }
     }
 
     /// Starts waiting for the next signal called `name`.
     pub fn start_signal<T: DeserializeOwned>(&self, name: &str) -> Signal<T> {
         Signal {
-            handle: host::start_signal(name),
+            handle: self.host().start_signal(name),
             _out: PhantomData,
         }
     }
@@ -404,7 +427,7 @@ impl Context {
         input: &(impl Serialize + ?Sized),
     ) -> Child<Out> {
         Child {
-            handle: host::start_child(workflow, &encode(input)),
+            handle: self.host().start_child(workflow, &encode(input)),
             _out: PhantomData,
         }
     }
@@ -421,7 +444,7 @@ impl Context {
 
     /// Waits for one started handle.
     pub fn join<P: Pending>(&self, pending: P) -> P::Output {
-        let (_, completion) = host::await_any(&[pending.handle()]);
+        let (_, completion) = self.host().await_any(&[pending.handle()]);
         pending.complete(completion)
     }
 
@@ -437,7 +460,7 @@ impl Context {
             pending.iter().map(|_| None).collect();
         let at: std::collections::HashMap<u64, usize> =
             handles.iter().enumerate().map(|(i, h)| (*h, i)).collect();
-        for (handle, completion) in host::await_all(&handles) {
+        for (handle, completion) in self.host().await_all(&handles) {
             let i = *at.get(&handle).unwrap_or_else(|| {
                 panic!("the host completed handle {handle}, which was not awaited")
             });
@@ -458,7 +481,7 @@ impl Context {
             return None;
         }
         let handles: Vec<u64> = pending.iter().map(Pending::handle).collect();
-        let (handle, completion) = host::await_any(&handles);
+        let (handle, completion) = self.host().await_any(&handles);
         let p = pending.remove(position(&handles, handle));
         let output = p.complete(completion);
         Some((p, output))
@@ -467,12 +490,12 @@ impl Context {
     /// Waits for the first of two handles of any kinds; the other is
     /// forgotten (a call still running is abandoned).
     pub fn race<A: Pending, B: Pending>(&self, a: A, b: B) -> Race<A::Output, B::Output> {
-        let (handle, completion) = host::await_any(&[a.handle(), b.handle()]);
+        let (handle, completion) = self.host().await_any(&[a.handle(), b.handle()]);
         if handle == a.handle() {
-            host::forget(b.handle());
+            self.host().forget(b.handle());
             Race::First(a.complete(completion))
         } else {
-            host::forget(a.handle());
+            self.host().forget(a.handle());
             Race::Second(b.complete(completion))
         }
     }
@@ -480,7 +503,7 @@ impl Context {
     /// Drops a handle the workflow no longer wants: a call still running is
     /// abandoned, and its result is never journaled.
     pub fn forget<P: Pending>(&self, pending: P) {
-        host::forget(pending.handle())
+        self.host().forget(pending.handle())
     }
 }
 

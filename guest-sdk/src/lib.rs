@@ -62,6 +62,10 @@
 #![deny(missing_docs)]
 
 pub mod concurrent;
+mod sys;
+#[cfg(not(target_family = "wasm"))]
+pub mod testing;
+mod tool;
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
@@ -69,6 +73,7 @@ pub mod concurrent;
 struct ReadmeExamples;
 
 pub use concurrent::{Call, Child, ChildError, Pending, Race, RetryPolicy, Signal, Timer};
+pub use tool::{CallError, Tool};
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -127,7 +132,7 @@ pub mod __private {
         E: Display,
     {
         let input: In = decode(input).map_err(|e| format!("invalid workflow input: {e}"))?;
-        let ctx = Context { _private: () };
+        let ctx = Context::imports();
         match workflow(&ctx, input) {
             Ok(out) => Ok(encode(&out)),
             Err(e) => Err(e.to_string()),
@@ -135,7 +140,7 @@ pub mod __private {
     }
 }
 
-use __private::bindings::reprise::workflow::{host, types};
+use __private::bindings::reprise::workflow::types;
 
 /// Severity of a log line.
 pub use types::Level;
@@ -232,10 +237,23 @@ fn decode_result<Out: DeserializeOwned>(raw: Result<Vec<u8>, ToolError>) -> Resu
 /// The workflow's handle on the host. Every method that returns a value is
 /// journaled (see the crate docs).
 pub struct Context {
-    _private: (),
+    /// `None` in a component (the imports); the scripted host of
+    /// [`testing`] under `cargo test`.
+    scripted: Option<std::rc::Rc<dyn sys::Host>>,
 }
 
 impl Context {
+    fn imports() -> Self {
+        Self { scripted: None }
+    }
+
+    fn host(&self) -> &dyn sys::Host {
+        match &self.scripted {
+            Some(host) => &**host,
+            None => &sys::Imports,
+        }
+    }
+
     /// Calls the tool `name` in `category` with `input` and decodes its
     /// result. Tool errors come back as `Err` values to branch on.
     pub fn call<Out: DeserializeOwned>(
@@ -249,45 +267,58 @@ impl Context {
 
     /// Calls a tool with raw payload bytes.
     pub fn call_raw(&self, category: &str, name: &str, input: &[u8]) -> Result<Vec<u8>, ToolError> {
-        host::call_tool(category, name, input).map_err(ToolError::from)
+        self.host()
+            .call_tool(category, name, input)
+            .map_err(ToolError::from)
     }
 
     /// A durable timer: returns once `duration` has passed. A long wait
     /// suspends the execution without holding any host memory.
     pub fn sleep(&self, duration: Duration) {
-        host::sleep(duration.as_millis().min(u128::from(u64::MAX)) as u64)
+        self.host()
+            .sleep(duration.as_millis().min(u128::from(u64::MAX)) as u64)
     }
 
     /// Waits for the next signal called `name` and decodes its payload. A
-    /// signal sent before the workflow waits is buffered, never lost.
+    /// signal sent before the workflow waits is buffered, never lost; a
+    /// long wait suspends the execution without holding any host memory.
+    pub fn wait_for_signal<T: DeserializeOwned>(&self, name: &str) -> Result<T, DecodeError> {
+        decode(&self.host().await_signal(name))
+    }
+
+    /// The old name of [`Context::wait_for_signal`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed `wait_for_signal`: it waits for a signal, it does not send one"
+    )]
     pub fn signal<T: DeserializeOwned>(&self, name: &str) -> Result<T, DecodeError> {
-        decode(&host::await_signal(name))
+        self.wait_for_signal(name)
     }
 
     /// Appends an item to the execution's output stream.
     pub fn emit(&self, item: &(impl Serialize + ?Sized)) {
-        host::emit(&encode(item))
+        self.host().emit(&encode(item))
     }
 
     /// An explicit save point: the host may end the invocation here (its
     /// budget spent) and continue in a fresh instance.
     pub fn checkpoint(&self) {
-        host::checkpoint()
+        self.host().checkpoint()
     }
 
     /// The current time, journaled.
     pub fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(host::now())
+        UNIX_EPOCH + Duration::from_millis(self.host().now())
     }
 
     /// A random number, journaled.
     pub fn random(&self) -> u64 {
-        host::random()
+        self.host().random()
     }
 
     /// Writes a log line (not journaled; silent during replay).
     pub fn log(&self, level: Level, message: &str) {
-        host::log(level, message)
+        self.host().log(level, message)
     }
 
     /// Writes an info log line.

@@ -26,7 +26,9 @@ fn child(ctx: &Context, input: Input) -> Result<Value, String> {
         return Err(message);
     }
     if let Some(name) = input.wait {
-        return ctx.signal::<Value>(&name).map_err(|e| e.to_string());
+        return ctx
+            .wait_for_signal::<Value>(&name)
+            .map_err(|e| e.to_string());
     }
     if input.sleep_ms > 0 {
         ctx.sleep(Duration::from_millis(input.sleep_ms));

@@ -26,7 +26,7 @@ fn signals(ctx: &Context, input: Input) -> Result<Output, String> {
     let before = ctx.now();
     ctx.sleep(Duration::from_millis(input.sleep_ms));
     let after = ctx.now();
-    let approval: Approval = ctx.signal("approve").map_err(|e| e.to_string())?;
+    let approval: Approval = ctx.wait_for_signal("approve").map_err(|e| e.to_string())?;
     let slept = after.duration_since(before).unwrap_or_default();
     Ok(Output {
         approved_by: approval.by,
