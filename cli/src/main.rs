@@ -8,6 +8,7 @@
 //! for a signal, or `--wait` ran out).
 
 mod client;
+mod new;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -113,6 +114,13 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a new workflow crate at PATH, named after its last component:
+    /// a workflow with one tool call, native tests, a README, and the SDK
+    /// of this release under vendor/. Refuses a PATH that exists.
+    New {
+        /// Where to create it (e.g. `hello` or `flows/hello`).
+        path: PathBuf,
+    },
     /// Run a host: the HTTP API on the embedded store (or Redis).
     Serve(ServeArgs),
     /// Deploy a component to a host under a name.
@@ -364,6 +372,26 @@ fn runtime(store: Arc<dyn Store>, args: &StoreArgs, budget: &BudgetArgs) -> Resu
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::New { path } => {
+            let name = match new::create(&path) {
+                Ok(name) => name,
+                Err(e @ new::NewError::Io { .. }) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let wasm = name.replace('-', "_");
+            println!(
+                "created workflow `{name}` in {dir}\n\n\
+                 cd {dir}\n\
+                 cargo test\n\
+                 cargo build --release --target wasm32-wasip2\n\
+                 reprise run target/wasm32-wasip2/release/{wasm}.wasm --input '{{\"user_id\": 7}}'",
+                dir = path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => serve::serve(args).await,
         Command::Deploy { name, file, client } => Client::new(client)?.deploy(&name, &file).await,
         Command::Start {
