@@ -25,8 +25,8 @@ use reprise_host::server::{self, Server, config::ServeConfig};
 use reprise_host::store::{RedisOptions, RedisStore};
 use reprise_host::stream::StreamOptions;
 use reprise_host::{
-    Budget, EmbeddedStore, EngineConfig, ExecutionId, ExecutionRecord, Outcome, Runtime,
-    RuntimeConfig, Status, Store, StreamConfig, ToolRegistry, Wait, WorkflowEngine,
+    Budget, EmbeddedStore, ExecutionId, ExecutionRecord, Outcome, Runtime, RuntimeConfig, Status,
+    Store, StreamConfig, Wait, WorkflowEngine,
 };
 
 /// Exit code when a request failed (server, network or store).
@@ -74,8 +74,14 @@ struct StoreArgs {
     retention_hours: u64,
 }
 
+/// How `run` and `resume` run the workflow here.
 #[derive(clap::Args)]
-struct BudgetArgs {
+struct LocalArgs {
+    /// The `reprise serve` config file whose `[tools]` (webhooks, `http`)
+    /// and `[limits]` apply; its other keys (listen, auth, store) are not
+    /// used here. Secrets it names come from the environment.
+    #[arg(long, env = "REPRISE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// End each invocation after this many new journal entries and resume
     /// in a fresh instance.
     #[arg(long)]
@@ -219,7 +225,7 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
-        budget: BudgetArgs,
+        local: LocalArgs,
     },
     /// Continue an execution left unfinished in a store file.
     Resume {
@@ -231,7 +237,7 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
-        budget: BudgetArgs,
+        local: LocalArgs,
     },
     /// Cancel an execution that has not ended: it is never run again.
     Cancel {
@@ -350,24 +356,27 @@ async fn open_store(args: &StoreArgs, required: bool) -> Result<Arc<dyn Store>> 
     }
 }
 
-fn runtime(store: Arc<dyn Store>, args: &StoreArgs, budget: &BudgetArgs) -> Result<Runtime> {
-    let engine = WorkflowEngine::new(EngineConfig::default())
+/// A runtime in this process: the tools and limits of `--config` (the
+/// built-in tools and default limits without it), the budget and
+/// retention of the flags.
+fn runtime(store: Arc<dyn Store>, args: &StoreArgs, local: &LocalArgs) -> Result<Runtime> {
+    let mut file = serve::load_config(local.config.as_deref())?;
+    file.resolve_env(|var| std::env::var(var).ok())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let tools = server::tools_from(&file.tools).map_err(|e| CliError::Usage(e.to_string()))?;
+    let engine = WorkflowEngine::new(server::engine_config(&file))
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+    let base = server::runtime_config(&file);
     let config = RuntimeConfig {
         budget: Budget {
-            max_steps: budget.max_steps,
-            max_time: budget.max_time_ms.map(Duration::from_millis),
+            max_steps: local.max_steps.or(base.budget.max_steps),
+            max_time: local.max_time_ms.map(Duration::from_millis),
         },
         retention: (args.retention_hours > 0)
             .then(|| Duration::from_secs(args.retention_hours.saturating_mul(3600))),
-        ..RuntimeConfig::default()
+        ..base
     };
-    Ok(Runtime::new(
-        Arc::new(engine),
-        store,
-        ToolRegistry::with_builtins(),
-        config,
-    ))
+    Ok(Runtime::new(Arc::new(engine), store, tools, config))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -441,7 +450,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             id,
             journal,
             store,
-            budget,
+            local,
         } => {
             let input: serde_json::Value = serde_json::from_str(&input)
                 .map_err(|e| CliError::Usage(format!("--input is not valid JSON: {e}")))?;
@@ -449,7 +458,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let bytes = std::fs::read(&component).map_err(|e| {
                 CliError::Usage(format!("cannot read {}: {e}", component.display()))
             })?;
-            let rt = runtime(open_store(&store, false).await?, &store, &budget)?;
+            let rt = runtime(open_store(&store, false).await?, &store, &local)?;
             let name = workflow_name(&component);
             let deployment = rt.deploy(&name, bytes).await?;
             tracing::info!(workflow = name, digest = %deployment.digest, "deployed");
@@ -461,10 +470,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             id,
             journal,
             store,
-            budget,
+            local,
         } => {
             let id = ExecutionId::new(id)?;
-            let rt = runtime(open_store(&store, true).await?, &store, &budget)?;
+            let rt = runtime(open_store(&store, true).await?, &store, &local)?;
             rt.resume(&id).await?;
             finish(&rt, &id, journal).await
         }

@@ -6,11 +6,10 @@
 
 use super::*;
 
-/// `reprise serve`: config file, then environment and flags; the store;
-/// the runtime, recovering what a previous process left; the HTTP API until
-/// SIGTERM or Ctrl-C.
-pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let mut config = match &args.config {
+/// The config file at `path` (the defaults without one). Its secrets are
+/// not resolved yet: flags may still change what it names.
+pub fn load_config(path: Option<&Path>) -> Result<ServeConfig> {
+    Ok(match path {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 CliError::Usage(format!("cannot read config file {}: {e}", path.display()))
@@ -19,7 +18,14 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
                 .map_err(|e| CliError::Usage(format!("config file {}: {e}", path.display())))?
         }
         None => ServeConfig::default(),
-    };
+    })
+}
+
+/// `reprise serve`: config file, then environment and flags; the store;
+/// the runtime, recovering what a previous process left; the HTTP API until
+/// SIGTERM or Ctrl-C.
+pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let mut config = load_config(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

@@ -292,6 +292,58 @@ async fn webhook_headers_come_from_the_environment() {
     assert_eq!(result[0]["ok"]["input"]["email"], "a@b.c");
 }
 
+/// `reprise run --config` serves the same webhook tools as `serve`, and
+/// refuses a config file `serve` would refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_takes_the_tools_of_a_config_file() {
+    let app = axum::Router::new().route(
+        "/hook",
+        post(|headers: HeaderMap, Json(body): Json<Value>| async move {
+            Json(json!({
+                "auth": headers.get("authorization").and_then(|v| v.to_str().ok()),
+                "name": body["name"],
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reprise.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tools.webhook.crm]\nurl = \"{hook}\"\n\
+             headers_from_env = {{ Authorization = \"CLI_TEST_HOOK_AUTH\" }}\n"
+        ),
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[tools.webhok.crm]\nurl = \"http://x\"\n").unwrap();
+    let (good, refused) = tokio::task::spawn_blocking(move || {
+        let run = |config: &Path| {
+            reprise()
+                .args(["run", &wasm("caller"), "--config"])
+                .arg(config)
+                .args([
+                    "--input",
+                    r#"{"calls":[{"category":"crm","name":"lookup","input":{}}]}"#,
+                ])
+                .env("CLI_TEST_HOOK_AUTH", "Bearer run-secret")
+                .output()
+                .unwrap()
+        };
+        (run(&config), run(&bad))
+    })
+    .await
+    .unwrap();
+    assert!(good.status.success(), "{}", text(&good));
+    let result: Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert_eq!(result[0]["ok"]["auth"], "Bearer run-secret");
+    assert_eq!(result[0]["ok"]["name"], "lookup");
+    assert_usage_error(&refused, "webhok");
+}
+
 /// `reprise stream` prints each item as a JSON line, then exits 0 (or 3
 /// after a failed workflow's items); a bad `--batch` is a usage error.
 #[test]
