@@ -15,6 +15,10 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod journal;
+
+pub use journal::{EntryView, JournalPage, JournalParams};
+
 /// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -389,6 +393,39 @@ pub struct ExecutionView {
     /// answer about one execution, not in lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildView>,
+    /// Its tool calls failing and being retried now (only in the answer
+    /// about one execution, from the host running it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrying: Vec<RetryingView>,
+}
+
+/// A tool call of the execution that failed and waits for its next
+/// attempt (shown by the host running it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RetryingView {
+    /// `category/name`.
+    pub tool: String,
+    /// The journal index its result will be recorded at.
+    pub index: u64,
+    /// Attempts made so far, all failed.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub last_error: ToolErrorView,
+    /// When the next attempt starts, ms since the Unix epoch.
+    pub next_attempt_at_ms: u64,
+    /// When its first attempt failed, ms since the Unix epoch.
+    pub failing_since_ms: u64,
+}
+
+/// An error a tool answered with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolErrorView {
+    /// Its code (`unavailable`, `timeout`, `http-404`, or the tool's own).
+    pub code: String,
+    /// What happened.
+    pub message: String,
 }
 
 /// A child execution, as its parent lists it.
@@ -448,41 +485,6 @@ pub struct ExecutionList {
     pub next_cursor: Option<String>,
 }
 
-/// One journal entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct EntryView {
-    /// Position in the journal.
-    pub index: u64,
-    /// `tool`, `sleep`, `signal`, `now`, `random`, `emit`, `checkpoint`,
-    /// `start` (work started without waiting: a tool call, timer, signal
-    /// wait or child; this entry's index is its handle) or `completion`
-    /// (its detail begins `#<handle>:`, the index of the start it
-    /// completes).
-    pub kind: String,
-    /// Tool address and error, timer, signal name, or value.
-    pub detail: String,
-    /// When it was recorded, ms since the Unix epoch.
-    pub at_ms: u64,
-    /// How long the step took, µs.
-    pub duration_us: u64,
-    /// Size of the recorded value, bytes.
-    pub size: u64,
-}
-
-/// A page of a journal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JournalPage {
-    /// Entries from `after` on.
-    pub entries: Vec<EntryView>,
-    /// Entries in the whole journal.
-    pub total: u64,
-    /// Pass as `after` for the next page; absent on the last page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<u64>,
-}
-
 /// A signal was delivered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -534,19 +536,6 @@ pub struct ListParams {
     /// From a previous page's `next_cursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
-}
-
-/// Paging of a journal.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
-pub struct JournalParams {
-    /// First index to return (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<u64>,
-    /// Entries per page (default 100, at most 1000).
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
 }
 
 /// Reading an execution's output stream.

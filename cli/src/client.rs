@@ -385,6 +385,24 @@ fn print_execution(e: &ExecutionView) {
     if let Some(parent) = &e.parent {
         println!("parent:      {parent}");
     }
+    for r in &e.retrying {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let next_in = Duration::from_millis(r.next_attempt_at_ms.saturating_sub(now) / 1000 * 1000);
+        let failing_for =
+            Duration::from_millis(now.saturating_sub(r.failing_since_ms) / 1000 * 1000);
+        println!(
+            "retrying:    {} (entry {}): {} attempts failed over {}, last: {}: {}; next in {}",
+            r.tool,
+            r.index,
+            r.attempts,
+            humantime::format_duration(failing_for),
+            r.last_error.code,
+            r.last_error.message,
+            humantime::format_duration(next_in),
+        );
+    }
     if !e.children.is_empty() {
         println!("children:");
         for c in &e.children {

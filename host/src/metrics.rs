@@ -65,6 +65,10 @@ pub struct Metrics {
     /// not yet acknowledged, over every host), `stream` (pending or not
     /// yet read) and `timers` (set, not yet due).
     pub queue_depth: Family<KindLabel, Gauge>,
+    /// Failed tool attempts followed by another attempt, by category.
+    pub tool_retries: Family<CategoryLabel, Counter>,
+    /// Tool calls between a failed attempt and the next one, now.
+    pub tool_calls_retrying: Gauge,
 }
 
 /// Labels of the work queue depth gauge.
@@ -107,6 +111,8 @@ impl Default for Metrics {
             timers_fired: Counter::default(),
             guest_log_dropped: Counter::default(),
             queue_depth: Family::default(),
+            tool_retries: Family::default(),
+            tool_calls_retrying: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("invocations", "Invocations started", m.invocations.clone());
@@ -165,6 +171,16 @@ impl Default for Metrics {
             "queue_depth",
             "Work queue depth by kind (pending, stream, timers), read when scraped",
             m.queue_depth.clone(),
+        );
+        registry.register(
+            "tool_retries",
+            "Failed tool attempts followed by another attempt, by category",
+            m.tool_retries.clone(),
+        );
+        registry.register(
+            "tool_calls_retrying",
+            "Tool calls waiting for their next attempt after a failure",
+            m.tool_calls_retrying.clone(),
         );
         Self { registry, ..m }
     }

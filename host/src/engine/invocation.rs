@@ -34,6 +34,7 @@ use crate::journal::{Call, Entry, EntryKind, RecordedTool, ToolFailure};
 use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
 use crate::stream::pacer::{Blocked, Pacer};
+use crate::tools::attempts::{Attempts, RetryBoard};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
 use guard::{LogLimit, Progress};
 use join::Join;
@@ -136,6 +137,8 @@ pub(crate) struct Invocation {
     pub calls: Arc<tokio::sync::Semaphore>,
     /// Has a new child execution run (here, or through the queue).
     pub start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
+    /// Where tool calls report failed attempts they retry.
+    pub retrying: Arc<RetryBoard>,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -231,6 +234,7 @@ struct Steps {
     /// Work started without waiting (see [`join`]).
     join: Join,
     start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
+    retrying: Arc<RetryBoard>,
 }
 
 /// The time an entry moves the guest's clock to.
@@ -246,6 +250,28 @@ fn entry_time(entry: &Entry) -> u64 {
 }
 
 impl Steps {
+    /// The tool call recorded at `index`: its key, and its handle on the
+    /// host's board of retrying calls.
+    fn tool_call(&self, category: String, name: String, input: Vec<u8>, index: u64) -> ToolCall {
+        let idempotency_key = IdempotencyKey {
+            execution: self.id.clone(),
+            index,
+        };
+        let attempts = Attempts::tracked(
+            self.retrying.clone(),
+            idempotency_key.clone(),
+            &category,
+            &name,
+        );
+        ToolCall {
+            category,
+            name,
+            input,
+            idempotency_key,
+            attempts,
+        }
+    }
+
     fn replaying(&self) -> bool {
         self.cursor < self.journal.len()
     }
@@ -387,6 +413,7 @@ pub(crate) async fn run(
         reads,
         calls,
         start_child,
+        retrying,
     } = inv;
     let record = snapshot.record;
     let store_for_writer = store.clone();
@@ -413,6 +440,7 @@ pub(crate) async fn run(
             next_index: journal_len,
             join: Join::new(&snapshot.journal, calls, limits.max_handles),
             start_child,
+            retrying,
             journal: snapshot.journal,
             cursor: 0,
             signals: snapshot.signals,

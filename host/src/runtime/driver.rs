@@ -282,6 +282,7 @@ impl Inner {
             stream: cfg.stream.clone(),
             reads,
             calls: self.calls.clone(),
+            retrying: self.retrying.clone(),
             start_child: {
                 let me = Arc::downgrade(self);
                 Arc::new(move |child: ExecutionId| {

@@ -156,6 +156,8 @@ struct Inner {
     /// Tool calls started without waiting that may run at once here
     /// (`RuntimeConfig::max_concurrent_calls`).
     calls: Arc<tokio::sync::Semaphore>,
+    /// Tool calls between a failed attempt and the next, here.
+    retrying: Arc<crate::tools::attempts::RetryBoard>,
 }
 
 /// What cancelling an execution does to its unfinished child executions.
@@ -231,12 +233,13 @@ impl RuntimeBuilder {
                 live_instances: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
                 invocations: AtomicU64::new(0),
-                metrics,
                 queue,
                 compiling: tokio::sync::Mutex::new(()),
                 waited: Mutex::new(HashMap::new()),
                 reads: Mutex::new(HashMap::new()),
                 calls: Arc::new(tokio::sync::Semaphore::new(max_concurrent_calls)),
+                retrying: Arc::new(crate::tools::attempts::RetryBoard::new(metrics.clone())),
+                metrics,
             }),
         };
         if let Some(retention) = rt.inner.config.retention {
@@ -511,6 +514,12 @@ impl Runtime {
             }
         }
         Ok(rec)
+    }
+
+    /// The tool calls of `id` that failed and wait for their next attempt
+    /// on this host (another host of the store does not see them here).
+    pub fn retrying(&self, id: &ExecutionId) -> Vec<crate::tools::attempts::RetryingCall> {
+        self.inner.retrying.of(id)
     }
 
     /// The ids of the children an execution started, in the order started.

@@ -8,6 +8,7 @@
 //!
 //! Tool errors are values the workflow sees ([`ToolError`]), not traps.
 
+pub mod attempts;
 pub mod builtin;
 pub mod http;
 pub mod webhook;
@@ -57,6 +58,9 @@ pub struct ToolCall {
     pub input: Vec<u8>,
     /// Stable across retries of this call.
     pub idempotency_key: IdempotencyKey,
+    /// Where the tool reports an attempt that failed and will be retried
+    /// (see [`attempts`]): the execution's status shows it.
+    pub attempts: attempts::Attempts,
 }
 
 /// A tool error: returned to the workflow as a value.

@@ -10,8 +10,16 @@
 //!   `{code, message, details?}` gives its fields; otherwise the code is
 //!   `http-<status>` and the message the start of the body;
 //! - `408`, `429`, `5xx`, a timeout or a connection failure: retried with
-//!   exponential backoff; when the retries are used up, a tool error with
-//!   code `unavailable` (or `timeout`) naming the last failure.
+//!   exponential backoff (capped at `max_backoff`). What happens when the
+//!   webhook stays down is `on_unavailable`'s choice: `fail` (the default)
+//!   ends the call after `retries` more attempts with a tool error of code
+//!   `unavailable` (or `timeout`) naming the last failure, which the
+//!   workflow sees and the journal records like any result; `retry` keeps
+//!   trying until `retry_for` has passed since the first failure (then it
+//!   fails the same way), so an outage shorter than that costs only time.
+//!   Either way nothing is journaled until the call ends, each failed
+//!   attempt is logged at warn, and the execution's status shows the call
+//!   retrying (see [`super::attempts`]).
 //!
 //! Redirects are not followed: a webhook URL is configured, not discovered.
 
@@ -56,6 +64,30 @@ pub struct WebhookConfig {
     /// Largest reply body accepted, in bytes.
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
+    /// What a call does when the webhook stays unavailable.
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+    /// With `on_unavailable = "retry"`: how long after its first failure a
+    /// call keeps trying.
+    #[serde(default = "default_retry_for", with = "duration_serde")]
+    pub retry_for: Duration,
+    /// Longest wait between two attempts.
+    #[serde(default = "default_max_backoff", with = "duration_serde")]
+    pub max_backoff: Duration,
+}
+
+/// What a webhook call does when the webhook stays unavailable (`408`,
+/// `429`, `5xx`, timeouts, failed connections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// After `retries` more attempts, the call's result is the tool error
+    /// `unavailable` (or `timeout`): recorded, and seen by the workflow.
+    #[default]
+    Fail,
+    /// Keep the execution waiting and try again until `retry_for` has
+    /// passed since the first failure, then fail as `Fail` does.
+    Retry,
 }
 
 fn default_timeout() -> Duration {
@@ -66,6 +98,12 @@ fn default_retries() -> u32 {
 }
 fn default_backoff() -> Duration {
     Duration::from_millis(200)
+}
+fn default_retry_for() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_max_response() -> usize {
     DEFAULT_MAX_RESPONSE_BYTES
@@ -281,24 +319,30 @@ impl Tool for Webhook {
         });
         let mut delay = self.config.backoff;
         let mut attempt = 0;
+        let first_failure = std::time::Instant::now();
+        let host = self.url.host_str().unwrap_or("?");
         loop {
             match self.attempt(&body, &key).await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry { code, reason } => {
-                    if attempt >= self.config.retries {
-                        return Err(ToolError::new(
-                            code,
-                            format!(
-                                "webhook {} failed after {} attempts: {reason}",
-                                self.url.host_str().unwrap_or("?"),
-                                attempt + 1
-                            ),
-                        ));
-                    }
-                    tracing::debug!(key, attempt, "webhook attempt failed, retrying: {reason}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
                     attempt += 1;
+                    let give_up = match self.config.on_unavailable {
+                        OnUnavailable::Fail => attempt > self.config.retries,
+                        // No wait that would end past the deadline.
+                        OnUnavailable::Retry => {
+                            first_failure.elapsed() + delay > self.config.retry_for
+                        }
+                    };
+                    let error = ToolError::new(
+                        code,
+                        format!("webhook {host} failed after {attempt} attempts: {reason}"),
+                    );
+                    if give_up {
+                        return Err(error);
+                    }
+                    call.attempts.failed(attempt, &error, delay);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.config.max_backoff);
                 }
             }
         }

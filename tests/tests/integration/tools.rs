@@ -218,3 +218,123 @@ fn tool_config_errors_are_clear() {
     let err = tools_from(&cfg.tools).err().unwrap().to_string();
     assert!(err.contains("http"), "{err}");
 }
+
+/// A webhook down for 5 s. With `on_unavailable = "retry"` the call keeps
+/// trying: the execution shows the retrying call (tool, attempts, last
+/// error, next attempt) through the API and the metrics, and completes
+/// with one journal entry once the webhook is back. With the default
+/// (`fail`) the call's result is the tool error `unavailable` after its
+/// retries, as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_waited_out_visibly_or_fails_as_configured() {
+    // A port with nothing listening: connections are refused.
+    let addr = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let cfg = ServeConfig::from_toml(&format!(
+        r#"
+        [tools.webhook.crm]
+        url = "http://{addr}/hook"
+        on_unavailable = "retry"
+        retry_for = "1m"
+        backoff = "100ms"
+        max_backoff = "400ms"
+        [tools.webhook.ledger]
+        url = "http://{addr}/hook"
+        retries = 1
+        backoff = "10ms"
+        "#
+    ))
+    .unwrap();
+    let tools = tools_from(&cfg.tools).unwrap();
+    let (store, _guard) = memory_store().await;
+    let s = TestServer::start(store, cfg, tools).await;
+    s.deploy("caller", "caller").await;
+
+    // The default mode: the outage is the call's result.
+    let calls = json!({"calls": [{"category": "ledger", "name": "post", "input": {}}]});
+    let r = s
+        .start_and_wait("caller", json!({"id": "fails", "input": calls}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let err = &r.body["result"][0]["err"];
+    assert_eq!(err["code"], "unavailable", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("after 2 attempts"),
+        "{err}"
+    );
+
+    // The retry mode: the execution waits, and says why.
+    let down = std::time::Instant::now();
+    let calls = json!({"calls": [{"category": "crm", "name": "lookup", "input": {"id": 7}}]});
+    let r = s
+        .post(
+            "/v1/workflows/caller/executions",
+            &json!({"id": "waits", "input": calls}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let mut view = Value::Null;
+    for _ in 0..200 {
+        view = s.get("/v1/executions/waits").await.body;
+        if view["retrying"][0]["attempts"].as_u64() >= Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(view["status"], "running", "{view}");
+    assert_eq!(
+        view["steps"], 0,
+        "nothing is journaled while it retries: {view}"
+    );
+    let retrying = &view["retrying"][0];
+    assert_eq!(retrying["tool"], "crm/lookup", "{view}");
+    assert_eq!(retrying["index"], 0);
+    assert_eq!(retrying["last_error"]["code"], "unavailable", "{view}");
+    assert!(
+        retrying["next_attempt_at_ms"].as_u64() > retrying["failing_since_ms"].as_u64(),
+        "{view}"
+    );
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("reprise_tool_calls_retrying 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reprise_tool_retries_total{category=\"crm\"}"),
+        "{metrics}"
+    );
+
+    // Back after 5 s.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(down.elapsed())).await;
+    let app = axum::Router::new().route(
+        "/hook",
+        post(|Json(body): Json<Value>| async move { Json(json!({"got": body["input"]})) }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let view = s.get("/v1/executions/waits?wait=20s").await.body;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["result"][0]["ok"], json!({"got": {"id": 7}}));
+    assert_eq!(view["steps"], 1, "one entry for the whole outage: {view}");
+    assert!(view.get("retrying").is_none(), "{view}");
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("reprise_tool_calls_retrying 0"),
+        "{metrics}"
+    );
+}

@@ -44,15 +44,7 @@ impl bindings::Host for InvocationState {
                 let input_len = input.len() as u64;
                 let started = Instant::now();
                 let result = tool
-                    .call(ToolCall {
-                        category: category.clone(),
-                        name: name.clone(),
-                        input,
-                        idempotency_key: IdempotencyKey {
-                            execution: s.id.clone(),
-                            index: s.next_index,
-                        },
-                    })
+                    .call(s.tool_call(category.clone(), name.clone(), input, s.next_index))
                     .await;
                 let elapsed = started.elapsed();
                 s.metrics
@@ -276,15 +268,7 @@ impl bindings::Host for InvocationState {
             let Some(tool) = s.tools.get(&category, &name) else {
                 return Err(s.missing_tool(&category, &name));
             };
-            let call = ToolCall {
-                category,
-                name,
-                input,
-                idempotency_key: IdempotencyKey {
-                    execution: s.id.clone(),
-                    index: handle,
-                },
-            };
+            let call = s.tool_call(category, name, input, handle);
             s.spawn_tool(handle, tool, call, input_digest, retry);
         } else {
             s.pend(handle, &started);

@@ -101,6 +101,22 @@ pub async fn get_execution(
             Err(e) => return Err(e.into()),
         }
     }
+    view.retrying = state
+        .runtime
+        .retrying(&id)
+        .into_iter()
+        .map(|c| RetryingView {
+            tool: format!("{}/{}", c.category, c.name),
+            index: c.index,
+            attempts: c.attempts,
+            last_error: ToolErrorView {
+                code: c.last_error.code,
+                message: c.last_error.message,
+            },
+            next_attempt_at_ms: c.next_attempt_at_ms,
+            failing_since_ms: c.failing_since_ms,
+        })
+        .collect();
     Ok(format.reply(StatusCode::OK, &view))
 }
 

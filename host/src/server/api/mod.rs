@@ -43,9 +43,9 @@ const DEFAULT_PAGE: usize = 100;
 pub use reprise_api::{
     CancelParams, ChildView, DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus,
     ExecutionView, FailureKind as WireFailureKind, ItemView, ItemsBatch, ItemsParams, JournalPage,
-    JournalParams, ListParams, SessionList, SessionView, SignalAccepted, SignalRequest,
-    StartRequest, StreamEnd, StreamOptions, WaitKind, WaitParams, WaitView, WorkflowList,
-    WorkflowView,
+    JournalParams, ListParams, RetryingView, SessionList, SessionView, SignalAccepted,
+    SignalRequest, StartRequest, StreamEnd, StreamOptions, ToolErrorView, WaitKind, WaitParams,
+    WaitView, WorkflowList, WorkflowView,
 };
 
 impl From<Deployment> for DeploymentView {
@@ -150,6 +150,7 @@ impl From<ExecutionRecord> for ExecutionView {
             stream: r.stream.as_ref().map(crate::stream::options),
             parent: r.parent.as_ref().map(|p| p.id.to_string()),
             children: Vec::new(),
+            retrying: Vec::new(),
         }
     }
 }

@@ -103,6 +103,7 @@ pub(super) async fn call_with_retry(
             .observe(started.elapsed().as_secs_f64());
         match &result {
             Err(e) if attempts < retry.max_attempts && retry.retriable(&e.code) => {
+                call.attempts.failed(attempts, e, backoff);
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.mul_f64(retry.factor).min(retry.max_backoff);
             }
