@@ -444,8 +444,37 @@ mod tests {
             (d.stream.window, d.stream.session_ttl, d.stream.hold)
         );
         assert_eq!(
-            (c.queue.group, c.queue.claim_after, c.queue.max_deliveries),
-            (d.queue.group, d.queue.claim_after, d.queue.max_deliveries)
+            (&c.queue.group, c.queue.claim_after, c.queue.max_deliveries),
+            (&d.queue.group, d.queue.claim_after, d.queue.max_deliveries)
+        );
+        // Copied as it is, it starts: no secret to find, no tool to build.
+        let mut c = c;
+        c.resolve_env(|_| None).unwrap();
+        crate::server::tools_from(&c.tools).unwrap();
+        c.tokens().unwrap();
+    }
+
+    /// The README's examples parse, and the optional webhook keys they
+    /// show are at their defaults.
+    #[test]
+    fn the_readme_examples_are_valid_and_state_the_webhook_defaults() {
+        let readme = include_str!("../../../README.md");
+        let block = readme
+            .split("these are examples, with each optional key at its default:\n\n```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the README's config examples");
+        let c = ServeConfig::from_toml(block).unwrap();
+        let hook = &c.tools.webhook["billing"];
+        let d = ServeConfig::from_toml("[tools.webhook.d]\nurl = \"http://x\"\n").unwrap();
+        let dh = &d.tools.webhook["d"];
+        assert_eq!(
+            (hook.timeout, hook.retries, hook.backoff, hook.max_backoff),
+            (dh.timeout, dh.retries, dh.backoff, dh.max_backoff)
+        );
+        assert_eq!(
+            (hook.on_unavailable, hook.retry_for, hook.max_response_bytes),
+            (dh.on_unavailable, dh.retry_for, dh.max_response_bytes)
         );
     }
 
