@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 mod journal;
 
-pub use journal::{EntryView, JournalPage, JournalParams};
+pub use journal::{EntryView, JournalPage, JournalParams, ValueView};
 
 /// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

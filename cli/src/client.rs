@@ -278,27 +278,13 @@ impl Client {
     }
 
     /// Prints the whole journal, fetched a page at a time.
-    pub async fn journal(&self, id: &str) -> Result<ExitCode> {
+    pub async fn journal(&self, id: &str, values: bool) -> Result<ExitCode> {
         let entries = self
             .client
-            .journal_all(id)
+            .journal_all_with(id, values)
             .await
             .map_err(|e| self.failed(e))?;
-        if self.args.json {
-            for e in &entries {
-                println!("{}", serde_json::to_string(e).unwrap_or_default());
-            }
-        } else {
-            crate::print_journal_rows(entries.iter().map(|e| {
-                (
-                    e.index,
-                    e.kind.as_str(),
-                    e.detail.as_str(),
-                    e.duration_us,
-                    e.size,
-                )
-            }));
-        }
+        crate::print_entries(&entries, self.args.json);
         Ok(ExitCode::SUCCESS)
     }
 

@@ -295,6 +295,11 @@ enum Command {
     Journal {
         /// Execution id.
         id: String,
+        /// Show each entry's input and value (JSON where they are
+        /// MessagePack, hex where not; a value over 64 KiB, or a tool's
+        /// input, which the journal does not keep, by size and digest).
+        #[arg(long)]
+        values: bool,
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
@@ -526,14 +531,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("deleted execution {id}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Journal { id, client, store } => {
+        Command::Journal {
+            id,
+            values,
+            client,
+            store,
+        } => {
             if store.store.is_none() && store.redis.is_none() {
-                return Client::new(client)?.journal(&id).await;
+                return Client::new(client)?.journal(&id, values).await;
             }
             let id = ExecutionId::new(id)?;
             let store = open_store(&store, true).await?;
             let snapshot = store.load(&id).await?;
-            print_journal(&snapshot.journal, client.json);
+            print_journal(&snapshot.journal, client.json, values);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -568,7 +578,7 @@ async fn finish(rt: &Runtime, id: &ExecutionId, journal: bool) -> Result<ExitCod
     let rec = rt.wait_settled(id).await?;
     let code = report(&rec);
     if journal {
-        print_journal(&rt.journal(id).await?, false);
+        print_journal(&rt.journal(id).await?, false, false);
     }
     Ok(code)
 }
@@ -611,47 +621,62 @@ fn payload_json(bytes: &[u8]) -> String {
     }
 }
 
-fn print_journal(journal: &[Entry], json: bool) {
+fn print_journal(journal: &[Entry], json: bool, values: bool) {
+    let entries: Vec<_> = journal
+        .iter()
+        .enumerate()
+        .map(|(i, e)| server::api::values::entry_view(i as u64, e, values))
+        .collect();
+    print_entries(&entries, json);
+}
+
+/// Prints journal entries: JSON lines, or a table whose last column is the
+/// detail (so a long error does not push the others out of line), with
+/// each entry's input and value under it when the entries carry them.
+fn print_entries(entries: &[reprise_client::api::EntryView], json: bool) {
     if json {
-        for (i, e) in journal.iter().enumerate() {
-            let line = serde_json::json!({
-                "index": i,
-                "kind": e.kind.label(),
-                "detail": e.kind.detail(),
-                "at_ms": e.at_ms,
-                "duration_us": e.duration_us,
-                "size": e.kind.value_len(),
-            });
-            println!("{line}");
+        for e in entries {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
         }
         return;
     }
-    let details: Vec<String> = journal.iter().map(|e| e.kind.detail()).collect();
-    print_journal_rows(journal.iter().zip(&details).enumerate().map(|(i, (e, d))| {
-        (
-            i as u64,
-            e.kind.label(),
-            d.as_str(),
-            e.duration_us,
-            e.kind.value_len() as u64,
-        )
-    }));
+    println!(
+        "{:>5}  {:<10}  {:>10}  {:>9}  {}",
+        "index", "kind", "duration", "size", "tool / detail"
+    );
+    for e in entries {
+        println!(
+            "{:>5}  {:<10}  {:>10}  {:>9}  {}",
+            e.index,
+            e.kind,
+            format!("{:.3} ms", e.duration_us as f64 / 1000.0),
+            format!("{} B", e.size),
+            e.detail,
+        );
+        for (label, value) in [("input", &e.input), ("result", &e.result)] {
+            if let Some(v) = value {
+                println!("{:>7}{label}: {}", "", value_text(v));
+            }
+        }
+    }
 }
 
-/// Prints journal rows `(index, kind, detail, duration µs, size)` as a table.
-fn print_journal_rows<'a>(rows: impl Iterator<Item = (u64, &'a str, &'a str, u64, u64)>) {
-    println!(
-        "{:>5}  {:<10}  {:<40}  {:>10}  {:>9}",
-        "index", "kind", "tool / detail", "duration", "size"
-    );
-    for (i, kind, detail, duration_us, size) in rows {
-        println!(
-            "{:>5}  {:<10}  {:<40}  {:>10}  {:>9}",
-            i,
-            kind,
-            detail,
-            format!("{:.3} ms", duration_us as f64 / 1000.0),
-            format!("{size} B"),
-        );
+/// A value on one line: its JSON (cut at 200 characters), its hex, or its
+/// size and digest.
+fn value_text(v: &reprise_client::api::ValueView) -> String {
+    const MAX: usize = 200;
+    let digest = v.digest.as_deref().map_or(String::new(), |d| {
+        format!(", sha256 {}", &d[..d.len().min(12)])
+    });
+    let shown = match (&v.json, &v.hex) {
+        (Some(json), _) => json.to_string(),
+        (None, Some(hex)) => format!("hex {hex}"),
+        (None, None) => return format!("({} B{digest}, not shown)", v.size),
+    };
+    if shown.chars().count() > MAX {
+        let cut: String = shown.chars().take(MAX).collect();
+        format!("{cut}... ({} B{digest})", v.size)
+    } else {
+        shown
     }
 }

@@ -177,6 +177,22 @@ fn signal_status_journal_and_ls() {
     let journal = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(journal.lines().count(), 5, "{journal}");
     assert!(journal.contains("approve (#0)"), "{journal}");
+    // With --values, the signal's payload under its row; with --json too.
+    let out = client(&host, &["journal", "s1", "--values"]);
+    let journal = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        journal
+            .lines()
+            .any(|l| l.trim_start() == r#"result: {"by":"cli"}"#),
+        "{journal}"
+    );
+    let out = client(&host, &["journal", "s1", "--values", "--json"]);
+    let signal: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["kind"] == "signal")
+        .unwrap();
+    assert_eq!(signal["result"]["json"], json!({"by": "cli"}));
 }
 
 /// Cancelling an execution that has ended is a failed request (exit 1)

@@ -342,26 +342,51 @@ impl Client {
     /// A page of an execution's journal: up to `limit` entries from index
     /// `after` on.
     pub async fn journal(&self, id: &str, after: u64, limit: usize) -> Result<JournalPage, Error> {
-        let params = api::JournalParams {
-            after: Some(after),
-            limit: Some(limit),
-        };
+        self.journal_page(
+            id,
+            &api::JournalParams {
+                after: Some(after),
+                limit: Some(limit),
+                values: false,
+            },
+        )
+        .await
+    }
+
+    /// A page of an execution's journal, as `params` asks (with
+    /// `values`, each entry's input and value).
+    pub async fn journal_page(
+        &self,
+        id: &str,
+        params: &api::JournalParams,
+    ) -> Result<JournalPage, Error> {
         self.send(
             self.request(
                 reqwest::Method::GET,
                 &format!("/v1/executions/{id}/journal"),
             )
-            .query(&params),
+            .query(params),
         )
         .await
     }
 
     /// An execution's whole journal, fetched a page at a time.
     pub async fn journal_all(&self, id: &str) -> Result<Vec<EntryView>, Error> {
+        self.journal_all_with(id, false).await
+    }
+
+    /// [`Client::journal_all`], with each entry's input and value when
+    /// `values` is set.
+    pub async fn journal_all_with(&self, id: &str, values: bool) -> Result<Vec<EntryView>, Error> {
         let mut entries = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.journal(id, after, 1000).await?;
+            let params = api::JournalParams {
+                after: Some(after),
+                limit: Some(1000),
+                values,
+            };
+            let page = self.journal_page(id, &params).await?;
             entries.extend(page.entries);
             match page.next_after {
                 Some(next) => after = next,

@@ -8,6 +8,7 @@ mod conformance;
 mod durability;
 mod guards;
 mod http;
+mod journal_values;
 mod queue;
 mod redis;
 mod safety;

@@ -185,7 +185,7 @@ pub async fn journal(
         .enumerate()
         .skip(from as usize)
         .take(limit)
-        .map(|(i, e)| entry_view(i as u64, e))
+        .map(|(i, e)| super::values::entry_view(i as u64, e, params.values))
         .collect();
     let end = from + entries.len() as u64;
     Ok(format.reply(
@@ -196,17 +196,6 @@ pub async fn journal(
             next_after: (end < total).then_some(end),
         },
     ))
-}
-
-fn entry_view(index: u64, e: &Entry) -> EntryView {
-    EntryView {
-        index,
-        kind: e.kind.label().to_string(),
-        detail: e.kind.detail(),
-        at_ms: e.at_ms,
-        duration_us: e.duration_us,
-        size: e.kind.value_len() as u64,
-    }
 }
 
 /// Send a signal to an execution.

@@ -13,6 +13,7 @@ pub mod executions;
 pub mod items;
 mod live;
 pub mod sessions;
+pub mod values;
 pub mod workflows;
 
 use std::time::Duration;
@@ -30,7 +31,6 @@ use crate::execution::{
     ConsumerSession, ExecutionRecord, Failure, FailureKind, Outcome, Status, Wait,
 };
 use crate::ids::ExecutionId;
-use crate::journal::Entry;
 use crate::runtime::{Deployment, RuntimeError};
 
 type Shared = State<std::sync::Arc<AppState>>;
@@ -44,8 +44,8 @@ pub use reprise_api::{
     CancelParams, ChildView, DeploymentView, EntryView, ErrorView, ExecutionList, ExecutionStatus,
     ExecutionView, FailureKind as WireFailureKind, ItemView, ItemsBatch, ItemsParams, JournalPage,
     JournalParams, ListParams, RetryingView, SessionList, SessionView, SignalAccepted,
-    SignalRequest, StartRequest, StreamEnd, StreamOptions, ToolErrorView, WaitKind, WaitParams,
-    WaitView, WorkflowList, WorkflowView,
+    SignalRequest, StartRequest, StreamEnd, StreamOptions, ToolErrorView, ValueView, WaitKind,
+    WaitParams, WaitView, WorkflowList, WorkflowView,
 };
 
 impl From<Deployment> for DeploymentView {
