@@ -5,24 +5,32 @@
 //! inputs and tool results travel as MessagePack, so any `serde` type works.
 //!
 //! ```no_run
-//! use reprise_sdk::{Context, ToolError, workflow};
+//! use reprise_sdk::{CallError, Context, Tool, workflow};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Deserialize)]
 //! struct Input { user_id: u64 }
 //!
 //! #[derive(Serialize, Deserialize)]
+//! struct Query { id: u64 }
+//!
+//! #[derive(Serialize, Deserialize)]
 //! struct User { id: u64, name: String }
 //!
+//! /// A tool of the host, declared once with its types (see [`Tool`]).
+//! const USER: Tool<Query, User> = Tool::new("demo", "user");
+//!
 //! #[workflow]
-//! fn greet(ctx: &Context, input: Input) -> Result<String, ToolError> {
-//!     #[derive(Serialize)]
-//!     struct Query { id: u64 }
-//!     let user: User = ctx.call("demo", "user", &Query { id: input.user_id })?;
+//! fn greet(ctx: &Context, input: Input) -> Result<String, CallError> {
+//!     let user = ctx.call_tool(USER, &Query { id: input.user_id })?;
 //!     Ok(format!("Hello, {}!", user.name))
 //! }
 //! # fn main() {}
 //! ```
+//!
+//! [`Context::call`] takes a tool's category and name as strings instead.
+//! [`testing`] runs a workflow under `cargo test` with scripted tools and
+//! checks that it replays; `reprise new` writes a crate with both.
 //!
 //! # What the host guarantees
 //!
@@ -189,8 +197,10 @@ pub struct ToolError {
     pub details: Option<Vec<u8>>,
 }
 
-/// The code of a [`ToolError`] made by the SDK when a tool's result does not
-/// decode into the type the workflow asked for.
+/// The code of a [`ToolError`] made by the SDK when the result of
+/// [`Context::call`] does not decode into the type the workflow asked for.
+/// A tool could send this code too; typed calls ([`Context::call_tool`])
+/// tell the two apart with [`CallError::Decode`].
 pub const DECODE_ERROR: &str = "decode";
 
 impl ToolError {
