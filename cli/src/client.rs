@@ -375,7 +375,8 @@ fn print_execution(e: &ExecutionView) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let next_in = Duration::from_millis(r.next_attempt_at_ms.saturating_sub(now) / 1000 * 1000);
+        // Rounded to 100 ms: enough to read, without a wall of digits.
+        let next_in = Duration::from_millis(r.next_attempt_at_ms.saturating_sub(now) / 100 * 100);
         let failing_for =
             Duration::from_millis(now.saturating_sub(r.failing_since_ms) / 1000 * 1000);
         println!(

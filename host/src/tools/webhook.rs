@@ -335,7 +335,10 @@ impl Tool for Webhook {
                     };
                     let error = ToolError::new(
                         code,
-                        format!("webhook {host} failed after {attempt} attempts: {reason}"),
+                        format!(
+                            "webhook {host} failed after {attempt} attempt{}: {reason}",
+                            if attempt == 1 { "" } else { "s" }
+                        ),
                     );
                     if give_up {
                         return Err(error);
