@@ -641,8 +641,8 @@ fn print_entries(entries: &[reprise_client::api::EntryView], json: bool) {
         return;
     }
     println!(
-        "{:>5}  {:<10}  {:>10}  {:>9}  {}",
-        "index", "kind", "duration", "size", "tool / detail"
+        "{:>5}  {:<10}  {:>10}  {:>9}  tool / detail",
+        "index", "kind", "duration", "size"
     );
     for e in entries {
         println!(
