@@ -45,14 +45,7 @@ fn assert_usage_error(out: &Output, needle: &str) {
     );
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use reprise_tests::process::output_text as text;
 
 fn wasm(name: &str) -> String {
     reprise_tests::guests_dir()
@@ -263,16 +256,15 @@ fn requests_that_fail_exit_1() {
     );
 }
 
-/// A webhook tool configured in the file, with a header from the host's
-/// environment.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_headers_come_from_the_environment() {
-    // A webhook receiver that echoes the Authorization header it got.
+/// A webhook receiver that answers with the Authorization header, the
+/// tool name and the input it got; returns its URL.
+async fn echo_hook() -> String {
     let app = axum::Router::new().route(
         "/hook",
         post(|headers: HeaderMap, Json(body): Json<Value>| async move {
             Json(json!({
                 "auth": headers.get("authorization").and_then(|v| v.to_str().ok()),
+                "name": body["name"],
                 "input": body["input"],
             }))
         }),
@@ -280,6 +272,14 @@ async fn webhook_headers_come_from_the_environment() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    hook
+}
+
+/// A webhook tool configured in the file, with a header from the host's
+/// environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_headers_come_from_the_environment() {
+    let hook = echo_hook().await;
     let extra = format!(
         r#"
         [tools.webhook.crm]
@@ -312,18 +312,7 @@ async fn webhook_headers_come_from_the_environment() {
 /// refuses a config file `serve` would refuse.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_takes_the_tools_of_a_config_file() {
-    let app = axum::Router::new().route(
-        "/hook",
-        post(|headers: HeaderMap, Json(body): Json<Value>| async move {
-            Json(json!({
-                "auth": headers.get("authorization").and_then(|v| v.to_str().ok()),
-                "name": body["name"],
-            }))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let hook = echo_hook().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("reprise.toml");
     std::fs::write(

@@ -12,14 +12,7 @@ fn reprise() -> Command {
     Command::new(env!("CARGO_BIN_EXE_reprise"))
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use reprise_tests::process::output_text as text;
 
 /// `cargo` in `dir`, with a target directory kept between test runs (the
 /// first build of the crate's dependencies takes a minute or two).

@@ -126,3 +126,14 @@ pub fn usage(pid: u32) -> (f64, u64, u64) {
     };
     (cpu, kb("VmRSS:"), kb("VmHWM:"))
 }
+
+/// A finished command's exit status, stdout and stderr, for an assertion
+/// message.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
