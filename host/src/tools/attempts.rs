@@ -6,6 +6,7 @@
 //! attempt, the last error and when the next attempt is.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,11 +89,16 @@ struct Tracked {
     key: IdempotencyKey,
     category: String,
     name: String,
+    /// Whether the call is on the board: most calls never fail, and their
+    /// end takes no lock.
+    reported: AtomicBool,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.board.remove(&self.key);
+        if *self.reported.get_mut() {
+            self.board.remove(&self.key);
+        }
     }
 }
 
@@ -130,6 +136,7 @@ impl Attempts {
             key,
             category: category.to_string(),
             name: name.to_string(),
+            reported: AtomicBool::new(false),
         })))
     }
 
@@ -158,6 +165,7 @@ impl Attempts {
             })
             .inc();
         let now = now_ms();
+        t.reported.store(true, Ordering::Relaxed);
         let mut calls = t.board.lock();
         let of = calls.entry(t.key.execution.clone()).or_default();
         let failing_since_ms = of.get(&t.key.index).map_or(now, |c| c.failing_since_ms);
