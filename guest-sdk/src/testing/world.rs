@@ -113,19 +113,24 @@ impl World {
             .map(|(i, _)| i)
     }
 
+    /// The scheduled signal the wait `handle` on `name` gets: earlier waits
+    /// of the same name take the earlier signals.
+    fn signal_for(&self, handle: u64, name: &str) -> Option<usize> {
+        let before = self
+            .pending
+            .range(..handle)
+            .filter(|(_, s)| matches!(s, Started::Signal(n) if n == name))
+            .count();
+        self.signal_position(name, before)
+    }
+
     /// When `handle` can complete: `None` if never.
     fn ready_at(&self, handle: u64) -> Option<u64> {
         match self.pending.get(&handle)? {
             Started::Done(at, _) => Some(*at),
             Started::Timer(due) => Some(*due),
             Started::Signal(name) => {
-                // Earlier waits of the same name take the earlier signals.
-                let before = self
-                    .pending
-                    .range(..handle)
-                    .filter(|(_, s)| matches!(s, Started::Signal(n) if n == name))
-                    .count();
-                let i = self.signal_position(name, before)?;
+                let i = self.signal_for(handle, name)?;
                 Some(self.env.signals[i].0.max(self.now_ms))
             }
         }
@@ -162,12 +167,7 @@ impl World {
             Started::Done(_, completion) => completion,
             Started::Timer(_) => types::Completion::Timer,
             Started::Signal(name) => {
-                let before = self
-                    .pending
-                    .range(..handle)
-                    .filter(|(_, s)| matches!(s, Started::Signal(n) if *n == name))
-                    .count();
-                let i = self.signal_position(&name, before).expect("ready");
+                let i = self.signal_for(handle, &name).expect("ready");
                 types::Completion::Signal(self.env.signals.remove(i).3)
             }
         };
