@@ -299,6 +299,14 @@ pub struct ErrorView {
     pub kind: FailureKind,
     /// What happened, for humans: names the entry, the trap, the limit.
     pub message: String,
+    /// For a `workflow-error`: the workflow's own code, to branch on
+    /// (`error` when it gave none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// For a `workflow-error`: the details it gave, as JSON
+    /// (`{"hex": ...}` if they are not MessagePack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// What a suspended execution waits for.

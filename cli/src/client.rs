@@ -179,9 +179,7 @@ impl Client {
             ExecutionStatus::Failed | ExecutionStatus::Cancelled => {
                 if !self.args.json {
                     match &e.error {
-                        Some(err) => {
-                            eprintln!("execution {} failed ({}): {}", e.id, err.kind, err.message)
-                        }
+                        Some(err) => eprintln!("execution {} failed: {}", e.id, error_line(err)),
                         None => eprintln!("execution {} was cancelled", e.id),
                     }
                 }
@@ -366,7 +364,7 @@ fn print_execution(e: &ExecutionView) {
         println!("result:      {r}");
     }
     if let Some(err) = &e.error {
-        println!("error:       {}: {}", err.kind, err.message);
+        println!("error:       {}", error_line(err));
     }
     if let Some(parent) = &e.parent {
         println!("parent:      {parent}");
@@ -411,4 +409,17 @@ pub fn parse_wait(text: &str) -> Result<Duration> {
     humantime::parse_duration(text)
         .with_context(|| format!("--wait {text:?} is not a duration (e.g. 30s, 2m)"))
         .map_err(|e| CliError::Usage(format!("{e:#}")).into())
+}
+
+/// `kind: message`, or for a workflow's own error `kind code: message`,
+/// then its details as JSON.
+fn error_line(err: &reprise_client::ErrorView) -> String {
+    let mut line = match &err.code {
+        Some(code) => format!("{} {code}: {}", err.kind, err.message),
+        None => format!("{}: {}", err.kind, err.message),
+    };
+    if let Some(details) = &err.details {
+        line.push_str(&format!(" (details: {details})"));
+    }
+    line
 }

@@ -26,6 +26,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../guest-sdk/src/concurrent.rs"),
     ),
     (
+        "reprise-sdk/src/error.rs",
+        include_str!("../../guest-sdk/src/error.rs"),
+    ),
+    (
         "reprise-sdk/src/sys.rs",
         include_str!("../../guest-sdk/src/sys.rs"),
     ),

@@ -69,6 +69,10 @@ pub enum Error {
         kind: FailureKind,
         /// What happened.
         message: String,
+        /// For a `workflow-error`: the workflow's code.
+        code: Option<String>,
+        /// For a `workflow-error`: its details, as JSON.
+        details: Option<serde_json::Value>,
     },
     /// The execution was cancelled before its stream ended.
     #[error("the execution was cancelled")]

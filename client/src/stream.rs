@@ -220,6 +220,8 @@ async fn fetch(shared: Arc<Shared>, options: StreamOptions, tx: mpsc::Sender<Fet
                 (_, Some(e)) => Err(Error::Failed {
                     kind: e.kind,
                     message: e.message,
+                    code: e.code,
+                    details: e.details,
                 }),
                 (status, None) => Err(Error::Decode(format!("stream ended as {status}"))),
             };

@@ -65,7 +65,9 @@ use serde::de::DeserializeOwned;
 
 use crate::__private::bindings::reprise::workflow::types;
 use crate::tool::decode_typed;
-use crate::{CallError, Context, DecodeError, ToolError, decode, decode_result, encode};
+use crate::{
+    CallError, Context, DecodeError, ToolError, WorkflowError, decode, decode_result, encode,
+};
 
 /// Work started and not yet awaited: a [`Call`], [`Timer`], [`Signal`] or
 /// [`Child`].
@@ -197,11 +199,58 @@ pub struct ChildError {
     pub kind: String,
     /// What happened.
     pub message: String,
+    /// For a `workflow-error`: the child's code (see [`WorkflowError`];
+    /// `error` for a child that gave none).
+    pub code: Option<String>,
+    /// For a `workflow-error`: the details the child gave (MessagePack).
+    pub details: Option<Vec<u8>>,
+}
+
+/// The kind of a [`ChildError`] for a child that failed with its own error.
+pub const CHILD_WORKFLOW_ERROR: &str = "workflow-error";
+
+impl ChildError {
+    /// An error of this kind, without code or details (`cancelled`,
+    /// `trap`...).
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            code: None,
+            details: None,
+        }
+    }
+
+    /// Whether the child failed with its own error of this code.
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    /// Decodes the child's details, if any.
+    pub fn details<T: DeserializeOwned>(&self) -> Option<Result<T, DecodeError>> {
+        self.details.as_deref().map(decode)
+    }
+}
+
+/// A child that failed with this error (what a scripted child in
+/// [`testing`](crate::testing) returns).
+impl From<WorkflowError> for ChildError {
+    fn from(e: WorkflowError) -> Self {
+        Self {
+            kind: CHILD_WORKFLOW_ERROR.into(),
+            message: e.message,
+            code: Some(e.code),
+            details: e.details,
+        }
+    }
 }
 
 impl std::fmt::Display for ChildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "child workflow {}: {}", self.kind, self.message)
+        match &self.code {
+            Some(code) => write!(f, "child workflow {} {code}: {}", self.kind, self.message),
+            None => write!(f, "child workflow {}: {}", self.kind, self.message),
+        }
     }
 }
 
@@ -216,13 +265,14 @@ impl<T: DeserializeOwned> Pending for Child<T> {
 
     fn complete(&self, completion: types::Completion) -> Self::Output {
         match completion {
-            types::Completion::Child(Ok(out)) => decode(&out).map_err(|e| ChildError {
-                kind: crate::DECODE_ERROR.into(),
-                message: e.to_string(),
-            }),
+            types::Completion::Child(Ok(out)) => {
+                decode(&out).map_err(|e| ChildError::new(crate::DECODE_ERROR, e.to_string()))
+            }
             types::Completion::Child(Err(e)) => Err(ChildError {
                 kind: e.kind,
                 message: e.message,
+                code: e.code,
+                details: e.details,
             }),
             _ => unexpected(self.handle, "a child's end"),
         }

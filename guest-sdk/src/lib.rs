@@ -70,6 +70,7 @@
 #![deny(missing_docs)]
 
 pub mod concurrent;
+mod error;
 mod sys;
 #[cfg(not(target_family = "wasm"))]
 pub mod testing;
@@ -80,7 +81,10 @@ mod tool;
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;
 
-pub use concurrent::{Call, Child, ChildError, Pending, Race, RetryPolicy, Signal, Timer};
+pub use concurrent::{
+    CHILD_WORKFLOW_ERROR, Call, Child, ChildError, Pending, Race, RetryPolicy, Signal, Timer,
+};
+pub use error::{IntoWorkflowError, UNCODED, WorkflowError};
 pub use tool::{CallError, Tool};
 
 use std::fmt;
@@ -92,15 +96,20 @@ use serde::de::DeserializeOwned;
 /// Marks the function a component exports as its workflow.
 ///
 /// The function takes `(&Context, Input)` and returns `Result<Output, E>`
-/// where `Input: DeserializeOwned`, `Output: Serialize` and `E: Display`. An
-/// `Err` fails the execution with `E`'s message. One per component.
+/// where `Input: DeserializeOwned` and `Output: Serialize`. An `Err` fails
+/// the execution: with its code, message and details if `E` is
+/// [`WorkflowError`], or with the code [`UNCODED`] (`error`) and `E`'s text
+/// if `E` is any other `Display` type (see [`IntoWorkflowError`]). An input
+/// that does not decode fails it with the code `invalid-input`. One per
+/// component.
 ///
 /// ```no_run
-/// use reprise_sdk::{Context, workflow};
+/// use reprise_sdk::{Context, WorkflowError, workflow};
 ///
 /// #[workflow]
-/// fn double(_ctx: &Context, n: u64) -> Result<u64, String> {
-///     n.checked_mul(2).ok_or_else(|| "overflow".to_string())
+/// fn double(_ctx: &Context, n: u64) -> Result<u64, WorkflowError> {
+///     n.checked_mul(2)
+///         .ok_or_else(|| WorkflowError::new("overflow", format!("{n} is too large")))
 /// }
 /// # fn main() {}
 /// ```
@@ -125,25 +134,55 @@ pub mod __private {
     pub use bindings::export_workflow;
 
     use crate::{Context, decode, encode};
+    use crate::{IntoWorkflowError, WorkflowError};
     use serde::Serialize;
     use serde::de::DeserializeOwned;
-    use std::fmt::Display;
+
+    /// The error `run` returns, as the world types it.
+    pub use bindings::reprise::workflow::types::WorkflowError as WireError;
+
+    /// The code of the error a workflow fails with when its input does not
+    /// decode into the input type.
+    pub const INVALID_INPUT: &str = "invalid-input";
 
     /// Decodes the input, runs the workflow, encodes the result.
     pub fn run<In, Out, E>(
         input: &[u8],
         workflow: fn(&Context, In) -> Result<Out, E>,
-    ) -> Result<Vec<u8>, String>
+    ) -> Result<Vec<u8>, WireError>
     where
         In: DeserializeOwned,
         Out: Serialize,
-        E: Display,
+        E: IntoWorkflowError,
     {
-        let input: In = decode(input).map_err(|e| format!("invalid workflow input: {e}"))?;
-        let ctx = Context::imports();
+        run_with(Context::imports(), input, workflow).map_err(|e| WireError {
+            code: e.code,
+            message: e.message,
+            details: e.details,
+        })
+    }
+
+    /// The error of an input that does not decode.
+    pub(crate) fn invalid_input(e: crate::DecodeError) -> WorkflowError {
+        WorkflowError::new(INVALID_INPUT, format!("invalid workflow input: {e}"))
+    }
+
+    /// Runs `workflow` with `ctx` as a component does: a bad input is the
+    /// workflow's error (code [`INVALID_INPUT`]), not a trap.
+    pub(crate) fn run_with<In, Out, E>(
+        ctx: Context,
+        input: &[u8],
+        workflow: fn(&Context, In) -> Result<Out, E>,
+    ) -> Result<Vec<u8>, WorkflowError>
+    where
+        In: DeserializeOwned,
+        Out: Serialize,
+        E: IntoWorkflowError,
+    {
+        let input: In = decode(input).map_err(invalid_input)?;
         match workflow(&ctx, input) {
             Ok(out) => Ok(encode(&out)),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into_workflow_error()),
         }
     }
 }
@@ -376,15 +415,50 @@ mod tests {
         n.checked_add(1).ok_or_else(|| "overflow".to_string())
     }
 
+    fn coded(_ctx: &Context, n: u64) -> Result<u64, WorkflowError> {
+        match n {
+            0 => Err(WorkflowError::new("zero", "no zeros").with_details(&Point { x: 0, y: 1 })),
+            1 => Err(ToolError::new("not-found", "no such user").into()),
+            _ => Ok(n),
+        }
+    }
+
+    fn run<E: IntoWorkflowError>(
+        input: &[u8],
+        workflow: fn(&Context, u64) -> Result<u64, E>,
+    ) -> Result<Vec<u8>, WorkflowError> {
+        __private::run_with(Context::imports(), input, workflow)
+    }
+
     #[test]
     fn run_decodes_input_and_encodes_output() {
-        let out = __private::run(&encode(&41u64), add_one).unwrap();
+        let out = run(&encode(&41u64), add_one).unwrap();
         assert_eq!(decode::<u64>(&out).unwrap(), 42);
+        let err = run(&encode(&u64::MAX), add_one).unwrap_err();
+        assert_eq!(err, WorkflowError::new(UNCODED, "overflow"));
+        let err = run(&encode("text"), add_one).unwrap_err();
+        assert_eq!(err.code, __private::INVALID_INPUT);
+        assert!(err.message.starts_with("invalid workflow input"), "{err:?}");
+    }
+
+    #[test]
+    fn a_workflow_error_keeps_its_code_and_details() {
+        let err = run(&encode(&0u64), coded).unwrap_err();
+        assert!(err.is("zero"), "{err:?}");
+        assert_eq!(err.message, "no zeros");
+        assert_eq!(err.details::<Point>(), Some(Ok(Point { x: 0, y: 1 })));
+        // `?` and `into` keep a tool's code.
+        let err = run(&encode(&1u64), coded).unwrap_err();
+        assert_eq!(err, WorkflowError::new("not-found", "no such user"));
+        let call = CallError::Decode(decode::<u64>(&encode("x")).unwrap_err());
+        assert_eq!(WorkflowError::from(call).code, DECODE_ERROR);
+        // A child's error keeps its code; a trapped child's kind becomes one.
+        let child: ChildError = WorkflowError::new("late", "too late").into();
         assert_eq!(
-            __private::run(&encode(&u64::MAX), add_one).unwrap_err(),
-            "overflow"
+            WorkflowError::from(child),
+            WorkflowError::new("late", "too late")
         );
-        let err = __private::run(&encode("text"), add_one).unwrap_err();
-        assert!(err.starts_with("invalid workflow input"), "{err}");
+        let trapped = ChildError::new("trap", "boom");
+        assert_eq!(WorkflowError::from(trapped).code, "trap");
     }
 }

@@ -74,7 +74,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::__private::bindings::reprise::workflow::types;
-use crate::{ChildError, Context, Tool, ToolError, decode, encode, sys};
+use crate::{
+    ChildError, Context, IntoWorkflowError, Tool, ToolError, WorkflowError, decode, encode, sys,
+};
 
 mod journal;
 mod world;
@@ -192,18 +194,19 @@ impl TestEnv {
 
     /// Scripts the child workflow `workflow`: a child started with its
     /// name ends with `script`'s result.
-    pub fn child<In, Out, F>(mut self, workflow: &str, mut script: F) -> Self
+    pub fn child<In, Out, E, F>(mut self, workflow: &str, mut script: F) -> Self
     where
         In: DeserializeOwned,
         Out: Serialize,
-        F: FnMut(In) -> Result<Out, ChildError> + 'static,
+        E: Into<ChildError>,
+        F: FnMut(In) -> Result<Out, E> + 'static,
     {
         let name = workflow.to_string();
         let run = move |input: &[u8]| {
             let input = decode(input).unwrap_or_else(|e| {
                 panic!("child {name}: the workflow's input does not decode as the script's input type: {e}")
             });
-            script(input).map(|out| encode(&out))
+            script(input).map(|out| encode(&out)).map_err(Into::into)
         };
         self.children.insert(workflow.to_string(), Box::new(run));
         self
@@ -231,7 +234,7 @@ impl TestEnv {
     where
         In: DeserializeOwned,
         Out: Serialize,
-        E: fmt::Display,
+        E: IntoWorkflowError,
     {
         self.try_run(workflow, input)
             .unwrap_or_else(|mismatch| panic!("{mismatch}"))
@@ -246,7 +249,7 @@ impl TestEnv {
     where
         In: DeserializeOwned,
         Out: Serialize,
-        E: fmt::Display,
+        E: IntoWorkflowError,
     {
         let input = encode(input);
         let start_ms = self.start_ms;
@@ -282,7 +285,7 @@ impl TestEnv {
                 replayed: "the end of the workflow".into(),
             });
         }
-        let encoded = |r: &Result<Out, String>| r.as_ref().map(encode).map_err(Clone::clone);
+        let encoded = |r: &Result<Out, WorkflowError>| r.as_ref().map(encode).map_err(Clone::clone);
         if encoded(&result) != encoded(&replayed) {
             return Err(Nondeterminism {
                 entry: replay.cursor,
@@ -301,29 +304,37 @@ impl TestEnv {
     }
 }
 
-fn ending<Out: Serialize>(result: &Result<Out, String>) -> String {
+fn ending<Out: Serialize>(result: &Result<Out, WorkflowError>) -> String {
     match result {
         Ok(out) => format!("the output {}", describe_payload(&encode(out))),
-        Err(e) => format!("the error {e:?}"),
+        Err(e) => format!(
+            "the error {} {:?}{}",
+            e.code,
+            e.message,
+            e.details
+                .as_deref()
+                .map(|d| format!(" (details {})", describe_payload(d)))
+                .unwrap_or_default()
+        ),
     }
 }
 
-/// Runs the workflow once against `sim`, as `__private::run` does in a
-/// component: a bad input is the workflow's error, not a panic.
+/// Runs the workflow once against `sim`, as a component does: a bad input
+/// is the workflow's error, not a panic.
 fn invoke<In, Out, E>(
     sim: &Rc<Sim>,
     workflow: fn(&Context, In) -> Result<Out, E>,
     input: &[u8],
-) -> Result<Out, String>
+) -> Result<Out, WorkflowError>
 where
     In: DeserializeOwned,
-    E: fmt::Display,
+    E: IntoWorkflowError,
 {
-    let input: In = decode(input).map_err(|e| format!("invalid workflow input: {e}"))?;
+    let input: In = decode(input).map_err(crate::__private::invalid_input)?;
     let ctx = Context {
         scripted: Some(sim.clone() as Rc<dyn sys::Host>),
     };
-    workflow(&ctx, input).map_err(|e| e.to_string())
+    workflow(&ctx, input).map_err(IntoWorkflowError::into_workflow_error)
 }
 
 /// A replay that did not ask for what the first run recorded.
@@ -371,7 +382,7 @@ impl ToolCall {
 /// What a tested workflow did (its first run; the replay matched it).
 #[derive(Debug)]
 pub struct TestRun<Out> {
-    result: Result<Out, String>,
+    result: Result<Out, WorkflowError>,
     calls: Vec<ToolCall>,
     emitted: Vec<Vec<u8>>,
     logs: Vec<String>,
@@ -382,20 +393,26 @@ pub struct TestRun<Out> {
 impl<Out> TestRun<Out> {
     /// The workflow's output, or its error's message.
     pub fn result(&self) -> Result<&Out, &str> {
-        self.result.as_ref().map_err(String::as_str)
+        self.result.as_ref().map_err(|e| e.message.as_str())
     }
 
     /// The output; panics with the error if the workflow failed.
     pub fn output(self) -> Out {
         match self.result {
             Ok(out) => out,
-            Err(e) => panic!("the workflow failed: {e}"),
+            Err(e) => panic!("the workflow failed: {} {}", e.code, e.message),
         }
     }
 
     /// The error's message, if the workflow failed.
     pub fn error(&self) -> Option<&str> {
-        self.result.as_ref().err().map(String::as_str)
+        self.result.as_ref().err().map(|e| e.message.as_str())
+    }
+
+    /// The error the workflow failed with: its code, message and details
+    /// (the code is `error` for an error type other than [`WorkflowError`]).
+    pub fn workflow_error(&self) -> Option<&WorkflowError> {
+        self.result.as_ref().err()
     }
 
     /// Every tool attempt, in the order made.
@@ -640,6 +657,8 @@ impl sys::Host for Sim {
             let result = script(input).map_err(|e| types::ChildError {
                 kind: e.kind,
                 message: e.message,
+                code: e.code,
+                details: e.details,
             });
             let now = w.now_ms;
             w.pending

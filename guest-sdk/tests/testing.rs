@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reprise_sdk::testing::TestEnv;
-use reprise_sdk::{CallError, ChildError, Context, Race, RetryPolicy, Tool, ToolError, workflow};
+use reprise_sdk::{
+    CallError, ChildError, Context, Race, RetryPolicy, Tool, ToolError, WorkflowError, workflow,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -236,4 +238,67 @@ fn a_signal_the_test_never_sends_is_named() {
 fn an_input_that_does_not_decode_is_the_workflows_error() {
     let run = TestEnv::new().on(USER, users).run(greet, &"text");
     assert!(run.error().unwrap().starts_with("invalid workflow input"));
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Shortage {
+    sku: String,
+    left: u32,
+}
+
+/// Reserves through a child; passes the child's error on with `?`, and
+/// fails with its own code when the child could not be asked at all.
+fn reserve(ctx: &Context, sku: String) -> Result<u32, WorkflowError> {
+    match ctx.child::<u32>("stock", &sku) {
+        Ok(left) => Ok(left),
+        Err(e) if e.is("out-of-stock") => Err(e.into()),
+        Err(e) => Err(WorkflowError::new("stock-unavailable", e.to_string())),
+    }
+}
+
+#[test]
+fn a_structured_error_passes_from_child_to_parent_with_its_details() {
+    let stock =
+        |sku: String| match sku.as_str() {
+            "A-1" => Ok(3),
+            "B-2" => Err(WorkflowError::new("out-of-stock", "sold out")
+                .with_details(&Shortage { sku, left: 0 })),
+            _ => Err(WorkflowError::new("unknown-sku", sku)),
+        };
+    let run = TestEnv::new().child("stock", stock).run(reserve, "A-1");
+    assert_eq!(run.output(), 3);
+
+    let run = TestEnv::new().child("stock", stock).run(reserve, "B-2");
+    let err = run.workflow_error().unwrap();
+    assert_eq!(
+        (err.code.as_str(), err.message.as_str()),
+        ("out-of-stock", "sold out")
+    );
+    assert_eq!(
+        err.details::<Shortage>(),
+        Some(Ok(Shortage {
+            sku: "B-2".into(),
+            left: 0
+        }))
+    );
+
+    let run = TestEnv::new().child("stock", stock).run(reserve, "C-3");
+    let err = run.workflow_error().unwrap();
+    assert_eq!(err.code, "stock-unavailable");
+    assert!(err.message.contains("unknown-sku"), "{err:?}");
+    assert_eq!(err.details, None);
+}
+
+#[test]
+fn an_error_type_other_than_workflow_error_has_the_code_error() {
+    let run = TestEnv::new()
+        .child("double", |_: u64| {
+            Err::<u64, _>(ChildError::new("trap", "overflow"))
+        })
+        .run(family, &u64::MAX);
+    let err = run.workflow_error().unwrap();
+    assert_eq!(err.code, reprise_sdk::UNCODED);
+    assert_eq!(err.message, "child workflow trap: overflow");
+    let run = TestEnv::new().on(USER, users).run(greet, &"text");
+    assert_eq!(run.workflow_error().unwrap().code, "invalid-input");
 }

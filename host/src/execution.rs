@@ -243,6 +243,11 @@ impl FailureKind {
     }
 }
 
+/// The code of a workflow error that was given none: the error of a
+/// component built before world 0.3.0 (a string), or one recorded before
+/// format 4.
+pub const UNCODED_WORKFLOW_ERROR: &str = "error";
+
 /// A failed execution's error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -250,11 +255,57 @@ pub struct Failure {
     pub kind: FailureKind,
     /// A message for humans: names the entry, the trap, the limit.
     pub message: String,
+    /// For [`FailureKind::Workflow`]: the workflow's own code (`error`
+    /// when it gave none, as components built before world 0.3.0 cannot).
+    /// Absent in records of format 3 and earlier.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// For [`FailureKind::Workflow`]: the details the workflow gave, a
+    /// payload like its result.
+    #[serde(default, with = "serde_bytes")]
+    pub details: Option<Vec<u8>>,
+}
+
+impl Failure {
+    /// A failure of the host's making (a trap, a limit...): no code.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            code: None,
+            details: None,
+        }
+    }
+
+    /// The error a workflow returned.
+    pub fn workflow(code: String, message: String, details: Option<Vec<u8>>) -> Self {
+        Self {
+            kind: FailureKind::Workflow,
+            message,
+            code: Some(code),
+            details,
+        }
+    }
+}
+
+impl Failure {
+    /// For a workflow error, its code ([`UNCODED_WORKFLOW_ERROR`] if it was
+    /// recorded without one); none for other failures.
+    pub fn workflow_code(&self) -> Option<&str> {
+        match (&self.code, self.kind) {
+            (Some(code), _) => Some(code),
+            (None, FailureKind::Workflow) => Some(UNCODED_WORKFLOW_ERROR),
+            (None, _) => None,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.message)
+        match self.workflow_code() {
+            Some(code) => write!(f, "{} {code}: {}", self.kind.as_str(), self.message),
+            None => write!(f, "{}: {}", self.kind.as_str(), self.message),
+        }
     }
 }
 
@@ -373,6 +424,12 @@ pub enum ChildEnd {
         kind: String,
         /// What happened.
         message: String,
+        /// For a workflow error: its code (absent before format 4).
+        #[serde(default)]
+        code: Option<String>,
+        /// For a workflow error: its details.
+        #[serde(default, with = "serde_bytes")]
+        details: Option<Vec<u8>>,
     },
 }
 
@@ -384,10 +441,14 @@ impl ChildEnd {
             Outcome::Failed(f) => ChildEnd::Failed {
                 kind: f.kind.as_str().into(),
                 message: f.message.clone(),
+                code: f.workflow_code().map(str::to_string),
+                details: f.details.clone(),
             },
             Outcome::Cancelled => ChildEnd::Failed {
                 kind: "cancelled".into(),
                 message: "the child execution was cancelled".into(),
+                code: None,
+                details: None,
             },
         }
     }

@@ -9,12 +9,13 @@ use serde::de::DeserializeOwned;
 
 use crate::store::StoreError;
 
-/// The format version written by this release. Version 3 journals an
+/// The format version written by this release. Version 4 gives a
+/// workflow's failure (and a child's end) a code and details; version 3 journals an
 /// emitted item by its digest (`EntryKind::Emitted`; the item is in the
 /// output stream) and adds stream policies and consumer sessions; version 2
 /// writes byte strings as MessagePack binaries; version 1 wrote them as
 /// arrays of numbers. All read with the same types.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 /// The oldest format version this release reads.
 pub const OLDEST_READABLE: u8 = 1;

@@ -477,10 +477,10 @@ pub async fn counts_by_status(store: Arc<dyn Store>) {
     let b = created(store.as_ref(), "cb").await;
     created(store.as_ref(), "cc").await;
     let l = lease(store.as_ref(), &a, "h").await;
-    let failed = Outcome::Failed(reprise_host::Failure {
-        kind: reprise_host::execution::FailureKind::Workflow,
-        message: "e".repeat(1 << 20),
-    });
+    let failed = Outcome::Failed(reprise_host::Failure::new(
+        reprise_host::execution::FailureKind::Workflow,
+        "e".repeat(1 << 20),
+    ));
     store.finish(&a, &l, &failed).await.unwrap();
     store.cancel(&b).await.unwrap();
     let counts = store.count_by_status().await.unwrap();

@@ -226,6 +226,15 @@ pub fn runtime(store: Arc<dyn Store>, config: RuntimeConfig) -> (Runtime, Calls)
 }
 
 /// Deploys guest `name` under its own name.
+/// The bytes of a component built against an earlier world, kept under
+/// `tests/fixtures/workflow-<version>/` (see the README there).
+pub fn fixture(version: &str, name: &str) -> Vec<u8> {
+    let path = root()
+        .join(format!("tests/fixtures/workflow-{version}"))
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub async fn deploy(rt: &Runtime, name: &str) {
     rt.deploy(name, guest(name))
         .await

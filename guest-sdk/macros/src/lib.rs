@@ -39,7 +39,7 @@ pub fn workflow(attr: TokenStream, item: TokenStream) -> TokenStream {
         pub struct __RepriseWorkflow;
 
         impl ::reprise_sdk::__private::Guest for __RepriseWorkflow {
-            fn run(input: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+            fn run(input: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::reprise_sdk::__private::WireError> {
                 ::reprise_sdk::__private::run(&input, #name)
             }
         }

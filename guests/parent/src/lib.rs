@@ -1,5 +1,6 @@
 //! Starts one `child` execution per item of its input, all at once, and
-//! joins them: returns each child's result, or its error, in input order.
+//! joins them: returns each child's result, or its error (with the child's
+//! code and details when it gave them), in input order.
 //! `workflow` names the child workflow (default `child`).
 
 use reprise_sdk::{Context, workflow};
@@ -16,7 +17,14 @@ struct Input {
 #[serde(rename_all = "snake_case")]
 enum Outcome {
     Ok(serde_json::Value),
-    Err { kind: String, message: String },
+    Err {
+        kind: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<serde_json::Value>,
+    },
 }
 
 #[workflow]
@@ -33,8 +41,10 @@ fn parent(ctx: &Context, input: Input) -> Result<Vec<Outcome>, String> {
         .map(|end| match end {
             Ok(value) => Outcome::Ok(value),
             Err(e) => Outcome::Err {
+                details: e.details().and_then(Result::ok),
                 kind: e.kind,
                 message: e.message,
+                code: e.code,
             },
         })
         .collect())

@@ -42,8 +42,9 @@ use join::Join;
 mod guard;
 mod imports;
 mod join;
+mod versions;
 
-pub(crate) use imports::add_to_linker;
+pub(crate) use versions::add_to_linker;
 
 /// How much of the guest's stderr is kept to explain a trap (a Rust panic
 /// message is printed there just before the trap).
@@ -283,7 +284,7 @@ impl Steps {
     }
 
     fn fail(&mut self, kind: FailureKind, message: String) -> wasmtime::Error {
-        self.stop(End::Finished(Outcome::Failed(Failure { kind, message })))
+        self.stop(End::Finished(Outcome::Failed(Failure::new(kind, message))))
     }
 
     /// Replays the next entry if the guest is behind the journal: `answer`
@@ -520,22 +521,19 @@ pub(crate) async fn run(
         Ok(returned) => {
             let steps = &wstore.data().steps;
             if steps.replaying() {
-                End::Finished(Outcome::Failed(Failure {
-                    kind: FailureKind::Nondeterminism,
-                    message: format!(
+                End::Finished(Outcome::Failed(Failure::new(
+                    FailureKind::Nondeterminism,
+                    format!(
                         "nondeterminism detected: the workflow returned after replaying {} of \
                          the {} journal entries",
                         steps.cursor,
                         steps.journal.len()
                     ),
-                }))
+                )))
             } else {
                 End::Finished(match returned {
                     Ok(out) => Outcome::Completed(out),
-                    Err(message) => Outcome::Failed(Failure {
-                        kind: FailureKind::Workflow,
-                        message,
-                    }),
+                    Err(e) => Outcome::Failed(Failure::workflow(e.code, e.message, e.details)),
                 })
             }
         }
@@ -568,14 +566,8 @@ fn classify_error(error: wasmtime::Error, stderr: &MemoryOutputPipe, doing: &str
         Err(error) => error,
     };
     let failure = match error.downcast_ref::<LimitHit>() {
-        Some(hit @ LimitHit::Memory(_)) => Failure {
-            kind: FailureKind::MemoryLimit,
-            message: hit.to_string(),
-        },
-        Some(hit @ LimitHit::Time(_)) => Failure {
-            kind: FailureKind::TimeLimit,
-            message: hit.to_string(),
-        },
+        Some(hit @ LimitHit::Memory(_)) => Failure::new(FailureKind::MemoryLimit, hit.to_string()),
+        Some(hit @ LimitHit::Time(_)) => Failure::new(FailureKind::TimeLimit, hit.to_string()),
         None => {
             let trap = match error.downcast_ref::<wasmtime::Trap>() {
                 Some(trap) => trap.to_string(),
@@ -590,10 +582,7 @@ fn classify_error(error: wasmtime::Error, stderr: &MemoryOutputPipe, doing: &str
             if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
                 message.push_str(&format!("\n{backtrace}"));
             }
-            Failure {
-                kind: FailureKind::Trap,
-                message,
-            }
+            Failure::new(FailureKind::Trap, message)
         }
     };
     End::Finished(Outcome::Failed(failure))

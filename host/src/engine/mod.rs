@@ -22,6 +22,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::EngineConfig;
+use crate::execution::UNCODED_WORKFLOW_ERROR;
 use crate::ids::Digest;
 use invocation::InvocationState;
 
@@ -56,11 +57,76 @@ pub enum CompileError {
 pub struct CompiledWorkflow {
     /// Digest of the component bytes.
     pub digest: Digest,
-    pub(crate) pre: bindings::WorkflowPre<InvocationState>,
+    pub(crate) pre: Pre,
     /// Names of the component's imports.
     pub imports: Vec<String>,
     /// Bytes of compiled code it holds in memory.
     pub code_bytes: usize,
+}
+
+/// A component ready to instantiate, by the world its `run` export is of.
+pub(crate) enum Pre {
+    /// World 0.3.0: `run` fails with a `workflow-error`.
+    Current(bindings::WorkflowPre<InvocationState>),
+    /// Worlds 0.1.0 and 0.2.0: `run` fails with a string.
+    Before0_3(bindings::v0_2::WorkflowPre<InvocationState>),
+}
+
+/// An instance of either world.
+pub(crate) enum Instance {
+    Current(bindings::Workflow),
+    Before0_3(bindings::v0_2::Workflow),
+}
+
+impl Pre {
+    fn new(
+        instance_pre: wasmtime::component::InstancePre<InvocationState>,
+    ) -> Result<Self, CompileError> {
+        match bindings::WorkflowPre::new(instance_pre.clone()) {
+            Ok(pre) => Ok(Pre::Current(pre)),
+            Err(current) => bindings::v0_2::WorkflowPre::new(instance_pre)
+                .map(Pre::Before0_3)
+                // The current world's complaint is the one worth reading.
+                .map_err(|_| CompileError::WrongWorld(format!("{current:#}"))),
+        }
+    }
+
+    pub(crate) async fn instantiate_async(
+        &self,
+        store: &mut wasmtime::Store<InvocationState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Current(pre) => Instance::Current(pre.instantiate_async(store).await?),
+            Pre::Before0_3(pre) => Instance::Before0_3(pre.instantiate_async(store).await?),
+        })
+    }
+}
+
+impl Instance {
+    /// Runs the workflow; an error of an older world gets the code
+    /// [`UNCODED_WORKFLOW_ERROR`].
+    #[allow(
+        clippy::ptr_arg,
+        reason = "the generated `call_run` takes a `&Vec<u8>`"
+    )]
+    pub(crate) async fn call_run(
+        &self,
+        store: &mut wasmtime::Store<InvocationState>,
+        input: &Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, bindings::WorkflowError>> {
+        Ok(match self {
+            Instance::Current(i) => i.call_run(store, input).await?,
+            Instance::Before0_3(i) => {
+                i.call_run(store, input)
+                    .await?
+                    .map_err(|message| bindings::WorkflowError {
+                        code: UNCODED_WORKFLOW_ERROR.into(),
+                        message,
+                        details: None,
+                    })
+            }
+        })
+    }
 }
 
 /// Compiled components by digest, least recently used first out.
@@ -172,8 +238,7 @@ impl WorkflowEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
-        let pre = bindings::WorkflowPre::new(instance_pre)
-            .map_err(|e| CompileError::WrongWorld(format!("{e:#}")))?;
+        let pre = Pre::new(instance_pre)?;
         let compiled = Arc::new(CompiledWorkflow {
             digest,
             pre,

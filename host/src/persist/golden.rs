@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 
 use super::{FORMAT_VERSION, decode, encode};
 use crate::execution::{
-    ConsumerSession, ExecutionRecord, Failure, FailureKind, Lease, OnAbandon, Outcome, ParentLink,
-    SignalRecord, SignalWait, Status, StreamPolicy, Wait,
+    ChildEnd, ConsumerSession, ExecutionRecord, Failure, FailureKind, Lease, OnAbandon, Outcome,
+    ParentLink, SignalRecord, SignalWait, Status, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::{Entry, EntryKind, Started, ToolFailure};
@@ -241,12 +241,7 @@ fn record(status: Status, wait: Option<Wait>, outcome: Option<Outcome>) -> Execu
 }
 
 fn records() -> Vec<(&'static str, ExecutionRecord)> {
-    let failed = |kind| {
-        Some(Outcome::Failed(Failure {
-            kind,
-            message: "it broke".into(),
-        }))
-    };
+    let failed = |kind| Some(Outcome::Failed(Failure::new(kind, "it broke")));
     let mut plain = record(Status::Running, None, None);
     plain.lease = None;
     plain.stream = None;
@@ -326,6 +321,18 @@ fn records() -> Vec<(&'static str, ExecutionRecord)> {
             record(Status::Failed, None, failed(FailureKind::Workflow)),
         ),
         (
+            "record-failed-workflow-coded",
+            record(
+                Status::Failed,
+                None,
+                Some(Outcome::Failed(Failure::workflow(
+                    "out-of-stock".into(),
+                    "sku A-1 is sold out".into(),
+                    Some(vec![0x81, 0xa3, b's', b'k', b'u', 0xa3, b'A', b'-', b'1']),
+                ))),
+            ),
+        ),
+        (
             "record-failed-trap",
             record(Status::Failed, None, failed(FailureKind::Trap)),
         ),
@@ -371,6 +378,29 @@ fn every_persisted_type_matches_its_committed_bytes() {
         if let Some(outcome) = &record.outcome {
             check(&format!("{name}-outcome"), outcome);
         }
+    }
+    for (name, end) in [
+        ("child-end-completed", ChildEnd::Completed(vec![0x2a])),
+        (
+            "child-end-failed",
+            ChildEnd::Failed {
+                kind: "workflow-error".into(),
+                message: "sku A-1 is sold out".into(),
+                code: Some("out-of-stock".into()),
+                details: Some(vec![0xc3]),
+            },
+        ),
+        (
+            "child-end-cancelled",
+            ChildEnd::Failed {
+                kind: "cancelled".into(),
+                message: "the child execution was cancelled".into(),
+                code: None,
+                details: None,
+            },
+        ),
+    ] {
+        check(name, &end);
     }
     check(
         "signal",
@@ -443,6 +473,8 @@ fn every_committed_version_still_decodes() {
                 decode::<ConsumerSession>(&bytes).is_ok()
             } else if name.starts_with("deployment-") {
                 decode::<Vec<DeploymentVersion>>(&bytes).is_ok()
+            } else if name.starts_with("child-end-") {
+                decode::<ChildEnd>(&bytes).is_ok()
             } else if name.starts_with("redis-meta") {
                 // Checked by the Redis store's own test.
                 true
@@ -454,4 +486,39 @@ fn every_committed_version_still_decodes() {
         }
     }
     assert!(seen >= 30, "only {seen} samples under {}", root.display());
+}
+
+/// A workflow's failure written before format 4 has no code: it reads as
+/// the uncoded workflow error, and a child's end likewise.
+#[test]
+fn a_format_3_workflow_failure_reads_without_a_code() {
+    let text = std::fs::read_to_string(dir(3).join("record-failed-workflow-outcome.hex")).unwrap();
+    let outcome: Outcome = decode(&hex::decode(text.trim()).unwrap()).unwrap();
+    let Outcome::Failed(failure) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(failure.code, None);
+    assert_eq!(failure.details, None);
+    assert_eq!(
+        failure.workflow_code(),
+        Some(crate::execution::UNCODED_WORKFLOW_ERROR)
+    );
+
+    #[derive(Serialize)]
+    enum ChildEndV3 {
+        Failed { kind: String, message: String },
+    }
+    let old = super::encode(&ChildEndV3::Failed {
+        kind: "trap".into(),
+        message: "boom".into(),
+    });
+    assert_eq!(
+        decode::<ChildEnd>(&old).unwrap(),
+        ChildEnd::Failed {
+            kind: "trap".into(),
+            message: "boom".into(),
+            code: None,
+            details: None,
+        }
+    );
 }

@@ -386,12 +386,8 @@ impl Inner {
         if let Some(c) = self.engine.cached(digest) {
             return Ok(Ok(c));
         }
-        let invalid = |message: String| {
-            Ok(Err(Failure {
-                kind: FailureKind::InvalidComponent,
-                message,
-            }))
-        };
+        let invalid =
+            |message: String| Ok(Err(Failure::new(FailureKind::InvalidComponent, message)));
         let Some(bytes) = self.store.get_component(digest).await? else {
             return invalid(format!("component {digest} is not in the store"));
         };

@@ -13,7 +13,90 @@ on_every_store!(
     cancelling_a_parent_cancels_its_children,
     cancelling_a_parent_can_keep_its_children,
     a_child_of_an_unknown_workflow_fails_the_parent,
+    a_childs_structured_error_reaches_its_parent,
+    components_built_against_0_2_0_still_run,
 );
+
+/// The failure of an execution, or a panic naming what it was instead.
+fn failure(rec: &reprise_host::ExecutionRecord) -> &reprise_host::Failure {
+    match &rec.outcome {
+        Some(Outcome::Failed(f)) => f,
+        other => panic!("{}: not failed: {other:?}", rec.id),
+    }
+}
+
+async fn a_childs_structured_error_reaches_its_parent(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store, RuntimeConfig::default());
+    deploy(&rt, "parent").await;
+    deploy(&rt, "child").await;
+    let details = json!({"sku": "A-1", "left": 0});
+    let sold_out = json!({"fail": "sold out", "code": "out-of-stock", "details": details});
+    let rec = run_to_end(&rt, "child", sold_out.clone()).await;
+    let f = failure(&rec);
+    assert_eq!(f.kind, FailureKind::Workflow);
+    assert_eq!(
+        (f.code.as_deref(), f.message.as_str()),
+        (Some("out-of-stock"), "sold out")
+    );
+    let shown: Value = rmp_serde::from_slice(f.details.as_deref().unwrap()).unwrap();
+    assert_eq!(shown, details);
+
+    let rec = run_to_end(&rt, "parent", json!({"items": [sold_out, {"echo": 2}]})).await;
+    assert_eq!(
+        result::<Value>(&rec),
+        json!([
+            {"err": {"kind": "workflow-error", "message": "sold out", "code": "out-of-stock",
+                     "details": details}},
+            {"ok": 2}
+        ])
+    );
+}
+
+/// `parent` and `child` as built against 0.2.0 (their error is a string)
+/// run beside the current ones, each calling the other.
+async fn components_built_against_0_2_0_still_run(store: Arc<dyn Store>) {
+    let (rt, _) = runtime(store, RuntimeConfig::default());
+    deploy(&rt, "parent").await;
+    deploy(&rt, "child").await;
+    for name in ["parent", "child"] {
+        rt.deploy(&format!("old-{name}"), fixture("0.2.0", name))
+            .await
+            .unwrap();
+    }
+    let items = json!([{"echo": 1}, {"fail": "no", "code": "ignored-by-old"}]);
+    // Old parent, old child: as before 0.3.0; the child's string error gets
+    // the code `error` in its record.
+    let rec = run_to_end(
+        &rt,
+        "old-parent",
+        json!({"items": items, "workflow": "old-child"}),
+    )
+    .await;
+    let old_error = json!({"kind": "workflow-error", "message": "no"});
+    assert_eq!(
+        result::<Value>(&rec),
+        json!([{"ok": 1}, {"err": old_error}])
+    );
+    let child = rt
+        .status(&ExecutionId::new(format!("{}.1", rec.id)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(failure(&child).code.as_deref(), Some("error"));
+    // New parent, old child: the parent sees the code `error`.
+    let rec = run_to_end(
+        &rt,
+        "parent",
+        json!({"items": items, "workflow": "old-child"}),
+    )
+    .await;
+    assert_eq!(
+        result::<Value>(&rec)[1],
+        json!({"err": {"kind": "workflow-error", "message": "no", "code": "error"}})
+    );
+    // Old parent, new child with a code: the parent sees kind and message.
+    let rec = run_to_end(&rt, "old-parent", json!({"items": items})).await;
+    assert_eq!(result::<Value>(&rec)[1], json!({"err": old_error}));
+}
 
 async fn a_parent_joins_its_children(store: Arc<dyn Store>) {
     let (rt, calls) = runtime(store, RuntimeConfig::default());
@@ -40,7 +123,11 @@ async fn a_parent_joins_its_children(store: Arc<dyn Store>) {
     let rec = wait(&rt, &id).await;
     assert_eq!(
         result::<Value>(&rec),
-        json!([{"ok": 1}, {"err": {"kind": "workflow-error", "message": "no"}}, {"ok": "x"}])
+        json!([
+            {"ok": 1},
+            {"err": {"kind": "workflow-error", "message": "no", "code": "error"}},
+            {"ok": "x"}
+        ])
     );
     let children = rt.children(&id).await.unwrap();
     let expected: Vec<String> = [0, 1, 2].iter().map(|h| format!("{id}.{h}")).collect();
@@ -197,7 +284,21 @@ async fn children_are_listed_over_http() {
     );
     let r = s.get(&format!("/v1/executions/{id}.1")).await;
     assert_eq!(r.body["parent"], json!(id));
-    assert_eq!(r.body["error"]["kind"], "workflow-error");
+    assert_eq!(
+        r.body["error"],
+        json!({"kind": "workflow-error", "message": "no", "code": "error"})
+    );
+    // A workflow's own code and details, as JSON.
+    let body =
+        json!({"input": {"fail": "sold out", "code": "out-of-stock", "details": {"left": 0}}});
+    let r = s.start_and_wait("child", body).await;
+    assert_eq!(
+        r.body["error"],
+        json!({"kind": "workflow-error", "message": "sold out", "code": "out-of-stock",
+               "details": {"left": 0}}),
+        "{}",
+        r.body
+    );
     let r = s
         .post(
             &format!("/v1/executions/{id}/signals/reprise:child%2F0"),

@@ -442,20 +442,14 @@ async fn misusing_handles_fails_that_execution_only(store: Arc<dyn Store>) {
     assert_eq!(rec.status, Status::Completed, "{rec:?}");
 }
 
-/// The bytes of a component built against 0.1.0 (see the fixture README).
-fn fixture(name: &str) -> Vec<u8> {
-    let path = root()
-        .join("tests/fixtures/workflow-0.1.0")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 async fn components_built_against_0_1_0_still_run(store: Arc<dyn Store>) {
     let (rt, _) = runtime(store, RuntimeConfig::default());
-    rt.deploy("old-sequential", fixture("sequential"))
+    rt.deploy("old-sequential", fixture("0.1.0", "sequential"))
         .await
         .unwrap();
-    rt.deploy("old-signals", fixture("signals")).await.unwrap();
+    rt.deploy("old-signals", fixture("0.1.0", "signals"))
+        .await
+        .unwrap();
     deploy(&rt, "sequential").await;
     let old = run_to_end(&rt, "old-sequential", json!({"user_id": 3})).await;
     let new = run_to_end(&rt, "sequential", json!({"user_id": 3})).await;

@@ -4,11 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::join::{Observed, Retry};
 use super::*;
-use crate::execution::{ChildEnd, RESERVED_SIGNAL_PREFIX};
+use crate::execution::{ChildEnd, RESERVED_SIGNAL_PREFIX, UNCODED_WORKFLOW_ERROR};
 use crate::journal::{StartCall, Started};
 
 impl bindings::TypesHost for InvocationState {}
@@ -432,9 +430,21 @@ impl Steps {
             EntryKind::Signal { name, payload, .. } if name.starts_with(RESERVED_SIGNAL_PREFIX) => {
                 match crate::persist::decode::<ChildEnd>(&payload) {
                     Ok(ChildEnd::Completed(out)) => Completion::Child(Ok(out)),
-                    Ok(ChildEnd::Failed { kind, message }) => {
-                        Completion::Child(Err(ChildError { kind, message }))
-                    }
+                    Ok(ChildEnd::Failed {
+                        kind,
+                        message,
+                        code,
+                        details,
+                    }) => Completion::Child(Err(ChildError {
+                        // A child end recorded before format 4 has no code.
+                        code: code.or_else(|| {
+                            (kind == FailureKind::Workflow.as_str())
+                                .then(|| UNCODED_WORKFLOW_ERROR.to_string())
+                        }),
+                        kind,
+                        message,
+                        details,
+                    })),
                     Err(e) => return Err(self.stop(End::Store(e))),
                 }
             }
@@ -469,66 +479,4 @@ impl Steps {
             ),
         )
     }
-}
-
-/// 0.1.0 of the world: the same calls as 0.2.0, with its own types.
-impl bindings::v0_1::TypesHost for InvocationState {}
-
-impl bindings::v0_1::Host for InvocationState {
-    async fn call_tool(
-        &mut self,
-        category: String,
-        name: String,
-        input: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, bindings::v0_1::ToolError>> {
-        let result = bindings::Host::call_tool(self, category, name, input).await?;
-        Ok(result.map_err(|e| bindings::v0_1::ToolError {
-            code: e.code,
-            message: e.message,
-            details: e.details,
-        }))
-    }
-
-    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
-        bindings::Host::sleep(self, duration_ms).await
-    }
-
-    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
-        bindings::Host::await_signal(self, name).await
-    }
-
-    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
-        bindings::Host::emit(self, item).await
-    }
-
-    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
-        bindings::Host::checkpoint(self).await
-    }
-
-    async fn now(&mut self) -> wasmtime::Result<u64> {
-        bindings::Host::now(self).await
-    }
-
-    async fn random(&mut self) -> wasmtime::Result<u64> {
-        bindings::Host::random(self).await
-    }
-
-    async fn log(&mut self, level: bindings::v0_1::Level, message: String) -> wasmtime::Result<()> {
-        use bindings::v0_1::Level as Old;
-        let level = match level {
-            Old::Trace => Level::Trace,
-            Old::Debug => Level::Debug,
-            Old::Info => Level::Info,
-            Old::Warn => Level::Warn,
-            Old::Error => Level::Error,
-        };
-        bindings::Host::log(self, level, message).await
-    }
-}
-
-/// Adds the `reprise:workflow/host` imports of every version served to
-/// `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
-    bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    bindings::v0_1::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }

@@ -95,6 +95,8 @@ pub(super) fn error_view(f: &Failure) -> ErrorView {
             FailureKind::InvalidCall => WireFailureKind::InvalidCall,
         },
         message: f.message.clone(),
+        code: f.workflow_code().map(str::to_string),
+        details: f.details.as_deref().map(payload_json),
     }
 }
 
