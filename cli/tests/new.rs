@@ -78,6 +78,21 @@ fn a_new_crate_tests_builds_deploys_and_runs() {
     assert!(out.status.success(), "{}", text(&out));
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result, "Hello, User 7!");
+    // The tool's `not-found` is the workflow's code, as the CLI reports it.
+    let out = client(&[
+        "start",
+        "hello-flow",
+        "--input",
+        r#"{"user_id":0}"#,
+        "--wait",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("failed: workflow-error not-found: no user with id 0"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@ async fn routes_end_to_end(store: Arc<dyn Store>) {
         d["imports"]
             .as_array()
             .unwrap()
-            .contains(&json!("reprise:workflow/host@0.2.0")),
+            .contains(&json!("reprise:workflow/host@0.3.0")),
         "{d}"
     );
 
