@@ -590,7 +590,14 @@ fn report(rec: &ExecutionRecord) -> ExitCode {
             ExitCode::SUCCESS
         }
         (_, Some(Outcome::Failed(f))) => {
-            eprintln!("execution {} failed: {f}", rec.id);
+            match &f.details {
+                Some(d) => eprintln!(
+                    "execution {} failed: {f} (details: {})",
+                    rec.id,
+                    payload_json(d)
+                ),
+                None => eprintln!("execution {} failed: {f}", rec.id),
+            }
             ExitCode::from(EXIT_WORKFLOW_FAILED)
         }
         (_, Some(Outcome::Cancelled)) => {
