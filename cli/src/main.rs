@@ -594,7 +594,7 @@ fn report(rec: &ExecutionRecord) -> ExitCode {
                 Some(d) => eprintln!(
                     "execution {} failed: {f} (details: {})",
                     rec.id,
-                    payload_json(d)
+                    reprise_host::server::api::payload_json(d)
                 ),
                 None => eprintln!("execution {} failed: {f}", rec.id),
             }
