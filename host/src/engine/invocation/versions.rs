@@ -5,6 +5,68 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::*;
 
+/// The calls every world has had since 0.1.0, for the frozen world
+/// `$world`: `call-tool`, `sleep`, `await-signal`, `emit`, `checkpoint`,
+/// `now`, `random` and `log`, each the current call with its tool error
+/// and log level converted.
+macro_rules! calls_of_0_1 {
+    ($world:ident) => {
+        async fn call_tool(
+            &mut self,
+            category: String,
+            name: String,
+            input: Vec<u8>,
+        ) -> wasmtime::Result<Result<Vec<u8>, bindings::$world::ToolError>> {
+            let result = bindings::Host::call_tool(self, category, name, input).await?;
+            Ok(result.map_err(|e| bindings::$world::ToolError {
+                code: e.code,
+                message: e.message,
+                details: e.details,
+            }))
+        }
+
+        async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+            bindings::Host::sleep(self, duration_ms).await
+        }
+
+        async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
+            bindings::Host::await_signal(self, name).await
+        }
+
+        async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
+            bindings::Host::emit(self, item).await
+        }
+
+        async fn checkpoint(&mut self) -> wasmtime::Result<()> {
+            bindings::Host::checkpoint(self).await
+        }
+
+        async fn now(&mut self) -> wasmtime::Result<u64> {
+            bindings::Host::now(self).await
+        }
+
+        async fn random(&mut self) -> wasmtime::Result<u64> {
+            bindings::Host::random(self).await
+        }
+
+        async fn log(
+            &mut self,
+            level: bindings::$world::Level,
+            message: String,
+        ) -> wasmtime::Result<()> {
+            use bindings::$world::Level as Old;
+            let level = match level {
+                Old::Trace => Level::Trace,
+                Old::Debug => Level::Debug,
+                Old::Info => Level::Info,
+                Old::Warn => Level::Warn,
+                Old::Error => Level::Error,
+            };
+            bindings::Host::log(self, level, message).await
+        }
+    };
+}
+
 /// 0.2.0 of the world: the current calls; only a child's error differs
 /// (it has no code or details).
 impl bindings::v0_2::TypesHost for InvocationState {}
@@ -31,51 +93,7 @@ fn completion_0_2(c: Completion) -> bindings::v0_2::Completion {
 }
 
 impl bindings::v0_2::Host for InvocationState {
-    async fn call_tool(
-        &mut self,
-        category: String,
-        name: String,
-        input: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, bindings::v0_2::ToolError>> {
-        let result = bindings::Host::call_tool(self, category, name, input).await?;
-        Ok(result.map_err(tool_error_0_2))
-    }
-
-    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
-        bindings::Host::sleep(self, duration_ms).await
-    }
-
-    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
-        bindings::Host::await_signal(self, name).await
-    }
-
-    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
-        bindings::Host::emit(self, item).await
-    }
-
-    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
-        bindings::Host::checkpoint(self).await
-    }
-
-    async fn now(&mut self) -> wasmtime::Result<u64> {
-        bindings::Host::now(self).await
-    }
-
-    async fn random(&mut self) -> wasmtime::Result<u64> {
-        bindings::Host::random(self).await
-    }
-
-    async fn log(&mut self, level: bindings::v0_2::Level, message: String) -> wasmtime::Result<()> {
-        use bindings::v0_2::Level as Old;
-        let level = match level {
-            Old::Trace => Level::Trace,
-            Old::Debug => Level::Debug,
-            Old::Info => Level::Info,
-            Old::Warn => Level::Warn,
-            Old::Error => Level::Error,
-        };
-        bindings::Host::log(self, level, message).await
-    }
+    calls_of_0_1!(v0_2);
 
     async fn start_tool(
         &mut self,
@@ -135,55 +153,7 @@ impl bindings::v0_2::Host for InvocationState {
 impl bindings::v0_1::TypesHost for InvocationState {}
 
 impl bindings::v0_1::Host for InvocationState {
-    async fn call_tool(
-        &mut self,
-        category: String,
-        name: String,
-        input: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, bindings::v0_1::ToolError>> {
-        let result = bindings::Host::call_tool(self, category, name, input).await?;
-        Ok(result.map_err(|e| bindings::v0_1::ToolError {
-            code: e.code,
-            message: e.message,
-            details: e.details,
-        }))
-    }
-
-    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
-        bindings::Host::sleep(self, duration_ms).await
-    }
-
-    async fn await_signal(&mut self, name: String) -> wasmtime::Result<Vec<u8>> {
-        bindings::Host::await_signal(self, name).await
-    }
-
-    async fn emit(&mut self, item: Vec<u8>) -> wasmtime::Result<()> {
-        bindings::Host::emit(self, item).await
-    }
-
-    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
-        bindings::Host::checkpoint(self).await
-    }
-
-    async fn now(&mut self) -> wasmtime::Result<u64> {
-        bindings::Host::now(self).await
-    }
-
-    async fn random(&mut self) -> wasmtime::Result<u64> {
-        bindings::Host::random(self).await
-    }
-
-    async fn log(&mut self, level: bindings::v0_1::Level, message: String) -> wasmtime::Result<()> {
-        use bindings::v0_1::Level as Old;
-        let level = match level {
-            Old::Trace => Level::Trace,
-            Old::Debug => Level::Debug,
-            Old::Info => Level::Info,
-            Old::Warn => Level::Warn,
-            Old::Error => Level::Error,
-        };
-        bindings::Host::log(self, level, message).await
-    }
+    calls_of_0_1!(v0_1);
 }
 
 /// Adds the `reprise:workflow/host` imports of every version served to
