@@ -107,6 +107,60 @@ pub async fn consumer_sessions(store: Arc<dyn Store>) {
     assert!(store.sessions(&id).await.unwrap().is_empty());
 }
 
+/// A journal page is the requested range and the journal's length: every
+/// entry once across pages, an empty page past the end, and an unknown
+/// execution is `NotFound`.
+pub async fn journal_pages_are_ranges(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "paged").await;
+    let l = lease(store.as_ref(), &id, "h").await;
+    let written: Vec<Entry> = (0..10).map(entry).collect();
+    store.append_many(&id, &l, 0, &written[..7]).await.unwrap();
+    for (i, e) in written.iter().enumerate().skip(7) {
+        store.append(&id, &l, i as u64, e).await.unwrap();
+    }
+    // As stored (an emitted item is journaled by its digest).
+    let all = store.load(&id).await.unwrap().journal;
+    assert_eq!(all.len(), 10);
+    let mut read = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.journal_page(&id, from, 3).await.unwrap();
+        assert_eq!(page.total, 10);
+        if page.entries.is_empty() {
+            break;
+        }
+        assert!(page.entries.len() <= 3);
+        from += page.entries.len() as u64;
+        read.extend(page.entries);
+    }
+    assert_eq!(read, all);
+    let page = store.journal_page(&id, 4, 2).await.unwrap();
+    assert_eq!(page.entries, all[4..6]);
+    let page = store.journal_page(&id, 9, 100).await.unwrap();
+    assert_eq!(page.entries, all[9..]);
+    assert!(
+        store
+            .journal_page(&id, 3, 0)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert!(
+        store
+            .journal_page(&id, u64::MAX, 5)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    let unknown = ExecutionId::new("no-such").unwrap();
+    assert!(matches!(
+        store.journal_page(&unknown, 0, 5).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 /// Emitted items form the output stream, written with their journal
 /// entries: offsets from 0, paged with `after`/`max`, none from a failed
 /// append, gone with the execution.
@@ -693,6 +747,7 @@ macro_rules! conformance_tests {
                 purge_removes_only_finished_executions,
                 large_results_round_trip,
                 items_follow_emits,
+                journal_pages_are_ranges,
                 consumer_sessions,
             );
         }

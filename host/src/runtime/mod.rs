@@ -548,6 +548,17 @@ impl Runtime {
         Ok(self.inner.store.load(id).await?.journal)
     }
 
+    /// Up to `max` entries of the execution's journal from index `from`,
+    /// and its length; reads only those entries.
+    pub async fn journal_page(
+        &self,
+        id: &ExecutionId,
+        from: u64,
+        max: usize,
+    ) -> Result<crate::store::JournalSlice, RuntimeError> {
+        Ok(self.inner.store.journal_page(id, from, max).await?)
+    }
+
     /// Up to `max` items the execution emitted after offset `after` (from
     /// the first when `None`), and how many it has emitted so far.
     pub async fn items(

@@ -153,6 +153,16 @@ pub struct ItemsPage {
     pub count: u64,
 }
 
+/// A range of an execution's journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalSlice {
+    /// Up to the requested number of entries from the requested index, in
+    /// order (the first is that index).
+    pub entries: Vec<Entry>,
+    /// How many entries the journal has.
+    pub total: u64,
+}
+
 /// The storage contract every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -181,6 +191,15 @@ pub trait Store: Send + Sync + 'static {
     async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError>;
     /// Record, whole journal and signals, in one round trip.
     async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError>;
+    /// Entries `from..from + max` of an execution's journal, and its
+    /// length. Reads only that range, so a page of a long journal costs
+    /// what the page does.
+    async fn journal_page(
+        &self,
+        id: &ExecutionId,
+        from: u64,
+        max: usize,
+    ) -> Result<JournalSlice, StoreError>;
     /// Executions with the given status (all when `None`).
     async fn list_executions(
         &self,

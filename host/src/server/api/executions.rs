@@ -177,17 +177,17 @@ pub async fn journal(
     format: Format,
 ) -> Result<Response, Problem> {
     let limit = page_limit("limit", params.limit)?;
-    let journal = state.runtime.journal(&execution_id(&id)?).await?;
-    let total = journal.len() as u64;
-    let from = params.after.unwrap_or(0).min(total);
-    let entries: Vec<EntryView> = journal
-        .iter()
-        .enumerate()
-        .skip(from as usize)
-        .take(limit)
-        .map(|(i, e)| super::values::entry_view(i as u64, e, params.values))
+    let from = params.after.unwrap_or(0);
+    let page = state
+        .runtime
+        .journal_page(&execution_id(&id)?, from, limit)
+        .await?;
+    let total = page.total;
+    let entries: Vec<EntryView> = (from..)
+        .zip(&page.entries)
+        .map(|(i, e)| super::values::entry_view(i, e, params.values))
         .collect();
-    let end = from + entries.len() as u64;
+    let end = from.min(total) + entries.len() as u64;
     Ok(format.reply(
         StatusCode::OK,
         &JournalPage {

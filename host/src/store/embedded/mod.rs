@@ -25,7 +25,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{
-    Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended, now_ms,
+    Created, Delivered, DeploymentVersion, ItemsPage, JournalSlice, Store, StoreError, Suspended,
+    now_ms,
 };
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
@@ -274,21 +275,31 @@ impl Store for EmbeddedStore {
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let range = (id.as_str(), 0)..=(id.as_str(), u64::MAX);
-            let journal_t = tx.open_table(JOURNAL).map_err(db_err)?;
-            let mut journal = Vec::with_capacity(record.journal_len as usize);
-            for row in journal_t.range(range.clone()).map_err(db_err)? {
-                journal.push(decode(row.map_err(db_err)?.1.value())?);
-            }
-            let signals_t = tx.open_table(SIGNALS).map_err(db_err)?;
-            let mut signals = Vec::new();
-            for row in signals_t.range(range).map_err(db_err)? {
-                signals.push(decode(row.map_err(db_err)?.1.value())?);
-            }
+            let journal = rows(&tx, JOURNAL, &id, 0, usize::MAX)?;
+            let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX)?;
             Ok(Snapshot {
                 record,
                 journal,
                 signals,
+            })
+        })
+        .await
+    }
+
+    async fn journal_page(
+        &self,
+        id: &ExecutionId,
+        from: u64,
+        max: usize,
+    ) -> Result<JournalSlice, StoreError> {
+        let id = id.clone();
+        self.run(move |db, _| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
+            let entries = rows(&tx, JOURNAL, &id, from, max)?;
+            Ok(JournalSlice {
+                entries,
+                total: record.journal_len,
             })
         })
         .await

@@ -2,7 +2,9 @@
 //! a redb transaction: reading and writing records, the lease check,
 //! removing an execution's rows, numbering deployment versions.
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use crate::execution::{ConsumerSession, ExecutionRecord, Lease, SignalRecord, Status};
 use crate::ids::ExecutionId;
@@ -38,6 +40,27 @@ pub(super) fn write<R>(
     }
     let out = f(&tx)?;
     tx.commit().map_err(db_err)?;
+    Ok(out)
+}
+
+/// Up to `max` rows of `id` from index `from` in `table` (the journal,
+/// the signals), decoded.
+pub(super) fn rows<T: serde::de::DeserializeOwned>(
+    tx: &ReadTransaction,
+    table: TableDefinition<(&str, u64), &[u8]>,
+    id: &ExecutionId,
+    from: u64,
+    max: usize,
+) -> Result<Vec<T>, StoreError> {
+    let table = tx.open_table(table).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in table
+        .range((id.as_str(), from)..=(id.as_str(), u64::MAX))
+        .map_err(db_err)?
+        .take(max)
+    {
+        out.push(decode(row.map_err(db_err)?.1.value())?);
+    }
     Ok(out)
 }
 

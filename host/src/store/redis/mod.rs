@@ -32,7 +32,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::{RedisError, Value};
 
-use super::{Created, Delivered, DeploymentVersion, ItemsPage, Store, StoreError, Suspended};
+use super::{
+    Created, Delivered, DeploymentVersion, ItemsPage, JournalSlice, Store, StoreError, Suspended,
+};
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
 };
@@ -285,6 +287,34 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         Reply::new(v, "load")?.check(id)?.snapshot()
+    }
+
+    async fn journal_page(
+        &self,
+        id: &ExecutionId,
+        from: u64,
+        max: usize,
+    ) -> Result<JournalSlice, StoreError> {
+        // LRANGE's stop is inclusive (and -1 would mean the last entry).
+        let (first, last) = range_bounds(from, max.max(1));
+        let v: Value = scripts()
+            .range
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .arg(first)
+            .arg(last)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let mut reply = Reply::new(v, "journal page")?.check(id)?;
+        let total: u64 = reply.next()?;
+        let raw: Vec<Vec<u8>> = reply.next()?;
+        let entries = raw
+            .iter()
+            .take(max)
+            .map(|e| decode(e))
+            .collect::<Result<Vec<Entry>, _>>()?;
+        Ok(JournalSlice { entries, total })
     }
 
     async fn acquire_and_load(
@@ -583,13 +613,13 @@ impl Store for RedisStore {
                 count: page.count,
             });
         }
-        let to = from.saturating_add(max as u64 - 1);
+        let (first, last) = range_bounds(from, max);
         let v: Value = scripts()
-            .items
+            .range
             .key(self.key("x", id))
             .key(self.key("i", id))
-            .arg(from.min(i64::MAX as u64))
-            .arg(to.min(i64::MAX as u64))
+            .arg(first)
+            .arg(last)
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
@@ -677,4 +707,14 @@ impl RedisStore {
             .map(|v| parse_session(session.to_string(), &v))
             .transpose()
     }
+}
+
+/// The `LRANGE` bounds (inclusive, as Redis integers) of `max` (at least
+/// 1) elements from index `from`.
+fn range_bounds(from: u64, max: usize) -> (i64, i64) {
+    let last = from.saturating_add(max as u64 - 1);
+    (
+        from.min(i64::MAX as u64) as i64,
+        last.min(i64::MAX as u64) as i64,
+    )
 }

@@ -39,8 +39,9 @@ const RELEASE: &str = include_str!("lua/release.lua");
 
 const SIGNAL: &str = include_str!("lua/signal.lua");
 
-/// The record's existence, the item count, and a range of items.
-const ITEMS: &str = include_str!("lua/items.lua");
+/// The record's existence, a list's length, and a range of it: a page of
+/// the output stream or of the journal.
+const RANGE: &str = include_str!("lua/range.lua");
 
 const NEXT_SIGNAL: &str = include_str!("lua/next_signal.lua");
 
@@ -89,7 +90,7 @@ pub(super) struct Scripts {
     pub(super) release: Script,
     pub(super) signal: Script,
     pub(super) next_signal: Script,
-    pub(super) items: Script,
+    pub(super) range: Script,
     pub(super) session: Script,
     pub(super) sessions: Script,
     pub(super) cancel: Script,
@@ -117,7 +118,7 @@ pub(super) fn scripts() -> &'static Scripts {
             release: with_prelude(RELEASE),
             signal: with_prelude(SIGNAL),
             next_signal: Script::new(NEXT_SIGNAL),
-            items: Script::new(ITEMS),
+            range: Script::new(RANGE),
             cancel: with_prelude(CANCEL),
             delete: with_prelude(DELETE),
             session: with_prelude(SESSION),
