@@ -1,0 +1,110 @@
+//! Reading a page of a long journal, side by side with reading it whole
+//! and with one raw Redis round trip (compare rows of one run: the machine
+//! may be shared and noisy).
+//!
+//! `cargo bench -p reprise-tests --bench journal` writes one execution of
+//! 100,000 entries (16-byte tool results) to the file store and to a
+//! private `redis-server` over loopback TCP, then times
+//! `Store::journal_page` (100 entries from the middle, what
+//! `GET /v1/executions/{id}/journal?after=50000&limit=100` reads) against
+//! `Store::load` (the whole journal, what that request read before pages
+//! were ranges).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::execution::ExecutionRecord;
+use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::store::now_ms;
+use reprise_host::{Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Store};
+use reprise_tests::measure::{row, time_many};
+use reprise_tests::redis::RedisServer;
+
+const ENTRIES: u64 = 100_000;
+
+/// One execution holding `ENTRIES` journal entries, written in batches.
+async fn long_journal(store: &dyn Store) -> ExecutionId {
+    let rec = ExecutionRecord::new(
+        ExecutionId::generate(),
+        "bench".into(),
+        Digest::of(b"component"),
+        vec![],
+        now_ms(),
+    );
+    store.create_execution(&rec).await.unwrap();
+    let lease = store
+        .acquire_lease(&rec.id, "bench", Duration::from_secs(600))
+        .await
+        .unwrap();
+    for start in (0..ENTRIES).step_by(1000) {
+        let batch: Vec<Entry> = (start..start + 1000)
+            .map(|i| Entry {
+                at_ms: now_ms(),
+                duration_us: 10,
+                kind: EntryKind::Random { value: i },
+            })
+            .collect();
+        store
+            .append_many(&rec.id, &lease, start, &batch)
+            .await
+            .unwrap();
+    }
+    store.release_lease(&rec.id, &lease).await.unwrap();
+    rec.id
+}
+
+async fn compare(name: &str, store: Arc<dyn Store>) {
+    let id = long_journal(store.as_ref()).await;
+    let page = time_many(500, |_| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let page = store.journal_page(&id, ENTRIES / 2, 100).await.unwrap();
+            assert_eq!((page.entries.len(), page.total), (100, ENTRIES));
+        }
+    })
+    .await;
+    let whole = time_many(10, |_| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            assert_eq!(store.load(&id).await.unwrap().journal.len() as u64, ENTRIES);
+        }
+    })
+    .await;
+    row(&format!("{name}: page of 100 of 100,000 entries"), &page);
+    row(&format!("{name}: whole journal of 100,000 entries"), &whole);
+    println!(
+        "{name}: a page costs {:.4} of the whole journal",
+        page.median.as_secs_f64() / whole.median.as_secs_f64()
+    );
+}
+
+fn main() {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(dir.path().join("bench.redb")).unwrap());
+        compare("file store", file).await;
+
+        let (_server, url) = RedisServer::start_tcp(&["--appendfsync", "everysec"]);
+        let redis = RedisStore::connect(&url, RedisOptions::default())
+            .await
+            .unwrap();
+        let client = ::redis::Client::open(url.as_str()).unwrap();
+        let conn = ::redis::aio::ConnectionManager::new(client).await.unwrap();
+        let ping = time_many(2000, |_| {
+            let mut c = conn.clone();
+            async move {
+                let _: String = ::redis::cmd("PING").query_async(&mut c).await.unwrap();
+            }
+        })
+        .await;
+        row("Redis: one PING round trip", &ping);
+        let redis: Arc<dyn Store> = Arc::new(redis);
+        compare("Redis", redis).await;
+    });
+}
