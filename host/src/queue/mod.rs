@@ -161,6 +161,8 @@ pub struct RedisQueue {
     /// Progress marks of taken-over messages (see [`RedisQueue::stalled`]).
     progress: String,
     settled: String,
+    /// Which host sweeps this period (see [`RedisQueue::take_sweep_turn`]).
+    sweeper: String,
     /// For the pub/sub connection that hears other hosts' invocations end.
     client: redis::Client,
     ack: Script,
@@ -198,6 +200,7 @@ impl RedisQueue {
             dead: format!("{tag}:dead"),
             progress: format!("{tag}:progress"),
             settled: format!("{tag}:settled"),
+            sweeper: format!("{tag}:sweeper"),
             client: redis_client(url, redis)?,
             options,
             ack: Script::new(ACK),
@@ -459,6 +462,24 @@ impl RedisQueue {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(redis_err)
+    }
+
+    /// Whether `host` sweeps for lost executions in the period `every`
+    /// that starts now: the first host to ask in a period gets it (`SET NX`
+    /// with the period as expiry), so a cluster of N hosts sweeps once per
+    /// period, not N times. A host that dies holding the turn loses it when
+    /// the period ends.
+    pub async fn take_sweep_turn(&self, host: &str, every: Duration) -> Result<bool, QueueError> {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(&self.sweeper)
+            .arg(host)
+            .arg("NX")
+            .arg("PX")
+            .arg(every.as_millis().max(1) as u64)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_err)?;
+        Ok(taken.is_some())
     }
 
     /// Sets execution `id`'s timer to `at_ms` unless it has one.

@@ -311,10 +311,17 @@ impl Inner {
         let every = self.link().queue.options().claim_after * 4;
         while !self.stopping() {
             tokio::time::sleep(every).await;
-            match self.sweep().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(n, "queued executions that had no message"),
-                Err(e) => tracing::warn!("cannot sweep for executions without a message: {e}"),
+            // One host of the cluster sweeps per period: the scan reads
+            // every suspended and running execution.
+            let link = self.link();
+            match link.queue.take_sweep_turn(&link.consumer, every).await {
+                Ok(true) => match self.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "queued executions that had no message"),
+                    Err(e) => tracing::warn!("cannot sweep for executions without a message: {e}"),
+                },
+                Ok(false) => tracing::debug!("another host sweeps this period"),
+                Err(e) => tracing::warn!("cannot take the sweep's turn: {e}"),
             }
             // Consumers of hosts that stopped, with nothing left pending.
             match self.link().queue.prune_consumers(every * 3).await {

@@ -484,3 +484,21 @@ async fn a_paced_stream_across_hosts() {
     assert!(done.invocations > 1, "it was suspended and resumed");
     drained(&queue(&server).await).await;
 }
+
+/// Of the hosts sharing a queue, one takes each sweep period; when it ends
+/// (the holder stopped, or the period passed) another host can take the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_host_sweeps_per_period() {
+    let server = RedisServer::start();
+    let (a, b) = (queue(&server).await, queue(&server).await);
+    let period = Duration::from_secs(2);
+    assert!(a.take_sweep_turn("host-a", period).await.unwrap());
+    assert!(!b.take_sweep_turn("host-b", period).await.unwrap());
+    assert!(
+        !a.take_sweep_turn("host-a", period).await.unwrap(),
+        "one turn per period, even for the host that holds it"
+    );
+    tokio::time::sleep(period + Duration::from_millis(300)).await;
+    assert!(b.take_sweep_turn("host-b", period).await.unwrap());
+    assert!(!a.take_sweep_turn("host-a", period).await.unwrap());
+}
