@@ -11,50 +11,40 @@
 //! were ranges).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use reprise_host::execution::ExecutionRecord;
 use reprise_host::journal::{Entry, EntryKind};
-use reprise_host::store::now_ms;
+use reprise_host::store::{DeploymentVersion, now_ms};
 use reprise_host::{Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Store};
 use reprise_tests::measure::{row, time_many};
 use reprise_tests::redis::RedisServer;
+use reprise_tests::with_journal;
 
 const ENTRIES: u64 = 100_000;
 
-/// One execution holding `ENTRIES` journal entries, written in batches.
-async fn long_journal(store: &dyn Store) -> ExecutionId {
-    let rec = ExecutionRecord::new(
-        ExecutionId::generate(),
-        "bench".into(),
-        Digest::of(b"component"),
-        vec![],
-        now_ms(),
-    );
-    store.create_execution(&rec).await.unwrap();
-    let lease = store
-        .acquire_lease(&rec.id, "bench", Duration::from_secs(600))
-        .await
-        .unwrap();
-    for start in (0..ENTRIES).step_by(1000) {
-        let batch: Vec<Entry> = (start..start + 1000)
-            .map(|i| Entry {
-                at_ms: now_ms(),
-                duration_us: 10,
-                kind: EntryKind::Random { value: i },
-            })
-            .collect();
-        store
-            .append_many(&rec.id, &lease, start, &batch)
-            .await
-            .unwrap();
-    }
-    store.release_lease(&rec.id, &lease).await.unwrap();
-    rec.id
+/// One execution holding `ENTRIES` journal entries (of a deployment
+/// named `bench` whose component is never run).
+async fn long_journal(store: &Arc<dyn Store>) -> ExecutionId {
+    let version = DeploymentVersion {
+        version: 0,
+        digest: Digest::of(b"component"),
+        deployed_at_ms: now_ms(),
+        imports: vec![],
+    };
+    store.put_deployment("bench", &version).await.unwrap();
+    let journal: Vec<Entry> = (0..ENTRIES)
+        .map(|i| Entry {
+            at_ms: now_ms(),
+            duration_us: 10,
+            kind: EntryKind::Random { value: i },
+        })
+        .collect();
+    let id = ExecutionId::generate();
+    with_journal(store, "bench", vec![], &id, &journal).await;
+    id
 }
 
 async fn compare(name: &str, store: Arc<dyn Store>) {
-    let id = long_journal(store.as_ref()).await;
+    let id = long_journal(&store).await;
     let page = time_many(500, |_| {
         let (store, id) = (store.clone(), id.clone());
         async move {
