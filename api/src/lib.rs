@@ -486,7 +486,9 @@ fn short_digest(digest: &str) -> &str {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionList {
-    /// Executions, oldest first.
+    /// Executions, newest first by the time of their last status change
+    /// (or oldest first, as asked). A page may hold fewer than `limit`
+    /// and still have a `next_cursor`: follow it to the end.
     pub executions: Vec<ExecutionView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -544,6 +546,18 @@ pub struct ListParams {
     /// From a previous page's `next_cursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// `newest` (the default) or `oldest` first, by the time of the last
+    /// status change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// Only executions whose status last changed at or after this time
+    /// (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_since_ms: Option<u64>,
+    /// Only executions whose status last changed before this time (ms since
+    /// the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_before_ms: Option<u64>,
 }
 
 /// Reading an execution's output stream.

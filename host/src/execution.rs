@@ -39,17 +39,29 @@ impl Status {
         }
     }
 
+    /// Every status, in the order of their [`Status::code`].
+    pub const ALL: [Status; 5] = [
+        Status::Running,
+        Status::Suspended,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
     /// The status named by [`Status::as_str`].
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            Status::Running,
-            Status::Suspended,
-            Status::Completed,
-            Status::Failed,
-            Status::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// A small number for the status, stable across versions: how the
+    /// embedded store's indexes key it.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The status of [`Status::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(code as usize).copied()
     }
 }
 

@@ -23,6 +23,7 @@ mod worker;
 
 use driver::Active;
 pub use waiters::WAIT_POLL;
+pub use worker::Swept;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -42,7 +43,9 @@ use crate::ids::{Digest, ExecutionId, InvalidId};
 use crate::journal::{Entry, EntryKind, Started};
 use crate::metrics::{Metrics, StatusLabel};
 use crate::queue::Message;
-use crate::store::{Created, DeploymentVersion, Store, StoreError, Suspended, now_ms};
+use crate::store::{
+    Created, DeploymentVersion, ExecutionPage, ListQuery, Store, StoreError, Suspended, now_ms,
+};
 use crate::tools::ToolRegistry;
 
 /// Errors of the runtime API, by what the caller does next: fix the request
@@ -358,19 +361,9 @@ impl Runtime {
             .collect())
     }
 
-    /// Executions, optionally only those of one workflow and one status,
-    /// sorted by creation time then id.
-    pub async fn list(
-        &self,
-        workflow: Option<&str>,
-        status: Option<Status>,
-    ) -> Result<Vec<ExecutionRecord>, RuntimeError> {
-        let mut all = self.inner.store.list_executions(status).await?;
-        if let Some(w) = workflow {
-            all.retain(|r| r.workflow == w);
-        }
-        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        Ok(all)
+    /// A page of executions (see [`Store::list_page`]).
+    pub async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, RuntimeError> {
+        Ok(self.inner.store.list_page(query).await?)
     }
 
     /// Starts an execution of the workflow deployed as `workflow`. With an
@@ -430,8 +423,8 @@ impl Runtime {
     /// lost are scheduled (see [`RuntimeBuilder::queue`]): the others have
     /// a message or a timer already.
     pub async fn recover(&self) -> Result<usize, RuntimeError> {
-        if self.inner.queue.as_ref().is_some() {
-            return self.inner.sweep().await;
+        if let Some(swept) = self.sweep().await? {
+            return Ok(swept.queued);
         }
         let mut n = 0;
         for status in [Status::Running, Status::Suspended] {
@@ -453,6 +446,15 @@ impl Runtime {
             }
         }
         Ok(n)
+    }
+
+    /// With a work queue attached, queues the executions it seems to have
+    /// lost (the sweep every host takes turns at); `None` without a queue.
+    pub async fn sweep(&self) -> Result<Option<Swept>, RuntimeError> {
+        match self.inner.queue.as_ref() {
+            Some(_) => Ok(Some(self.inner.sweep().await?)),
+            None => Ok(None),
+        }
     }
 
     /// Sends a signal; it is buffered until the workflow waits for it.

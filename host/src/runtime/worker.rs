@@ -18,11 +18,24 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{Inner, Runtime, RuntimeError};
-use crate::execution::{Status, Wait};
+use crate::execution::{ExecutionRecord, Status, Wait};
 use crate::ids::ExecutionId;
 use crate::queue::{Delivery, Message, QueueError, RedisQueue};
-use crate::store::{StoreError, now_ms};
+use crate::store::{ListQuery, Order, StoreError, now_ms};
 use crate::stream::StreamOptions;
+
+/// Executions a sweep reads per page.
+const SWEEP_PAGE: usize = 500;
+
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Execution records it read (the candidates: suspended and running
+    /// executions unchanged for `claim_after`).
+    pub read: usize,
+    /// Executions it queued (or whose timer it set again).
+    pub queued: usize,
+}
 
 /// Longest pause between attempts after the queue failed.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(5);
@@ -316,8 +329,12 @@ impl Inner {
             let link = self.link();
             match link.queue.take_sweep_turn(&link.consumer, every).await {
                 Ok(true) => match self.sweep().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(n, "queued executions that had no message"),
+                    Ok(Swept { queued: 0, read }) => {
+                        tracing::debug!(read, "swept: every execution has a message")
+                    }
+                    Ok(Swept { queued, read }) => {
+                        tracing::info!(queued, read, "queued executions that had no message")
+                    }
                     Err(e) => tracing::warn!("cannot sweep for executions without a message: {e}"),
                 },
                 Ok(false) => tracing::debug!("another host sweeps this period"),
@@ -336,47 +353,77 @@ impl Inner {
     /// (a host died between recording and queueing): ready or with an
     /// expired lease, unchanged for `claim_after`. A duplicate costs a
     /// replay, never a second effect.
-    pub(super) async fn sweep(self: &Arc<Self>) -> Result<usize, RuntimeError> {
+    ///
+    /// It reads, through the store's index, only suspended and running
+    /// executions whose status last changed before then, oldest first, a
+    /// page at a time: finished executions cost it nothing.
+    pub(super) async fn sweep(self: &Arc<Self>) -> Result<Swept, RuntimeError> {
         let link = self.link();
         let stale = now_ms().saturating_sub(link.queue.options().claim_after.as_millis() as u64);
-        let mut n = 0;
-        for rec in self.store.list_executions(Some(Status::Suspended)).await? {
-            if rec.updated_at_ms >= stale {
-                continue;
-            }
-            match rec.wait {
-                Some(Wait::Ready) => {
-                    link.queue.enqueue(&Message::Resume(rec.id)).await?;
-                }
-                // A timer is set before its execution suspends, so only one
-                // set by a host without the queue can be missing; one long
-                // overdue is re-added (NX: a pending one is left alone).
-                Some(
-                    Wait::Timer { wake_at_ms }
-                    | Wait::Consumers {
-                        wake_at_ms: Some(wake_at_ms),
-                        ..
+        let mut swept = Swept::default();
+        for status in [Status::Suspended, Status::Running] {
+            let mut query = ListQuery {
+                status: Some(status),
+                changed_before_ms: Some(stale),
+                order: Order::OldestFirst,
+                limit: SWEEP_PAGE,
+                ..ListQuery::default()
+            };
+            loop {
+                let page = self.store.list_page(&query).await?;
+                swept.read += page.read;
+                for rec in &page.executions {
+                    if self.rescue(rec, stale).await? {
+                        swept.queued += 1;
                     }
-                    | Wait::Any {
-                        wake_at_ms: Some(wake_at_ms),
-                        ..
-                    },
-                ) if wake_at_ms < stale => {
-                    link.queue.add_timer_if_missing(&rec.id, wake_at_ms).await?;
-                    link.timer_set.notify_one();
                 }
-                _ => continue,
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
+                }
             }
-            n += 1;
         }
-        for rec in self.store.list_executions(Some(Status::Running)).await? {
+        Ok(swept)
+    }
+
+    /// Queues `rec` if it can run but seems to have no message or timer;
+    /// returns whether it did.
+    async fn rescue(&self, rec: &ExecutionRecord, stale: u64) -> Result<bool, RuntimeError> {
+        if rec.updated_at_ms >= stale {
+            return Ok(false);
+        }
+        let link = self.link();
+        if rec.status == Status::Running {
             let expired = rec.lease.as_ref().is_none_or(|l| l.expires_at_ms < stale);
-            if expired && rec.updated_at_ms < stale {
-                link.queue.enqueue(&Message::Resume(rec.id)).await?;
-                n += 1;
+            if expired {
+                link.queue.enqueue(&Message::Resume(rec.id.clone())).await?;
             }
+            return Ok(expired);
         }
-        Ok(n)
+        match rec.wait {
+            Some(Wait::Ready) => {
+                link.queue.enqueue(&Message::Resume(rec.id.clone())).await?;
+            }
+            // A timer is set before its execution suspends, so only one
+            // set by a host without the queue can be missing; one long
+            // overdue is re-added (NX: a pending one is left alone).
+            Some(
+                Wait::Timer { wake_at_ms }
+                | Wait::Consumers {
+                    wake_at_ms: Some(wake_at_ms),
+                    ..
+                }
+                | Wait::Any {
+                    wake_at_ms: Some(wake_at_ms),
+                    ..
+                },
+            ) if wake_at_ms < stale => {
+                link.queue.add_timer_if_missing(&rec.id, wake_at_ms).await?;
+                link.timer_set.notify_one();
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Starts work on one delivery.

@@ -8,6 +8,7 @@
 //! is written once and never changed.
 
 mod embedded;
+pub mod listing;
 mod redis;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 
 pub use crate::redis_conn::RedisOptions;
 pub use embedded::EmbeddedStore;
+pub use listing::{ExecutionPage, ListCursor, ListQuery, Order};
 pub use redis::RedisStore;
 
 use crate::execution::{ConsumerSession, ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};
@@ -163,6 +165,10 @@ pub struct JournalSlice {
     pub total: u64,
 }
 
+/// Executions indexed per batch when a store written before the indexes
+/// existed is opened (see each backend's `build`).
+pub(crate) const INDEX_BUILD_BATCH: usize = 1000;
+
 /// The storage contract every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -200,21 +206,35 @@ pub trait Store: Send + Sync + 'static {
         from: u64,
         max: usize,
     ) -> Result<JournalSlice, StoreError>;
-    /// Executions with the given status (all when `None`).
+    /// A page of executions, found through the indexes the store keeps
+    /// with every status change: the cost is the page's (and a seek per
+    /// index list), not the number of executions. See [`listing`].
+    async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError>;
+    /// Every execution with the given status (all when `None`), newest
+    /// first, read a page at a time. For tests and tools: the cost grows
+    /// with the answer.
     async fn list_executions(
         &self,
         status: Option<Status>,
-    ) -> Result<Vec<ExecutionRecord>, StoreError>;
-    /// How many executions there are of each status. A backend counts
-    /// without decoding whole records where it can, so the cost does not
-    /// grow with their size (results, errors).
-    async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
-        let mut counts = HashMap::new();
-        for r in self.list_executions(None).await? {
-            *counts.entry(r.status).or_insert(0) += 1;
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let mut query = ListQuery {
+            status,
+            limit: 1000,
+            ..ListQuery::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_page(&query).await?;
+            all.extend(page.executions);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(all),
+            }
         }
-        Ok(counts)
     }
+    /// How many executions there are of each status, from counters kept
+    /// with the indexes (no scan).
+    async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError>;
     /// Deletes an execution that has ended (completed, failed or cancelled),
     /// with its journal and signals, and drops its references to stored
     /// values. Fails with `Active` while it has not ended.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::StoreError;
+use crate::store::{ListCursor, ListQuery, Order};
 use crate::runtime::Children;
 
 /// Start an execution.
@@ -237,7 +238,9 @@ pub async fn signal(
     ))
 }
 
-/// List executions, oldest first, a page at a time.
+/// List executions a page at a time, newest first by the time of their
+/// last status change. The store reads only the page, through its
+/// indexes, however many executions it keeps.
 #[utoipa::path(
     get,
     path = "/v1/executions",
@@ -271,31 +274,39 @@ pub async fn list_executions(
         .cursor
         .as_deref()
         .map(|c| {
-            c.split_once('-')
-                .and_then(|(ms, id)| Some((ms.parse::<u64>().ok()?, id.to_string())))
-                .ok_or_else(|| {
-                    Problem::bad_request(format!("cursor {c:?} is not one this API gave"))
-                })
+            ListCursor::parse(c).ok_or_else(|| {
+                Problem::bad_request(format!("cursor {c:?} is not one this API gave"))
+            })
         })
         .transpose()?;
-    let all = state
+    let order = match params.order.as_deref() {
+        None | Some("newest") => Order::NewestFirst,
+        Some("oldest") => Order::OldestFirst,
+        Some(o) => {
+            return Err(Problem::bad_request(format!(
+                "order {o:?} is not one of newest, oldest"
+            )));
+        }
+    };
+    if let Some(w) = &params.workflow
+        && (w.is_empty() || w.len() > 256)
+    {
+        return Err(Problem::bad_request("a workflow name has 1 to 256 bytes"));
+    }
+    let page = state
         .runtime
-        .list(params.workflow.as_deref(), status)
-        .await?;
-    let mut page: Vec<ExecutionRecord> = all
-        .into_iter()
-        .filter(|r| match &after {
-            Some((ms, id)) => (r.created_at_ms, r.id.as_str()) > (*ms, id.as_str()),
-            None => true,
+        .list_page(&ListQuery {
+            status,
+            workflow: params.workflow,
+            changed_since_ms: params.changed_since_ms,
+            changed_before_ms: params.changed_before_ms,
+            after,
+            order,
+            limit,
         })
-        .take(limit + 1)
-        .collect();
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next_cursor = more
-        .then(|| page.last())
-        .flatten()
-        .map(|r| format!("{}-{}", r.created_at_ms, r.id));
+        .await?;
+    let next_cursor = page.next.map(|c| c.encode());
+    let page = page.executions;
     Ok(format.reply(
         StatusCode::OK,
         &ExecutionList {

@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{
-    Created, Delivered, DeploymentVersion, ItemsPage, JournalSlice, Store, StoreError, Suspended,
-    now_ms,
+    Created, Delivered, DeploymentVersion, ExecutionPage, ItemsPage, JournalSlice, ListQuery,
+    Order, Store, StoreError, Suspended, now_ms,
 };
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
@@ -36,9 +36,11 @@ use crate::journal::Entry;
 use crate::persist::{decode, encode};
 
 mod committer;
+mod index;
 mod tables;
 
 use committer::*;
+use index::{INDEX, reindex, unindex};
 use tables::*;
 
 /// A store in one redb database.
@@ -71,6 +73,7 @@ impl EmbeddedStore {
             appends: Some(appends),
         };
         store.init(true)?;
+        index::build(&store.db, true, super::INDEX_BUILD_BATCH)?;
         Ok(store)
     }
 
@@ -85,6 +88,8 @@ impl EmbeddedStore {
             appends: None,
         };
         store.init(false).expect("initialising an in-memory store");
+        index::build(&store.db, false, super::INDEX_BUILD_BATCH)
+            .expect("indexing an in-memory store");
         store
     }
 
@@ -98,6 +103,10 @@ impl EmbeddedStore {
             tx.open_table(SIGNALS).map_err(db_err)?;
             tx.open_table(ITEMS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
+            tx.open_table(INDEX).map_err(db_err)?;
+            tx.open_table(index::POSITIONS).map_err(db_err)?;
+            tx.open_table(index::COUNTS).map_err(db_err)?;
+            tx.open_table(index::META).map_err(db_err)?;
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
             if clear_leases {
                 let mut held = Vec::new();
@@ -117,6 +126,7 @@ impl EmbeddedStore {
                     execs
                         .insert(k.as_str(), encode(&rec).as_slice())
                         .map_err(db_err)?;
+                    reindex(tx, &rec)?;
                 }
             }
             Ok(())
@@ -255,6 +265,7 @@ impl Store for EmbeddedStore {
                 }
                 t.insert(record.id.as_str(), encode(&record).as_slice())
                     .map_err(db_err)?;
+                reindex(tx, &record)?;
                 Ok(Created::New)
             })
         })
@@ -305,37 +316,31 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn list_executions(
-        &self,
-        status: Option<Status>,
-    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+    async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
+        let query = query.clone();
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
-            let t = tx.open_table(EXECUTIONS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in t.iter().map_err(db_err)? {
-                let rec: ExecutionRecord = decode(row.map_err(db_err)?.1.value())?;
-                if status.is_none_or(|s| s == rec.status) {
-                    out.push(rec);
-                }
-            }
-            Ok(out)
+            let limit = query.limit.max(1);
+            let mut found = index::entries(&tx.open_table(INDEX).map_err(db_err)?, &query, limit + 1)?;
+            let more = found.len() > limit;
+            found.truncate(limit);
+            let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+            let executions = found
+                .iter()
+                .map(|e| read_record(&execs, &e.id))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ExecutionPage {
+                read: executions.len(),
+                executions,
+                next: if more { found.pop() } else { None },
+            })
         })
         .await
     }
 
     async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
-        self.run(move |db, _| {
-            let tx = db.begin_read().map_err(db_err)?;
-            let t = tx.open_table(EXECUTIONS).map_err(db_err)?;
-            let mut counts = HashMap::new();
-            for row in t.iter().map_err(db_err)? {
-                let status = record_status(row.map_err(db_err)?.1.value())?;
-                *counts.entry(status).or_insert(0) += 1;
-            }
-            Ok(counts)
-        })
-        .await
+        self.run(move |db, _| index::counts(&db.begin_read().map_err(db_err)?))
+            .await
     }
 
     async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
@@ -351,6 +356,7 @@ impl Store for EmbeddedStore {
                     });
                 }
                 execs.remove(id.as_str()).map_err(db_err)?;
+                unindex(tx, &id, &rec.workflow)?;
                 remove_rows(tx, &id)
             })
         })
@@ -360,21 +366,28 @@ impl Store for EmbeddedStore {
     async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
         self.run(move |db, d| {
             write(db, d, |tx| {
-                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                // The oldest ended executions of each terminal status,
+                // through the index: a purge reads what it deletes.
                 let mut due = Vec::new();
-                for row in execs.iter().map_err(db_err)? {
-                    let (_, v) = row.map_err(db_err)?;
-                    let rec: ExecutionRecord = decode(v.value())?;
-                    if rec.status.is_terminal() && rec.updated_at_ms < before_ms {
-                        due.push(rec.id);
-                        if due.len() == limit {
-                            break;
-                        }
-                    }
+                for status in [Status::Completed, Status::Failed, Status::Cancelled] {
+                    let query = ListQuery {
+                        status: Some(status),
+                        changed_before_ms: Some(before_ms),
+                        order: Order::OldestFirst,
+                        limit,
+                        ..ListQuery::default()
+                    };
+                    let index = tx.open_table(INDEX).map_err(db_err)?;
+                    due.extend(index::entries(&index, &query, limit)?);
                 }
-                for id in &due {
-                    execs.remove(id.as_str()).map_err(db_err)?;
-                    remove_rows(tx, id)?;
+                due.sort_unstable();
+                due.truncate(limit);
+                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+                for e in &due {
+                    let rec = read_record(&execs, &e.id)?;
+                    execs.remove(e.id.as_str()).map_err(db_err)?;
+                    unindex(tx, &e.id, &rec.workflow)?;
+                    remove_rows(tx, &e.id)?;
                 }
                 Ok(due.len())
             })
@@ -418,6 +431,7 @@ impl Store for EmbeddedStore {
                 execs
                     .insert(id.as_str(), encode(&rec).as_slice())
                     .map_err(db_err)?;
+                reindex(tx, &rec)?;
                 Ok(lease)
             })
         })
@@ -739,6 +753,7 @@ impl Store for EmbeddedStore {
                 execs
                     .insert(id.as_str(), encode(&rec).as_slice())
                     .map_err(db_err)?;
+                reindex(tx, &rec)?;
                 Ok(rec)
             })
         })

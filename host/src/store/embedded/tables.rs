@@ -6,7 +6,7 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction,
 };
 
-use crate::execution::{ConsumerSession, ExecutionRecord, Lease, SignalRecord, Status};
+use crate::execution::{ConsumerSession, ExecutionRecord, Lease, SignalRecord};
 use crate::ids::ExecutionId;
 use crate::persist::{decode, encode};
 use crate::store::{DeploymentVersion, StoreError, now_ms};
@@ -74,42 +74,6 @@ pub(super) fn read_record(
     }
 }
 
-/// The status of an encoded [`ExecutionRecord`], read without decoding the
-/// rest: the other fields are skipped in place (strings and byte strings
-/// are borrowed, not copied), so the cost does not grow with what a
-/// record holds.
-pub(super) fn record_status(bytes: &[u8]) -> Result<Status, StoreError> {
-    use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
-
-    /// A record is a sequence: id, workflow, digest, input, seed, status,
-    /// then the rest (see `ExecutionRecord`).
-    struct StatusOf(Status);
-    struct Seq;
-    impl<'de> Visitor<'de> for Seq {
-        type Value = StatusOf;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an execution record")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StatusOf, A::Error> {
-            for i in 0..5 {
-                seq.next_element::<IgnoredAny>()?
-                    .ok_or_else(|| de::Error::invalid_length(i, &self))?;
-            }
-            let status = seq
-                .next_element::<Status>()?
-                .ok_or_else(|| de::Error::invalid_length(5, &self))?;
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(StatusOf(status))
-        }
-    }
-    impl<'de> serde::Deserialize<'de> for StatusOf {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_seq(Seq)
-        }
-    }
-    decode::<StatusOf>(bytes).map(|StatusOf(status)| status)
-}
-
 /// Reads a record inside a write transaction, checks that `lease` is the live
 /// lease, and hands it to `f` to change; writes it back.
 pub(super) fn with_leased<R>(
@@ -126,6 +90,7 @@ pub(super) fn with_leased<R>(
     execs
         .insert(id.as_str(), encode(&rec).as_slice())
         .map_err(db_err)?;
+    super::index::reindex(tx, &rec)?;
     Ok(out)
 }
 

@@ -33,7 +33,8 @@ use async_trait::async_trait;
 use redis::{RedisError, Value};
 
 use super::{
-    Created, Delivered, DeploymentVersion, ItemsPage, JournalSlice, Store, StoreError, Suspended,
+    Created, Delivered, DeploymentVersion, ExecutionPage, ItemsPage, JournalSlice, ListQuery,
+    Store, StoreError, Suspended,
 };
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
@@ -44,8 +45,8 @@ use crate::persist::{decode, encode};
 use crate::redis_conn::{Conn, RedisFailure, RedisOptions, connection};
 
 mod blobs;
+mod index;
 mod reply;
-mod scans;
 mod scripts;
 
 use reply::{Meta, Reply, parse_session};
@@ -78,6 +79,9 @@ fn redis_err(e: RedisError) -> StoreError {
 pub struct RedisStore {
     conn: Conn,
     options: RedisOptions,
+    /// Workflow names of executions this host drives, to settle their
+    /// index entries without a lookup (see `index.rs`).
+    workflows: std::sync::Arc<std::sync::Mutex<HashMap<ExecutionId, std::sync::Arc<str>>>>,
 }
 
 impl RedisStore {
@@ -85,10 +89,17 @@ impl RedisStore {
     /// `redis+unix://` or `unix://` for a socket; a password goes in the
     /// URL). Fails if Redis cannot be reached now; later outages make
     /// operations fail as retriable while the connection is re-established
-    /// in the background.
+    /// in the background. A store written before the execution indexes
+    /// existed gets them built first (see `index.rs`).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let conn = connection(url, &options).await?;
-        Ok(Self { conn, options })
+        let store = Self {
+            conn,
+            options,
+            workflows: Default::default(),
+        };
+        store.build(super::INDEX_BUILD_BATCH).await?;
+        Ok(store)
     }
 
     fn key(&self, kind: &str, id: &ExecutionId) -> String {
@@ -112,10 +123,6 @@ impl RedisStore {
     /// the deployments hash (its hash tag is that key's name).
     fn versions_key(&self, name: &str) -> String {
         format!("{{{}}}:versions:{name}", self.deployments_key())
-    }
-
-    fn finished_key(&self) -> String {
-        format!("{}:finished", self.options.prefix)
     }
 
     fn conn(&self) -> Conn {
@@ -235,6 +242,8 @@ impl Store for RedisStore {
             stream: record.stream,
             parent: record.parent.clone(),
         });
+        self.enter(&record.id, record.status, &record.workflow)
+            .await?;
         let mut inv = scripts().create.prepare_invoke();
         inv.key(self.key("x", &record.id))
             .key(self.key("j", &record.id))
@@ -261,7 +270,11 @@ impl Store for RedisStore {
         let mut reply = Reply::new(v, "create")?;
         match reply.tag.as_str() {
             "exists" => Ok(Created::Existing(Box::new(reply.record()?))),
-            _ => reply.check(&record.id).map(|_| Created::New),
+            _ => {
+                reply.check(&record.id)?;
+                self.remember_workflow(&record.id, &record.workflow);
+                Ok(Created::New)
+            }
         }
     }
 
@@ -323,6 +336,7 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<(Lease, Snapshot), StoreError> {
+        self.enter(id, Status::Running, "").await?;
         let v: Value = scripts()
             .acquire_load
             .key(self.key("x", id))
@@ -340,18 +354,22 @@ impl Store for RedisStore {
             token: reply.next()?,
             expires_at_ms: reply.next()?,
         };
-        Ok((lease, reply.snapshot()?))
+        let snapshot = reply.snapshot()?;
+        self.remember_workflow(id, &snapshot.record.workflow);
+        self.settle_later(
+            id,
+            Status::Running,
+            Some(snapshot.record.workflow.clone()),
+        );
+        Ok((lease, snapshot))
     }
 
-    async fn list_executions(
-        &self,
-        status: Option<Status>,
-    ) -> Result<Vec<ExecutionRecord>, StoreError> {
-        self.scan_executions(status).await
+    async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
+        self.page(query).await
     }
 
     async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
-        self.scan_statuses().await
+        self.counts().await
     }
 
     async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
@@ -372,6 +390,7 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
+        self.enter(id, Status::Running, "").await?;
         let v: Value = scripts()
             .acquire
             .key(self.key("x", id))
@@ -381,11 +400,13 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         let mut reply = Reply::new(v, "acquire lease")?.check(id)?;
-        Ok(Lease {
+        let lease = Lease {
             owner: owner.to_string(),
             token: reply.next()?,
             expires_at_ms: reply.next()?,
-        })
+        };
+        self.settle_later(id, Status::Running, None);
+        Ok(lease)
     }
 
     async fn renew_lease(
@@ -490,6 +511,8 @@ impl Store for RedisStore {
                 .collect(),
             _ => Vec::new(),
         };
+        let workflow = self.workflow_of(id).await?;
+        self.enter(id, Status::Suspended, &workflow).await?;
         let mut invocation = scripts().suspend.prepare_invoke();
         invocation
             .key(self.key("x", id))
@@ -506,6 +529,7 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         let mut reply = Reply::new(v, "suspend")?.check(id)?;
+        self.settle_later(id, Status::Suspended, Some(workflow));
         Ok(if reply.next::<i64>()? == 1 {
             Suspended::Ready
         } else {
@@ -519,7 +543,9 @@ impl Store for RedisStore {
         lease: &Lease,
         outcome: &Outcome,
     ) -> Result<(), StoreError> {
-        self.index_finished(id).await?;
+        let status = outcome.status();
+        let workflow = self.workflow_of(id).await?;
+        self.enter(id, status, &workflow).await?;
         let v: Value = scripts()
             .finish
             .key(self.key("x", id))
@@ -529,10 +555,14 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        Reply::new(v, "finish")?.check(id).map(|_| ())
+        Reply::new(v, "finish")?.check(id)?;
+        self.settle_later(id, status, Some(workflow));
+        Ok(())
     }
 
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
+        let workflow = self.workflow_of(id).await?;
+        self.enter(id, Status::Suspended, &workflow).await?;
         let v: Value = scripts()
             .release
             .key(self.key("x", id))
@@ -541,7 +571,9 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        Reply::new(v, "release lease")?.check(id).map(|_| ())
+        Reply::new(v, "release lease")?.check(id)?;
+        self.settle_later(id, Status::Suspended, Some(workflow));
+        Ok(())
     }
 
     async fn signal(
@@ -669,7 +701,8 @@ impl Store for RedisStore {
     }
 
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
-        self.index_finished(id).await?;
+        let workflow = self.workflow_of(id).await?;
+        self.enter(id, Status::Cancelled, &workflow).await?;
         let v: Value = scripts()
             .cancel
             .key(self.key("x", id))
@@ -678,7 +711,9 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        Reply::new(v, "cancel")?.check(id)?.record()
+        let record = Reply::new(v, "cancel")?.check(id)?.record()?;
+        self.settle_later(id, Status::Cancelled, Some(workflow));
+        Ok(record)
     }
 }
 

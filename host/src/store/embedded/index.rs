@@ -1,0 +1,260 @@
+//! The embedded store's indexes, kept in the transaction that writes the
+//! record they index (so they always agree with the records):
+//!
+//! - `index`: `(scope, changed_at_ms, id)`, one entry under the status
+//!   scope (`s<code>`) and one under the workflow-and-status scope
+//!   (`w<code>:<workflow>`) per execution;
+//! - `index_positions`: id to `(status code, changed_at_ms)`, where its
+//!   entries are, so a change finds them without a scan;
+//! - `index_counts`: executions per status code;
+//! - `meta`: `indexed` once a store written before the indexes existed
+//!   has had them built (see [`build`]).
+//!
+//! The time is that of the last status change (the record's
+//! `updated_at_ms` at that change): an append or a lease renewal, which do
+//! not change the status, do not move the entries.
+
+use std::collections::HashMap;
+
+use redb::{
+    ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+
+use super::tables::{EXECUTIONS, db_err};
+use crate::execution::{ExecutionRecord, Status};
+use crate::ids::ExecutionId;
+use crate::persist::decode;
+use crate::store::listing::{ListCursor, ListQuery, Order, merge};
+use crate::store::StoreError;
+
+pub(super) const INDEX: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("index");
+pub(super) const POSITIONS: TableDefinition<&str, (u8, u64)> =
+    TableDefinition::new("index_positions");
+pub(super) const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("index_counts");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+fn status_scope(status: Status) -> String {
+    format!("s{}", status.code())
+}
+
+fn workflow_scope(status: Status, workflow: &str) -> String {
+    format!("w{}:{workflow}", status.code())
+}
+
+/// Moves `rec`'s index entries to its status, at its `updated_at_ms`,
+/// unless they are there already (same status). Call after every write of
+/// a record, in the same transaction.
+pub(super) fn reindex(tx: &WriteTransaction, rec: &ExecutionRecord) -> Result<(), StoreError> {
+    let mut positions = tx.open_table(POSITIONS).map_err(db_err)?;
+    let old = positions
+        .get(rec.id.as_str())
+        .map_err(db_err)?
+        .map(|v| v.value());
+    if old.is_some_and(|(code, _)| code == rec.status.code()) {
+        return Ok(());
+    }
+    if let Some(old) = old {
+        remove_entries(tx, &rec.id, &rec.workflow, old)?;
+    }
+    let at = rec.updated_at_ms;
+    let mut index = tx.open_table(INDEX).map_err(db_err)?;
+    index
+        .insert((status_scope(rec.status).as_str(), at, rec.id.as_str()), ())
+        .map_err(db_err)?;
+    index
+        .insert(
+            (
+                workflow_scope(rec.status, &rec.workflow).as_str(),
+                at,
+                rec.id.as_str(),
+            ),
+            (),
+        )
+        .map_err(db_err)?;
+    positions
+        .insert(rec.id.as_str(), (rec.status.code(), at))
+        .map_err(db_err)?;
+    count(tx, rec.status.code(), 1)
+}
+
+/// Removes a deleted execution's index entries.
+pub(super) fn unindex(
+    tx: &WriteTransaction,
+    id: &ExecutionId,
+    workflow: &str,
+) -> Result<(), StoreError> {
+    let old = tx
+        .open_table(POSITIONS)
+        .map_err(db_err)?
+        .remove(id.as_str())
+        .map_err(db_err)?
+        .map(|v| v.value());
+    match old {
+        Some(old) => remove_entries(tx, id, workflow, old),
+        None => Ok(()),
+    }
+}
+
+fn remove_entries(
+    tx: &WriteTransaction,
+    id: &ExecutionId,
+    workflow: &str,
+    (code, at): (u8, u64),
+) -> Result<(), StoreError> {
+    let status = Status::from_code(code)
+        .ok_or_else(|| StoreError::Corrupt(format!("execution {id}: index status {code}")))?;
+    let mut index = tx.open_table(INDEX).map_err(db_err)?;
+    index
+        .remove((status_scope(status).as_str(), at, id.as_str()))
+        .map_err(db_err)?;
+    index
+        .remove((workflow_scope(status, workflow).as_str(), at, id.as_str()))
+        .map_err(db_err)?;
+    count(tx, code, -1)
+}
+
+fn count(tx: &WriteTransaction, code: u8, by: i64) -> Result<(), StoreError> {
+    let mut counts = tx.open_table(COUNTS).map_err(db_err)?;
+    let n = counts.get(code).map_err(db_err)?.map_or(0, |v| v.value());
+    counts
+        .insert(code, n.saturating_add_signed(by))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Executions per status, from the counters.
+pub(super) fn counts(tx: &ReadTransaction) -> Result<HashMap<Status, u64>, StoreError> {
+    let t = tx.open_table(COUNTS).map_err(db_err)?;
+    let mut out = HashMap::new();
+    for row in t.iter().map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        if let Some(s) = Status::from_code(k.value())
+            && v.value() > 0
+        {
+            out.insert(s, v.value());
+        }
+    }
+    Ok(out)
+}
+
+/// The first `limit` index entries the query admits, merged over the
+/// statuses it reads.
+pub(super) fn entries(
+    index: &impl ReadableTable<(&'static str, u64, &'static str), ()>,
+    query: &ListQuery,
+    limit: usize,
+) -> Result<Vec<ListCursor>, StoreError> {
+    let mut lists = Vec::new();
+    for status in query.statuses() {
+        let scope = match &query.workflow {
+            Some(w) => workflow_scope(status, w),
+            None => status_scope(status),
+        };
+        let lo = (scope.as_str(), query.changed_since_ms.unwrap_or(0), "");
+        let hi = (scope.as_str(), query.changed_before_ms.unwrap_or(u64::MAX), "");
+        if lo >= hi {
+            continue;
+        }
+        let range = index.range(lo..hi).map_err(db_err)?;
+        let mut list = Vec::new();
+        let mut push = |row: Result<(redb::AccessGuard<(&str, u64, &str)>, _), redb::StorageError>| {
+            let (k, _) = row.map_err(db_err)?;
+            let (_, at, id) = k.value();
+            let e = ListCursor {
+                changed_at_ms: at,
+                id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            };
+            if query.admits(&e) {
+                list.push(e);
+            }
+            Ok::<bool, StoreError>(list.len() < limit)
+        };
+        match query.order {
+            Order::NewestFirst => {
+                for row in range.rev() {
+                    if !push(row)? {
+                        break;
+                    }
+                }
+            }
+            Order::OldestFirst => {
+                for row in range {
+                    if !push(row)? {
+                        break;
+                    }
+                }
+            }
+        }
+        lists.push(list);
+    }
+    Ok(merge(lists, query.order, limit))
+}
+
+/// Builds the indexes of a store written before they existed, `batch`
+/// records per transaction, logging progress; returns how many records it
+/// indexed (0 if the store was indexed already).
+pub(super) fn build(
+    db: &redb::Database,
+    durable: bool,
+    batch: usize,
+) -> Result<usize, StoreError> {
+    use super::tables::write;
+    let indexed = write(db, durable, |tx| {
+        Ok(tx
+            .open_table(META)
+            .map_err(db_err)?
+            .get("indexed")
+            .map_err(db_err)?
+            .is_some())
+    })?;
+    if indexed {
+        return Ok(0);
+    }
+    let total = {
+        let tx = db.begin_read().map_err(db_err)?;
+        tx.open_table(EXECUTIONS).map_err(db_err)?.len().map_err(db_err)?
+    };
+    if total > 0 {
+        tracing::info!(total, "building the execution indexes of this store");
+    }
+    let mut done = 0usize;
+    let mut after: Option<String> = None;
+    loop {
+        let (n, last) = write(db, durable, |tx| {
+            let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+            let mut records = Vec::new();
+            let rows = match &after {
+                Some(a) => execs.range::<&str>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => execs.range::<&str>(..),
+            }
+            .map_err(db_err)?;
+            for row in rows.take(batch) {
+                let rec: ExecutionRecord = decode(row.map_err(db_err)?.1.value())?;
+                records.push(rec);
+            }
+            drop(execs);
+            for rec in &records {
+                reindex(tx, rec)?;
+            }
+            if records.len() < batch {
+                tx.open_table(META)
+                    .map_err(db_err)?
+                    .insert("indexed", 1)
+                    .map_err(db_err)?;
+            }
+            Ok((records.len(), records.last().map(|r| r.id.to_string())))
+        })?;
+        done += n;
+        if n > 0 {
+            tracing::info!(done, total, "indexed executions");
+        }
+        match last {
+            Some(l) if n == batch => after = Some(l),
+            _ => return Ok(done),
+        }
+    }
+}

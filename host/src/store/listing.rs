@@ -1,0 +1,192 @@
+//! Listing executions through the stores' indexes: the query, the cursor,
+//! and the merge both backends share.
+//!
+//! Each backend keeps, in the write that changes an execution's status,
+//! an index entry `(changed_at_ms, id)` under its status and under its
+//! workflow and status (the Redis store splits each into buckets, see
+//! `redis/index.rs`). A listing reads one sorted range per index list it
+//! needs (one per status and bucket), each at most a page long, and
+//! merges them here: the cost is the page's, times the lists merged, plus
+//! one seek each, however many executions there are.
+//!
+//! The order is by the time of the last status change, then by id, so a
+//! cursor (the last entry of a page) is a position that stays valid while
+//! executions change: one that changes status between pages moves to the
+//! front (newest first) and is not listed twice; one that does not change
+//! keeps its place and is not missed.
+
+use crate::execution::{ExecutionRecord, Status};
+use crate::ids::ExecutionId;
+
+/// Newest or oldest first, by the time of the last status change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Most recently changed first (the default).
+    #[default]
+    NewestFirst,
+    /// Least recently changed first (what retention and the sweep read).
+    OldestFirst,
+}
+
+/// A position in a listing: the last execution of the page before.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListCursor {
+    /// When that execution last changed status, ms since the Unix epoch.
+    pub changed_at_ms: u64,
+    /// Its id.
+    pub id: ExecutionId,
+}
+
+impl ListCursor {
+    /// The cursor as the API shows it: `<ms>-<id>`.
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.changed_at_ms, self.id)
+    }
+
+    /// A cursor that [`ListCursor::encode`] made.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('-')?;
+        Some(Self {
+            changed_at_ms: ms.parse().ok()?,
+            id: ExecutionId::new(id).ok()?,
+        })
+    }
+}
+
+/// What to list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only executions with this status.
+    pub status: Option<Status>,
+    /// Only executions of this workflow (deployment name).
+    pub workflow: Option<String>,
+    /// Only executions whose last status change is at or after this time
+    /// (ms since the Unix epoch).
+    pub changed_since_ms: Option<u64>,
+    /// Only executions whose last status change is before this time.
+    pub changed_before_ms: Option<u64>,
+    /// Resume after this position (a previous page's `next`).
+    pub after: Option<ListCursor>,
+    /// Newest or oldest first.
+    pub order: Order,
+    /// Most executions on the page (at least 1).
+    pub limit: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            status: None,
+            workflow: None,
+            changed_since_ms: None,
+            changed_before_ms: None,
+            after: None,
+            order: Order::NewestFirst,
+            limit: 100,
+        }
+    }
+}
+
+impl ListQuery {
+    /// The statuses whose index lists the query reads.
+    pub(crate) fn statuses(&self) -> Vec<Status> {
+        match self.status {
+            Some(s) => vec![s],
+            None => Status::ALL.to_vec(),
+        }
+    }
+
+    /// Whether index entry `e` is inside the time range and past the
+    /// cursor.
+    pub(crate) fn admits(&self, e: &ListCursor) -> bool {
+        self.changed_since_ms.is_none_or(|t| e.changed_at_ms >= t)
+            && self.changed_before_ms.is_none_or(|t| e.changed_at_ms < t)
+            && self.after.as_ref().is_none_or(|c| match self.order {
+                Order::NewestFirst => e < c,
+                Order::OldestFirst => e > c,
+            })
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionPage {
+    /// The executions, in the query's order.
+    pub executions: Vec<ExecutionRecord>,
+    /// Where the next page starts, when there may be more.
+    pub next: Option<ListCursor>,
+    /// How many index entries the page read (records fetched); what the
+    /// sweep's cost is measured by.
+    pub read: usize,
+}
+
+/// Merges sorted index lists (each already in `order` and admitted by the
+/// query) into the first `limit` entries overall, without duplicates.
+pub(crate) fn merge(lists: Vec<Vec<ListCursor>>, order: Order, limit: usize) -> Vec<ListCursor> {
+    let mut all: Vec<ListCursor> = lists.into_iter().flatten().collect();
+    all.sort_unstable();
+    all.dedup_by(|a, b| a.id == b.id && a.changed_at_ms == b.changed_at_ms);
+    if order == Order::NewestFirst {
+        all.reverse();
+    }
+    all.truncate(limit);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64, id: &str) -> ListCursor {
+        ListCursor {
+            changed_at_ms: ms,
+            id: ExecutionId::new(id).unwrap(),
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_what_they_did_not_make() {
+        let c = at(17, "abc-def");
+        assert_eq!(ListCursor::parse(&c.encode()), Some(c));
+        assert_eq!(ListCursor::parse("x-abc"), None);
+        assert_eq!(ListCursor::parse("17"), None);
+    }
+
+    #[test]
+    fn merging_takes_the_first_entries_of_every_list_in_order() {
+        let lists = vec![
+            vec![at(5, "a"), at(3, "a2"), at(1, "a3")],
+            vec![at(4, "b"), at(3, "b2")],
+        ];
+        let newest = merge(lists.clone(), Order::NewestFirst, 3);
+        assert_eq!(newest, vec![at(5, "a"), at(4, "b"), at(3, "b2")]);
+        let mut oldest: Vec<_> = lists.into_iter().map(|mut l| {
+            l.reverse();
+            l
+        }).collect();
+        oldest.push(vec![at(1, "a3")]);
+        assert_eq!(
+            merge(oldest, Order::OldestFirst, 2),
+            vec![at(1, "a3"), at(3, "a2")]
+        );
+    }
+
+    #[test]
+    fn the_cursor_excludes_itself_and_what_came_before() {
+        let q = ListQuery {
+            after: Some(at(3, "m")),
+            ..ListQuery::default()
+        };
+        assert!(q.admits(&at(3, "l")));
+        assert!(!q.admits(&at(3, "m")));
+        assert!(!q.admits(&at(3, "n")));
+        assert!(!q.admits(&at(4, "a")));
+        let q = ListQuery {
+            order: Order::OldestFirst,
+            changed_before_ms: Some(10),
+            ..q
+        };
+        assert!(q.admits(&at(3, "n")));
+        assert!(!q.admits(&at(10, "z")));
+    }
+}

@@ -1,0 +1,516 @@
+//! The Redis store's indexes: executions by status, and by workflow and
+//! status, ordered by the time of their last status change.
+//!
+//! Layout. Each index list is split over [`BUCKETS`] sorted sets, an
+//! execution going to bucket `fnv1a(id) % BUCKETS`; a bucket's sets share
+//! the hash tag `{ix<b>}`, so a cluster spreads the buckets over its slots
+//! (and nodes) instead of making one hot key, and a read merges the
+//! buckets (see [`crate::store::listing`]):
+//!
+//! - `P:{ix<b>}:<status>`: score = time of the change to that status (ms),
+//!   member = execution id;
+//! - `P:{ix<b>}:<status>:w:<workflow>`: the same per workflow, for every
+//!   status but `running` (running executions are few, bounded by the
+//!   hosts' concurrency, so a workflow's running ones are read from the
+//!   `running` list and filtered; that spares a lookup of the workflow at
+//!   the lease, the hot path);
+//! - `P:indexed`: present once a store written before the indexes existed
+//!   has had them built ([`RedisStore::build`]).
+//!
+//! Consistency. An execution's keys and its index buckets are in
+//! different slots, so one script cannot change both on a cluster.
+//! Instead every status change *enters* the execution under its new status
+//! before the record's script runs, and *settles* (removes it from the
+//! other statuses' lists) after it succeeded. A crash or a refused script
+//! can thus leave an extra, stale entry, never a missing one. A reader
+//! checks each entry against the record it reads anyway, skips a stale one
+//! and removes it once it is older than [`GRACE_MS`] (younger, it may be
+//! a change in flight), only if it is still the entry it read. Counts
+//! ([`RedisStore::counts`]) are the lists' sizes, so a stale entry counts
+//! until a reader removes it.
+
+use std::collections::HashMap;
+
+use futures_util::future::try_join_all;
+
+use redis::Value;
+
+use super::reply::{Meta, Reply};
+use super::{RedisStore, redis_err};
+use crate::execution::{ExecutionRecord, Status};
+use crate::ids::ExecutionId;
+use crate::persist::decode;
+use crate::store::listing::{ExecutionPage, ListCursor, ListQuery, Order, merge};
+use crate::store::{Store, StoreError, now_ms};
+
+/// Sorted sets per index list. Fixed: the bucket of an id is part of the
+/// layout.
+pub(super) const BUCKETS: u32 = 8;
+
+/// How old a stale entry must be before a reader removes it: a younger one
+/// may belong to a status change whose script has not run yet.
+pub(super) const GRACE_MS: u64 = 60_000;
+
+/// Most workflow names kept per host to settle workflow lists without a
+/// lookup; past it the cache starts over.
+const CACHED_WORKFLOWS: usize = 65_536;
+
+/// Removes member ARGV[1] from KEYS[1] if its score is still ARGV[2].
+const REMOVE_IF_SCORE: &str = "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+    if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end \
+    return 1";
+
+fn bucket(id: &ExecutionId) -> u32 {
+    // FNV-1a: stable across builds and platforms, as a layout needs.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.as_str().bytes() {
+        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+    }
+    h % BUCKETS
+}
+
+/// One index list an entry was read from.
+#[derive(Clone)]
+struct List {
+    key: String,
+    status: Status,
+}
+
+impl RedisStore {
+    fn status_key(&self, b: u32, status: Status) -> String {
+        format!("{}:{{ix{b}}}:{}", self.options.prefix, status.as_str())
+    }
+
+    fn workflow_key(&self, b: u32, status: Status, workflow: &str) -> String {
+        format!(
+            "{}:{{ix{b}}}:{}:w:{workflow}",
+            self.options.prefix,
+            status.as_str()
+        )
+    }
+
+    fn indexed_key(&self) -> String {
+        format!("{}:indexed", self.options.prefix)
+    }
+
+    /// Every list of `id` for `status`: its status list, and its workflow
+    /// list unless it is running.
+    fn lists_of(&self, id: &ExecutionId, status: Status, workflow: &str) -> Vec<String> {
+        let b = bucket(id);
+        let mut keys = vec![self.status_key(b, status)];
+        if status != Status::Running {
+            keys.push(self.workflow_key(b, status, workflow));
+        }
+        keys
+    }
+
+    /// Notes the workflow of `id` for settling its lists later.
+    pub(super) fn remember_workflow(&self, id: &ExecutionId, workflow: &str) {
+        let mut cache = self.workflows.lock().expect("workflow cache poisoned");
+        if cache.len() >= CACHED_WORKFLOWS {
+            cache.clear();
+        }
+        cache.insert(id.clone(), workflow.into());
+    }
+
+    /// The workflow of `id`: cached, or read from its record.
+    pub(super) async fn workflow_of(&self, id: &ExecutionId) -> Result<String, StoreError> {
+        if let Some(w) = self.workflows.lock().expect("workflow cache poisoned").get(id) {
+            return Ok(w.to_string());
+        }
+        let meta: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.key("x", id))
+            .arg("meta")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let meta: Meta = decode(&meta.ok_or_else(|| StoreError::NotFound(id.clone()))?)?;
+        self.remember_workflow(id, &meta.workflow);
+        Ok(meta.workflow)
+    }
+
+    /// Enters `id` under `status` (and its workflow's list), now: called
+    /// before the script that changes the record to `status`.
+    pub(super) async fn enter(
+        &self,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+    ) -> Result<(), StoreError> {
+        self.enter_at(id, status, workflow, now_ms()).await
+    }
+
+    async fn enter_at(
+        &self,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for key in self.lists_of(id, status, workflow) {
+            pipe.cmd("ZADD").arg(key).arg(at).arg(id.as_str()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Removes `id` from the lists of every status but `kept` (all with
+    /// `None`): after its record changed to `kept`, or was deleted.
+    pub(super) async fn settle(
+        &self,
+        id: &ExecutionId,
+        kept: Option<Status>,
+        workflow: &str,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for status in Status::ALL.into_iter().filter(|s| Some(*s) != kept) {
+            for key in self.lists_of(id, status, workflow) {
+                pipe.cmd("ZREM").arg(key).arg(id.as_str()).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// [`RedisStore::settle`] in the background, off the caller's path
+    /// (looking the workflow up if it is not known): a lost removal leaves
+    /// a stale entry, which readers drop.
+    pub(super) fn settle_later(&self, id: &ExecutionId, kept: Status, workflow: Option<String>) {
+        let (store, id) = (self.clone(), id.clone());
+        tokio::spawn(async move {
+            let workflow = match workflow {
+                Some(w) => Ok(w),
+                None => store.workflow_of(&id).await,
+            };
+            let settled = match workflow {
+                Ok(w) => store.settle(&id, Some(kept), &w).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = settled {
+                tracing::debug!(%id, "index entries left for readers to drop: {e}");
+            }
+            if kept.is_terminal() {
+                store.forget_workflow(&id);
+            }
+        });
+    }
+
+    fn forget_workflow(&self, id: &ExecutionId) {
+        self.workflows
+            .lock()
+            .expect("workflow cache poisoned")
+            .remove(id);
+    }
+
+    /// Up to `want` entries of one list the query admits, in its order.
+    async fn range(
+        &self,
+        list: &List,
+        query: &ListQuery,
+        want: usize,
+    ) -> Result<Vec<(ListCursor, List)>, StoreError> {
+        let mut lo = query.changed_since_ms.map_or("-inf".into(), |t| t.to_string());
+        let mut hi = query
+            .changed_before_ms
+            .map_or("+inf".into(), |t| format!("({t}"));
+        if let Some(c) = &query.after {
+            // Inclusive at the cursor's time: entries of the same
+            // millisecond on the near side of its id still come.
+            let at = c.changed_at_ms.to_string();
+            match query.order {
+                Order::NewestFirst if query.changed_before_ms.is_none_or(|t| c.changed_at_ms < t) => {
+                    hi = at
+                }
+                Order::OldestFirst if query.changed_since_ms.is_none_or(|t| c.changed_at_ms >= t) => {
+                    lo = at
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let mut cmd = redis::cmd("ZRANGE");
+            cmd.arg(&list.key);
+            match query.order {
+                Order::NewestFirst => cmd.arg(&hi).arg(&lo).arg("BYSCORE").arg("REV"),
+                Order::OldestFirst => cmd.arg(&lo).arg(&hi).arg("BYSCORE"),
+            };
+            let batch = want.max(16);
+            cmd.arg("LIMIT").arg(offset).arg(batch).arg("WITHSCORES");
+            let got: Vec<(String, f64)> = cmd
+                .query_async(&mut self.conn())
+                .await
+                .map_err(redis_err)?;
+            let n = got.len();
+            for (member, score) in got {
+                let Ok(id) = ExecutionId::new(member) else {
+                    continue;
+                };
+                let e = ListCursor {
+                    changed_at_ms: score as u64,
+                    id,
+                };
+                if query.admits(&e) {
+                    out.push((e, list.clone()));
+                    if out.len() == want {
+                        return Ok(out);
+                    }
+                }
+            }
+            // Fewer than asked: the list is read to its end.
+            if n < batch {
+                return Ok(out);
+            }
+            offset += batch;
+        }
+    }
+
+    /// Lists a page (see [`Store::list_page`]).
+    pub(super) async fn page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
+        let limit = query.limit.max(1);
+        let mut lists = Vec::new();
+        for status in query.statuses() {
+            for b in 0..BUCKETS {
+                let key = match &query.workflow {
+                    Some(w) if status != Status::Running => self.workflow_key(b, status, w),
+                    _ => self.status_key(b, status),
+                };
+                lists.push(List { key, status });
+            }
+        }
+        let ranges = try_join_all(lists.iter().map(|l| self.range(l, query, limit + 1))).await?;
+        let mut from: HashMap<ListCursor, List> = HashMap::new();
+        let cursors = ranges
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|(c, l)| {
+                        from.insert(c.clone(), l);
+                        c
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut found = merge(cursors, query.order, limit + 1);
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let records = try_join_all(found.iter().map(|e| async {
+            match self.get_execution(&e.id).await {
+                Ok(r) => Ok(Some(r)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }))
+        .await?;
+        let read = records.len();
+        let mut executions = Vec::new();
+        for (e, rec) in found.iter().zip(records) {
+            let list = &from[e];
+            match rec {
+                Some(rec) if rec.status == list.status => {
+                    if query.workflow.as_ref().is_none_or(|w| *w == rec.workflow) {
+                        executions.push(rec);
+                    }
+                }
+                _ => self.drop_stale(e, list).await?,
+            }
+        }
+        Ok(ExecutionPage {
+            executions,
+            next: if more { found.pop() } else { None },
+            read,
+        })
+    }
+
+    /// A stale entry (its execution has another status, or is gone):
+    /// removed once older than [`GRACE_MS`], if it is still the one read.
+    async fn drop_stale(&self, e: &ListCursor, list: &List) -> Result<(), StoreError> {
+        if e.changed_at_ms + GRACE_MS > now_ms() {
+            return Ok(());
+        }
+        redis::Script::new(REMOVE_IF_SCORE)
+            .key(&list.key)
+            .arg(e.id.as_str())
+            .arg(e.changed_at_ms)
+            .invoke_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Executions per status: the sizes of the status lists (one `ZCARD`
+    /// per list, each routed to its bucket's node).
+    pub(super) async fn counts(&self) -> Result<HashMap<Status, u64>, StoreError> {
+        let sizes = try_join_all(Status::ALL.into_iter().flat_map(|status| {
+            (0..BUCKETS).map(move |b| {
+                let mut conn = self.conn();
+                let key = self.status_key(b, status);
+                async move {
+                    redis::cmd("ZCARD")
+                        .arg(key)
+                        .query_async::<u64>(&mut conn)
+                        .await
+                        .map(|n| (status, n))
+                }
+            })
+        }))
+        .await
+        .map_err(redis_err)?;
+        let mut out = HashMap::new();
+        for (status, n) in sizes {
+            if n > 0 {
+                *out.entry(status).or_insert(0) += n;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes up to `limit` executions that ended before `before_ms`,
+    /// the oldest first, found through the terminal statuses' lists;
+    /// returns how many.
+    pub(super) async fn purge_ended_before(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut due = Vec::new();
+        for status in [Status::Completed, Status::Failed, Status::Cancelled] {
+            let query = ListQuery {
+                status: Some(status),
+                changed_before_ms: Some(before_ms),
+                order: Order::OldestFirst,
+                limit,
+                ..ListQuery::default()
+            };
+            due.extend(self.page(&query).await?.executions);
+        }
+        due.sort_by_key(|r| r.updated_at_ms);
+        due.truncate(limit);
+        let mut deleted = 0;
+        for rec in due {
+            match self.delete_inner(&rec.id, Some(before_ms)).await {
+                Ok(true) => deleted += 1,
+                Ok(false) | Err(StoreError::NotFound(_)) | Err(StoreError::Active { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Runs the delete script for `id`; `before_ms` limits it to executions
+    /// that ended before then. Returns whether it deleted. The index
+    /// entries go after the record, so a failure between leaves stale
+    /// ones, which readers drop.
+    pub(super) async fn delete_inner(
+        &self,
+        id: &ExecutionId,
+        before_ms: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let v: Value = super::scripts::scripts()
+            .delete
+            .key(self.key("x", id))
+            .key(self.key("j", id))
+            .key(self.key("s", id))
+            .key(self.key("sk", id))
+            .key(self.key("sc", id))
+            .key(self.key("b", id))
+            .key(self.key("i", id))
+            .key(self.key("c", id))
+            .arg(before_ms.map(|t| t.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        let reply = Reply::new(v, "delete")?;
+        if reply.tag == "kept" {
+            return Ok(false);
+        }
+        let mut reply = reply.check(id)?;
+        let blobs: Vec<String> = reply.next()?;
+        let meta: Vec<u8> = reply.next()?;
+        let meta: Meta = decode(&meta)?;
+        self.settle(id, None, &meta.workflow).await?;
+        self.forget_workflow(id);
+        self.unref_blobs(&blobs).await?;
+        Ok(true)
+    }
+
+    /// Builds the indexes of a store written before they existed: every
+    /// record (found with `SCAN`, on every primary of a cluster) is entered
+    /// at its last change, `batch` at a time, with progress in the log;
+    /// then `P:indexed` is set and the retention list of earlier versions
+    /// (`P:finished`) dropped. Writes made meanwhile enter themselves, so
+    /// the build can run while hosts work; hosts of earlier versions must
+    /// be stopped first, as they do not keep the indexes. Returns how many
+    /// records it indexed (0 when the store was indexed).
+    pub(super) async fn build(&self, batch: usize) -> Result<usize, StoreError> {
+        let indexed: bool = redis::cmd("EXISTS")
+            .arg(self.indexed_key())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        if indexed {
+            return Ok(0);
+        }
+        let pattern = format!("{}:x:{{*}}", self.options.prefix);
+        let keys = self.conn.scan(&pattern).await?;
+        let total = keys.len();
+        if total > 0 {
+            tracing::info!(total, "building the execution indexes of this store");
+        }
+        let mut done = 0;
+        for chunk in keys.chunks(batch.max(1)) {
+            let records = try_join_all(chunk.iter().filter_map(|key| {
+                let id = key
+                    .rsplit_once('{')
+                    .and_then(|(_, rest)| rest.strip_suffix('}'))
+                    .and_then(|id| ExecutionId::new(id).ok())?;
+                Some(async move {
+                    match self.get_execution(&id).await {
+                        Ok(r) => Ok(Some(r)),
+                        Err(StoreError::NotFound(_)) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+            }))
+            .await?;
+            let records: Vec<ExecutionRecord> = records.into_iter().flatten().collect();
+            try_join_all(records.iter().map(|r| {
+                self.enter_at(&r.id, r.status, &r.workflow, r.updated_at_ms)
+            }))
+            .await?;
+            done += records.len();
+            tracing::info!(done, total, "indexed executions");
+        }
+        redis::cmd("DEL")
+            .arg(format!("{}:finished", self.options.prefix))
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        redis::cmd("SET")
+            .arg(self.indexed_key())
+            .arg(now_ms())
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(redis_err)?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        // The bucket is part of the layout: it must not change.
+        assert_eq!(bucket(&ExecutionId::new("a").unwrap()), 0xe40c292c % BUCKETS);
+        let mut seen = [0u32; BUCKETS as usize];
+        for i in 0..8000 {
+            seen[bucket(&ExecutionId::new(format!("exec-{i}")).unwrap()) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 800), "{seen:?}");
+    }
+}
