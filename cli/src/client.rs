@@ -286,12 +286,9 @@ impl Client {
         Ok(ExitCode::SUCCESS)
     }
 
-    pub async fn ls(
-        &self,
-        workflows: bool,
-        workflow: Option<&str>,
-        status: Option<&str>,
-    ) -> Result<ExitCode> {
+    /// `reprise ls`: one page of executions (every page with `all`), the
+    /// cursor of the next one on stderr.
+    pub async fn ls(&self, workflows: bool, params: ListParams, all: bool) -> Result<ExitCode> {
         if workflows {
             let list = self.client.workflows().await.map_err(|e| self.failed(e))?;
             if self.args.json {
@@ -313,17 +310,20 @@ impl Client {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let params = ListParams {
-            workflow: workflow.map(str::to_string),
-            status: status.map(str::to_string),
-            limit: Some(1000),
-            cursor: None,
+        let (all, next) = if all {
+            let every = self
+                .client
+                .list_all(&params)
+                .await
+                .map_err(|e| self.failed(e))?;
+            (every, None)
+        } else {
+            let page = self.client.list(&params).await.map_err(|e| self.failed(e))?;
+            (page.executions, page.next_cursor)
         };
-        let all = self
-            .client
-            .list_all(&params)
-            .await
-            .map_err(|e| self.failed(e))?;
+        if let Some(next) = &next {
+            eprintln!("more: reprise ls --cursor {next} (or --all)");
+        }
         if self.args.json {
             self.print_json(&all);
             return Ok(ExitCode::SUCCESS);

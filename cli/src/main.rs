@@ -195,7 +195,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List executions (or, with --workflows, deployed workflows).
+    /// List executions, newest first by their last status change, a page
+    /// at a time (or, with --workflows, deployed workflows).
     Ls {
         /// List deployed workflows instead.
         #[arg(long)]
@@ -206,6 +207,18 @@ enum Command {
         /// Only executions with this status.
         #[arg(long)]
         status: Option<String>,
+        /// Executions per page (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after a previous page (the cursor it printed).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Oldest first.
+        #[arg(long)]
+        oldest: bool,
+        /// Every page, not just the first.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -438,11 +451,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             workflows,
             workflow,
             status,
+            limit,
+            cursor,
+            oldest,
+            all,
             client,
         } => {
-            Client::new(client)?
-                .ls(workflows, workflow.as_deref(), status.as_deref())
-                .await
+            let params = reprise_client::ListParams {
+                workflow,
+                status,
+                limit: Some(limit),
+                cursor,
+                order: oldest.then(|| "oldest".to_string()),
+                ..reprise_client::ListParams::default()
+            };
+            Client::new(client)?.ls(workflows, params, all).await
         }
         Command::Cancel {
             id,

@@ -76,7 +76,7 @@ async fn bad_messages_are_dead_lettered_with_the_reason() {
         assert_eq!(letter.fields["deliveries"], "1");
     }
     assert_eq!(calls.total(), 1);
-    assert_eq!(rt.list(None, None).await.unwrap().len(), 1);
+    assert_eq!(rt.store().list_executions(None).await.unwrap().len(), 1);
 }
 
 /// A host dies mid-step (its tasks stop; its message stays pending and its
