@@ -318,7 +318,11 @@ impl Client {
                 .map_err(|e| self.failed(e))?;
             (every, None)
         } else {
-            let page = self.client.list(&params).await.map_err(|e| self.failed(e))?;
+            let page = self
+                .client
+                .list(&params)
+                .await
+                .map_err(|e| self.failed(e))?;
             (page.executions, page.next_cursor)
         };
         if let Some(next) = &next {

@@ -2,7 +2,7 @@
 //! and the merge both backends share.
 //!
 //! Each backend keeps, in the write that changes an execution's status,
-//! an index entry `(changed_at_ms, id)` under its status and under its
+//! an index entry `(time of the change, id)` under its status and under its
 //! workflow and status (the Redis store splits each into buckets, see
 //! `redis/index.rs`). A listing reads one sorted range per index list it
 //! needs (one per status and bucket), each at most a page long, and
@@ -31,23 +31,25 @@ pub enum Order {
 /// A position in a listing: the last execution of the page before.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ListCursor {
-    /// When that execution last changed status, ms since the Unix epoch.
-    pub changed_at_ms: u64,
+    /// When that execution last changed status, µs since the Unix epoch.
+    /// (The embedded store keeps ms; the Redis store numbers the changes of
+    /// each index bucket in µs, strictly increasing.)
+    pub changed_at_us: u64,
     /// Its id.
     pub id: ExecutionId,
 }
 
 impl ListCursor {
-    /// The cursor as the API shows it: `<ms>-<id>`.
+    /// The cursor as the API shows it: `<µs>-<id>`.
     pub fn encode(&self) -> String {
-        format!("{}-{}", self.changed_at_ms, self.id)
+        format!("{}-{}", self.changed_at_us, self.id)
     }
 
     /// A cursor that [`ListCursor::encode`] made.
     pub fn parse(s: &str) -> Option<Self> {
         let (ms, id) = s.split_once('-')?;
         Some(Self {
-            changed_at_ms: ms.parse().ok()?,
+            changed_at_us: ms.parse().ok()?,
             id: ExecutionId::new(id).ok()?,
         })
     }
@@ -99,8 +101,11 @@ impl ListQuery {
     /// Whether index entry `e` is inside the time range and past the
     /// cursor.
     pub(crate) fn admits(&self, e: &ListCursor) -> bool {
-        self.changed_since_ms.is_none_or(|t| e.changed_at_ms >= t)
-            && self.changed_before_ms.is_none_or(|t| e.changed_at_ms < t)
+        self.changed_since_ms
+            .is_none_or(|t| e.changed_at_us >= t.saturating_mul(1000))
+            && self
+                .changed_before_ms
+                .is_none_or(|t| e.changed_at_us < t.saturating_mul(1000))
             && self.after.as_ref().is_none_or(|c| match self.order {
                 Order::NewestFirst => e < c,
                 Order::OldestFirst => e > c,
@@ -125,7 +130,7 @@ pub struct ExecutionPage {
 pub(crate) fn merge(lists: Vec<Vec<ListCursor>>, order: Order, limit: usize) -> Vec<ListCursor> {
     let mut all: Vec<ListCursor> = lists.into_iter().flatten().collect();
     all.sort_unstable();
-    all.dedup_by(|a, b| a.id == b.id && a.changed_at_ms == b.changed_at_ms);
+    all.dedup();
     if order == Order::NewestFirst {
         all.reverse();
     }
@@ -137,9 +142,9 @@ pub(crate) fn merge(lists: Vec<Vec<ListCursor>>, order: Order, limit: usize) -> 
 mod tests {
     use super::*;
 
-    fn at(ms: u64, id: &str) -> ListCursor {
+    fn at(us: u64, id: &str) -> ListCursor {
         ListCursor {
-            changed_at_ms: ms,
+            changed_at_us: us,
             id: ExecutionId::new(id).unwrap(),
         }
     }
@@ -160,10 +165,13 @@ mod tests {
         ];
         let newest = merge(lists.clone(), Order::NewestFirst, 3);
         assert_eq!(newest, vec![at(5, "a"), at(4, "b"), at(3, "b2")]);
-        let mut oldest: Vec<_> = lists.into_iter().map(|mut l| {
-            l.reverse();
-            l
-        }).collect();
+        let mut oldest: Vec<_> = lists
+            .into_iter()
+            .map(|mut l| {
+                l.reverse();
+                l
+            })
+            .collect();
         oldest.push(vec![at(1, "a3")]);
         assert_eq!(
             merge(oldest, Order::OldestFirst, 2),
@@ -183,10 +191,10 @@ mod tests {
         assert!(!q.admits(&at(4, "a")));
         let q = ListQuery {
             order: Order::OldestFirst,
-            changed_before_ms: Some(10),
+            changed_before_ms: Some(1),
             ..q
         };
         assert!(q.admits(&at(3, "n")));
-        assert!(!q.admits(&at(10, "z")));
+        assert!(!q.admits(&at(1000, "z")));
     }
 }

@@ -12,15 +12,18 @@ conformance_tests!(redis_cluster, redis_cluster_store());
 /// Every case of the suite is in `conformance_tests!`'s list, so each runs
 /// on every backend: a case written but left out of the list would
 /// otherwise never run, without a warning. Cases are the `pub async fn`s of
-/// `tests/src/conformance.rs` and `conformance/pages.rs` that take a store.
+/// `tests/src/conformance.rs`, `conformance/pages.rs` and
+/// `conformance/listing.rs` that take a store.
 #[test]
 fn every_case_is_listed() {
     use std::collections::BTreeSet;
     let source = include_str!("../../src/conformance.rs");
     let pages = include_str!("../../src/conformance/pages.rs");
+    let listing = include_str!("../../src/conformance/listing.rs");
     let cases: BTreeSet<&str> = source
         .lines()
         .chain(pages.lines())
+        .chain(listing.lines())
         .filter_map(|l| l.strip_prefix("pub async fn "))
         .filter(|l| l.contains("(store: Arc<dyn Store>)"))
         .filter_map(|l| l.split('(').next())

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::StoreError;
-use crate::store::{ListCursor, ListQuery, Order};
 use crate::runtime::Children;
+use crate::store::{ListCursor, ListQuery, Order};
 
 /// Start an execution.
 ///

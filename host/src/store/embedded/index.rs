@@ -1,10 +1,10 @@
 //! The embedded store's indexes, kept in the transaction that writes the
 //! record they index (so they always agree with the records):
 //!
-//! - `index`: `(scope, changed_at_ms, id)`, one entry under the status
+//! - `index`: `(scope, changed at (ms), id)`, one entry under the status
 //!   scope (`s<code>`) and one under the workflow-and-status scope
 //!   (`w<code>:<workflow>`) per execution;
-//! - `index_positions`: id to `(status code, changed_at_ms)`, where its
+//! - `index_positions`: id to `(status code, changed at)`, where its
 //!   entries are, so a change finds them without a scan;
 //! - `index_counts`: executions per status code;
 //! - `meta`: `indexed` once a store written before the indexes existed
@@ -25,8 +25,8 @@ use super::tables::{EXECUTIONS, db_err};
 use crate::execution::{ExecutionRecord, Status};
 use crate::ids::ExecutionId;
 use crate::persist::decode;
-use crate::store::listing::{ListCursor, ListQuery, Order, merge};
 use crate::store::StoreError;
+use crate::store::listing::{ListCursor, ListQuery, Order, merge};
 
 pub(super) const INDEX: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("index");
 pub(super) const POSITIONS: TableDefinition<&str, (u8, u64)> =
@@ -151,25 +151,38 @@ pub(super) fn entries(
             Some(w) => workflow_scope(status, w),
             None => status_scope(status),
         };
-        let lo = (scope.as_str(), query.changed_since_ms.unwrap_or(0), "");
-        let hi = (scope.as_str(), query.changed_before_ms.unwrap_or(u64::MAX), "");
+        let mut lo = (scope.as_str(), query.changed_since_ms.unwrap_or(0), "");
+        let mut hi = (
+            scope.as_str(),
+            query.changed_before_ms.unwrap_or(u64::MAX),
+            "",
+        );
+        // Seek to the cursor: a deep page costs what the first does.
+        if let Some(c) = &query.after {
+            let at = (scope.as_str(), c.changed_at_us / 1000, c.id.as_str());
+            match query.order {
+                Order::NewestFirst => hi = hi.min(at),
+                Order::OldestFirst => lo = lo.max(at),
+            }
+        }
         if lo >= hi {
             continue;
         }
         let range = index.range(lo..hi).map_err(db_err)?;
         let mut list = Vec::new();
-        let mut push = |row: Result<(redb::AccessGuard<(&str, u64, &str)>, _), redb::StorageError>| {
-            let (k, _) = row.map_err(db_err)?;
-            let (_, at, id) = k.value();
-            let e = ListCursor {
-                changed_at_ms: at,
-                id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        let mut push =
+            |row: Result<(redb::AccessGuard<(&str, u64, &str)>, _), redb::StorageError>| {
+                let (k, _) = row.map_err(db_err)?;
+                let (_, at, id) = k.value();
+                let e = ListCursor {
+                    changed_at_us: at.saturating_mul(1000),
+                    id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                };
+                if query.admits(&e) {
+                    list.push(e);
+                }
+                Ok::<bool, StoreError>(list.len() < limit)
             };
-            if query.admits(&e) {
-                list.push(e);
-            }
-            Ok::<bool, StoreError>(list.len() < limit)
-        };
         match query.order {
             Order::NewestFirst => {
                 for row in range.rev() {
@@ -194,11 +207,7 @@ pub(super) fn entries(
 /// Builds the indexes of a store written before they existed, `batch`
 /// records per transaction, logging progress; returns how many records it
 /// indexed (0 if the store was indexed already).
-pub(super) fn build(
-    db: &redb::Database,
-    durable: bool,
-    batch: usize,
-) -> Result<usize, StoreError> {
+pub(super) fn build(db: &redb::Database, durable: bool, batch: usize) -> Result<usize, StoreError> {
     use super::tables::write;
     let indexed = write(db, durable, |tx| {
         Ok(tx
@@ -213,7 +222,10 @@ pub(super) fn build(
     }
     let total = {
         let tx = db.begin_read().map_err(db_err)?;
-        tx.open_table(EXECUTIONS).map_err(db_err)?.len().map_err(db_err)?
+        tx.open_table(EXECUTIONS)
+            .map_err(db_err)?
+            .len()
+            .map_err(db_err)?
     };
     if total > 0 {
         tracing::info!(total, "building the execution indexes of this store");

@@ -321,7 +321,8 @@ impl Store for EmbeddedStore {
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
             let limit = query.limit.max(1);
-            let mut found = index::entries(&tx.open_table(INDEX).map_err(db_err)?, &query, limit + 1)?;
+            let mut found =
+                index::entries(&tx.open_table(INDEX).map_err(db_err)?, &query, limit + 1)?;
             let more = found.len() > limit;
             found.truncate(limit);
             let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;

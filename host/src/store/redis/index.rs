@@ -55,11 +55,6 @@ pub(super) const GRACE_MS: u64 = 60_000;
 /// lookup; past it the cache starts over.
 const CACHED_WORKFLOWS: usize = 65_536;
 
-/// Removes member ARGV[1] from KEYS[1] if its score is still ARGV[2].
-const REMOVE_IF_SCORE: &str = "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
-    if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end \
-    return 1";
-
 fn bucket(id: &ExecutionId) -> u32 {
     // FNV-1a: stable across builds and platforms, as a layout needs.
     let mut h: u32 = 0x811c_9dc5;
@@ -115,7 +110,12 @@ impl RedisStore {
 
     /// The workflow of `id`: cached, or read from its record.
     pub(super) async fn workflow_of(&self, id: &ExecutionId) -> Result<String, StoreError> {
-        if let Some(w) = self.workflows.lock().expect("workflow cache poisoned").get(id) {
+        if let Some(w) = self
+            .workflows
+            .lock()
+            .expect("workflow cache poisoned")
+            .get(id)
+        {
             return Ok(w.to_string());
         }
         let meta: Option<Vec<u8>> = redis::cmd("HGET")
@@ -129,15 +129,20 @@ impl RedisStore {
         Ok(meta.workflow)
     }
 
-    /// Enters `id` under `status` (and its workflow's list), now: called
-    /// before the script that changes the record to `status`.
+    fn clock_key(&self, b: u32) -> String {
+        format!("{}:{{ix{b}}}:clock", self.options.prefix)
+    }
+
+    /// Enters `id` under `status` (and its workflow's list) at its bucket's
+    /// next time, which it returns: called before the script that changes
+    /// the record to `status`.
     pub(super) async fn enter(
         &self,
         id: &ExecutionId,
         status: Status,
         workflow: &str,
-    ) -> Result<(), StoreError> {
-        self.enter_at(id, status, workflow, now_ms()).await
+    ) -> Result<u64, StoreError> {
+        self.enter_at(id, status, workflow, None).await
     }
 
     async fn enter_at(
@@ -145,40 +150,51 @@ impl RedisStore {
         id: &ExecutionId,
         status: Status,
         workflow: &str,
-        at: u64,
-    ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
+        at_us: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut inv = super::scripts::scripts().index_enter.prepare_invoke();
+        inv.key(self.clock_key(bucket(id)));
         for key in self.lists_of(id, status, workflow) {
-            pipe.cmd("ZADD").arg(key).arg(at).arg(id.as_str()).ignore();
+            inv.key(key);
         }
-        pipe.query_async::<()>(&mut self.conn())
-            .await
-            .map_err(redis_err)
+        inv.arg(id.as_str())
+            .arg(at_us.map(|t| t.to_string()).unwrap_or_default());
+        inv.invoke_async(&mut self.conn()).await.map_err(redis_err)
     }
 
     /// Removes `id` from the lists of every status but `kept` (all with
-    /// `None`): after its record changed to `kept`, or was deleted.
+    /// `None`) where it was entered before `at_us`: after its record changed
+    /// to `kept` (entered at `at_us`), or was deleted.
     pub(super) async fn settle(
         &self,
         id: &ExecutionId,
         kept: Option<Status>,
         workflow: &str,
+        at_us: u64,
     ) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
+        let mut inv = super::scripts::scripts().index_settle.prepare_invoke();
         for status in Status::ALL.into_iter().filter(|s| Some(*s) != kept) {
             for key in self.lists_of(id, status, workflow) {
-                pipe.cmd("ZREM").arg(key).arg(id.as_str()).ignore();
+                inv.key(key);
             }
         }
-        pipe.query_async::<()>(&mut self.conn())
+        inv.arg(id.as_str()).arg(at_us);
+        inv.invoke_async::<()>(&mut self.conn())
             .await
             .map_err(redis_err)
     }
 
     /// [`RedisStore::settle`] in the background, off the caller's path
-    /// (looking the workflow up if it is not known): a lost removal leaves
-    /// a stale entry, which readers drop.
-    pub(super) fn settle_later(&self, id: &ExecutionId, kept: Status, workflow: Option<String>) {
+    /// (looking the workflow up if it is not known). Running late is
+    /// harmless, as it leaves entries of later changes alone; a lost one
+    /// leaves stale entries, which readers drop.
+    pub(super) fn settle_later(
+        &self,
+        id: &ExecutionId,
+        kept: Status,
+        workflow: Option<String>,
+        at_us: u64,
+    ) {
         let (store, id) = (self.clone(), id.clone());
         tokio::spawn(async move {
             let workflow = match workflow {
@@ -186,7 +202,7 @@ impl RedisStore {
                 None => store.workflow_of(&id).await,
             };
             let settled = match workflow {
-                Ok(w) => store.settle(&id, Some(kept), &w).await,
+                Ok(w) => store.settle(&id, Some(kept), &w, at_us).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = settled {
@@ -212,24 +228,20 @@ impl RedisStore {
         query: &ListQuery,
         want: usize,
     ) -> Result<Vec<(ListCursor, List)>, StoreError> {
-        let mut lo = query.changed_since_ms.map_or("-inf".into(), |t| t.to_string());
-        let mut hi = query
-            .changed_before_ms
-            .map_or("+inf".into(), |t| format!("({t}"));
+        // Score bounds in µs: the time range, narrowed to the cursor's time
+        // (inclusive: entries of that time on the near side of its id still
+        // come; `admits` drops the rest).
+        let mut lo = query.changed_since_ms.map(|t| t * 1000);
+        let mut hi = query.changed_before_ms.map(|t| t * 1000 - 1);
         if let Some(c) = &query.after {
-            // Inclusive at the cursor's time: entries of the same
-            // millisecond on the near side of its id still come.
-            let at = c.changed_at_ms.to_string();
+            let at = c.changed_at_us;
             match query.order {
-                Order::NewestFirst if query.changed_before_ms.is_none_or(|t| c.changed_at_ms < t) => {
-                    hi = at
-                }
-                Order::OldestFirst if query.changed_since_ms.is_none_or(|t| c.changed_at_ms >= t) => {
-                    lo = at
-                }
-                _ => {}
+                Order::NewestFirst => hi = Some(hi.map_or(at, |h| h.min(at))),
+                Order::OldestFirst => lo = Some(lo.map_or(at, |l| l.max(at))),
             }
         }
+        let lo = lo.map_or("-inf".into(), |t| t.to_string());
+        let hi = hi.map_or("+inf".into(), |t| t.to_string());
         let mut out = Vec::new();
         let mut offset = 0;
         loop {
@@ -241,17 +253,15 @@ impl RedisStore {
             };
             let batch = want.max(16);
             cmd.arg("LIMIT").arg(offset).arg(batch).arg("WITHSCORES");
-            let got: Vec<(String, f64)> = cmd
-                .query_async(&mut self.conn())
-                .await
-                .map_err(redis_err)?;
+            let got: Vec<(String, f64)> =
+                cmd.query_async(&mut self.conn()).await.map_err(redis_err)?;
             let n = got.len();
             for (member, score) in got {
                 let Ok(id) = ExecutionId::new(member) else {
                     continue;
                 };
                 let e = ListCursor {
-                    changed_at_ms: score as u64,
+                    changed_at_us: score as u64,
                     id,
                 };
                 if query.admits(&e) {
@@ -329,13 +339,14 @@ impl RedisStore {
     /// A stale entry (its execution has another status, or is gone):
     /// removed once older than [`GRACE_MS`], if it is still the one read.
     async fn drop_stale(&self, e: &ListCursor, list: &List) -> Result<(), StoreError> {
-        if e.changed_at_ms + GRACE_MS > now_ms() {
+        if e.changed_at_us / 1000 + GRACE_MS > now_ms() {
             return Ok(());
         }
-        redis::Script::new(REMOVE_IF_SCORE)
+        super::scripts::scripts()
+            .index_drop
             .key(&list.key)
             .arg(e.id.as_str())
-            .arg(e.changed_at_ms)
+            .arg(e.changed_at_us)
             .invoke_async::<()>(&mut self.conn())
             .await
             .map_err(redis_err)
@@ -431,7 +442,7 @@ impl RedisStore {
         let blobs: Vec<String> = reply.next()?;
         let meta: Vec<u8> = reply.next()?;
         let meta: Meta = decode(&meta)?;
-        self.settle(id, None, &meta.workflow).await?;
+        self.settle(id, None, &meta.workflow, u64::MAX).await?;
         self.forget_workflow(id);
         self.unref_blobs(&blobs).await?;
         Ok(true)
@@ -478,7 +489,7 @@ impl RedisStore {
             .await?;
             let records: Vec<ExecutionRecord> = records.into_iter().flatten().collect();
             try_join_all(records.iter().map(|r| {
-                self.enter_at(&r.id, r.status, &r.workflow, r.updated_at_ms)
+                self.enter_at(&r.id, r.status, &r.workflow, Some(r.updated_at_ms * 1000))
             }))
             .await?;
             done += records.len();
@@ -506,7 +517,10 @@ mod tests {
     #[test]
     fn buckets_are_stable_and_spread() {
         // The bucket is part of the layout: it must not change.
-        assert_eq!(bucket(&ExecutionId::new("a").unwrap()), 0xe40c292c % BUCKETS);
+        assert_eq!(
+            bucket(&ExecutionId::new("a").unwrap()),
+            0xe40c292c % BUCKETS
+        );
         let mut seen = [0u32; BUCKETS as usize];
         for i in 0..8000 {
             seen[bucket(&ExecutionId::new(format!("exec-{i}")).unwrap()) as usize] += 1;

@@ -242,7 +242,8 @@ impl Store for RedisStore {
             stream: record.stream,
             parent: record.parent.clone(),
         });
-        self.enter(&record.id, record.status, &record.workflow)
+        let at = self
+            .enter(&record.id, record.status, &record.workflow)
             .await?;
         let mut inv = scripts().create.prepare_invoke();
         inv.key(self.key("x", &record.id))
@@ -273,6 +274,9 @@ impl Store for RedisStore {
             _ => {
                 reply.check(&record.id)?;
                 self.remember_workflow(&record.id, &record.workflow);
+                // A record created with an id used before (and deleted)
+                // may have entries left in other lists.
+                self.settle_later(&record.id, record.status, Some(record.workflow.clone()), at);
                 Ok(Created::New)
             }
         }
@@ -336,7 +340,7 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<(Lease, Snapshot), StoreError> {
-        self.enter(id, Status::Running, "").await?;
+        let at = self.enter(id, Status::Running, "").await?;
         let v: Value = scripts()
             .acquire_load
             .key(self.key("x", id))
@@ -360,6 +364,7 @@ impl Store for RedisStore {
             id,
             Status::Running,
             Some(snapshot.record.workflow.clone()),
+            at,
         );
         Ok((lease, snapshot))
     }
@@ -390,7 +395,7 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        self.enter(id, Status::Running, "").await?;
+        let at = self.enter(id, Status::Running, "").await?;
         let v: Value = scripts()
             .acquire
             .key(self.key("x", id))
@@ -405,7 +410,7 @@ impl Store for RedisStore {
             token: reply.next()?,
             expires_at_ms: reply.next()?,
         };
-        self.settle_later(id, Status::Running, None);
+        self.settle_later(id, Status::Running, None, at);
         Ok(lease)
     }
 
@@ -512,7 +517,7 @@ impl Store for RedisStore {
             _ => Vec::new(),
         };
         let workflow = self.workflow_of(id).await?;
-        self.enter(id, Status::Suspended, &workflow).await?;
+        let at = self.enter(id, Status::Suspended, &workflow).await?;
         let mut invocation = scripts().suspend.prepare_invoke();
         invocation
             .key(self.key("x", id))
@@ -529,7 +534,7 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         let mut reply = Reply::new(v, "suspend")?.check(id)?;
-        self.settle_later(id, Status::Suspended, Some(workflow));
+        self.settle_later(id, Status::Suspended, Some(workflow), at);
         Ok(if reply.next::<i64>()? == 1 {
             Suspended::Ready
         } else {
@@ -545,7 +550,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let status = outcome.status();
         let workflow = self.workflow_of(id).await?;
-        self.enter(id, status, &workflow).await?;
+        let at = self.enter(id, status, &workflow).await?;
         let v: Value = scripts()
             .finish
             .key(self.key("x", id))
@@ -556,13 +561,13 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         Reply::new(v, "finish")?.check(id)?;
-        self.settle_later(id, status, Some(workflow));
+        self.settle_later(id, status, Some(workflow), at);
         Ok(())
     }
 
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
         let workflow = self.workflow_of(id).await?;
-        self.enter(id, Status::Suspended, &workflow).await?;
+        let at = self.enter(id, Status::Suspended, &workflow).await?;
         let v: Value = scripts()
             .release
             .key(self.key("x", id))
@@ -572,7 +577,7 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         Reply::new(v, "release lease")?.check(id)?;
-        self.settle_later(id, Status::Suspended, Some(workflow));
+        self.settle_later(id, Status::Suspended, Some(workflow), at);
         Ok(())
     }
 
@@ -702,7 +707,7 @@ impl Store for RedisStore {
 
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
         let workflow = self.workflow_of(id).await?;
-        self.enter(id, Status::Cancelled, &workflow).await?;
+        let at = self.enter(id, Status::Cancelled, &workflow).await?;
         let v: Value = scripts()
             .cancel
             .key(self.key("x", id))
@@ -712,7 +717,7 @@ impl Store for RedisStore {
             .await
             .map_err(redis_err)?;
         let record = Reply::new(v, "cancel")?.check(id)?.record()?;
-        self.settle_later(id, Status::Cancelled, Some(workflow));
+        self.settle_later(id, Status::Cancelled, Some(workflow), at);
         Ok(record)
     }
 }

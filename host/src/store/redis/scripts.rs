@@ -76,6 +76,13 @@ const BLOB_COMMIT: &str = include_str!("lua/blob_commit.lua");
 /// Returns the version number and the encoded current version.
 const DEPLOY: &str = include_str!("lua/deploy.lua");
 
+/// The index lists of one bucket (see `index.rs`): entering an execution
+/// at the bucket's next time, settling the lists it left, a reader
+/// dropping a stale entry.
+const INDEX_ENTER: &str = include_str!("lua/index_enter.lua");
+const INDEX_SETTLE: &str = include_str!("lua/index_settle.lua");
+const INDEX_DROP: &str = include_str!("lua/index_drop.lua");
+
 /// The scripts, compiled (hashed) once per process.
 pub(super) struct Scripts {
     pub(super) create: Script,
@@ -99,6 +106,9 @@ pub(super) struct Scripts {
     pub(super) blob_unref: Script,
     pub(super) blob_commit: Script,
     pub(super) deploy: Script,
+    pub(super) index_enter: Script,
+    pub(super) index_settle: Script,
+    pub(super) index_drop: Script,
 }
 
 pub(super) fn scripts() -> &'static Scripts {
@@ -127,6 +137,9 @@ pub(super) fn scripts() -> &'static Scripts {
             blob_unref: Script::new(BLOB_UNREF),
             blob_commit: Script::new(BLOB_COMMIT),
             deploy: Script::new(DEPLOY),
+            index_enter: Script::new(INDEX_ENTER),
+            index_settle: Script::new(INDEX_SETTLE),
+            index_drop: Script::new(INDEX_DROP),
         }
     })
 }

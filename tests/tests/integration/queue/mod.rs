@@ -360,7 +360,10 @@ async fn the_queue_works_on_a_redis_cluster() {
     .await;
     assert_eq!(rec.invocations, 2, "the timer fired more than once");
     // Every execution is listed, and the keys are spread over the nodes.
-    assert_eq!(hosts[1].store().list_executions(None).await.unwrap().len(), 9);
+    assert_eq!(
+        hosts[1].store().list_executions(None).await.unwrap().len(),
+        9
+    );
     for node in &cluster.nodes {
         let keys: u64 = node.cli(&["DBSIZE"]).parse().unwrap();
         assert!(keys > 0, "a node holds no keys");
