@@ -384,7 +384,8 @@ async fn password_urls_connect_and_a_wrong_password_is_refused() {
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
 }
 
-/// A cancelled execution keeps its outcome until deleted.
+/// A cancelled execution keeps its outcome until purged, and the purge
+/// leaves nothing of it, in its keys or in the index lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_executions_are_indexed_for_retention() {
     let server = RedisServer::start();
@@ -402,11 +403,108 @@ async fn finished_executions_are_indexed_for_retention() {
         .unwrap();
     let rec = store.cancel(&id).await.unwrap();
     assert_eq!(rec.outcome, Some(Outcome::Cancelled));
-    let indexed = server.cli(&["ZRANGE", "reprise:finished", "0", "-1"]);
-    assert_eq!(indexed, "gone");
+    let cancelled = store
+        .list_executions(Some(Status::Cancelled))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
     assert_eq!(store.purge_finished(now_ms() + 1, 10).await.unwrap(), 1);
-    assert_eq!(server.cli(&["ZCARD", "reprise:finished"]), "0");
-    assert_eq!(server.cli(&["DBSIZE"]), "0", "nothing of it is left");
+    // What is left is the store's own bookkeeping: the marker that it is
+    // indexed and the clock of the execution's index bucket.
+    let mut keys: Vec<String> = server
+        .cli(&["KEYS", "*"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys[0] == "reprise:indexed" && keys[1].ends_with(":clock"),
+        "{keys:?}"
+    );
+}
+
+/// A store written before the indexes existed (records, and the retention
+/// list of that version) gets them built when a host connects: every
+/// execution is listed under its status and workflow, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_before_the_indexes_gets_them_on_connect() {
+    let server = RedisServer::start();
+    let store = server.store().await;
+    let mut by_status = std::collections::HashMap::new();
+    for i in 0..30 {
+        let id = ExecutionId::new(format!("old-{i}")).unwrap();
+        let wf = if i % 2 == 0 { "even" } else { "odd" };
+        store
+            .create_execution(&ExecutionRecord::new(
+                id.clone(),
+                wf.into(),
+                Digest::of(b"c"),
+                vec![],
+                now_ms(),
+            ))
+            .await
+            .unwrap();
+        match i % 3 {
+            0 => {
+                store.cancel(&id).await.unwrap();
+            }
+            1 => {
+                store
+                    .acquire_lease(&id, "h", std::time::Duration::from_secs(30))
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+        let status = store.get_execution(&id).await.unwrap().status;
+        by_status.entry(status).or_insert_with(Vec::new).push(id);
+    }
+    // Back to the earlier layout: no index lists, no marker, and the
+    // retention list that version kept.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for key in server.cli(&["KEYS", "*ix*"]).lines() {
+        server.cli(&["DEL", key]);
+    }
+    server.cli(&["DEL", "reprise:indexed"]);
+    server.cli(&["ZADD", "reprise:finished", "1", "old-0"]);
+    assert!(
+        store
+            .list_executions(Some(Status::Cancelled))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let store = server.store().await;
+    for (status, ids) in &by_status {
+        let mut listed: Vec<_> = store
+            .list_executions(Some(*status))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        listed.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(listed, expected, "{status}");
+    }
+    let odd = store
+        .list_page(&reprise_host::store::ListQuery {
+            workflow: Some("odd".into()),
+            status: Some(Status::Suspended),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!odd.executions.is_empty());
+    assert!(odd.executions.iter().all(|r| r.workflow == "odd"));
+    assert_eq!(server.cli(&["EXISTS", "reprise:finished"]), "0");
+    assert_eq!(server.cli(&["EXISTS", "reprise:indexed"]), "1");
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 30);
 }
 
 /// `rediss://` works against a TLS-only Redis whose certificate is signed by
