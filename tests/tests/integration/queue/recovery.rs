@@ -292,3 +292,64 @@ async fn the_sweep_queues_an_execution_without_a_message() {
     let rec = ended(&rt, "orphan").await;
     assert_eq!(result::<Value>(&rec)["steps"], 3);
 }
+
+/// The sweep reads only its candidates through the index: with 100,000
+/// finished executions in the store, it reads the few that may need
+/// rescue, and they run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_reads_only_its_candidates() {
+    use futures_util::StreamExt;
+    let server = RedisServer::start();
+    let calls = Calls::default();
+    let store = server.store().await;
+    let rt0 = Runtime::new(
+        engine(),
+        Arc::new(store.clone()),
+        counting_tools(&calls),
+        config("setup"),
+    );
+    deploy(&rt0, "steps").await;
+    let digest = rt0.deployments().await.unwrap()[0].digest;
+    drop(rt0);
+    let record = |id: String| {
+        ExecutionRecord::new(
+            ExecutionId::new(id).unwrap(),
+            "steps".into(),
+            digest,
+            encode(&json!({"n": 1})),
+            reprise_host::store::now_ms(),
+        )
+    };
+    futures_util::stream::iter(0..100_000)
+        .map(|i| {
+            let store = store.clone();
+            let mut rec = record(format!("done-{i}"));
+            rec.status = Status::Completed;
+            rec.outcome = Some(reprise_host::execution::Outcome::Completed(vec![]));
+            async move { store.create_execution(&rec).await.unwrap() }
+        })
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await;
+    for i in 0..3 {
+        store
+            .create_execution(&record(format!("orphan-{i}")))
+            .await
+            .unwrap();
+    }
+    let opts = QueueOptions {
+        claim_after: Duration::from_millis(300),
+        ..options()
+    };
+    let rt = host(&server, counting_tools(&calls), config("a"), opts).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let swept = rt.sweep().await.unwrap().expect("a host with a queue sweeps");
+    // A scan would read 100,003 records.
+    assert!(swept.read <= 3, "{swept:?}");
+    assert!(swept.queued <= swept.read, "{swept:?}");
+    for i in 0..3 {
+        ended(&rt, &format!("orphan-{i}")).await;
+    }
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(counts.get(&Status::Completed), Some(&100_003));
+}
