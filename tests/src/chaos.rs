@@ -422,6 +422,25 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
             assert_eq!(v["e"], e as u64, "{id}: entry {k} of another execution");
         }
     }
+    // The index agrees with the records: every execution is listed once,
+    // under its status (completed), and no other status lists one; the
+    // completed count is exact (a host killed between a change and its
+    // settling can leave an entry in another list, which readers skip).
+    let listed = store.list_executions(None).await.unwrap();
+    let listed_ids: HashSet<ExecutionId> = listed.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(listed.len(), listed_ids.len(), "an execution is listed twice");
+    let all: HashSet<ExecutionId> = checked
+        .iter()
+        .map(|(_, id)| id.clone())
+        .chain(parent_ids.iter().cloned())
+        .collect();
+    assert_eq!(listed_ids, all, "the index lists other executions than there are");
+    for status in [Status::Running, Status::Suspended, Status::Failed, Status::Cancelled] {
+        let other = store.list_executions(Some(status)).await.unwrap();
+        assert!(other.is_empty(), "{status}: {other:?}");
+    }
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(counts.get(&Status::Completed), Some(&(all.len() as u64)));
     // Every side effect applied, once per key.
     let seen = effects.lock().unwrap().seen.clone();
     let want: HashSet<String> = checked
