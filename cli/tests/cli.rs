@@ -140,6 +140,38 @@ fn signal_status_journal_and_ls() {
             .any(|l| l.starts_with("s1 ") && l.contains("suspended") && l.contains("approve")),
         "{listing}"
     );
+    // A page at a time, newest first, the next page's cursor on stderr.
+    let out = client(
+        &host,
+        &[
+            "start",
+            "sequential",
+            "--id",
+            "q1",
+            "--input",
+            r#"{"user_id":1}"#,
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = client(&host, &["ls", "--limit", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("q1 ")), "{stdout}");
+    assert!(!stdout.contains("s1 "), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cursor = stderr
+        .split("--cursor ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no cursor in {stderr}"));
+    let out = client(&host, &["ls", "--limit", "1", "--cursor", cursor]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("s1 ")), "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("--cursor"));
+    let out = client(&host, &["ls", "--status", "completed", "--all", "--json"]);
+    let completed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(completed.as_array().unwrap().len(), 1, "{completed}");
     let out = client(&host, &["ls", "--workflows", "--json"]);
     let workflows: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(workflows["workflows"].as_array().unwrap().len(), 2);

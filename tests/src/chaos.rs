@@ -428,14 +428,26 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
     // settling can leave an entry in another list, which readers skip).
     let listed = store.list_executions(None).await.unwrap();
     let listed_ids: HashSet<ExecutionId> = listed.iter().map(|r| r.id.clone()).collect();
-    assert_eq!(listed.len(), listed_ids.len(), "an execution is listed twice");
+    assert_eq!(
+        listed.len(),
+        listed_ids.len(),
+        "an execution is listed twice"
+    );
     let all: HashSet<ExecutionId> = checked
         .iter()
         .map(|(_, id)| id.clone())
         .chain(parent_ids.iter().cloned())
         .collect();
-    assert_eq!(listed_ids, all, "the index lists other executions than there are");
-    for status in [Status::Running, Status::Suspended, Status::Failed, Status::Cancelled] {
+    assert_eq!(
+        listed_ids, all,
+        "the index lists other executions than there are"
+    );
+    for status in [
+        Status::Running,
+        Status::Suspended,
+        Status::Failed,
+        Status::Cancelled,
+    ] {
         let other = store.list_executions(Some(status)).await.unwrap();
         assert!(other.is_empty(), "{status}: {other:?}");
     }

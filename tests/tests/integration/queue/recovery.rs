@@ -343,7 +343,11 @@ async fn the_sweep_reads_only_its_candidates() {
     };
     let rt = host(&server, counting_tools(&calls), config("a"), opts).await;
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let swept = rt.sweep().await.unwrap().expect("a host with a queue sweeps");
+    let swept = rt
+        .sweep()
+        .await
+        .unwrap()
+        .expect("a host with a queue sweeps");
     // A scan would read 100,003 records.
     assert!(swept.read <= 3, "{swept:?}");
     assert!(swept.queued <= swept.read, "{swept:?}");
