@@ -121,6 +121,24 @@ async fn scale() {
                 .filter_map(|v| v.trim().parse::<f64>().ok())
                 .sum::<f64>()
         };
+        // Redis work per step: commands (those scripts run count too),
+        // bytes in and out, memory kept.
+        let stat = |section: &str, field: &str| -> f64 {
+            redis
+                .cli(&["INFO", section])
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{field}:")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let redis_work = || {
+            (
+                stat("stats", "total_commands_processed"),
+                stat("stats", "total_net_input_bytes") + stat("stats", "total_net_output_bytes"),
+                stat("memory", "used_memory"),
+            )
+        };
+        let work_before = redis_work();
         let (hosts_before, redis_before) = (cpu(&fleet), redis_cpu());
         // Producers in a pipeline of 500 XADDs (plain stream fields), so the
         // producer is not what is measured.
@@ -170,6 +188,8 @@ async fn scale() {
         let rate = total as f64 / secs;
         let hosts_cores = (cpu(&fleet) - hosts_before) / secs;
         let redis_cores = (redis_cpu() - redis_before) / secs;
+        let work_after = redis_work();
+        let steps = total as f64 * 10.0;
         let base = *one.get_or_insert(rate);
         println!(
             "scale (appendfsync {fsync}): {hosts} host(s): {total} workflows of 10 steps in {:.2}s: {rate:.0} workflows/s \
@@ -177,6 +197,15 @@ async fn scale() {
             began.elapsed().as_secs_f64(),
             rate * 10.0,
             rate / base
+        );
+        println!(
+            "  per step: host CPU {:.1} us, Redis CPU {:.1} us, {:.1} Redis commands, {:.0} bytes over the wire; \
+             Redis memory {:.0} B per finished workflow",
+            hosts_cores * secs / steps * 1e6,
+            redis_cores * secs / steps * 1e6,
+            (work_after.0 - work_before.0) / steps,
+            (work_after.1 - work_before.1) / steps,
+            (work_after.2 - work_before.2) / total as f64,
         );
     }
 }

@@ -21,12 +21,12 @@ use redb::{
     WriteTransaction,
 };
 
-use super::tables::{EXECUTIONS, db_err};
+use super::tables::{EXECUTIONS, db_err, read_record, remove_rows};
 use crate::execution::{ExecutionRecord, Status};
 use crate::ids::ExecutionId;
 use crate::persist::decode;
 use crate::store::StoreError;
-use crate::store::listing::{ListCursor, ListQuery, Order, merge};
+use crate::store::listing::{ExecutionPage, ListCursor, ListQuery, Order, merge};
 
 pub(super) const INDEX: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("index");
 pub(super) const POSITIONS: TableDefinition<&str, (u8, u64)> =
@@ -202,6 +202,60 @@ pub(super) fn entries(
         lists.push(list);
     }
     Ok(merge(lists, query.order, limit))
+}
+
+/// A page of executions (see [`crate::store::Store::list_page`]), in one
+/// read transaction, so the records agree with the index.
+pub(super) fn page(tx: &ReadTransaction, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
+    let limit = query.limit.max(1);
+    let mut found = entries(&tx.open_table(INDEX).map_err(db_err)?, query, limit + 1)?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+    let executions = found
+        .iter()
+        .map(|e| read_record(&execs, &e.id))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ExecutionPage {
+        read: executions.len(),
+        executions,
+        next: if more { found.pop() } else { None },
+    })
+}
+
+/// Deletes up to `limit` executions that ended before `before_ms`, the
+/// oldest of each terminal status first, found through the index: a purge
+/// reads what it deletes. Returns how many.
+pub(super) fn purge(
+    tx: &WriteTransaction,
+    before_ms: u64,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let mut due = Vec::new();
+    for status in [Status::Completed, Status::Failed, Status::Cancelled] {
+        let query = ListQuery {
+            status: Some(status),
+            changed_before_ms: Some(before_ms),
+            order: Order::OldestFirst,
+            limit,
+            ..ListQuery::default()
+        };
+        due.extend(entries(
+            &tx.open_table(INDEX).map_err(db_err)?,
+            &query,
+            limit,
+        )?);
+    }
+    due.sort_unstable();
+    due.truncate(limit);
+    let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+    for e in &due {
+        let rec = read_record(&execs, &e.id)?;
+        execs.remove(e.id.as_str()).map_err(db_err)?;
+        unindex(tx, &e.id, &rec.workflow)?;
+        remove_rows(tx, &e.id)?;
+    }
+    Ok(due.len())
 }
 
 /// Builds the indexes of a store written before they existed, `batch`

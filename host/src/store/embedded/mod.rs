@@ -26,7 +26,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{
     Created, Delivered, DeploymentVersion, ExecutionPage, ItemsPage, JournalSlice, ListQuery,
-    Order, Store, StoreError, Suspended, now_ms,
+    Store, StoreError, Suspended, now_ms,
 };
 use crate::execution::{
     ConsumerSession, ExecutionRecord, Lease, Outcome, SignalRecord, Snapshot, Status, Wait,
@@ -318,25 +318,8 @@ impl Store for EmbeddedStore {
 
     async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
         let query = query.clone();
-        self.run(move |db, _| {
-            let tx = db.begin_read().map_err(db_err)?;
-            let limit = query.limit.max(1);
-            let mut found =
-                index::entries(&tx.open_table(INDEX).map_err(db_err)?, &query, limit + 1)?;
-            let more = found.len() > limit;
-            found.truncate(limit);
-            let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-            let executions = found
-                .iter()
-                .map(|e| read_record(&execs, &e.id))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(ExecutionPage {
-                read: executions.len(),
-                executions,
-                next: if more { found.pop() } else { None },
-            })
-        })
-        .await
+        self.run(move |db, _| index::page(&db.begin_read().map_err(db_err)?, &query))
+            .await
     }
 
     async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
@@ -365,35 +348,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
-        self.run(move |db, d| {
-            write(db, d, |tx| {
-                // The oldest ended executions of each terminal status,
-                // through the index: a purge reads what it deletes.
-                let mut due = Vec::new();
-                for status in [Status::Completed, Status::Failed, Status::Cancelled] {
-                    let query = ListQuery {
-                        status: Some(status),
-                        changed_before_ms: Some(before_ms),
-                        order: Order::OldestFirst,
-                        limit,
-                        ..ListQuery::default()
-                    };
-                    let index = tx.open_table(INDEX).map_err(db_err)?;
-                    due.extend(index::entries(&index, &query, limit)?);
-                }
-                due.sort_unstable();
-                due.truncate(limit);
-                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-                for e in &due {
-                    let rec = read_record(&execs, &e.id)?;
-                    execs.remove(e.id.as_str()).map_err(db_err)?;
-                    unindex(tx, &e.id, &rec.workflow)?;
-                    remove_rows(tx, &e.id)?;
-                }
-                Ok(due.len())
-            })
-        })
-        .await
+        self.run(move |db, d| write(db, d, |tx| index::purge(tx, before_ms, limit)))
+            .await
     }
 
     async fn acquire_lease(

@@ -50,26 +50,9 @@ mod reply;
 mod scripts;
 
 use reply::{Meta, Reply, parse_session};
-use scripts::scripts;
+use scripts::{scripts, waited_names};
 
 /// A Redis error as a store error (see [`RedisFailure`]).
-/// The signal names a suspended execution waits for, as its `ws` field
-/// keeps them, each between NULs: what the `signal` script looks a name up
-/// in. A name holding a NUL could match across two names; that wakes the
-/// execution for nothing (it finds no signal of its names and suspends
-/// again), it never misses a wake.
-fn waited_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let mut ws = String::new();
-    for name in names {
-        if ws.is_empty() {
-            ws.push('\0');
-        }
-        ws.push_str(name);
-        ws.push('\0');
-    }
-    ws
-}
-
 fn redis_err(e: RedisError) -> StoreError {
     RedisFailure::from(e).into()
 }

@@ -143,3 +143,20 @@ pub(super) fn scripts() -> &'static Scripts {
         }
     })
 }
+
+/// The signal names a suspended execution waits for, as its `ws` field
+/// keeps them, each between NULs: what the `signal` script looks a name up
+/// in. A name holding a NUL could match across two names; that wakes the
+/// execution for nothing (it finds no signal of its names and suspends
+/// again), it never misses a wake.
+pub(super) fn waited_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut ws = String::new();
+    for name in names {
+        if ws.is_empty() {
+            ws.push('\0');
+        }
+        ws.push_str(name);
+        ws.push('\0');
+    }
+    ws
+}
