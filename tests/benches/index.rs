@@ -105,6 +105,23 @@ async fn list_over_http(store: Arc<dyn Store>) -> (f64, f64) {
     percentiles(samples)
 }
 
+/// Times `Store::list_page` of 100 suspended executions (what the HTTP
+/// listing reads); returns p50 and p99 in ms.
+async fn list_in_store(store: &dyn Store) -> (f64, f64) {
+    let query = ListQuery {
+        status: Some(Status::Suspended),
+        limit: 100,
+        ..ListQuery::default()
+    };
+    let mut samples = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        assert_eq!(store.list_page(&query).await.unwrap().executions.len(), 100);
+        samples.push(t.elapsed());
+    }
+    percentiles(samples)
+}
+
 /// What the sweep reads: suspended and running executions unchanged for a
 /// while, oldest first, a page of 500 at a time. Returns the time and the
 /// records read.
@@ -182,8 +199,9 @@ async fn redis_size(n: usize) {
     let (sweep, read) = sweep_read(store.as_ref()).await;
     let sweep_commands = info_field(&server, "stats", "total_commands_processed") - commands - 1;
     let (p50, p99) = list_over_http(store.clone()).await;
+    let (s50, s99) = list_in_store(store.as_ref()).await;
     println!(
-        "Redis {n:>8}: list suspended p50 {p50:>6.2} ms p99 {p99:>6.2} ms | sweep {:>7.1} ms, \
+        "Redis {n:>8}: list suspended p50 {p50:>6.2} ms p99 {p99:>6.2} ms (store {s50:.2}/{s99:.2}) | sweep {:>7.1} ms, \
          {read} read, {sweep_commands} commands | index {:>5.1} B/execution, Redis {:>6.1} B/execution \
          | populated in {:.1} s",
         sweep.as_secs_f64() * 1e3,
@@ -225,9 +243,10 @@ async fn file_size(n: usize) {
     assert_eq!(counts.values().sum::<u64>(), n as u64, "{counts:?}");
     let (sweep, read) = sweep_read(store.as_ref()).await;
     let (p50, p99) = list_over_http(store.clone()).await;
+    let (s50, s99) = list_in_store(store.as_ref()).await;
     let size = std::fs::metadata(&path).unwrap().len();
     println!(
-        "file  {n:>8}: list suspended p50 {p50:>6.2} ms p99 {p99:>6.2} ms | sweep {:>7.1} ms, \
+        "file  {n:>8}: list suspended p50 {p50:>6.2} ms p99 {p99:>6.2} ms (store {s50:.2}/{s99:.2}) | sweep {:>7.1} ms, \
          {read} read | file {:>6.1} B/execution | index built on open in {:.1} s",
         sweep.as_secs_f64() * 1e3,
         size as f64 / n as f64,
