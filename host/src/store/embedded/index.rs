@@ -169,33 +169,22 @@ pub(super) fn entries(
             continue;
         }
         let range = index.range(lo..hi).map_err(db_err)?;
+        let rows: Box<dyn Iterator<Item = _>> = match query.order {
+            Order::NewestFirst => Box::new(range.rev()),
+            Order::OldestFirst => Box::new(range),
+        };
         let mut list = Vec::new();
-        let mut push =
-            |row: Result<(redb::AccessGuard<(&str, u64, &str)>, _), redb::StorageError>| {
-                let (k, _) = row.map_err(db_err)?;
-                let (_, at, id) = k.value();
-                let e = ListCursor {
-                    changed_at_us: at.saturating_mul(1000),
-                    id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                };
-                if query.admits(&e) {
-                    list.push(e);
-                }
-                Ok::<bool, StoreError>(list.len() < limit)
+        for row in rows {
+            let (k, _) = row.map_err(db_err)?;
+            let (_, at, id) = k.value();
+            let e = ListCursor {
+                changed_at_us: at.saturating_mul(1000),
+                id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             };
-        match query.order {
-            Order::NewestFirst => {
-                for row in range.rev() {
-                    if !push(row)? {
-                        break;
-                    }
-                }
-            }
-            Order::OldestFirst => {
-                for row in range {
-                    if !push(row)? {
-                        break;
-                    }
+            if query.admits(&e) {
+                list.push(e);
+                if list.len() == limit {
+                    break;
                 }
             }
         }
