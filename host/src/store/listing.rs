@@ -98,6 +98,19 @@ impl ListQuery {
         }
     }
 
+    /// What retention reads: for each terminal status, up to `limit` of
+    /// its executions whose status last changed before `before_ms`, oldest
+    /// first.
+    pub(crate) fn expired(before_ms: u64, limit: usize) -> [ListQuery; 3] {
+        [Status::Completed, Status::Failed, Status::Cancelled].map(|status| ListQuery {
+            status: Some(status),
+            changed_before_ms: Some(before_ms),
+            order: Order::OldestFirst,
+            limit,
+            ..ListQuery::default()
+        })
+    }
+
     /// Whether index entry `e` is inside the time range and past the
     /// cursor.
     pub(crate) fn admits(&self, e: &ListCursor) -> bool {

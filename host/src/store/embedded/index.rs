@@ -221,14 +221,7 @@ pub(super) fn purge(
     limit: usize,
 ) -> Result<usize, StoreError> {
     let mut due = Vec::new();
-    for status in [Status::Completed, Status::Failed, Status::Cancelled] {
-        let query = ListQuery {
-            status: Some(status),
-            changed_before_ms: Some(before_ms),
-            order: Order::OldestFirst,
-            limit,
-            ..ListQuery::default()
-        };
+    for query in ListQuery::expired(before_ms, limit) {
         due.extend(entries(
             &tx.open_table(INDEX).map_err(db_err)?,
             &query,

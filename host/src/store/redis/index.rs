@@ -407,14 +407,7 @@ impl RedisStore {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let mut due = Vec::new();
-        for status in [Status::Completed, Status::Failed, Status::Cancelled] {
-            let query = ListQuery {
-                status: Some(status),
-                changed_before_ms: Some(before_ms),
-                order: Order::OldestFirst,
-                limit,
-                ..ListQuery::default()
-            };
+        for query in ListQuery::expired(before_ms, limit) {
             due.extend(self.page(&query).await?.executions);
         }
         due.sort_by_key(|r| r.updated_at_ms);

@@ -262,21 +262,31 @@ async fn a_draining_host_hands_off_through_the_queue() {
     drained(&queue(&server).await).await;
 }
 
+/// A store with `steps` deployed (by a runtime without a queue, gone
+/// since), and the digest it runs.
+async fn steps_deployed(
+    server: &RedisServer,
+    calls: &Calls,
+) -> (reprise_host::RedisStore, reprise_host::Digest) {
+    let store = server.store().await;
+    let rt = Runtime::new(
+        engine(),
+        Arc::new(store.clone()),
+        counting_tools(calls),
+        config("setup"),
+    );
+    deploy(&rt, "steps").await;
+    let digest = rt.deployments().await.unwrap()[0].digest;
+    (store, digest)
+}
+
 /// An execution that can run but has no message (a host died between
 /// creating it and queueing it) is found by the sweep and run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_queues_an_execution_without_a_message() {
     let server = RedisServer::start();
     let calls = Calls::default();
-    let store = server.store().await;
-    let rt0 = Runtime::new(
-        engine(),
-        Arc::new(store.clone()),
-        counting_tools(&calls),
-        config("setup"),
-    );
-    deploy(&rt0, "steps").await;
-    let digest = rt0.deployments().await.unwrap()[0].digest;
+    let (store, digest) = steps_deployed(&server, &calls).await;
     store
         .create_execution(&ExecutionRecord::new(
             ExecutionId::new("orphan").unwrap(),
@@ -287,7 +297,6 @@ async fn the_sweep_queues_an_execution_without_a_message() {
         ))
         .await
         .unwrap();
-    drop(rt0);
     let rt = host(&server, counting_tools(&calls), config("a"), options()).await;
     let rec = ended(&rt, "orphan").await;
     assert_eq!(result::<Value>(&rec)["steps"], 3);
@@ -301,16 +310,7 @@ async fn the_sweep_reads_only_its_candidates() {
     use futures_util::StreamExt;
     let server = RedisServer::start();
     let calls = Calls::default();
-    let store = server.store().await;
-    let rt0 = Runtime::new(
-        engine(),
-        Arc::new(store.clone()),
-        counting_tools(&calls),
-        config("setup"),
-    );
-    deploy(&rt0, "steps").await;
-    let digest = rt0.deployments().await.unwrap()[0].digest;
-    drop(rt0);
+    let (store, digest) = steps_deployed(&server, &calls).await;
     let record = |id: String| {
         ExecutionRecord::new(
             ExecutionId::new(id).unwrap(),
