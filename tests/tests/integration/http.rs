@@ -103,6 +103,34 @@ async fn routes_end_to_end(store: Arc<dyn Store>) {
         p1.body["executions"][0]["id"],
         p2.body["executions"][0]["id"]
     );
+    // Newest first by default, oldest first on request; the time range
+    // filters on the last status change.
+    let ids = |body: &Value| -> Vec<String> {
+        body["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let newest = ids(&s.get("/v1/executions").await.body);
+    let mut oldest = ids(&s.get("/v1/executions?order=oldest").await.body);
+    oldest.reverse();
+    assert_eq!(newest, oldest);
+    assert_eq!(ids(&p1.body), newest[..1]);
+    let later = reprise_host::store::now_ms() + 60_000;
+    let future = s
+        .get(&format!("/v1/executions?changed_since_ms={later}"))
+        .await;
+    assert!(ids(&future.body).is_empty(), "{}", future.body);
+    let past = s
+        .get(&format!("/v1/executions?changed_before_ms={later}"))
+        .await;
+    assert_eq!(ids(&past.body), newest);
+    for bad in ["order=sideways", "cursor=nonsense", "changed_since_ms=soon"] {
+        let r = s.get(&format!("/v1/executions?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
     s.stop().await;
 }
 
