@@ -527,6 +527,9 @@ pub struct CancelParams {
     pub keep_children: bool,
 }
 
+/// The latest time a list filter takes: the last ms of the year 9999.
+pub const MAX_LIST_TIME_MS: u64 = 253_402_300_799_999;
+
 /// Filters and paging of the execution list.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
@@ -547,15 +550,25 @@ pub struct ListParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// `newest` (the default) or `oldest` first, by the time of the last
-    /// status change.
+    /// status change. Newest first, paging lists each execution once even
+    /// as executions change; oldest first, one that changes between pages
+    /// moves to the end and may be listed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<String>,
     /// Only executions whose status last changed at or after this time
-    /// (ms since the Unix epoch).
+    /// (ms since the Unix epoch, up to the year 9999).
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 0, maximum = 253_402_300_799_999_u64)
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_since_ms: Option<u64>,
     /// Only executions whose status last changed before this time (ms since
-    /// the Unix epoch).
+    /// the Unix epoch, up to the year 9999).
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 0, maximum = 253_402_300_799_999_u64)
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_before_ms: Option<u64>,
 }

@@ -593,6 +593,7 @@ macro_rules! conformance_tests {
                 listing_pages_every_execution_once,
                 listing_filters_and_orders,
                 index_agrees_with_records,
+                refused_changes_leave_the_counts_alone,
             );
         }
     };

@@ -11,9 +11,10 @@
 //!
 //! The order is by the time of the last status change, then by id, so a
 //! cursor (the last entry of a page) is a position that stays valid while
-//! executions change: one that changes status between pages moves to the
-//! front (newest first) and is not listed twice; one that does not change
-//! keeps its place and is not missed.
+//! executions change: newest first, one that changes status between pages
+//! moves to the front and is not listed twice; one that does not change
+//! keeps its place and is not missed. (Oldest first, one that changes
+//! moves to the end, where a later page may list it again.)
 
 use crate::execution::{ExecutionRecord, Status};
 use crate::ids::ExecutionId;

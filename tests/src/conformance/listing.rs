@@ -290,3 +290,46 @@ pub async fn index_agrees_with_records(store: Arc<dyn Store>) {
     assert!(total >= 23, "{counts:?}");
     assert!(total <= 25, "{counts:?}");
 }
+
+/// Changes the store refuses (a lease on an ended execution, a second
+/// create of an id, a cancel of an ended execution, anything of an unknown
+/// id) leave the counts as they were once the store settles.
+pub async fn refused_changes_leave_the_counts_alone(store: Arc<dyn Store>) {
+    let s = store.as_ref();
+    let done = in_status(s, "rc-done", "wf", Status::Completed).await;
+    let waiting = in_status(s, "rc-wait", "wf", Status::Suspended).await;
+    for _ in 0..3 {
+        assert!(matches!(
+            s.acquire_lease(&done, "h", TTL).await,
+            Err(StoreError::Terminal { .. })
+        ));
+        assert!(matches!(
+            s.acquire_and_load(&done, "h", TTL).await,
+            Err(StoreError::Terminal { .. })
+        ));
+        assert!(matches!(
+            s.create_execution(&record("rc-done")).await.unwrap(),
+            Created::Existing(_)
+        ));
+        assert!(s.cancel(&done).await.is_err());
+    }
+    let missing = ExecutionId::new("rc-missing").unwrap();
+    assert!(matches!(
+        s.acquire_lease(&missing, "h", TTL).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let expected: HashMap<Status, u64> = [(Status::Completed, 1), (Status::Suspended, 1)].into();
+    let mut counts = s.count_by_status().await.unwrap();
+    for _ in 0..100 {
+        if counts == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        counts = s.count_by_status().await.unwrap();
+    }
+    assert_eq!(counts, expected);
+    assert_eq!(
+        s.get_execution(&waiting).await.unwrap().status,
+        Status::Suspended
+    );
+}

@@ -127,7 +127,13 @@ async fn routes_end_to_end(store: Arc<dyn Store>) {
         .get(&format!("/v1/executions?changed_before_ms={later}"))
         .await;
     assert_eq!(ids(&past.body), newest);
-    for bad in ["order=sideways", "cursor=nonsense", "changed_since_ms=soon"] {
+    for bad in [
+        "order=sideways",
+        "cursor=nonsense",
+        "changed_since_ms=soon",
+        "changed_since_ms=9223372036854775808",
+        "changed_before_ms=253402300800000",
+    ] {
         let r = s.get(&format!("/v1/executions?{bad}")).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }

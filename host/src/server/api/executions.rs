@@ -293,6 +293,19 @@ pub async fn list_executions(
     {
         return Err(Problem::bad_request("a workflow name has 1 to 256 bytes"));
     }
+    for (name, t) in [
+        ("changed_since_ms", params.changed_since_ms),
+        ("changed_before_ms", params.changed_before_ms),
+    ] {
+        if let Some(t) = t
+            && t > reprise_api::MAX_LIST_TIME_MS
+        {
+            return Err(Problem::bad_request(format!(
+                "{name} {t} is out of range: use 0 to {} (ms since the Unix epoch)",
+                reprise_api::MAX_LIST_TIME_MS
+            )));
+        }
+    }
     let page = state
         .runtime
         .list_page(&ListQuery {

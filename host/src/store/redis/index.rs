@@ -214,6 +214,73 @@ impl RedisStore {
         });
     }
 
+    /// Passes a script's `result` through; when it refused a change that
+    /// `id` was entered for under `status` at `at` because the record is
+    /// gone or ended in another status, drops that entry (in the
+    /// background, and only if it is still the one entered). Other
+    /// refusals keep it: with a lease held or lost, the record may be in
+    /// `status` already, and the entry is then its own, moved to `at`; and
+    /// a failure whose outcome is unknown may have made the change.
+    pub(super) fn refused<T>(
+        &self,
+        result: Result<T, StoreError>,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+        at: u64,
+    ) -> Result<T, StoreError> {
+        let stale = match &result {
+            Err(StoreError::NotFound(_)) => true,
+            Err(StoreError::Terminal { status: s, .. }) => *s != status,
+            _ => false,
+        };
+        if stale {
+            self.unenter_later(id, status, workflow, at);
+        }
+        result
+    }
+
+    /// A script's reply, checked ([`Reply::check`]) and passed through
+    /// [`RedisStore::refused`].
+    pub(super) fn checked(
+        &self,
+        v: Value,
+        what: &'static str,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+        at: u64,
+    ) -> Result<Reply, StoreError> {
+        self.refused(
+            Reply::new(v, what).and_then(|r| r.check(id)),
+            id,
+            status,
+            workflow,
+            at,
+        )
+    }
+
+    /// Drops the entries of `id` entered under `status` at `at`, in the
+    /// background, where they are still at `at`.
+    pub(super) fn unenter_later(&self, id: &ExecutionId, status: Status, workflow: &str, at: u64) {
+        let keys = self.lists_of(id, status, workflow);
+        let (store, id) = (self.clone(), id.clone());
+        tokio::spawn(async move {
+            for key in keys {
+                let dropped = super::scripts::scripts()
+                    .index_drop
+                    .key(&key)
+                    .arg(id.as_str())
+                    .arg(at)
+                    .invoke_async::<()>(&mut store.conn())
+                    .await;
+                if let Err(e) = dropped {
+                    tracing::debug!(%id, "index entry left for readers to drop: {e}");
+                }
+            }
+        });
+    }
+
     fn forget_workflow(&self, id: &ExecutionId) {
         self.workflows
             .lock()
@@ -231,8 +298,10 @@ impl RedisStore {
         // Score bounds in µs: the time range, narrowed to the cursor's time
         // (inclusive: entries of that time on the near side of its id still
         // come; `admits` drops the rest).
-        let mut lo = query.changed_since_ms.map(|t| t * 1000);
-        let mut hi = query.changed_before_ms.map(|t| t * 1000 - 1);
+        let mut lo = query.changed_since_ms.map(|t| t.saturating_mul(1000));
+        let mut hi = query
+            .changed_before_ms
+            .map(|t| t.saturating_mul(1000).saturating_sub(1));
         if let Some(c) = &query.after {
             let at = c.changed_at_us;
             match query.order {

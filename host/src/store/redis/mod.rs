@@ -253,12 +253,17 @@ impl Store for RedisStore {
             .map_err(redis_err)?;
         let mut reply = Reply::new(v, "create")?;
         match reply.tag.as_str() {
-            "exists" => Ok(Created::Existing(Box::new(reply.record()?))),
+            "exists" => {
+                let existing = reply.record()?;
+                if existing.status != record.status {
+                    self.unenter_later(&record.id, record.status, &record.workflow, at);
+                }
+                Ok(Created::Existing(Box::new(existing)))
+            }
             _ => {
                 reply.check(&record.id)?;
                 self.remember_workflow(&record.id, &record.workflow);
-                // A record created with an id used before (and deleted)
-                // may have entries left in other lists.
+                // An id used before (and deleted) may have entries left.
                 self.settle_later(&record.id, record.status, Some(record.workflow.clone()), at);
                 Ok(Created::New)
             }
@@ -335,7 +340,7 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        let mut reply = Reply::new(v, "acquire and load")?.check(id)?;
+        let mut reply = self.checked(v, "acquire and load", id, Status::Running, "", at)?;
         let lease = Lease {
             owner: owner.to_string(),
             token: reply.next()?,
@@ -387,7 +392,7 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        let mut reply = Reply::new(v, "acquire lease")?.check(id)?;
+        let mut reply = self.checked(v, "acquire lease", id, Status::Running, "", at)?;
         let lease = Lease {
             owner: owner.to_string(),
             token: reply.next()?,
@@ -516,7 +521,7 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        let mut reply = Reply::new(v, "suspend")?.check(id)?;
+        let mut reply = self.checked(v, "suspend", id, Status::Suspended, &workflow, at)?;
         self.settle_later(id, Status::Suspended, Some(workflow), at);
         Ok(if reply.next::<i64>()? == 1 {
             Suspended::Ready
@@ -543,7 +548,7 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        Reply::new(v, "finish")?.check(id)?;
+        self.checked(v, "finish", id, status, &workflow, at)?;
         self.settle_later(id, status, Some(workflow), at);
         Ok(())
     }
@@ -559,7 +564,7 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        Reply::new(v, "release lease")?.check(id)?;
+        self.checked(v, "release lease", id, Status::Suspended, &workflow, at)?;
         self.settle_later(id, Status::Suspended, Some(workflow), at);
         Ok(())
     }
@@ -699,7 +704,9 @@ impl Store for RedisStore {
             .invoke_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        let record = Reply::new(v, "cancel")?.check(id)?.record()?;
+        let record = self
+            .checked(v, "cancel", id, Status::Cancelled, &workflow, at)?
+            .record()?;
         self.settle_later(id, Status::Cancelled, Some(workflow), at);
         Ok(record)
     }
