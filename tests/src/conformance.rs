@@ -372,21 +372,30 @@ pub async fn counts_by_status(store: Arc<dyn Store>) {
     for r in store.list_executions(None).await.unwrap() {
         *expected.entry(r.status).or_insert(0u64) += 1;
     }
-    // The counters follow each change at once on the embedded store, and
-    // within a round trip on Redis (the entries a change leaves behind
-    // are removed after it, off the caller's path).
+    let counts = settled_counts(store.as_ref(), &expected).await;
+    assert_eq!(counts, expected);
+    assert_eq!(counts.get(&Status::Failed), Some(&1));
+    assert_eq!(counts.get(&Status::Cancelled), Some(&1));
+    assert_eq!(counts.values().sum::<u64>(), 3);
+}
+
+/// The counts by status once they equal `expected`, or after 2 s. They
+/// follow each change at once on the embedded store, and within a round
+/// trip on Redis (the entries a change leaves behind are removed after it,
+/// off the caller's path).
+async fn settled_counts(
+    store: &dyn Store,
+    expected: &std::collections::HashMap<Status, u64>,
+) -> std::collections::HashMap<Status, u64> {
     let mut counts = store.count_by_status().await.unwrap();
     for _ in 0..100 {
-        if counts == expected {
+        if &counts == expected {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         counts = store.count_by_status().await.unwrap();
     }
-    assert_eq!(counts, expected);
-    assert_eq!(counts.get(&Status::Failed), Some(&1));
-    assert_eq!(counts.get(&Status::Cancelled), Some(&1));
-    assert_eq!(counts.values().sum::<u64>(), 3);
+    counts
 }
 
 /// A host may take over its own lease (its earlier invocation is gone); the

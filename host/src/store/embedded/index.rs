@@ -245,14 +245,15 @@ pub(super) fn purge(
 /// indexed (0 if the store was indexed already).
 pub(super) fn build(db: &redb::Database, durable: bool, batch: usize) -> Result<usize, StoreError> {
     use super::tables::write;
-    let indexed = write(db, durable, |tx| {
-        Ok(tx
-            .open_table(META)
-            .map_err(db_err)?
-            .get("indexed")
-            .map_err(db_err)?
-            .is_some())
-    })?;
+    // A read: an indexed store (every open but the first) writes nothing.
+    let indexed = db
+        .begin_read()
+        .map_err(db_err)?
+        .open_table(META)
+        .map_err(db_err)?
+        .get("indexed")
+        .map_err(db_err)?
+        .is_some();
     if indexed {
         return Ok(0);
     }
