@@ -8,12 +8,19 @@
 //! - `latency`: from a timer's due time to the execution running again, and
 //!   from `XADD` of a start to the execution's first step (p50/p99 of
 //!   `BENCH_RUNS`, default 50, one at a time), next to a raw Redis `PING`;
+//! - `cluster`: the same 10-step workflow on a three-node Redis Cluster with
+//!   the queue in 1, then 3 partitions, one step per invocation (so every
+//!   step is a message through the queue: `BENCH_STEPS_PER_INVOCATION`),
+//!   three hosts, `BENCH_CLUSTER_TOTAL` executions (default 600) started
+//!   through the queue by id; steps/s and each node's share of the
+//!   cluster's CPU and commands;
 //! - `chaos`: the full chaos run, 500 executions of 20 steps, three hosts,
 //!   one killed every second, Redis restarted once (`reprise_tests::chaos`);
-//!   then the same on a three-node Redis Cluster (one node restarted).
+//!   then the same on a three-node Redis Cluster (one node restarted, the
+//!   queue in three partitions).
 //!
-//! `cargo bench -p reprise-cli --bench queue [-- scale|latency|chaos]`
-//! (all three without an argument).
+//! `cargo bench -p reprise-cli --bench queue [-- scale|latency|cluster|chaos]`
+//! (all four without an argument).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +32,7 @@ use reprise_host::store::RedisOptions;
 use reprise_host::{ExecutionId, Status, Store};
 use reprise_tests::chaos::{self, Plan};
 use reprise_tests::process::{ServeProcess, usage};
-use reprise_tests::redis::RedisServer;
+use reprise_tests::redis::{RedisCluster, RedisServer};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -349,6 +356,120 @@ async fn latency() {
     drop(fleet);
 }
 
+/// CPU seconds (user + system) and commands a Redis node has used so far.
+fn node_work(node: &RedisServer) -> (f64, f64) {
+    let info = node.cli(&["INFO", "all"]);
+    let field = |k: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        field("used_cpu_sys") + field("used_cpu_user"),
+        field("total_commands_processed"),
+    )
+}
+
+async fn cluster_scale() {
+    use futures_util::StreamExt;
+    let total = env_or("BENCH_CLUSTER_TOTAL", 600);
+    let per_invocation = env_or("BENCH_STEPS_PER_INVOCATION", 1);
+    let mut one = None;
+    for partitions in [1, 3] {
+        let cluster = RedisCluster::start();
+        let fleet: Vec<ServeProcess> = (0..3)
+            .map(|n| {
+                let config = format!(
+                    "redis = \"{}\"\nredis_cluster = true\nhost_id = \"bench-{n}\"\n\
+                     [queue]\nstream = \"reprise:queue\"\npartitions = {partitions}\n\
+                     timer_poll = \"100ms\"\nconcurrency = {}\n\
+                     [limits]\nmax_steps_per_invocation = {per_invocation}\n",
+                    cluster.url(),
+                    env_or("BENCH_CONCURRENCY", 64)
+                );
+                ServeProcess::spawn(bin(), &config, &[("RUST_LOG", "error")])
+            })
+            .collect();
+        deploy(&fleet[0].url, "steps").await;
+        let store: Arc<dyn Store> = Arc::new(cluster.store().await);
+        let options = QueueOptions {
+            partitions,
+            ..QueueOptions::default()
+        };
+        let q = RedisQueue::connect(&cluster.url(), &RedisCluster::options(), options)
+            .await
+            .unwrap();
+        let start = |name: String| {
+            let q = &q;
+            async move {
+                q.enqueue(&Message::Start {
+                    workflow: "steps".into(),
+                    input: r#"{"n": 10}"#.into(),
+                    id: Some(ExecutionId::new(name).unwrap()),
+                    stream: None,
+                })
+                .await
+                .unwrap();
+            }
+        };
+        let ended = || async {
+            let counts = store.count_by_status().await.unwrap();
+            [Status::Completed, Status::Failed]
+                .iter()
+                .filter_map(|s| counts.get(s))
+                .sum::<u64>() as usize
+        };
+        let warm = 60;
+        for w in 0..warm {
+            start(format!("w{w}")).await;
+        }
+        while ended().await < warm {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let before: Vec<(f64, f64)> = cluster.nodes.iter().map(node_work).collect();
+        let hosts_before: f64 = fleet.iter().map(|h| usage(h.pid()).0).sum();
+        let began = Instant::now();
+        futures_util::stream::iter((0..total).map(|i| start(format!("s{i}"))))
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
+        while ended().await < total + warm {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let secs = began.elapsed().as_secs_f64();
+        let failed = store.list_executions(Some(Status::Failed)).await.unwrap();
+        assert!(failed.is_empty(), "{} failed", failed.len());
+        let after: Vec<(f64, f64)> = cluster.nodes.iter().map(node_work).collect();
+        let hosts_cores =
+            (fleet.iter().map(|h| usage(h.pid()).0).sum::<f64>() - hosts_before) / secs;
+        let cpu: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).collect();
+        let commands: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a.1 - b.1).collect();
+        let (cpu_sum, commands_sum) = (cpu.iter().sum::<f64>(), commands.iter().sum::<f64>());
+        let share = |v: &[f64], sum: f64| {
+            v.iter()
+                .map(|x| format!("{:.0}%", 100.0 * x / sum))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let steps = total as f64 * 10.0 / secs;
+        let base = *one.get_or_insert(steps);
+        println!(
+            "cluster: {partitions} partition(s), 3 hosts, {per_invocation} step(s) per invocation: \
+             {total} workflows of 10 steps in {secs:.2}s: {steps:.0} steps/s ({:.2}x one partition); \
+             cores busy: hosts {hosts_cores:.2}, cluster {:.2}",
+            steps / base,
+            cpu_sum / secs
+        );
+        println!(
+            "  per node: CPU share {}, commands share {}",
+            share(&cpu, cpu_sum),
+            share(&commands, commands_sum)
+        );
+        drop(fleet);
+    }
+}
+
 async fn chaos_run() {
     let plan = Plan {
         hosts: 3,
@@ -361,6 +482,7 @@ async fn chaos_run() {
         concurrency: 16,
         deadline: Duration::from_secs(900),
         cluster: false,
+        partitions: 1,
     };
     let report = chaos::run(bin(), &plan).await;
     println!(
@@ -370,6 +492,7 @@ async fn chaos_run() {
     );
     let plan = Plan {
         cluster: true,
+        partitions: 3,
         ..plan
     };
     let report = chaos::run(bin(), &plan).await;
@@ -393,6 +516,9 @@ async fn main() {
     }
     if wants("latency") {
         latency().await;
+    }
+    if wants("cluster") {
+        cluster_scale().await;
     }
     if wants("chaos") {
         chaos_run().await;

@@ -47,6 +47,16 @@ impl ExecutionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A hash of the id that never changes (FNV-1a), for layouts that place
+    /// an execution by its id: an index bucket, a queue partition.
+    pub fn stable_hash(&self) -> u32 {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.0.bytes() {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+        h
+    }
 }
 
 impl fmt::Display for ExecutionId {

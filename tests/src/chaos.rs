@@ -60,6 +60,8 @@ pub struct Plan {
     /// On a three-node Redis Cluster instead of one Redis (the restart
     /// then kills and restarts one node).
     pub cluster: bool,
+    /// The queue's partitions.
+    pub partitions: usize,
 }
 
 /// The Redis the hosts share.
@@ -181,11 +183,12 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
     let claim = Duration::from_millis(1000);
     let config = format!(
         "redis = \"{}\"\nredis_cluster = {}\nlease_ttl = \"1s\"\n\
-         [queue]\nstream = \"reprise:queue\"\nclaim_after = \"{}ms\"\nconcurrency = {}\ntimer_poll = \"100ms\"\n\
+         [queue]\nstream = \"reprise:queue\"\npartitions = {}\nclaim_after = \"{}ms\"\nconcurrency = {}\ntimer_poll = \"100ms\"\n\
          [limits]\nmax_steps_per_invocation = 5\n\
          [tools.webhook.effects]\nurl = \"{hook}\"\ntimeout = \"5s\"\nretries = 10\n",
         redis.url(),
         plan.cluster,
+        plan.partitions,
         claim.as_millis(),
         plan.concurrency,
     );
@@ -220,9 +223,14 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
             .await
             .unwrap(),
     );
-    let queue = RedisQueue::connect(&redis.url(), &redis.options(), QueueOptions::default())
+    let options = QueueOptions {
+        partitions: plan.partitions,
+        ..QueueOptions::default()
+    };
+    let queue = RedisQueue::connect(&redis.url(), &redis.options(), options)
         .await
         .unwrap();
+    assert_eq!(queue.partitions(), plan.partitions);
     let ids: Vec<ExecutionId> = (0..plan.executions)
         .map(|e| ExecutionId::new(format!("chaos-{e}")).unwrap())
         .collect();

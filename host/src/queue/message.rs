@@ -103,11 +103,31 @@ impl Message {
 #[error("{0}")]
 pub struct MalformedMessage(pub String);
 
+/// Where a message is: its partition and its entry id in that
+/// partition's stream (what is acknowledged).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Entry {
+    /// The partition (0 for a queue of one).
+    pub partition: usize,
+    /// The stream entry id.
+    pub id: String,
+}
+
+impl std::fmt::Display for Entry {
+    /// The entry id, after `p<partition>/` outside partition 0.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.partition {
+            0 => f.write_str(&self.id),
+            p => write!(f, "p{p}/{}", self.id),
+        }
+    }
+}
+
 /// One message as received.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    /// Stream entry id (what is acknowledged).
-    pub entry: String,
+    /// Where it is.
+    pub entry: Entry,
     /// The message, or why it cannot be read.
     pub message: Result<Message, MalformedMessage>,
     /// How many times it has been delivered, this time included.
@@ -118,19 +138,24 @@ pub struct Delivery {
 
 impl Delivery {
     /// The execution the message is about: a resume's, a start's `id`, or
-    /// for a start without one `q-<entry id>` (so a message delivered again
-    /// still starts once). `None` for a message that cannot be read.
+    /// for a start without one `q-<entry id>` (`q-p<partition>-<entry id>`
+    /// outside partition 0), so a message delivered again still starts
+    /// once. `None` for a message that cannot be read.
     pub fn execution_id(&self) -> Option<ExecutionId> {
         match &self.message {
             Ok(Message::Resume(id)) | Ok(Message::Start { id: Some(id), .. }) => Some(id.clone()),
             Ok(Message::Start { id: None, .. }) => {
-                ExecutionId::new(format!("q-{}", self.entry)).ok()
+                let id = match self.entry.partition {
+                    0 => format!("q-{}", self.entry.id),
+                    p => format!("q-p{p}-{}", self.entry.id),
+                };
+                ExecutionId::new(id).ok()
             }
             Err(_) => None,
         }
     }
 
-    pub(super) fn new(entry: StreamId, deliveries: u64) -> Self {
+    pub(super) fn new(partition: usize, entry: StreamId, deliveries: u64) -> Self {
         let message = Message::parse(&entry.map);
         let mut fields: Vec<(String, Vec<u8>)> = entry
             .map
@@ -145,7 +170,10 @@ impl Delivery {
             .collect();
         fields.sort();
         Self {
-            entry: entry.id,
+            entry: Entry {
+                partition,
+                id: entry.id,
+            },
             message,
             deliveries,
             fields,
@@ -156,8 +184,9 @@ impl Delivery {
 /// One dead letter: the original message's fields and why it is here.
 #[derive(Clone, Debug)]
 pub struct DeadLetter {
-    /// Entry id in the dead-letter stream.
-    pub entry: String,
+    /// Where it is: its partition and its entry id in that partition's
+    /// dead-letter stream.
+    pub entry: Entry,
     /// Every field: the original ones, plus `reason`, `original` (its entry
     /// id) and `deliveries`.
     pub fields: HashMap<String, String>,

@@ -1,7 +1,9 @@
 //! The work queue: how several hosts on one Redis share executions.
 //!
 //! Work is a message on a Redis stream read through one consumer group, so
-//! each message goes to one host at a time:
+//! each message goes to one host at a time. The queue may be split into
+//! partitions, each a stream of its own on its own Cluster slot, every host
+//! reading every partition (see [`partition`]); what follows holds for each.
 //!
 //! - a **start** (`workflow`, optional `input` as JSON text, optional `id`,
 //!   optional `stream` as JSON text: how its output stream is paced)
@@ -30,10 +32,10 @@
 //! `ZREM`, `XADD`), so a timer fires once however many hosts poll, on the
 //! Redis clock, and survives restarts of every host.
 //!
-//! The stream, the timers and the dead letters share one hash tag, so the
+//! A partition's stream, timers and dead letters share one hash tag, so the
 //! scripts that touch two of them run on one Redis Cluster slot.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::streams::StreamReadReply;
@@ -80,16 +82,25 @@ fn redis_err(e: redis::RedisError) -> QueueError {
     RedisFailure::from(e).into()
 }
 
+mod inspect;
 mod message;
+pub mod partition;
+mod timers;
 
-pub use message::{DeadLetter, Delivery, MalformedMessage, Message};
+pub use message::{DeadLetter, Delivery, Entry, MalformedMessage, Message};
+use partition::Keys;
 
 /// Settings of a [`RedisQueue`].
 #[derive(Clone, Debug)]
 pub struct QueueOptions {
-    /// The stream's key. The timers are at `{<stream>}:timers` and the dead
-    /// letters at `{<stream>}:dead` (same Cluster slot).
+    /// The stream of partition 0. Its timers are at `{<stream>}:timers` and
+    /// its dead letters at `{<stream>}:dead` (same Cluster slot); the other
+    /// partitions' names are derived from it (see [`partition`]).
     pub stream: String,
+    /// Partitions wanted (1 to [`partition::MAX_PARTITIONS`]). The queue
+    /// has at least as many as recorded in Redis: see
+    /// [`RedisQueue::partitions`].
+    pub partitions: usize,
     /// The consumer group every host joins.
     pub group: String,
     /// A message pending this long without its host refreshing it is taken
@@ -112,6 +123,7 @@ impl Default for QueueOptions {
     fn default() -> Self {
         Self {
             stream: "reprise:queue".into(),
+            partitions: 1,
             group: "reprise".into(),
             claim_after: Duration::from_secs(30),
             max_deliveries: 5,
@@ -140,26 +152,23 @@ const DEAD_LETTER: &str = include_str!("lua/dead_letter.lua");
 /// stalled.
 const STALLED: &str = include_str!("lua/stalled.lua");
 
-/// Moves up to ARGV[1] due timers to the stream, on the Redis clock.
-/// Returns how many fired and how long until the next one (-1: none).
-const FIRE_TIMERS: &str = include_str!("lua/fire_timers.lua");
-
-/// Deletes a consumer of the group if it has nothing pending.
-const PRUNE_CONSUMER: &str = include_str!("lua/prune_consumer.lua");
+/// Appends to the list of partition names (KEYS[1]) those of ARGV it does
+/// not have yet (ARGV[i] is partition i's name), and returns the list.
+const PARTITIONS: &str = include_str!("lua/partitions.lua");
 
 /// A work queue on Redis Streams; see the module documentation.
 #[derive(Clone)]
 pub struct RedisQueue {
     /// Shared connection for short commands.
     conn: Conn,
-    /// Dedicated connection for blocking reads, which would otherwise hold
-    /// up every command queued behind them.
-    reader: Conn,
+    /// A dedicated connection per partition for blocking reads, which
+    /// would otherwise hold up every command queued behind them.
+    readers: Vec<Conn>,
     options: QueueOptions,
-    timers: String,
-    dead: String,
-    /// Progress marks of taken-over messages (see [`RedisQueue::stalled`]).
-    progress: String,
+    /// The partitions' keys, partition 0 first.
+    parts: Vec<Keys>,
+    /// Pub/sub channel of ended invocations (see
+    /// [`RedisQueue::publish_settled`]).
     settled: String,
     /// Which host sweeps this period (see [`RedisQueue::take_sweep_turn`]).
     sweeper: String,
@@ -172,8 +181,9 @@ pub struct RedisQueue {
 }
 
 impl RedisQueue {
-    /// Connects to the Redis at `url` and creates the consumer group if it
-    /// does not exist yet.
+    /// Connects to the Redis at `url`, settles the partitions (the recorded
+    /// ones, plus any `options.partitions` asks for beyond them), and
+    /// creates the consumer group on each if it does not exist yet.
     pub async fn connect(
         url: &str,
         redis: &RedisOptions,
@@ -184,21 +194,39 @@ impl RedisQueue {
                 "the queue's stream name is empty".into(),
             ));
         }
-        // Keys derived from the stream share its Cluster slot: with a hash
-        // tag in the name, append; without, make the whole name the tag.
-        let tag = if options.stream.contains('{') {
-            options.stream.clone()
-        } else {
-            format!("{{{}}}", options.stream)
+        if !(1..=partition::MAX_PARTITIONS).contains(&options.partitions) {
+            return Err(QueueError::Invalid(format!(
+                "the queue's partitions must be 1 to {}, got {}",
+                partition::MAX_PARTITIONS,
+                options.partitions
+            )));
+        }
+        let refuse_concurrency = |partitions: usize| {
+            QueueError::Invalid(format!(
+                "the queue's concurrency ({}) must be at least its partition count \
+                 ({partitions}): every partition's reader needs room for a message",
+                options.concurrency,
+            ))
         };
+        if options.concurrency < options.partitions {
+            return Err(refuse_concurrency(options.partitions));
+        }
+        let tag = partition::tag(&options.stream);
+        let conn = redis_connection(url, redis).await?;
+        let names = Self::partition_names(&conn, &format!("{tag}:partitions"), &options).await?;
+        if options.concurrency < names.len() {
+            return Err(refuse_concurrency(names.len()));
+        }
         let mut blocking = redis.clone();
         blocking.response_timeout = redis.response_timeout + options.block;
+        let mut readers = Vec::with_capacity(names.len());
+        for _ in &names {
+            readers.push(redis_connection(url, &blocking).await?);
+        }
         let queue = Self {
-            conn: redis_connection(url, redis).await?,
-            reader: redis_connection(url, &blocking).await?,
-            timers: format!("{tag}:timers"),
-            dead: format!("{tag}:dead"),
-            progress: format!("{tag}:progress"),
+            conn,
+            readers,
+            parts: names.into_iter().map(Keys::new).collect(),
             settled: format!("{tag}:settled"),
             sweeper: format!("{tag}:sweeper"),
             client: redis_client(url, redis)?,
@@ -206,22 +234,65 @@ impl RedisQueue {
             ack: Script::new(ACK),
             dead_letter: Script::new(DEAD_LETTER),
             stalled: Script::new(STALLED),
-            fire: Script::new(FIRE_TIMERS),
+            fire: Script::new(timers::FIRE_TIMERS),
         };
-        let created: Result<(), _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&queue.options.stream)
-            .arg(&queue.options.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut queue.conn.clone())
-            .await;
-        match created {
-            Ok(()) => {}
-            Err(e) if e.code() == Some("BUSYGROUP") => {}
-            Err(e) => return Err(redis_err(e)),
+        for part in &queue.parts {
+            let created: Result<(), _> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&part.stream)
+                .arg(&queue.options.group)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut queue.conn.clone())
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                Err(e) => return Err(redis_err(e)),
+            }
         }
         Ok(queue)
+    }
+
+    /// The streams of the partitions, partition 0 first: those recorded at
+    /// `record`, plus the ones `options` asks for beyond them (recorded
+    /// now). Names are made only for partitions not yet recorded.
+    async fn partition_names(
+        conn: &Conn,
+        record: &str,
+        options: &QueueOptions,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut conn = conn.clone();
+        let mut names: Vec<String> = redis::cmd("LRANGE")
+            .arg(record)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        let want = options.partitions;
+        if names.len() + 1 < want {
+            let mut wanted = names.clone();
+            wanted.extend(
+                (names.len() + 1..want).map(|p| partition::stream_name(&options.stream, p, want)),
+            );
+            names = Script::new(PARTITIONS)
+                .key(record)
+                .arg(wanted)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            tracing::info!(partitions = names.len() + 1, "queue partitions recorded");
+        } else if names.len() + 1 > want {
+            tracing::warn!(
+                recorded = names.len() + 1,
+                configured = want,
+                "the queue has more partitions than configured; reading all of them \
+                 (a queue's partitions are never removed, so no message is stranded)"
+            );
+        }
+        names.insert(0, options.stream.clone());
+        Ok(names)
     }
 
     /// The settings.
@@ -229,21 +300,49 @@ impl RedisQueue {
         &self.options
     }
 
-    /// Adds a message; returns its entry id.
-    pub async fn enqueue(&self, message: &Message) -> Result<String, QueueError> {
+    /// How many partitions the queue has: the configured count, or more if
+    /// Redis records more (a count never shrinks).
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The stream of partition `p`.
+    pub fn stream(&self, p: usize) -> &str {
+        &self.parts[p].stream
+    }
+
+    /// The partition of execution `id`.
+    pub fn partition_of(&self, id: &ExecutionId) -> usize {
+        partition::of(id, self.parts.len())
+    }
+
+    /// Adds a message to its execution's partition (partition 0 for a
+    /// start without an id); returns where it went.
+    pub async fn enqueue(&self, message: &Message) -> Result<Entry, QueueError> {
+        let partition = match message {
+            Message::Resume(id) | Message::Start { id: Some(id), .. } => self.partition_of(id),
+            Message::Start { id: None, .. } => 0,
+        };
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.options.stream).arg("*");
+        cmd.arg(&self.parts[partition].stream).arg("*");
         for (k, v) in message.fields() {
             cmd.arg(k).arg(v);
         }
-        cmd.query_async(&mut self.conn.clone())
+        let id = cmd
+            .query_async(&mut self.conn.clone())
             .await
-            .map_err(redis_err)
+            .map_err(redis_err)?;
+        Ok(Entry { partition, id })
     }
 
-    /// Up to `count` new messages for `consumer`, waiting up to the
-    /// configured `block` for the first.
-    pub async fn read(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, QueueError> {
+    /// Up to `count` new messages of partition `p` for `consumer`, waiting
+    /// up to the configured `block` for the first.
+    pub async fn read(
+        &self,
+        p: usize,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.options.group)
@@ -253,28 +352,35 @@ impl RedisQueue {
             .arg("BLOCK")
             .arg(self.options.block.as_millis() as u64)
             .arg("STREAMS")
-            .arg(&self.options.stream)
+            .arg(&self.parts[p].stream)
             .arg(">")
-            .query_async(&mut self.reader.clone())
+            .query_async(&mut self.readers[p].clone())
             .await
             .map_err(redis_err)?;
         Ok(reply
             .into_iter()
             .flat_map(|r| r.keys)
             .flat_map(|k| k.ids)
-            .map(|id| Delivery::new(id, 1))
+            .map(|id| Delivery::new(p, id, 1))
             .collect())
     }
 
-    /// Takes over up to `count` messages pending longer than `claim_after`
-    /// (their hosts are presumed dead). Each is claimed with a minimum idle
-    /// time, so two hosts never take over the same message.
-    pub async fn reclaim(&self, consumer: &str, count: usize) -> Result<Vec<Delivery>, QueueError> {
+    /// Takes over up to `count` messages of partition `p` pending longer
+    /// than `claim_after` (their hosts are presumed dead). Each is claimed
+    /// with a minimum idle time, so two hosts never take over the same
+    /// message.
+    pub async fn reclaim(
+        &self,
+        p: usize,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
         let mut conn = self.conn.clone();
+        let stream = &self.parts[p].stream;
         let idle = self.options.claim_after.as_millis() as u64;
         // Each row: [entry id, consumer, idle ms, deliveries].
         let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg(&self.options.stream)
+            .arg(stream)
             .arg(&self.options.group)
             .arg("IDLE")
             .arg(idle)
@@ -288,7 +394,7 @@ impl RedisQueue {
         for (entry, _, _, deliveries) in rows {
             // Empty if another host took it first (it is no longer idle).
             let claimed: redis::streams::StreamClaimReply = redis::cmd("XCLAIM")
-                .arg(&self.options.stream)
+                .arg(stream)
                 .arg(&self.options.group)
                 .arg(consumer)
                 .arg(idle)
@@ -300,110 +406,70 @@ impl RedisQueue {
                 claimed
                     .ids
                     .into_iter()
-                    .map(|id| Delivery::new(id, deliveries + 1)),
+                    .map(|id| Delivery::new(p, id, deliveries + 1)),
             );
         }
         Ok(out)
     }
 
+    /// `entries` grouped by partition.
+    fn by_partition<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a Entry>,
+    ) -> BTreeMap<usize, Vec<&'a str>> {
+        let mut out: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        for e in entries {
+            out.entry(e.partition).or_default().push(&e.id);
+        }
+        out
+    }
+
     /// Marks `entries` as still being worked on by `consumer`, so no other
     /// host takes them over.
-    pub async fn refresh(&self, consumer: &str, entries: &[String]) -> Result<(), QueueError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        redis::cmd("XCLAIM")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .arg(consumer)
-            .arg(0)
-            .arg(entries)
-            .arg("JUSTID")
-            .query_async::<Value>(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        Ok(())
-    }
-
-    /// Removes consumers (hosts that stopped: each start of a host is a new
-    /// consumer) with nothing pending and idle longer than `idle`. A live
-    /// host removed this way is added back by its next read, and nothing
-    /// pending is ever dropped. Returns how many were removed.
-    pub async fn prune_consumers(&self, idle: Duration) -> Result<usize, QueueError> {
-        let mut conn = self.conn.clone();
-        let consumers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .query_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        let number = |c: &HashMap<String, Value>, k: &str| match c.get(k) {
-            Some(Value::Int(n)) => *n,
-            _ => -1,
-        };
-        let mut removed = 0;
-        for c in &consumers {
-            let Some(Value::BulkString(name)) = c.get("name") else {
-                continue;
-            };
-            if number(c, "pending") != 0 || number(c, "idle") < idle.as_millis() as i64 {
-                continue;
-            }
-            // DELCONSUMER drops the consumer's pending entries, so only
-            // delete it if it still has none (one script, no race).
-            let gone: i64 = Script::new(PRUNE_CONSUMER)
-                .key(&self.options.stream)
+    pub async fn refresh(&self, consumer: &str, entries: &[Entry]) -> Result<(), QueueError> {
+        for (p, ids) in self.by_partition(entries) {
+            redis::cmd("XCLAIM")
+                .arg(&self.parts[p].stream)
                 .arg(&self.options.group)
-                .arg(name.as_slice())
-                .invoke_async(&mut conn)
+                .arg(consumer)
+                .arg(0)
+                .arg(ids)
+                .arg("JUSTID")
+                .query_async::<Value>(&mut self.conn.clone())
                 .await
                 .map_err(redis_err)?;
-            removed += gone as usize;
         }
-        Ok(removed)
-    }
-
-    /// Consumers in the group.
-    pub async fn consumers(&self) -> Result<usize, QueueError> {
-        let consumers: Vec<Value> = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        Ok(consumers.len())
+        Ok(())
     }
 
     /// Acknowledges and deletes `entries`.
-    pub async fn ack(&self, entries: &[String]) -> Result<(), QueueError> {
-        if entries.is_empty() {
-            return Ok(());
+    pub async fn ack(&self, entries: &[Entry]) -> Result<(), QueueError> {
+        for (p, ids) in self.by_partition(entries) {
+            self.ack
+                .key(&self.parts[p].stream)
+                .key(&self.parts[p].progress)
+                .arg(&self.options.group)
+                .arg(ids)
+                .invoke_async::<Value>(&mut self.conn.clone())
+                .await
+                .map_err(redis_err)?;
         }
-        self.ack
-            .key(&self.options.stream)
-            .key(&self.progress)
-            .arg(&self.options.group)
-            .arg(entries)
-            .invoke_async::<Value>(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
         Ok(())
     }
 
-    /// Moves a message to the dead-letter stream with `reason`, in one step
-    /// with its acknowledgement.
+    /// Moves a message to its partition's dead-letter stream with `reason`,
+    /// in one step with its acknowledgement.
     pub async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), QueueError> {
-        let mut inv = self.dead_letter.key(&self.options.stream);
-        inv.key(&self.dead)
-            .key(&self.progress)
+        let part = &self.parts[d.entry.partition];
+        let mut inv = self.dead_letter.key(&part.stream);
+        inv.key(&part.dead)
+            .key(&part.progress)
             .arg(&self.options.group)
-            .arg(&d.entry)
+            .arg(&d.entry.id)
             .arg("reason")
             .arg(reason)
             .arg("original")
-            .arg(&d.entry)
+            .arg(&d.entry.id)
             .arg("deliveries")
             .arg(d.deliveries);
         for (k, v) in &d.fields {
@@ -424,156 +490,12 @@ impl RedisQueue {
     /// step is.
     pub async fn stalled(&self, d: &Delivery, journal_len: u64) -> Result<u64, QueueError> {
         self.stalled
-            .key(&self.progress)
-            .arg(&d.entry)
+            .key(&self.parts[d.entry.partition].progress)
+            .arg(&d.entry.id)
             .arg(journal_len)
             .arg(d.deliveries)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(redis_err)
-    }
-
-    /// Tells every host that an invocation of `id` ended (it finished or
-    /// suspended), so requests waiting on it there look at once instead of
-    /// at their next poll. Best effort: waiters poll anyway.
-    pub async fn publish_settled(&self, id: &ExecutionId) -> Result<(), QueueError> {
-        redis::cmd("PUBLISH")
-            .arg(&self.settled)
-            .arg(id.as_str())
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)
-    }
-
-    /// A subscription to [`RedisQueue::publish_settled`]: read it with
-    /// `on_message`; it ends when the connection drops.
-    pub async fn subscribe_settled(&self) -> Result<redis::aio::PubSub, QueueError> {
-        let mut pubsub = self.client.get_async_pubsub().await.map_err(redis_err)?;
-        pubsub.subscribe(&self.settled).await.map_err(redis_err)?;
-        Ok(pubsub)
-    }
-
-    /// Sets execution `id`'s timer to `at_ms` (ms since the Unix epoch).
-    pub async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), QueueError> {
-        redis::cmd("ZADD")
-            .arg(&self.timers)
-            .arg(at_ms)
-            .arg(id.as_str())
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)
-    }
-
-    /// Whether `host` sweeps for lost executions in the period `every`
-    /// that starts now: the first host to ask in a period gets it (`SET NX`
-    /// with the period as expiry), so a cluster of N hosts sweeps once per
-    /// period, not N times. A host that dies holding the turn loses it when
-    /// the period ends.
-    pub async fn take_sweep_turn(&self, host: &str, every: Duration) -> Result<bool, QueueError> {
-        let taken: Option<String> = redis::cmd("SET")
-            .arg(&self.sweeper)
-            .arg(host)
-            .arg("NX")
-            .arg("PX")
-            .arg(every.as_millis().max(1) as u64)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        Ok(taken.is_some())
-    }
-
-    /// Sets execution `id`'s timer to `at_ms` unless it has one.
-    pub async fn add_timer_if_missing(
-        &self,
-        id: &ExecutionId,
-        at_ms: u64,
-    ) -> Result<(), QueueError> {
-        redis::cmd("ZADD")
-            .arg(&self.timers)
-            .arg("NX")
-            .arg(at_ms)
-            .arg(id.as_str())
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)
-    }
-
-    /// Moves up to `limit` due timers to the stream. Returns how many fired
-    /// and, if any timer is left, how long until the next is due.
-    pub async fn fire_timers(&self, limit: usize) -> Result<(u64, Option<Duration>), QueueError> {
-        let (fired, wait): (u64, i64) = self
-            .fire
-            .key(&self.timers)
-            .key(&self.options.stream)
-            .arg(limit.max(1))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        let next = u64::try_from(wait).ok().map(Duration::from_millis);
-        Ok((fired, next))
-    }
-
-    /// Timers not yet fired.
-    pub async fn timers(&self) -> Result<u64, QueueError> {
-        redis::cmd("ZCARD")
-            .arg(&self.timers)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)
-    }
-
-    /// Messages delivered but not acknowledged, over every host.
-    pub async fn pending(&self) -> Result<u64, QueueError> {
-        let summary: Vec<Value> = redis::cmd("XPENDING")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        match summary.into_iter().next() {
-            Some(v) => redis::from_redis_value(v)
-                .map_err(|e| QueueError::Corrupt(format!("redis: XPENDING: {e}"))),
-            None => Ok(0),
-        }
-    }
-
-    /// Messages in the stream: pending or not yet read.
-    pub async fn stream_len(&self) -> Result<u64, QueueError> {
-        redis::cmd("XLEN")
-            .arg(&self.options.stream)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)
-    }
-
-    /// Up to `count` dead letters, oldest first.
-    pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&self.dead)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(count.max(1))
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|id| DeadLetter {
-                entry: id.id,
-                fields: id
-                    .map
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let text = match v {
-                            Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-                            other => format!("{other:?}"),
-                        };
-                        (k, text)
-                    })
-                    .collect(),
-            })
-            .collect())
     }
 }

@@ -21,7 +21,7 @@ pub(super) struct Active {
     /// while it ran).
     again: bool,
     /// Queue entries to acknowledge once the driver is done.
-    entries: Vec<String>,
+    entries: Vec<crate::queue::Entry>,
 }
 
 /// What the driver does after an invocation.
@@ -119,7 +119,11 @@ impl Inner {
     /// Drives one execution until it ends or waits; one driver per execution
     /// per runtime. `entry` is the queue message that asked for it, which is
     /// acknowledged when the driver is done.
-    pub(super) async fn drive(self: Arc<Self>, id: ExecutionId, entry: Option<String>) {
+    pub(super) async fn drive(
+        self: Arc<Self>,
+        id: ExecutionId,
+        entry: Option<crate::queue::Entry>,
+    ) {
         {
             let mut active = self.active.lock().expect("active poisoned");
             if let Some(a) = active.get_mut(&id) {

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::{Inner, Runtime, RuntimeError};
 use crate::execution::{ExecutionRecord, Status, Wait};
 use crate::ids::ExecutionId;
-use crate::queue::{Delivery, Message, QueueError, RedisQueue};
+use crate::queue::{Delivery, Entry, Message, QueueError, RedisQueue};
 use crate::store::{ListQuery, Order, StoreError, now_ms};
 use crate::stream::StreamOptions;
 
@@ -43,15 +43,25 @@ const MAX_QUEUE_DELAY: Duration = Duration::from_secs(5);
 /// Most messages read, taken over or timers fired in one command.
 const BATCH: usize = 64;
 
+/// What a host is working on.
+#[derive(Default)]
+struct Working {
+    /// Entries accepted and not yet done.
+    entries: HashSet<Entry>,
+    /// Messages reads under way may return.
+    reserved: usize,
+}
+
 /// A runtime's connection to its work queue.
 pub(super) struct QueueLink {
     pub(super) queue: Arc<RedisQueue>,
     /// This host's consumer name in the group (its host id).
     consumer: String,
-    /// Entries this host is working on; refreshed so no host takes them.
-    working: Mutex<HashSet<String>>,
+    /// Entries this host is working on (refreshed so no host takes them),
+    /// and room set aside for reads under way.
+    working: Mutex<Working>,
     /// Entries that were taken over from another host (see the module docs).
-    taken_over: Mutex<HashSet<String>>,
+    taken_over: Mutex<HashSet<Entry>>,
     /// Wakes the timer loop when this host sets a timer.
     timer_set: Notify,
     metrics: Arc<crate::metrics::Metrics>,
@@ -66,23 +76,54 @@ impl QueueLink {
     }
 
     /// Whether any of `entries` was taken over from another host.
-    pub(super) fn any_taken_over(&self, entries: &[String]) -> bool {
+    pub(super) fn any_taken_over(&self, entries: &[Entry]) -> bool {
         let taken = self.taken_over.lock().expect("taken_over poisoned");
         entries.iter().any(|e| taken.contains(e))
     }
 
-    fn forget(&self, entries: &[String]) {
+    fn forget(&self, entries: &[Entry]) {
         let mut working = self.working.lock().expect("working poisoned");
         let mut taken = self.taken_over.lock().expect("taken_over poisoned");
         for e in entries {
-            working.remove(e);
+            working.entries.remove(e);
             taken.remove(e);
         }
     }
 
+    /// Sets aside room for one read: up to a share of `concurrency` (fewer
+    /// if this host has less room left). Give it back with
+    /// [`QueueLink::release`] once what was read is accepted.
+    ///
+    /// The partitions' readers take from the same room, so together they
+    /// never hold more than `concurrency` messages; each takes at most
+    /// `concurrency / (partitions + 1)` at once, so readers blocked on
+    /// idle partitions leave room for a busy one. The take-over (`for_take_over`)
+    /// looks only at the messages being worked on: a host that stopped
+    /// must not wait for this one's readers to time out, and the messages
+    /// it takes over are few.
+    fn reserve(&self, for_take_over: bool) -> usize {
+        let options = self.queue.options();
+        let share = options
+            .concurrency
+            .div_ceil(self.queue.partitions() + 1)
+            .min(BATCH);
+        let mut working = self.working.lock().expect("working poisoned");
+        let mut used = working.entries.len();
+        if !for_take_over {
+            used += working.reserved;
+        }
+        let n = options.concurrency.saturating_sub(used).min(share);
+        working.reserved += n;
+        n
+    }
+
+    fn release(&self, n: usize) {
+        self.working.lock().expect("working poisoned").reserved -= n;
+    }
+
     /// The work for `entries` is done: acknowledge them. If that fails they
     /// are taken over later and their execution replayed, which is safe.
-    pub(super) async fn done(&self, entries: &[String]) {
+    pub(super) async fn done(&self, entries: &[Entry]) {
         if entries.is_empty() {
             return;
         }
@@ -111,7 +152,7 @@ impl QueueLink {
 
     /// The host is draining: queue a fresh resume for another host, then
     /// let go of `entries`.
-    pub(super) async fn hand_off(&self, id: &ExecutionId, entries: Vec<String>) {
+    pub(super) async fn hand_off(&self, id: &ExecutionId, entries: Vec<Entry>) {
         match self.queue.enqueue(&Message::Resume(id.clone())).await {
             Ok(_) => self.done(&entries).await,
             Err(e) => {
@@ -143,7 +184,7 @@ impl QueueLink {
         Self {
             queue: Arc::new(queue),
             consumer,
-            working: Mutex::new(HashSet::new()),
+            working: Mutex::new(Working::default()),
             taken_over: Mutex::new(HashSet::new()),
             timer_set: Notify::new(),
             metrics,
@@ -152,11 +193,13 @@ impl QueueLink {
 }
 
 impl Inner {
-    /// Starts the queue's loops: read, take over, refresh, fire timers,
-    /// sweep, hear other hosts' invocations end.
+    /// Starts the queue's loops: read (one per partition), take over,
+    /// refresh, fire timers, sweep, hear other hosts' invocations end.
     pub(super) fn start_queue_loops(self: &Arc<Self>) {
-        let me = self.clone();
-        self.spawn(async move { me.consume().await });
+        for p in 0..self.link().queue.partitions() {
+            let me = self.clone();
+            self.spawn(async move { me.consume(p).await });
+        }
         let me = self.clone();
         self.spawn(async move { me.take_over().await });
         let me = self.clone();
@@ -188,36 +231,28 @@ impl Inner {
         self.draining.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst)
     }
 
-    /// How many more messages this host can work on now.
-    fn room(&self) -> usize {
-        let link = self.link();
-        let working = link.working.lock().expect("working poisoned").len();
-        link.queue.options().concurrency.saturating_sub(working)
-    }
-
-    /// Reads new messages while there is room.
-    async fn consume(self: Arc<Self>) {
+    /// Reads new messages of partition `p` while there is room.
+    async fn consume(self: Arc<Self>, p: usize) {
         let mut delay = self.config.retry_delay;
+        let link = self.link();
         while !self.stopping() {
-            let room = self.room();
+            let room = link.reserve(false);
             if room == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }
-            match self
-                .link()
-                .queue
-                .read(&self.link().consumer, room.min(BATCH))
-                .await
-            {
+            let read = link.queue.read(p, &link.consumer, room).await;
+            match read {
                 Ok(deliveries) => {
                     delay = self.config.retry_delay;
                     for d in deliveries {
                         self.accept(d, false).await;
                     }
+                    link.release(room);
                 }
                 Err(e) => {
-                    tracing::warn!("cannot read the queue, will retry: {e}");
+                    link.release(room);
+                    tracing::warn!(partition = p, "cannot read the queue, will retry: {e}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_QUEUE_DELAY);
                 }
@@ -225,29 +260,32 @@ impl Inner {
         }
     }
 
-    /// Takes over messages whose hosts stopped refreshing them.
+    /// Takes over messages whose hosts stopped refreshing them, in every
+    /// partition.
     async fn take_over(self: Arc<Self>) {
-        let every = (self.link().queue.options().claim_after / 2).max(Duration::from_millis(20));
+        let link = self.link();
+        let every = (link.queue.options().claim_after / 2).max(Duration::from_millis(20));
         while !self.stopping() {
             tokio::time::sleep(every).await;
-            let room = self.room();
-            if room == 0 || self.stopping() {
-                continue;
-            }
-            match self
-                .link()
-                .queue
-                .reclaim(&self.link().consumer, room.min(BATCH))
-                .await
-            {
-                Ok(deliveries) => {
-                    for d in deliveries {
-                        tracing::info!(entry = %d.entry, deliveries = d.deliveries, "took over a message of a host that stopped");
-                        self.metrics.queue_message("taken_over", 1);
-                        self.accept(d, true).await;
+            for p in 0..link.queue.partitions() {
+                let room = link.reserve(true);
+                if room == 0 || self.stopping() {
+                    link.release(room);
+                    break;
+                }
+                match link.queue.reclaim(p, &link.consumer, room).await {
+                    Ok(deliveries) => {
+                        for d in deliveries {
+                            tracing::info!(entry = %d.entry, deliveries = d.deliveries, "took over a message of a host that stopped");
+                            self.metrics.queue_message("taken_over", 1);
+                            self.accept(d, true).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = p, "cannot look for abandoned messages: {e}")
                     }
                 }
-                Err(e) => tracing::warn!("cannot look for abandoned messages: {e}"),
+                link.release(room);
             }
         }
     }
@@ -258,10 +296,11 @@ impl Inner {
         loop {
             tokio::time::sleep(every).await;
             let link = self.link();
-            let entries: Vec<String> = link
+            let entries: Vec<Entry> = link
                 .working
                 .lock()
                 .expect("working poisoned")
+                .entries
                 .iter()
                 .cloned()
                 .collect();
@@ -295,24 +334,29 @@ impl Inner {
         }
     }
 
-    /// Moves due timers to the stream, sleeping until the next one is due
+    /// Moves due timers to the streams, sleeping until the next one is due
     /// (at most `timer_poll`, since other hosts add timers too).
     async fn fire_timers(self: Arc<Self>) {
         let link = self.link();
         let poll = link.queue.options().timer_poll;
         while !self.stopping() {
-            let fired = link.queue.fire_timers(BATCH).await;
-            if let Ok((n, _)) = fired {
-                self.metrics.timers_fired.inc_by(n);
+            let mut wait = poll;
+            for p in 0..link.queue.partitions() {
+                wait = wait.min(match link.queue.fire_timers(p, BATCH).await {
+                    Ok((fired, next)) => {
+                        self.metrics.timers_fired.inc_by(fired);
+                        if fired as usize >= BATCH {
+                            Duration::ZERO
+                        } else {
+                            next.unwrap_or(poll)
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = p, "cannot fire timers, will retry: {e}");
+                        poll
+                    }
+                });
             }
-            let wait = match fired {
-                Ok((fired, _)) if fired as usize >= BATCH => Duration::ZERO,
-                Ok((_, next)) => next.unwrap_or(poll).min(poll),
-                Err(e) => {
-                    tracing::warn!("cannot fire timers, will retry: {e}");
-                    poll
-                }
-            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = link.timer_set.notified() => {}
@@ -439,6 +483,7 @@ impl Inner {
         link.working
             .lock()
             .expect("working poisoned")
+            .entries
             .insert(d.entry.clone());
         if taken_over {
             link.taken_over

@@ -114,6 +114,11 @@ impl Default for StreamSection {
 pub struct QueueConfig {
     /// The stream; setting it turns the queue on.
     pub stream: Option<String>,
+    /// Partitions: streams the queue is split into, so a Redis Cluster
+    /// spreads the queue over its nodes (see `reprise_host::queue::partition`).
+    /// Raising it later keeps every message; lowering it has no effect
+    /// (the queue keeps the partitions it has).
+    pub partitions: usize,
     /// The consumer group every host joins.
     pub group: String,
     /// A message its host has not refreshed for this long is taken over by
@@ -134,6 +139,7 @@ impl Default for QueueConfig {
         let o = crate::queue::QueueOptions::default();
         Self {
             stream: None,
+            partitions: o.partitions,
             group: o.group,
             claim_after: o.claim_after,
             max_deliveries: o.max_deliveries,

@@ -272,8 +272,17 @@ pub fn queue_options(config: &ServeConfig) -> Result<Option<QueueOptions>, Confi
             "queue: concurrency, max_deliveries and claim_after must be above zero".into(),
         ));
     }
+    let most = crate::queue::partition::MAX_PARTITIONS;
+    if !(1..=most).contains(&q.partitions) || q.concurrency < q.partitions {
+        return Err(ConfigError::Value(format!(
+            "queue: partitions must be 1 to {most} and at most concurrency (every partition's \
+             reader needs room for a message), got partitions = {} and concurrency = {}",
+            q.partitions, q.concurrency
+        )));
+    }
     Ok(Some(QueueOptions {
         stream: stream.clone(),
+        partitions: q.partitions,
         group: q.group.clone(),
         claim_after: q.claim_after,
         max_deliveries: q.max_deliveries,

@@ -56,12 +56,7 @@ pub(super) const GRACE_MS: u64 = 60_000;
 const CACHED_WORKFLOWS: usize = 65_536;
 
 fn bucket(id: &ExecutionId) -> u32 {
-    // FNV-1a: stable across builds and platforms, as a layout needs.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in id.as_str().bytes() {
-        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
-    }
-    h % BUCKETS
+    id.stable_hash() % BUCKETS
 }
 
 /// One index list an entry was read from.

@@ -14,6 +14,7 @@ use reprise_tests::redis::RedisServer;
 use reprise_tests::*;
 use serde_json::{Value, json};
 
+mod partitions;
 mod recovery;
 
 const STREAM: &str = "reprise:queue";
@@ -309,9 +310,11 @@ async fn a_timer_survives_every_host_restarting() {
     assert_eq!(q.timers().await.unwrap(), 0);
 }
 
-/// On a three-node Redis Cluster: executions spread over slots, budget
-/// continuations and a timer go through the queue between two hosts, and
-/// the queue (stream, timers, dead letters in one slot) ends empty.
+/// On a three-node Redis Cluster with a queue of three partitions:
+/// executions spread over slots, each partition's stream lives on another
+/// node, budget continuations and a timer go through the queue between two
+/// hosts, and the queue (a partition's stream, timers and dead letters in
+/// one slot) ends empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_works_on_a_redis_cluster() {
     let cluster = reprise_tests::redis::RedisCluster::start();
@@ -331,7 +334,7 @@ async fn the_queue_works_on_a_redis_cluster() {
             &redis,
             counting_tools(&calls),
             cfg,
-            options(),
+            three_partitions(),
         )
         .await;
         hosts.push(rt);
@@ -368,11 +371,29 @@ async fn the_queue_works_on_a_redis_cluster() {
         let keys: u64 = node.cli(&["DBSIZE"]).parse().unwrap();
         assert!(keys > 0, "a node holds no keys");
     }
-    let q = RedisQueue::connect(&cluster.url(), &redis, options())
+    let q = RedisQueue::connect(&cluster.url(), &redis, three_partitions())
         .await
         .unwrap();
+    // The node that holds a key answers EXISTS; the others redirect.
+    let owners: std::collections::HashSet<usize> = (0..3)
+        .map(|p| {
+            let owners: Vec<usize> = (0..3)
+                .filter(|&n| cluster.nodes[n].cli(&["EXISTS", q.stream(p)]).trim() == "1")
+                .collect();
+            assert_eq!(owners.len(), 1, "partition {p}: {owners:?}");
+            owners[0]
+        })
+        .collect();
+    assert_eq!(owners.len(), 3, "the partitions share a node");
     drained(&q).await;
     assert_eq!(q.timers().await.unwrap(), 0);
+}
+
+fn three_partitions() -> QueueOptions {
+    QueueOptions {
+        partitions: 3,
+        ..options()
+    }
 }
 
 /// Hosts announce each ended invocation on the queue's pub/sub channel,

@@ -148,10 +148,10 @@ async fn a_message_delivered_too_often_is_dead_lettered() {
         .await
         .unwrap();
     // Two consumers take it and "die" (never acknowledge).
-    let first: Vec<Delivery> = q.read("dead-1", 10).await.unwrap();
+    let first: Vec<Delivery> = q.read(0, "dead-1", 10).await.unwrap();
     assert_eq!(first.len(), 1);
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(q.reclaim("dead-2", 10).await.unwrap().len(), 1);
+    assert_eq!(q.reclaim(0, "dead-2", 10).await.unwrap().len(), 1);
     let calls = Calls::default();
     let opts = QueueOptions {
         max_deliveries: 2,
