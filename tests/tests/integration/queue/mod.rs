@@ -108,6 +108,14 @@ async fn ended(rt: &Runtime, id: &str) -> ExecutionRecord {
     wait_for(rt, id, |r| r.status.is_terminal()).await
 }
 
+/// A start written with plain `XADD` to partition 0, as any producer of
+/// work writes it, with `more` fields; returns its entry id.
+fn xadd_start(server: &RedisServer, workflow: &str, input: &str, more: &[&str]) -> String {
+    let mut args = vec!["XADD", STREAM, "*", "workflow", workflow, "input", input];
+    args.extend(more);
+    server.cli(&args)
+}
+
 /// Waits until every message is acknowledged and deleted.
 async fn drained(q: &RedisQueue) {
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -127,19 +135,7 @@ async fn a_plain_xadd_starts_an_execution_once() {
     let calls = Calls::default();
     let rt = host(&server, counting_tools(&calls), config("a"), options()).await;
     deploy(&rt, "steps").await;
-    let xadd = |id: &str| {
-        server.cli(&[
-            "XADD",
-            STREAM,
-            "*",
-            "workflow",
-            "steps",
-            "input",
-            r#"{"n": 5}"#,
-            "id",
-            id,
-        ])
-    };
+    let xadd = |id: &str| xadd_start(&server, "steps", r#"{"n": 5}"#, &["id", id]);
     xadd("q1");
     let rec = ended(&rt, "q1").await;
     assert_eq!(result::<Value>(&rec)["steps"], 5);
@@ -149,15 +145,7 @@ async fn a_plain_xadd_starts_an_execution_once() {
     drained(&q).await;
     assert_eq!(calls.total(), 5, "the second start ran the workflow again");
     // Without an id, the entry id names the execution.
-    let entry = server.cli(&[
-        "XADD",
-        STREAM,
-        "*",
-        "workflow",
-        "steps",
-        "input",
-        r#"{"n": 1}"#,
-    ]);
+    let entry = xadd_start(&server, "steps", r#"{"n": 1}"#, &[]);
     let rec = ended(&rt, &format!("q-{entry}")).await;
     assert_eq!(result::<Value>(&rec)["steps"], 1);
     assert_eq!(
@@ -448,19 +436,12 @@ async fn a_paced_stream_across_hosts() {
     let id = ExecutionId::new("paced").unwrap();
     let window = 5;
     // Started by a plain queue message, as any producer of work can.
-    server.cli(&[
-        "XADD",
-        STREAM,
-        "*",
-        "workflow",
+    xadd_start(
+        &server,
         "producer",
-        "input",
         r#"{"n": 60}"#,
-        "id",
-        "paced",
-        "stream",
-        r#"{"window": 5}"#,
-    ]);
+        &["id", "paced", "stream", r#"{"window": 5}"#],
+    );
     // Before any consumer, the producer fills the window and waits; the
     // first read, on the other host, wakes it through the queue.
     let waiting = wait_for(&b, "paced", |r| {

@@ -60,17 +60,7 @@ async fn raising_the_partition_count_loses_nothing() {
     old.shutdown().await;
     drop(old);
     // Written while no host runs: a start in the old stream.
-    server.cli(&[
-        "XADD",
-        STREAM,
-        "*",
-        "workflow",
-        "steps",
-        "input",
-        r#"{"n": 3}"#,
-        "id",
-        "waiting",
-    ]);
+    xadd_start(&server, "steps", r#"{"n": 3}"#, &["id", "waiting"]);
     assert_eq!(q1.timers().await.unwrap(), 1);
 
     let hosts = [
