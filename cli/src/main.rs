@@ -382,6 +382,9 @@ fn runtime(store: Arc<dyn Store>, args: &StoreArgs, local: &LocalArgs) -> Result
     file.resolve_env(|var| std::env::var(var).ok())
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let tools = server::tools_from(&file.tools).map_err(|e| CliError::Usage(e.to_string()))?;
+    if file.compiled_dir.is_none() {
+        file.compiled_dir = dirs::cache_dir().map(|d| d.join("reprise").join("compiled"));
+    }
     let engine = WorkflowEngine::new(server::engine_config(&file))
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
     let base = server::runtime_config(&file);

@@ -71,6 +71,9 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
             Arc::new(EmbeddedStore::open(config.data_dir.join("reprise.redb"))?)
         }
     };
+    if config.compiled_dir.is_none() {
+        config.compiled_dir = Some(config.data_dir.join("compiled"));
+    }
     let engine = WorkflowEngine::new(server::engine_config(&config))
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
     let mut builder = Runtime::builder(Arc::new(engine), store)

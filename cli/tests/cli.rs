@@ -697,3 +697,47 @@ fn status_lists_children() {
     let shown = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(shown.contains("parent:      p1"), "{shown}");
 }
+
+/// `reprise run` keeps the compiled component in the user's cache
+/// directory; a later run loads it, and a corrupt file is removed (with a
+/// warning), compiled again and written sound.
+#[test]
+fn run_keeps_compiled_components_between_runs() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        reprise()
+            .args(["run", &wasm("hello"), "--input", r#"{"name":"cache"}"#])
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", text(&first));
+    let dir = cache.path().join("reprise").join("compiled");
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let second = run();
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(second.stdout, first.stdout);
+    assert!(second.stderr.is_empty(), "{}", text(&second));
+    let mut corrupt = std::fs::read(&kept[0]).unwrap();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    std::fs::write(&kept[0], corrupt).unwrap();
+    let third = run();
+    assert!(third.status.success(), "{}", text(&third));
+    assert_eq!(third.stdout, first.stdout);
+    assert!(
+        String::from_utf8_lossy(&third.stderr).contains("cannot be used"),
+        "{}",
+        text(&third)
+    );
+    // Written again, sound: the next run loads it without a word.
+    let fourth = run();
+    assert!(fourth.status.success(), "{}", text(&fourth));
+    assert!(fourth.stderr.is_empty(), "{}", text(&fourth));
+    assert!(kept[0].exists());
+}

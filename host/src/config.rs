@@ -145,6 +145,13 @@ pub struct EngineConfig {
     /// Largest total size of a component's custom sections (debug info,
     /// names, producers): a component over it is refused at deploy.
     pub max_custom_section_bytes: usize,
+    /// Where compiled components are kept on disk, so a process started
+    /// later loads them instead of compiling (see
+    /// [`crate::engine::artifacts`]); `None` keeps them in memory only.
+    pub compiled_dir: Option<std::path::PathBuf>,
+    /// Bytes of compiled components kept in `compiled_dir` at most (least
+    /// recently used removed first); 0 keeps none.
+    pub compiled_dir_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -155,6 +162,8 @@ impl Default for EngineConfig {
             cache_components: 64,
             cache_bytes: 512 << 20,
             max_custom_section_bytes: 16 << 20,
+            compiled_dir: None,
+            compiled_dir_bytes: 1 << 30,
         }
     }
 }

@@ -5,10 +5,13 @@
 //! keyed by content digest, each kept as an instantiate-ready `WorkflowPre`.
 //! The cache is bounded in count and in bytes of compiled code, least
 //! recently used first out: a component dropped from it is compiled again
-//! from the store the next time it runs.
+//! from the store the next time it runs, or loaded from the compiled
+//! components kept on disk ([`artifacts`]) when the engine has a directory
+//! for them.
 //! Every invocation gets a fresh `Store`; nothing of an execution outlives its
 //! invocation in the engine.
 
+pub mod artifacts;
 mod bindings;
 pub(crate) mod determinism;
 pub(crate) mod invocation;
@@ -24,6 +27,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::config::EngineConfig;
 use crate::execution::UNCODED_WORKFLOW_ERROR;
 use crate::ids::Digest;
+use artifacts::{ArtifactStats, Artifacts};
 use invocation::InvocationState;
 
 /// How often the epoch advances; the granularity of the time limit and of
@@ -158,6 +162,8 @@ pub struct WorkflowEngine {
     engine: Engine,
     linker: Linker<InvocationState>,
     compiled: Mutex<Cache>,
+    /// Compiled components on disk, if configured.
+    artifacts: Option<Artifacts>,
     config: EngineConfig,
     /// One permit per instance slot of the pool: an invocation waits for a
     /// slot here, in order, instead of failing to instantiate and retrying.
@@ -197,7 +203,13 @@ impl WorkflowEngine {
             })
             .map_err(|e| wasmtime::Error::msg(format!("cannot start epoch thread: {e}")))?;
 
+        let artifacts = config
+            .compiled_dir
+            .clone()
+            .filter(|_| config.compiled_dir_bytes > 0)
+            .map(|dir| Artifacts::new(&engine, dir, config.compiled_dir_bytes));
         Ok(Self {
+            artifacts,
             engine,
             linker,
             compiled: Mutex::new(Cache {
@@ -225,8 +237,11 @@ impl WorkflowEngine {
             return Ok(c);
         }
         check_custom_sections(bytes, self.config.max_custom_section_bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let component = match &self.artifacts {
+            Some(artifacts) => artifacts.component(&self.engine, &digest, bytes),
+            None => Component::new(&self.engine, bytes),
+        }
+        .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
         let code = component.image_range();
         let code_bytes = (code.end as usize).saturating_sub(code.start as usize);
         let imports = component
@@ -267,6 +282,12 @@ impl WorkflowEngine {
     pub fn cache_size(&self) -> (usize, usize) {
         let cache = self.compiled.lock().expect("component cache poisoned");
         (cache.lru.len(), cache.bytes)
+    }
+
+    /// What the directory of compiled components did (`None` without
+    /// one).
+    pub fn artifact_stats(&self) -> Option<ArtifactStats> {
+        self.artifacts.as_ref().map(Artifacts::stats)
     }
 
     /// Waits for a free instance slot; the slot is the invocation's until

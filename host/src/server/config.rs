@@ -40,6 +40,13 @@ pub struct ServeConfig {
     pub component_cache: usize,
     /// Bytes of compiled code kept in memory (likewise).
     pub component_cache_bytes: usize,
+    /// Where compiled components are kept between processes, so a
+    /// restarted host loads them instead of compiling (default: `compiled`
+    /// in `data_dir` for `serve`, the user's cache directory for `run`).
+    pub compiled_dir: Option<PathBuf>,
+    /// Bytes of compiled components kept there at most, least recently
+    /// used removed first; 0 keeps none.
+    pub compiled_dir_bytes: u64,
     /// Largest body of any other request, in bytes.
     pub max_request_bytes: usize,
     /// Time limit of a request, reading its body included (a `?wait` is
@@ -163,6 +170,8 @@ impl Default for ServeConfig {
             max_custom_section_bytes: engine.max_custom_section_bytes,
             component_cache: engine.cache_components,
             component_cache_bytes: engine.cache_bytes,
+            compiled_dir: None,
+            compiled_dir_bytes: engine.compiled_dir_bytes,
             max_request_bytes: 4 << 20,
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
@@ -444,6 +453,10 @@ mod tests {
                 d.component_cache,
                 d.component_cache_bytes
             )
+        );
+        assert_eq!(
+            (&c.compiled_dir, c.compiled_dir_bytes),
+            (&d.compiled_dir, d.compiled_dir_bytes)
         );
         assert_eq!(
             (c.stream.window, c.stream.session_ttl, c.stream.hold),

@@ -220,6 +220,8 @@ pub fn engine_config(config: &ServeConfig) -> EngineConfig {
         cache_components: config.component_cache,
         cache_bytes: config.component_cache_bytes,
         max_custom_section_bytes: config.max_custom_section_bytes,
+        compiled_dir: config.compiled_dir.clone(),
+        compiled_dir_bytes: config.compiled_dir_bytes,
     }
 }
 

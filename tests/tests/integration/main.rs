@@ -3,6 +3,7 @@
 
 mod abuse;
 mod children;
+mod compiled;
 mod concurrency;
 mod conformance;
 mod durability;
