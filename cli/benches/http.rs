@@ -7,6 +7,10 @@
 //! - throughput of 1,000 such workflows with 50 requests in flight:
 //!   workflows/s, the server's CPU (cores busy) and RSS.
 //!
+//! - parked executions: the server's RSS growth for 1,000 and then 10,000
+//!   executions parked on a signal (`BENCH_PARKED` overrides 10,000),
+//!   read `BENCH_SETTLE` seconds (default 5) after the last parked.
+//!
 //! Each on the embedded file store (fsync per journal write) and on Redis
 //! (a private `redis-server` over loopback TCP, AOF `appendfsync always`).
 //!
@@ -32,10 +36,14 @@ fn env_or(name: &str, default: usize) -> usize {
 type Host = ServeProcess;
 
 fn serve(binary: &Path, redis: Option<&str>) -> Host {
-    let config = match redis {
+    let mut config = match redis {
         Some(url) => format!("redis = \"{url}\"\n"),
         None => String::new(),
     };
+    // `BENCH_STORE_CACHE`: the embedded store's page cache, in bytes.
+    if let Ok(bytes) = std::env::var("BENCH_STORE_CACHE") {
+        config.push_str(&format!("store_cache_bytes = {bytes}\n"));
+    }
     ServeProcess::spawn(binary, &config, &[("RUST_LOG", "error")])
 }
 
@@ -150,6 +158,64 @@ async fn scenario(label: &str, binary: &Path, redis: Option<&str>) {
     );
 }
 
+/// Starts `n` executions of `signals` that park on a signal, 50 requests
+/// in flight, numbered from `from`; returns once all are parked.
+async fn park(http: &reqwest::Client, url: &str, from: usize, n: usize) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(50));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in from..from + n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.spawn(async move {
+            let r = http
+                .post(format!("{url}/v1/workflows/signals/executions?wait=30s"))
+                .json(&json!({"id": format!("parked-{i}"), "input": {"sleep_ms": 0}}))
+                .send()
+                .await
+                .unwrap();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["status"], "suspended", "{body}");
+            drop(permit);
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+}
+
+/// RSS growth of a server with executions parked on a signal.
+async fn parked(label: &str, binary: &Path, redis: Option<&str>) {
+    let most = env_or("BENCH_PARKED", 10_000);
+    let settle = Duration::from_secs(env_or("BENCH_SETTLE", 5) as u64);
+    let host = serve(binary, redis);
+    let http = reqwest::Client::new();
+    let signals = reprise_tests::guests_dir().join("signals.wasm");
+    let r = http
+        .put(format!("{}/v1/workflows/signals", host.url))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(signals).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Warm up: the compiled component, connections, the store's first pages.
+    park(&http, &host.url, 0, 100).await;
+    tokio::time::sleep(settle).await;
+    let (_, base, _) = usage(host.pid());
+    let mut parked = 100;
+    for target in [1_000, most] {
+        park(&http, &host.url, parked, target - parked).await;
+        parked = target;
+        tokio::time::sleep(settle).await;
+        let (_, rss, _) = usage(host.pid());
+        println!(
+            "{label:<18} {target} parked on a signal: RSS +{:.1} MiB over 100 parked ({:.0} B each)",
+            (rss as f64 - base as f64) / (1 << 20) as f64,
+            (rss as f64 - base as f64) / (target - 100) as f64
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; any other argument filters by label.
@@ -163,11 +229,20 @@ async fn main() {
         if wanted("embedded") {
             scenario(&format!("{which}embedded"), &binary, None).await;
         }
+        if wanted("parked-embedded") {
+            parked(&format!("{which}parked-embedded"), &binary, None).await;
+        }
     }
     if wanted("redis") {
         let (_server, url) = reprise_tests::redis::RedisServer::start_tcp(&[]);
         for (which, binary) in binaries() {
             scenario(&format!("{which}redis"), &binary, Some(&url)).await;
+        }
+    }
+    if wanted("parked-redis") {
+        for (which, binary) in binaries() {
+            let (_server, url) = reprise_tests::redis::RedisServer::start_tcp(&[]);
+            parked(&format!("{which}parked-redis"), &binary, Some(&url)).await;
         }
     }
 }

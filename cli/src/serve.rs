@@ -68,7 +68,10 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
             std::fs::create_dir_all(&config.data_dir).with_context(|| {
                 format!("cannot create data directory {}", config.data_dir.display())
             })?;
-            Arc::new(EmbeddedStore::open(config.data_dir.join("reprise.redb"))?)
+            Arc::new(EmbeddedStore::open_with_cache(
+                config.data_dir.join("reprise.redb"),
+                config.store_cache_bytes,
+            )?)
         }
     };
     if config.compiled_dir.is_none() {

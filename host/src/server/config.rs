@@ -22,6 +22,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Directory of the embedded store (used when `redis` is not set).
     pub data_dir: PathBuf,
+    /// Memory the embedded store caches its file's pages in, at most.
+    pub store_cache_bytes: usize,
     /// Redis URL; the journal store is Redis when set.
     pub redis: Option<String>,
     /// CA certificate (PEM) to trust for a `rediss://` URL.
@@ -162,6 +164,7 @@ impl Default for ServeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("reprise-data"),
+            store_cache_bytes: crate::store::EMBEDDED_CACHE_BYTES,
             redis: None,
             redis_ca: None,
             redis_cluster: false,
@@ -455,8 +458,8 @@ mod tests {
             )
         );
         assert_eq!(
-            (&c.compiled_dir, c.compiled_dir_bytes),
-            (&d.compiled_dir, d.compiled_dir_bytes)
+            (&c.compiled_dir, c.compiled_dir_bytes, c.store_cache_bytes),
+            (&d.compiled_dir, d.compiled_dir_bytes, d.store_cache_bytes)
         );
         assert_eq!(
             (c.stream.window, c.stream.session_ttl, c.stream.hold),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use crate::redis_conn::RedisOptions;
-pub use embedded::EmbeddedStore;
+pub use embedded::{DEFAULT_CACHE_BYTES as EMBEDDED_CACHE_BYTES, EmbeddedStore};
 pub use listing::{ExecutionPage, ListCursor, ListQuery, Order};
 pub use redis::RedisStore;
 

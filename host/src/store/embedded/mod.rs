@@ -53,13 +53,28 @@ pub struct EmbeddedStore {
     appends: Option<std::sync::mpsc::Sender<Append>>,
 }
 
+/// Memory the file store caches pages in by default: what a host's RSS may
+/// grow by as the file grows (redb's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+
 impl EmbeddedStore {
-    /// Opens (or creates) the store file at `path`.
+    /// Opens (or creates) the store file at `path`, caching at most
+    /// [`DEFAULT_CACHE_BYTES`] of it in memory.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store file at `path`, caching at most
+    /// `cache_bytes` of its pages in memory: more serves reads of a large
+    /// store from memory, less bounds the host's RSS.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open store file {}: {e}", path.display()))
-        })?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open store file {}: {e}", path.display()))
+            })?;
         let db = Arc::new(db);
         let (appends, waiting) = std::sync::mpsc::channel();
         let weak = Arc::downgrade(&db);
