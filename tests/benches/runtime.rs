@@ -131,6 +131,22 @@ fn main() {
             );
             return;
         }
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("zero") {
+            // For profiling: zero-step executions for 10 s.
+            run_many(&rt, "hello", json!({}), 200).await;
+            let t = Instant::now();
+            let mut n = 0;
+            while t.elapsed() < Duration::from_secs(10) {
+                run_many(&rt, "hello", json!({}), 100).await;
+                n += 100;
+            }
+            println!(
+                "{n} zero-step executions in {:?}: {:.1} us each",
+                t.elapsed(),
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+            return;
+        }
         // Warm up: compile caches, pool slots, allocator.
         run_many(&rt, "hello", json!({}), 200).await;
         run_many(&rt, "steps", json!({"n": 100, "size": 64}), 20).await;
