@@ -61,6 +61,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// Deploys the guest `name` under its own name.
+async fn deploy(http: &reqwest::Client, url: &str, name: &str) {
+    let wasm = reprise_tests::guests_dir().join(format!("{name}.wasm"));
+    let r = http
+        .put(format!("{url}/v1/workflows/{name}"))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(wasm).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
 async fn start_and_wait(http: &reqwest::Client, url: &str) -> Duration {
     let t = Instant::now();
     let r = http
@@ -83,15 +96,7 @@ async fn scenario(label: &str, binary: &Path, redis: Option<&str>) {
     let host = serve(binary, redis);
     let pid = host.pid();
     let http = reqwest::Client::new();
-    let steps = reprise_tests::guests_dir().join("steps.wasm");
-    let r = http
-        .put(format!("{}/v1/workflows/steps", host.url))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(steps).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    deploy(&http, &host.url, "steps").await;
 
     // Warm up: connections, the compiled component, the store.
     for _ in 0..10 {
@@ -189,15 +194,7 @@ async fn parked(label: &str, binary: &Path, redis: Option<&str>) {
     let settle = Duration::from_secs(env_or("BENCH_SETTLE", 5) as u64);
     let host = serve(binary, redis);
     let http = reqwest::Client::new();
-    let signals = reprise_tests::guests_dir().join("signals.wasm");
-    let r = http
-        .put(format!("{}/v1/workflows/signals", host.url))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(signals).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    deploy(&http, &host.url, "signals").await;
     // Warm up: the compiled component, connections, the store's first pages.
     park(&http, &host.url, 0, 100).await;
     tokio::time::sleep(settle).await;

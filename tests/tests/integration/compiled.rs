@@ -24,16 +24,22 @@ fn engine_in(dir: &Path, bytes: u64) -> Arc<WorkflowEngine> {
     )
 }
 
-/// A runtime on `engine` with a fresh memory store; runs `hello` to the
-/// end and returns what the engine's directory did.
-async fn run_hello(engine: &Arc<WorkflowEngine>) -> ArtifactStats {
-    let (store, _guard) = memory_store().await;
+/// A runtime on `engine` with a fresh memory store.
+async fn runtime_on(engine: &Arc<WorkflowEngine>) -> (Runtime, Guard) {
+    let (store, guard) = memory_store().await;
     let rt = Runtime::new(
         engine.clone(),
         store,
         ToolRegistry::with_builtins(),
         RuntimeConfig::default(),
     );
+    (rt, guard)
+}
+
+/// Runs `hello` to the end on `engine` and returns what the engine's
+/// directory did.
+async fn run_hello(engine: &Arc<WorkflowEngine>) -> ArtifactStats {
+    let (rt, _guard) = runtime_on(engine).await;
     deploy(&rt, "hello").await;
     let rec = run_to_end(&rt, "hello", json!({"name": "disk"})).await;
     assert_eq!(rec.status, Status::Completed, "{rec:?}");
@@ -117,13 +123,7 @@ async fn a_corrupt_or_foreign_file_is_compiled_again() {
 async fn the_directory_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_in(dir.path(), 1);
-    let (store, _guard) = memory_store().await;
-    let rt = Runtime::new(
-        engine.clone(),
-        store,
-        ToolRegistry::with_builtins(),
-        RuntimeConfig::default(),
-    );
+    let (rt, _guard) = runtime_on(&engine).await;
     deploy(&rt, "hello").await;
     deploy(&rt, "steps").await;
     let kept = files(dir.path());
