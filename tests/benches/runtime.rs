@@ -334,6 +334,46 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
     })
     .await;
     row("raw LRANGE of the same 1,000 entries", &lrange);
+    // Where a load's time goes: the store's script alone (its reply not
+    // decoded), and decoding the 1,000 entries alone.
+    let script = ::redis::Script::new(include_str!("../../host/src/store/redis/lua/load.lua"));
+    let keys: Vec<String> = ["x", "j", "s", "sk"]
+        .iter()
+        .map(|k| format!("reprise:{k}:{{{loaded_id}}}"))
+        .collect();
+    let scripted = time_many(200, |_| {
+        let (mut c, script, keys) = (conn.clone(), script.clone(), keys.clone());
+        async move {
+            let mut inv = script.prepare_invoke();
+            for k in &keys {
+                inv.key(k);
+            }
+            let v: ::redis::Value = inv.invoke_async(&mut c).await.unwrap();
+            assert!(matches!(v, ::redis::Value::Array(_)));
+        }
+    })
+    .await;
+    row("the load script alone, reply not decoded", &scripted);
+    let raw: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
+        .arg(&jkey)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    let raw = Arc::new(raw);
+    let decoding = time_many(200, |_| {
+        let raw = raw.clone();
+        async move {
+            let entries: Vec<Entry> = raw
+                .iter()
+                .map(|e| reprise_host::persist::decode(e).unwrap())
+                .collect();
+            assert_eq!(entries.len(), 1000);
+        }
+    })
+    .await;
+    row("decoding the same 1,000 entries", &decoding);
 
     // Bytes in Redis.
     let jbytes: f64 = server.cli(&["MEMORY", "USAGE", &jkey]).parse().unwrap();
