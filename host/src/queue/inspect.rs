@@ -133,10 +133,18 @@ impl RedisQueue {
 
     /// Messages in the streams: pending or not yet read.
     pub async fn stream_len(&self) -> Result<u64, QueueError> {
+        self.sum_over_partitions(|part| redis::cmd("XLEN").arg(&part.stream).clone())
+            .await
+    }
+
+    /// The sum over the partitions of what `command` (a count) answers.
+    pub(super) async fn sum_over_partitions(
+        &self,
+        command: impl Fn(&super::Keys) -> redis::Cmd,
+    ) -> Result<u64, QueueError> {
         let mut total = 0;
         for part in &self.parts {
-            total += redis::cmd("XLEN")
-                .arg(&part.stream)
+            total += command(part)
                 .query_async::<u64>(&mut self.conn.clone())
                 .await
                 .map_err(redis_err)?;

@@ -14,13 +14,7 @@ impl RedisQueue {
     /// Sets execution `id`'s timer to `at_ms` (ms since the Unix epoch), in
     /// its partition.
     pub async fn add_timer(&self, id: &ExecutionId, at_ms: u64) -> Result<(), QueueError> {
-        redis::cmd("ZADD")
-            .arg(&self.parts[self.partition_of(id)].timers)
-            .arg(at_ms)
-            .arg(id.as_str())
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(redis_err)
+        self.set_timer(id, at_ms, false).await
     }
 
     /// Sets execution `id`'s timer to `at_ms` unless it has one.
@@ -29,10 +23,16 @@ impl RedisQueue {
         id: &ExecutionId,
         at_ms: u64,
     ) -> Result<(), QueueError> {
-        redis::cmd("ZADD")
-            .arg(&self.parts[self.partition_of(id)].timers)
-            .arg("NX")
-            .arg(at_ms)
+        self.set_timer(id, at_ms, true).await
+    }
+
+    async fn set_timer(&self, id: &ExecutionId, at_ms: u64, nx: bool) -> Result<(), QueueError> {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(&self.parts[self.partition_of(id)].timers);
+        if nx {
+            cmd.arg("NX");
+        }
+        cmd.arg(at_ms)
             .arg(id.as_str())
             .query_async::<()>(&mut self.conn.clone())
             .await
@@ -61,14 +61,7 @@ impl RedisQueue {
 
     /// Timers not yet fired, over every partition.
     pub async fn timers(&self) -> Result<u64, QueueError> {
-        let mut total = 0;
-        for part in &self.parts {
-            total += redis::cmd("ZCARD")
-                .arg(&part.timers)
-                .query_async::<u64>(&mut self.conn.clone())
-                .await
-                .map_err(redis_err)?;
-        }
-        Ok(total)
+        self.sum_over_partitions(|part| redis::cmd("ZCARD").arg(&part.timers).clone())
+            .await
     }
 }
