@@ -9,8 +9,10 @@
 //!
 //! On a file, appends (the journal's hot path) go to one committer thread
 //! instead, which commits every append waiting in one transaction: the
-//! executions running side by side share each fsync (group commit), where
-//! they would otherwise queue for the file's one writer, an fsync each.
+//! executions running side by side share each sync (group commit), where
+//! they would otherwise queue for the file's one writer, a sync each. That
+//! sync is one `fdatasync` of an append log beside the file
+//! (`<file>.wal`, see [`wal`]), not a durable redb commit.
 //!
 //! redb locks its file: only one process can open it. When a file is opened,
 //! any lease recorded in it belonged to a process that is gone, so leases are
@@ -38,10 +40,12 @@ use crate::persist::{decode, encode};
 mod committer;
 mod index;
 mod tables;
+mod wal;
 
 use committer::*;
 use index::{INDEX, reindex, unindex};
 use tables::*;
+use wal::Wal;
 
 /// A store in one redb database.
 #[derive(Clone)]
@@ -75,12 +79,19 @@ impl EmbeddedStore {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot open store file {}: {e}", path.display()))
             })?;
+        let (wal, applied) = Wal::recover(&db, &wal::path_of(path))?;
+        if applied > 0 {
+            tracing::info!(
+                applied,
+                "applied journal appends from the store's append log"
+            );
+        }
         let db = Arc::new(db);
         let (appends, waiting) = std::sync::mpsc::channel();
         let weak = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("reprise-commit".into())
-            .spawn(move || committer(weak, waiting))
+            .spawn(move || committer(weak, Some(wal), waiting))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the committer: {e}")))?;
         let store = Self {
             db,
