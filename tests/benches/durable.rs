@@ -60,7 +60,7 @@ async fn live_steps(store: Arc<dyn Store>) -> Stats {
     let record = reprise_host::ExecutionRecord::new(
         id.clone(),
         "bench".into(),
-        version.digest.clone(),
+        version.digest,
         vec![],
         now_ms(),
     );
