@@ -1,7 +1,7 @@
 //! Group commit on a file: appends of every execution go to one committer
 //! thread, which commits all that are waiting in one transaction (one
-//! fsync for all); each append is answered after the fsync, and one that
-//! is refused fails alone.
+//! sync for all: see [`wal`](super::wal)); each append is answered after
+//! the sync, and one that is refused fails alone.
 
 use redb::{Database, Durability, WriteTransaction};
 
@@ -166,6 +166,10 @@ pub(super) fn commit_group(
             Err(e @ StoreError::Unavailable(_)) => return Err(e),
             result => results.push(result),
         }
+    }
+    if !results.iter().any(Result::is_ok) {
+        // All refused, nothing written: nothing to log or commit.
+        return Ok(results);
     }
     if let Some(log) = wal {
         let accepted = group
