@@ -329,15 +329,8 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> Result<(Lease, Snapshot), StoreError> {
         let at = self.enter(id, Status::Running, "").await?;
-        let v: Value = scripts()
-            .acquire_load
-            .key(self.key("x", id))
-            .key(self.key("j", id))
-            .key(self.key("s", id))
-            .key(self.key("sk", id))
-            .arg(owner)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn())
+        let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
+        let (v, journal) = scripts::acquire_and_load(&mut self.conn(), &keys, owner, ttl)
             .await
             .map_err(redis_err)?;
         let mut reply = self.checked(v, "acquire and load", id, Status::Running, "", at)?;
@@ -346,7 +339,7 @@ impl Store for RedisStore {
             token: reply.next()?,
             expires_at_ms: reply.next()?,
         };
-        let snapshot = reply.snapshot()?;
+        let snapshot = reply.snapshot_with(journal)?;
         self.remember_workflow(id, &snapshot.record.workflow);
         self.settle_later(
             id,

@@ -166,6 +166,21 @@ impl Reply {
     pub(super) fn snapshot(&mut self) -> Result<Snapshot, StoreError> {
         let record = self.record()?;
         let raw: Vec<Vec<u8>> = self.next()?;
+        self.snapshot_of(record, raw)
+    }
+
+    /// Reads a snapshot (record, signals) from the reply, with its journal
+    /// read by a command of its own.
+    pub(super) fn snapshot_with(&mut self, raw: Vec<Vec<u8>>) -> Result<Snapshot, StoreError> {
+        let record = self.record()?;
+        self.snapshot_of(record, raw)
+    }
+
+    fn snapshot_of(
+        &mut self,
+        record: ExecutionRecord,
+        raw: Vec<Vec<u8>>,
+    ) -> Result<Snapshot, StoreError> {
         let journal = raw
             .iter()
             .map(|e| decode(e))

@@ -21,7 +21,8 @@ const TAKE_LEASE: &str = include_str!("lua/take_lease.lua");
 
 const ACQUIRE: &str = include_str!("lua/acquire.lua");
 
-/// After TAKE_LEASE, LOAD's reply: an invocation starts with one round trip.
+/// After TAKE_LEASE, the record and signals of LOAD's reply; the journal
+/// is an LRANGE pipelined after it: an invocation starts with one round trip.
 const ACQUIRE_LOAD: &str = include_str!("lua/acquire_load.lua");
 
 const RENEW: &str = include_str!("lua/renew.lua");
@@ -159,4 +160,48 @@ pub(super) fn waited_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
         ws.push('\0');
     }
     ws
+}
+
+/// Runs `pipe`, whose first command invokes `script`, loading the script
+/// first if the server does not know it (a restarted Redis, a new node),
+/// as [`redis::ScriptInvocation::invoke_async`] does for a script alone.
+/// The pipeline runs again whole after a load; its other commands are
+/// reads, so that is harmless.
+async fn query_with_script<T: redis::FromRedisValue>(
+    conn: &mut crate::redis_conn::Conn,
+    pipe: &redis::Pipeline,
+    script: &redis::ScriptInvocation<'_>,
+) -> redis::RedisResult<T> {
+    match pipe.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            pipe.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
+/// Takes the lease and reads the snapshot of the execution whose record,
+/// journal, signals and signal names are `keys`, in one round trip: the
+/// `acquire_load` script, then the journal's `LRANGE` in the same pipeline
+/// (read after the lease is ours, so no other host appends in between).
+/// The script's reply, and the journal's raw entries.
+pub(super) async fn acquire_and_load(
+    conn: &mut crate::redis_conn::Conn,
+    keys: &[String; 4],
+    owner: &str,
+    ttl: std::time::Duration,
+) -> redis::RedisResult<(redis::Value, Vec<Vec<u8>>)> {
+    let mut script = scripts().acquire_load.prepare_invoke();
+    for key in keys {
+        script.key(key);
+    }
+    script.arg(owner).arg(ttl.as_millis() as u64);
+    let mut pipe = redis::pipe();
+    pipe.invoke_script(&script)
+        .cmd("LRANGE")
+        .arg(&keys[1])
+        .arg(0)
+        .arg(-1);
+    query_with_script(conn, &pipe, &script).await
 }
