@@ -289,20 +289,12 @@ impl Steps {
 
     /// Replays the next entry if the guest is behind the journal: `answer`
     /// (one of the `EntryKind::replay_*` functions) gives the recorded value
-    /// if the entry records `call`, or the call it does record, which is
-    /// nondeterminism. Past the journal, checks the budget and returns
+    /// if the entry records the guest's call, or the call it does record,
+    /// which is nondeterminism; only then is `call` made, to name the
+    /// guest's call in the failure (a replayed entry allocates nothing for
+    /// the comparison). Past the journal, checks the budget and returns
     /// `None`: the caller does the work and [`Steps::record`]s it.
     fn replay<T>(
-        &mut self,
-        call: &Call,
-        answer: impl FnOnce(EntryKind) -> Result<T, Call>,
-    ) -> wasmtime::Result<Option<T>> {
-        self.replay_lazy(|| call.clone(), answer)
-    }
-
-    /// [`Steps::replay`], with the call made only to name it in a
-    /// nondeterminism failure (for a call costly to build each time).
-    fn replay_lazy<T>(
         &mut self,
         call: impl FnOnce() -> Call,
         answer: impl FnOnce(EntryKind) -> Result<T, Call>,

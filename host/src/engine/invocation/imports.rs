@@ -21,12 +21,14 @@ impl bindings::Host for InvocationState {
         let s = &mut self.steps;
         s.enter();
         let input_digest = Digest::of(&input);
-        let call = Call::Tool {
-            category: category.clone(),
-            name: name.clone(),
-            input_digest,
-        };
-        let replayed = s.replay(&call, |k| k.replay_tool(&category, &name, &input_digest))?;
+        let replayed = s.replay(
+            || Call::Tool {
+                category: category.clone(),
+                name: name.clone(),
+                input_digest,
+            },
+            |k| k.replay_tool(&category, &name, &input_digest),
+        )?;
         let result = match replayed {
             Some(RecordedTool::Inline(result)) => result,
             Some(RecordedTool::Stored { digest, len }) => {
@@ -79,9 +81,10 @@ impl bindings::Host for InvocationState {
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
         let s = &mut self.steps;
         s.enter();
-        let replayed = s.replay(&Call::Sleep { duration_ms }, |k| {
-            k.replay_sleep(duration_ms)
-        })?;
+        let replayed = s.replay(
+            || Call::Sleep { duration_ms },
+            |k| k.replay_sleep(duration_ms),
+        )?;
         let wake_at_ms = match replayed {
             Some(wake_at_ms) => wake_at_ms,
             None => {
@@ -114,9 +117,10 @@ impl bindings::Host for InvocationState {
         let s = &mut self.steps;
         s.enter();
         let consumed = s.consumed.get(&name).copied().unwrap_or(0);
-        let replayed = s.replay(&Call::Signal { name: name.clone() }, |k| {
-            k.replay_signal(&name)
-        })?;
+        let replayed = s.replay(
+            || Call::Signal { name: name.clone() },
+            |k| k.replay_signal(&name),
+        )?;
         let payload = match replayed {
             Some(payload) => payload,
             None => {
@@ -148,9 +152,13 @@ impl bindings::Host for InvocationState {
         let s = &mut self.steps;
         s.enter();
         let item_digest = Digest::of(&item);
-        let call = Call::Emit { item_digest };
         let len = item.len() as u64;
-        if s.replay(&call, |k| k.replay_emit(&item_digest))?.is_none() {
+        if s.replay(
+            || Call::Emit { item_digest },
+            |k| k.replay_emit(&item_digest),
+        )?
+        .is_none()
+        {
             if s.writer.failed() {
                 let e = s.writer.flush().await.err();
                 let e = e.unwrap_or_else(|| StoreError::Unavailable("journal write failed".into()));
@@ -193,7 +201,7 @@ impl bindings::Host for InvocationState {
     async fn checkpoint(&mut self) -> wasmtime::Result<()> {
         let s = &mut self.steps;
         s.enter();
-        if s.replay(&Call::Checkpoint, EntryKind::replay_checkpoint)?
+        if s.replay(|| Call::Checkpoint, EntryKind::replay_checkpoint)?
             .is_none()
         {
             s.record(EntryKind::Checkpoint, 0).await?;
@@ -205,7 +213,7 @@ impl bindings::Host for InvocationState {
     async fn now(&mut self) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
         s.enter();
-        let value = match s.replay(&Call::Now, EntryKind::replay_now)? {
+        let value = match s.replay(|| Call::Now, EntryKind::replay_now)? {
             Some(value) => value,
             None => {
                 let value = now_ms();
@@ -220,7 +228,7 @@ impl bindings::Host for InvocationState {
     async fn random(&mut self) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
         s.enter();
-        let value = match s.replay(&Call::Random, EntryKind::replay_random)? {
+        let value = match s.replay(|| Call::Random, EntryKind::replay_random)? {
             Some(value) => value,
             None => {
                 let value = rand::random();

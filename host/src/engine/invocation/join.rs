@@ -165,7 +165,7 @@ impl Steps {
     ) -> wasmtime::Result<(u64, Started, bool)> {
         self.check_room()?;
         let handle = self.position();
-        let replayed = self.replay_lazy(|| Call::Start(call.clone()), |k| k.replay_start(&call))?;
+        let replayed = self.replay(|| Call::Start(call.clone()), |k| k.replay_start(&call))?;
         let started = match replayed {
             Some(started) => started,
             None => {
@@ -314,11 +314,11 @@ impl Steps {
                 )));
             }
         }
-        let call = Call::Await {
+        let call = || Call::Await {
             handles: handles.to_vec(),
         };
         if let Some((handle, _attempts, value)) =
-            self.replay(&call, |k| k.replay_completion(handles))?
+            self.replay(call, |k| k.replay_completion(handles))?
         {
             self.join.pending.remove(&handle);
             self.observe(&value);
@@ -383,7 +383,7 @@ impl Steps {
                 other => Err(other.call()),
             };
             let replayed = if self.replaying() {
-                self.replay_lazy(|| call(&left), answer)?
+                self.replay(|| call(&left), answer)?
             } else {
                 None
             };
@@ -401,7 +401,7 @@ impl Steps {
         // Past the journal: one budget check for the whole batch.
         let waiting = call(&left);
         if self
-            .replay_lazy(|| waiting, |k| Err::<(), _>(k.call()))?
+            .replay(|| waiting, |k| Err::<(), _>(k.call()))?
             .is_some()
         {
             unreachable!("past the journal nothing is replayed");
