@@ -7,6 +7,7 @@
 //! workflow failed or was cancelled; 4 the execution has not ended (it waits
 //! for a signal, or `--wait` ran out).
 
+mod build;
 mod client;
 mod new;
 mod serve;
@@ -126,6 +127,20 @@ enum Command {
     New {
         /// Where to create it (e.g. `hello` or `flows/hello`).
         path: PathBuf,
+    },
+    /// Build a JavaScript or TypeScript workflow (a module exporting
+    /// `function* workflow(input)`) into a component. Needs Node 18+; the
+    /// first build installs the SDK's locked toolchain into a cache.
+    Build {
+        /// The workflow module (.js, .mjs or .ts).
+        file: PathBuf,
+        /// The component to write [default: FILE with the extension .wasm].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// An installed JS SDK directory to build with (e.g. `guest-sdk/js`
+        /// after `npm ci`) instead of the cached toolchain.
+        #[arg(long, env = "REPRISE_JS_TOOLCHAIN", value_name = "DIR")]
+        toolchain: Option<PathBuf>,
     },
     /// Run a host: the HTTP API on the embedded store (or Redis).
     Serve(ServeArgs),
@@ -421,6 +436,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 dir = path.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Build {
+            file,
+            output,
+            toolchain,
+        } => {
+            let output = output.unwrap_or_else(|| file.with_extension("wasm"));
+            match build::build(&file, &output, toolchain.as_deref()) {
+                Ok(()) => {
+                    println!("built {}", output.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    let usage = matches!(e, build::BuildError::Workflow(_));
+                    Ok(ExitCode::from(if usage { EXIT_USAGE } else { EXIT_SERVER }))
+                }
+            }
         }
         Command::Serve(args) => serve::serve(args).await,
         Command::Deploy { name, file, client } => Client::new(client)?.deploy(&name, &file).await,
