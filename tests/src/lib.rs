@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod conformance;
+pub mod js;
 pub mod measure;
 pub mod process;
 pub mod proxy;

@@ -131,12 +131,18 @@ impl TestServer {
 
     /// Deploys guest `guest` as `name`; panics unless it is accepted.
     pub async fn deploy(&self, name: &str, guest: &str) -> Value {
+        self.deploy_bytes(name, guest, crate::guest(guest)).await
+    }
+
+    /// Deploys a component's bytes under `name` (`guest` names it in a
+    /// failure).
+    pub async fn deploy_bytes(&self, name: &str, guest: &str, bytes: Vec<u8>) -> Value {
         let r = self
             .send(
                 self.http
                     .put(self.url(&format!("/v1/workflows/{name}")))
                     .header("content-type", "application/wasm")
-                    .body(crate::guest(guest)),
+                    .body(bytes),
             )
             .await;
         assert_eq!(

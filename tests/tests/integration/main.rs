@@ -9,6 +9,7 @@ mod conformance;
 mod durability;
 mod guards;
 mod http;
+mod javascript;
 mod journal_values;
 mod queue;
 mod redis;
