@@ -41,10 +41,10 @@ pub fn js_guest(name: &str) -> Vec<u8> {
     std::fs::create_dir_all(&out_dir).unwrap();
     let wasm: PathBuf = out_dir.join(format!("{name}.wasm"));
     let stamp = out_dir.join(format!("{name}.digest"));
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {
-        if let Ok(bytes) = std::fs::read(&wasm) {
-            return bytes;
-        }
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str())
+        && let Ok(bytes) = std::fs::read(&wasm)
+    {
+        return bytes;
     }
     assert!(
         sdk.join("node_modules").is_dir(),
