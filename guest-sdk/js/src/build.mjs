@@ -19,6 +19,22 @@ if (!input || !output || !wit) {
 }
 const here = path.dirname(fileURLToPath(import.meta.url));
 const file = path.resolve(input);
+// A workflow may import the SDK by name (for `WorkflowError`): it is this
+// directory's runtime.js, bundled once with the driver.
+const alias = { '@reprise/workflow': path.join(here, 'runtime.js') };
+// What both esbuild runs share: one ES module, the host's imports left to
+// the component, packages from the SDK's own node_modules.
+const common = {
+  bundle: true,
+  format: 'esm',
+  platform: 'neutral',
+  mainFields: ['module', 'main'],
+  external: ['reprise:*'],
+  alias,
+  nodePaths: [path.join(here, '..', 'node_modules')],
+  write: false,
+  logLevel: 'silent',
+};
 
 function userError(message) {
   console.error(message);
@@ -37,13 +53,9 @@ function located(e, what) {
 let exports;
 try {
   const probe = await build({
+    ...common,
     entryPoints: [file],
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    write: false,
     metafile: true,
-    logLevel: 'silent',
     outfile: 'probe.js',
   });
   exports = Object.values(probe.metafile.outputs)[0].exports;
@@ -66,15 +78,8 @@ const entry = [
 let source;
 try {
   const bundle = await build({
+    ...common,
     stdin: { contents: entry, resolveDir: path.dirname(file), sourcefile: 'reprise-entry.js', loader: 'js' },
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    mainFields: ['module', 'main'],
-    external: ['reprise:*'],
-    nodePaths: [path.join(here, '..', 'node_modules')],
-    write: false,
-    logLevel: 'silent',
     target: 'es2022',
     legalComments: 'none',
   });

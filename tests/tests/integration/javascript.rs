@@ -123,12 +123,26 @@ async fn a_budget_of_one_step_replays_every_invocation(store: Arc<dyn Store>) {
     assert_eq!((calls.total(), calls.max_per_key()), (3, 1));
     assert!(rec.invocations >= 3, "{} invocations", rec.invocations);
 
-    let (rt, calls) = js_runtime(store, with_budget(1), "steps").await;
+    let (rt, calls) = js_runtime(store.clone(), with_budget(1), "steps").await;
     let rec = run_to_end(&rt, "steps", json!({"n": 40})).await;
     let out = result::<Value>(&rec);
     let checksum = (0..40u64).fold(0u64, |c, i| (c * 31 + i) % 1_000_000_007);
     assert_eq!(out, json!({"steps": 40, "checksum": checksum}));
     assert_eq!((calls.total(), calls.max_per_key()), (40, 1));
+
+    // An array of calls runs them in parallel: one start per call, then
+    // their completions, journaled together. (Without a budget: calls in
+    // flight when a budget ends an invocation run again, at least once.)
+    let (rt, calls) = js_runtime(store.clone(), RuntimeConfig::default(), "steps").await;
+    let rec = run_to_end(&rt, "steps", json!({"n": 40, "parallel": true})).await;
+    assert_eq!(
+        result::<Value>(&rec),
+        json!({"steps": 40, "checksum": checksum})
+    );
+    assert_eq!((calls.total(), calls.max_per_key()), (40, 1));
+    let journal = rt.journal(&rec.id).await.unwrap();
+    let starts = journal.iter().filter(|e| e.kind.label() == "start").count();
+    assert_eq!((starts, journal.len()), (40, 80));
 }
 
 async fn time_and_randomness_replay_identically(store: Arc<dyn Store>) {
@@ -217,6 +231,35 @@ async fn a_signal_wait(store: Arc<dyn Store>) {
         json!({"order": 12, "by": "ada", "approved": true})
     );
     assert_eq!(calls.total(), 2);
+    let kinds: Vec<&str> = rt
+        .journal(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.label())
+        .collect();
+    assert_eq!(kinds, ["tool", "sleep", "signal", "tool"]);
+
+    // A refusal: the workflow throws a `WorkflowError`, which is the
+    // execution's structured failure.
+    let id = rt
+        .start("signal", encode(&json!({"order": 13})), None)
+        .await
+        .unwrap();
+    rt.signal(
+        &id,
+        "approve",
+        encode(&json!({"approved": false, "by": "bob"})),
+    )
+    .await
+    .unwrap();
+    let rec = wait(&rt, &id).await;
+    let f = failure(&rec);
+    assert_eq!(f.kind, FailureKind::Workflow);
+    assert_eq!(f.code.as_deref(), Some("rejected"));
+    assert_eq!(f.message, "order 13 was rejected");
+    let details: Value = rmp_serde::from_slice(f.details.as_deref().unwrap()).unwrap();
+    assert_eq!(details, json!({"by": "bob"}));
 }
 
 /// A JS producer read over HTTP through a window of 5: never more than the
