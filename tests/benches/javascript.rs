@@ -15,23 +15,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use reprise_host::{EmbeddedStore, Runtime, RuntimeConfig, Store};
+use reprise_host::{EmbeddedStore, RuntimeConfig, Store};
 use reprise_tests::js::js_guest;
-use reprise_tests::measure::{Stats, replay_many, row, stats, us};
+use reprise_tests::measure::{replay_many, row, run_many, us};
 use reprise_tests::{encode, guest, runtime, wait};
 use serde_json::json;
-
-async fn run_many(rt: &Runtime, workflow: &str, input: serde_json::Value, n: usize) -> Stats {
-    let input = encode(&input);
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let id = rt.start(workflow, input.clone(), None).await.unwrap();
-        wait(rt, &id).await;
-        samples.push(t.elapsed());
-    }
-    stats(samples)
-}
 
 fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -25,26 +25,14 @@ use reprise_host::journal::Entry;
 use reprise_host::journal::EntryKind;
 use reprise_host::store::now_ms;
 use reprise_host::{
-    Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Runtime, RuntimeConfig, Store,
+    Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, RuntimeConfig, Store,
 };
 use reprise_tests::measure::{
-    Stats, cpu_ticks, info_used_memory, replay_many, row, rss, stats, time_many, us,
+    cpu_ticks, info_used_memory, replay_many, row, rss, run_many, time_many, us,
 };
 use reprise_tests::redis::RedisServer;
 use reprise_tests::{deploy, encode, runtime, wait};
 use serde_json::json;
-
-async fn run_many(rt: &Runtime, workflow: &str, input: serde_json::Value, n: usize) -> Stats {
-    let input = encode(&input);
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let id = rt.start(workflow, input.clone(), None).await.unwrap();
-        wait(rt, &id).await;
-        samples.push(t.elapsed());
-    }
-    stats(samples)
-}
 
 fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread()

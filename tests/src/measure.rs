@@ -88,6 +88,20 @@ pub fn row(name: &str, s: &Stats) {
     );
 }
 
+/// Starts `workflow` on `input` `n` times, one after the other, and times
+/// each from the start to its end.
+pub async fn run_many(rt: &Runtime, workflow: &str, input: serde_json::Value, n: usize) -> Stats {
+    let input = crate::encode(&input);
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let id = rt.start(workflow, input.clone(), None).await.unwrap();
+        crate::wait(rt, &id).await;
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
 /// Resumes `n` fresh executions of `workflow` on `input` whose journal
 /// already holds `journal`, timing each from resume to end: the whole
 /// invocation is replay.
