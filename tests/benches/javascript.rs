@@ -10,15 +10,18 @@
 //! - a zero-step execution end to end (pooled instance; the JS engine's
 //!   heap was snapshotted at build time, so instantiation is a copy);
 //! - the live step cost (n=100 minus n=0, per step);
-//! - resume + replay of a 1,000-step journal, and its cost per entry.
+//! - resume + replay of a 1,000-step journal, and its cost per entry;
+//! - host memory (RSS) per live instance: 20 executions each held inside a
+//!   tool call.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use reprise_host::{EmbeddedStore, RuntimeConfig, Store};
+use reprise_host::tools::ToolCall;
+use reprise_host::{EmbeddedStore, Runtime, RuntimeConfig, Store, ToolRegistry};
 use reprise_tests::js::js_guest;
-use reprise_tests::measure::{replay_many, row, run_many, us};
-use reprise_tests::{encode, guest, runtime, wait};
+use reprise_tests::measure::{replay_many, row, rss, run_many, us};
+use reprise_tests::{encode, engine, guest, runtime, wait};
 use serde_json::json;
 
 fn main() {
@@ -61,5 +64,52 @@ fn main() {
             let per_entry = (us(r1000.median) - us(zero.median)) / 1000.0;
             println!("  => {lang}: replay per entry {per_entry:.2} us");
         }
+        for (lang, bytes) in &guests {
+            live_instances(lang, bytes).await;
+        }
     });
+}
+
+/// RSS per live instance: `K` executions whose `builtin/echo` never
+/// returns until released, so each holds its instance.
+async fn live_instances(lang: &str, bytes: &[u8]) {
+    const K: usize = 20;
+    let go = Arc::new(tokio::sync::Notify::new());
+    let mut tools = ToolRegistry::with_builtins();
+    let held = go.clone();
+    tools.register_fn("builtin", "echo", move |call: ToolCall| {
+        let held = held.clone();
+        async move {
+            held.notified().await;
+            Ok(call.input)
+        }
+    });
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let rt = Runtime::new(engine(), store, tools, RuntimeConfig::default());
+    rt.deploy("held", bytes.to_vec()).await.unwrap();
+    let before = rss();
+    let mut ids = Vec::new();
+    for _ in 0..K {
+        ids.push(
+            rt.start("held", encode(&json!({"n": 1})), None)
+                .await
+                .unwrap(),
+        );
+    }
+    while rt.live_instances() < K {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let during = rss();
+    println!(
+        "{lang}: {K} live instances: host RSS +{:.1} MiB, {:.2} MiB each",
+        (during.saturating_sub(before)) as f64 / (1 << 20) as f64,
+        (during.saturating_sub(before)) as f64 / (1 << 20) as f64 / K as f64
+    );
+    while rt.live_instances() > 0 {
+        go.notify_waiters();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for id in ids {
+        wait(&rt, &id).await;
+    }
 }
