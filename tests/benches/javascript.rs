@@ -9,7 +9,8 @@
 //!   cache on this engine);
 //! - a zero-step execution end to end (pooled instance; the JS engine's
 //!   heap was snapshotted at build time, so instantiation is a copy);
-//! - the live step cost (n=100 minus n=0, per step);
+//! - the live step cost (n=100 minus n=0, per step), and over 10,000 steps
+//!   in one instance (it must not grow with the steps before it);
 //! - resume + replay of a 1,000-step journal, and its cost per entry;
 //! - host memory (RSS) per live instance: 20 executions each held inside a
 //!   tool call.
@@ -54,6 +55,12 @@ fn main() {
             row(&format!("{lang}: steps n=100"), &s100);
             let per_step = (us(s100.median) - us(zero.median)) / 100.0;
             println!("  => {lang}: live step {per_step:.2} us");
+            // Linear in the steps one instance takes: the cost of a step
+            // must not grow with how many came before it.
+            let s10k = run_many(&rt, &name, json!({"n": 10_000}), 5).await;
+            row(&format!("{lang}: steps n=10,000"), &s10k);
+            let long = (us(s10k.median) - us(zero.median)) / 10_000.0;
+            println!("  => {lang}: live step over 10,000 in one instance {long:.2} us");
 
             let input = encode(&json!({"n": 1000}));
             let id = rt.start(&name, input.clone(), None).await.unwrap();

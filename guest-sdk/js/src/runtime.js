@@ -116,7 +116,7 @@ function parallel(requests) {
   const handles = tools.map(([category, name, input]) => host.startTool(category, name, encode(input), undefined));
   const position = new Map(handles.map((h, i) => [h, i]));
   const results = new Array(handles.length);
-  for (const [handle, completion] of host.awaitAll(handles)) {
+  for (const [handle, completion] of host.awaitAll(BigUint64Array.from(handles))) {
     const outcome = completion.val;
     results[position.get(handle)] =
       outcome.tag === 'ok' ? decode(outcome.val) : toolErrorValue({ payload: outcome.val });
