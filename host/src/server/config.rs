@@ -86,6 +86,10 @@ pub struct ServeConfig {
     pub host_id: Option<String>,
     /// Streaming executions: windows and consumer sessions.
     pub stream: StreamSection,
+    /// Web origins (`https://app.example.com`) whose pages may call the API
+    /// from a browser (CORS); `"*"` allows any. None: browsers allow only
+    /// pages the host itself serves. Requests still need a token.
+    pub cors_origins: Vec<String>,
 }
 
 /// `[stream]`: how streaming executions are paced by their consumers.
@@ -188,6 +192,7 @@ impl Default for ServeConfig {
             queue: QueueConfig::default(),
             host_id: None,
             stream: StreamSection::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -390,6 +395,23 @@ impl ServeConfig {
             ));
         }
         Ok(out)
+    }
+
+    /// Checks `cors_origins`: each is `*` or a bare origin (scheme, host,
+    /// optional port; no path).
+    pub fn cors_origins(&self) -> Result<(), ConfigError> {
+        for origin in &self.cors_origins {
+            let bare = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+            });
+            if origin != "*" && !(bare && axum::http::HeaderValue::from_str(origin).is_ok()) {
+                return Err(ConfigError::Value(format!(
+                    "cors_origins: {origin:?} is not an origin like \"https://app.example.com\" \
+                     (scheme and host, no path) or \"*\""
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -299,11 +299,43 @@ pub struct Server {
     state: Arc<AppState>,
 }
 
+/// The CORS layer for `origins` (checked by [`ServeConfig::cors_origins`]);
+/// none without any, so the API answers exactly as before and browsers
+/// keep other origins' pages out. A preflight is answered before routing
+/// and authentication, as browsers send it without the token.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            axum::http::HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(600));
+    Some(layer)
+}
+
 impl Server {
     /// A server for `runtime`, configured by `config` (its store, engine
     /// and tool settings are the caller's business: see [`tools_from`],
     /// [`engine_config`], [`runtime_config`]).
     pub fn new(config: ServeConfig, runtime: Arc<Runtime>) -> Result<Self, ConfigError> {
+        config.cors_origins()?;
         let tokens = config
             .tokens()?
             .into_iter()
@@ -369,7 +401,7 @@ impl Server {
             .split_for_parts();
         openapi::complete(&mut doc);
         let doc = Arc::new(doc);
-        router
+        let router = router
             .route(
                 "/v1/openapi.json",
                 get(move || {
@@ -390,8 +422,11 @@ impl Server {
                 )
             })
             .layer(axum::middleware::from_fn_with_state(state.clone(), timeout))
-            .layer(axum::middleware::from_fn(body::drain_unread))
-            .with_state(state)
+            .layer(axum::middleware::from_fn(body::drain_unread));
+        match cors(&state.config.cors_origins) {
+            Some(cors) => router.layer(cors).with_state(state),
+            None => router.with_state(state),
+        }
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down

@@ -6,6 +6,7 @@ mod children;
 mod compiled;
 mod concurrency;
 mod conformance;
+mod cors;
 mod durability;
 mod guards;
 mod http;
