@@ -110,12 +110,16 @@ async fn without_origins_the_api_sends_no_cors_headers() {
 #[test]
 fn an_origin_with_a_path_is_refused() {
     for bad in ["app.example.test", "https://app.example.test/ui", "ftp://x"] {
-        let mut config = ServeConfig::default();
-        config.cors_origins = vec![bad.to_string()];
+        let config = ServeConfig {
+            cors_origins: vec![bad.to_string()],
+            ..ServeConfig::default()
+        };
         let e = config.cors_origins().unwrap_err().to_string();
         assert!(e.contains(bad), "{e}");
     }
-    let mut config = ServeConfig::default();
-    config.cors_origins = vec!["*".into(), "https://a.example:8443".into()];
+    let config = ServeConfig {
+        cors_origins: vec!["*".into(), "https://a.example:8443".into()],
+        ..ServeConfig::default()
+    };
     config.cors_origins().unwrap();
 }
