@@ -1,6 +1,7 @@
 //! The JavaScript client (`client/js`) against real `reprise serve`
 //! processes: its own tests (`node --test`), which start, kill and restart
-//! this binary's host themselves, with the Rust guests of this checkout.
+//! this binary's host themselves, with the Rust guests of this checkout,
+//! in Node and in headless Chromium (`chromium`, installed by `tests/run`).
 
 use std::path::Path;
 use std::process::Command;
