@@ -264,12 +264,7 @@ fn main() {
                 .expect("INDEX_SIZES: comma-separated counts")
         })
         .collect();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
+    reprise_tests::measure::block_on(async {
         for &n in &sizes {
             redis_size(n).await;
             file_size(n).await;

@@ -26,12 +26,7 @@ use reprise_tests::{encode, engine, guest, runtime, wait};
 use serde_json::json;
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
+    reprise_tests::measure::block_on(async {
         let memory: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
         let (rt, _) = runtime(memory.clone(), RuntimeConfig::default());
         let guests = [("rust", guest("steps")), ("js", js_guest("steps"))];

@@ -69,12 +69,7 @@ async fn compare(name: &str, store: Arc<dyn Store>) {
 }
 
 fn main() {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
+    reprise_tests::measure::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let file: Arc<dyn Store> =
             Arc::new(EmbeddedStore::open(dir.path().join("bench.redb")).unwrap());

@@ -12,6 +12,17 @@ use reprise_host::{ExecutionId, Runtime, Store};
 
 use crate::redis::RedisServer;
 
+/// Runs a benchmark's main future on a two-worker runtime (a host's shape
+/// on this two-core machine).
+pub fn block_on<F: std::future::Future>(main: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building the benchmark's runtime")
+        .block_on(main)
+}
+
 /// The median and 90th percentile of some samples.
 pub struct Stats {
     /// The median.
