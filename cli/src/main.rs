@@ -1,6 +1,7 @@
 //! `reprise`: serve workflows over HTTP (`serve`), talk to such a host
-//! (`deploy`, `start`, `status`, `signal`, `journal`, `cancel`, `ls`), or run
-//! a component locally (`run`, `resume`) on the embedded store or on Redis.
+//! (`deploy`, `start`, `status`, `signal`, `journal`, `cancel`, `ls`), run
+//! a component locally (`run`, `resume`) on the embedded store or on Redis,
+//! or make one (`new` for Rust, `build` for JavaScript).
 //!
 //! Exit codes: 0 success; 1 the request failed (server error, unreachable
 //! host, store error); 2 usage error (bad arguments or input); 3 the
