@@ -1,7 +1,7 @@
 //! `reprise build` end to end, as a user runs it: a JavaScript workflow
 //! built with the toolchain the binary installs into a fresh cache, run
-//! with a budget of one step; and a module it cannot build named with its
-//! file and line.
+//! with a budget of one step, and a TypeScript one; and a module it cannot
+//! build named with its file and line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -86,6 +86,35 @@ fn a_js_workflow_builds_with_a_fresh_toolchain_and_runs() {
         "{}",
         text(&out)
     );
+
+    // TypeScript builds the same way (esbuild strips the types).
+    let ts = tmp.path().join("typed.ts");
+    std::fs::write(
+        &ts,
+        "interface Input { userId: number }
+         export function* workflow(input: Input): Generator<unknown, string, any> {
+           const user = yield { __tool: ['demo', 'user', { id: input.userId }] };
+           return `hello ${user.name as string}`;
+         }
+",
+    )
+    .unwrap();
+    let out = reprise()
+        .arg("build")
+        .arg(&ts)
+        .env("REPRISE_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = reprise()
+        .arg("run")
+        .arg(tmp.path().join("typed.wasm"))
+        .args(["--input", r#"{"userId": 3}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("the result as JSON");
+    assert_eq!(result, "hello User 3");
 }
 
 #[test]
