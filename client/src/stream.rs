@@ -175,6 +175,7 @@ async fn fetch(shared: Arc<Shared>, options: StreamOptions, tx: mpsc::Sender<Fet
             max: Some(options.batch),
             wait: Some(format!("{}ms", options.wait.as_millis())),
             session: shared.session.lock().expect("session poisoned").clone(),
+            observe: false,
         };
         let req = shared
             .client

@@ -55,9 +55,12 @@ struct CommentsQuery {
 #[workflow]
 fn sequential(ctx: &Context, input: Input) -> Result<Output, ToolError> {
     let user: User = ctx.call("demo", "user", &UserQuery { id: input.user_id })?;
+    ctx.info(&format!("user {} is {}", user.id, user.name));
     let posts: Vec<Post> = ctx.call("demo", "posts", &PostsQuery { uid: user.id })?;
+    ctx.info(&format!("{} posts", posts.len()));
     let post_ids = posts.iter().map(|p| p.id).collect();
     let comments: Vec<Comment> = ctx.call("demo", "comments", &CommentsQuery { post_ids })?;
+    ctx.info(&format!("{} comments", comments.len()));
     Ok(Output {
         user,
         posts,

@@ -110,6 +110,24 @@ pub(crate) struct Report {
     /// Time from the start of the invocation to the end of its replay, if
     /// it replayed anything and got to the end of the journal.
     pub replay_time: Option<Duration>,
+    /// The guest's log lines, replayed ones included, when the invocation
+    /// was a sandboxed replay ([`Invocation::sandbox`]).
+    pub log: Vec<LogLine>,
+}
+
+/// Most log lines a capturing invocation keeps: a sandboxed replay's
+/// answer stays bounded whatever the guest logs.
+pub(crate) const MAX_CAPTURED_LINES: usize = 2000;
+
+/// A guest log line kept by a capturing invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// How many journal entries had been replayed when it was logged.
+    pub after: u64,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    /// The line, cut to the line limit, control characters escaped.
+    pub message: String,
 }
 
 /// What an invocation needs besides the engine.
@@ -140,6 +158,11 @@ pub(crate) struct Invocation {
     pub start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
     /// Where tool calls report failed attempts they retry.
     pub retrying: Arc<RetryBoard>,
+    /// A sandboxed replay (see `runtime::sandbox`): the guest's log lines,
+    /// replayed ones too, go to the report instead of the host's log, a
+    /// replayed tool start whose completion is not in the journal is not
+    /// run again, and no child is created.
+    pub sandbox: bool,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -232,6 +255,10 @@ struct Steps {
     progress: Arc<Progress>,
     time_limit: Duration,
     log: LogLimit,
+    /// The log lines kept when the invocation captures them.
+    captured: Option<Vec<LogLine>>,
+    /// A sandboxed replay ([`Invocation::sandbox`]).
+    sandbox: bool,
     /// Work started without waiting (see [`join`]).
     join: Join,
     start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
@@ -407,6 +434,7 @@ pub(crate) async fn run(
         calls,
         start_child,
         retrying,
+        sandbox,
     } = inv;
     let record = snapshot.record;
     let store_for_writer = store.clone();
@@ -461,6 +489,8 @@ pub(crate) async fn run(
                 limits.log_per_second,
                 limits.log_line_bytes,
             ),
+            captured: sandbox.then(Vec::new),
+            sandbox,
         },
     };
     let mut wstore = wasmtime::Store::new(engine.engine(), state);
@@ -485,7 +515,7 @@ pub(crate) async fn run(
             } else {
                 classify_error(e, &stderr, "instantiating the component")
             };
-            return report(&wstore, end);
+            return report(&mut wstore, end);
         }
     };
     // The epoch callback stops a guest running wasm too long; this stops
@@ -536,16 +566,17 @@ pub(crate) async fn run(
         (_, End::Store(e)) | (Err(e), _) => End::Store(e),
         (Ok(()), end) => end,
     };
-    report(&wstore, end)
+    report(&mut wstore, end)
 }
 
-fn report(wstore: &wasmtime::Store<InvocationState>, end: End) -> Report {
-    let steps = &wstore.data().steps;
+fn report(wstore: &mut wasmtime::Store<InvocationState>, end: End) -> Report {
+    let steps = &mut wstore.data_mut().steps;
     Report {
         end,
         replayed: steps.cursor,
         new_steps: steps.new_steps,
         replay_time: steps.replay_done.map(|t| t - steps.started),
+        log: steps.captured.take().unwrap_or_default(),
     }
 }
 

@@ -287,6 +287,7 @@ impl Inner {
             reads,
             calls: self.calls.clone(),
             retrying: self.retrying.clone(),
+            sandbox: false,
             start_child: {
                 let me = Arc::downgrade(self);
                 Arc::new(move |child: ExecutionId| {

@@ -18,10 +18,13 @@
 mod driver;
 mod pacing;
 mod retention;
+mod sandbox;
 mod waiters;
 mod worker;
 
+pub use crate::engine::invocation::LogLine;
 use driver::Active;
+pub use sandbox::{MAX_REPLAY_LOG_LINES, ReplayReport, ReplayStop};
 pub use waiters::WAIT_POLL;
 pub use worker::Swept;
 

@@ -1,8 +1,9 @@
 //! `reprise serve`: the HTTP API in front of a [`Runtime`].
 //!
 //! Routes are under `/v1` (see [`api`]); `/healthz`, `/readyz` and
-//! `/metrics` are for operators; `/v1/openapi.json` describes the API and
-//! is generated from the same annotations the router is built from.
+//! `/metrics` are for operators; `/ui/` is the dashboard (see [`ui`]);
+//! `/v1/openapi.json` describes the API and is generated from the same
+//! annotations the router is built from.
 //!
 //! Requests are bounded three ways: body size (`max_component_bytes` for a
 //! deploy, `max_request_bytes` for the rest: 413), time (`request_timeout`:
@@ -22,6 +23,7 @@ pub mod extract;
 pub mod listen;
 mod openapi;
 pub mod problem;
+mod ui;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +66,10 @@ struct Token {
     scopes: Vec<Scope>,
 }
 
+/// Executions by status, when they were counted (an `Instant` for the
+/// reuse, and ms since the epoch for the answer).
+type Counted = (Instant, u64, HashMap<Status, u64>);
+
 /// What every handler shares.
 pub struct AppState {
     runtime: Arc<Runtime>,
@@ -72,7 +78,7 @@ pub struct AppState {
     shutting_down: watch::Sender<bool>,
     /// The last counts and when they were taken. An async lock, held while
     /// counting, so concurrent scrapes wait for one count and share it.
-    counts: tokio::sync::Mutex<Option<(Instant, HashMap<Status, u64>)>>,
+    counts: tokio::sync::Mutex<Option<Counted>>,
 }
 
 impl AppState {
@@ -170,20 +176,22 @@ impl AppState {
         }
     }
 
-    /// Executions in the store by status, counted at most every
-    /// [`COUNT_TTL`] and by one request at a time (others wait for it and
-    /// share its result). The store counts without decoding records, so a
-    /// count costs the same whatever the records hold.
-    async fn counts(&self) -> Result<HashMap<Status, u64>, RuntimeError> {
+    /// Executions in the store by status, counted at most every `max_age`
+    /// ([`COUNT_TTL`] for `/metrics`, a second for the API) and by one
+    /// request at a time (others wait for it and share its result), with
+    /// when they were counted. The store counts without decoding records,
+    /// so a count costs the same whatever the records hold.
+    async fn counts(&self, max_age: Duration) -> Result<(HashMap<Status, u64>, u64), RuntimeError> {
         let mut cached = self.counts.lock().await;
-        if let Some((at, counts)) = &*cached
-            && at.elapsed() < COUNT_TTL
+        if let Some((at, at_ms, counts)) = &*cached
+            && at.elapsed() < max_age
         {
-            return Ok(counts.clone());
+            return Ok((counts.clone(), *at_ms));
         }
         let counts = self.runtime.store().count_by_status().await?;
-        *cached = Some((Instant::now(), counts.clone()));
-        Ok(counts)
+        let at_ms = crate::store::now_ms();
+        *cached = Some((Instant::now(), at_ms, counts.clone()));
+        Ok((counts, at_ms))
     }
 }
 
@@ -390,6 +398,8 @@ impl Server {
             ))
             .routes(routes!(api::sessions::close_session))
             .routes(routes!(api::executions::signal))
+            .routes(routes!(api::inspect::counts))
+            .routes(routes!(api::inspect::replay))
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 state.config.max_request_bytes,
@@ -412,6 +422,7 @@ impl Server {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .merge(ui::routes())
             .fallback(|req: Request| async move { Problem::no_route(req.uri().path()) })
             .method_not_allowed_fallback(|req: Request| async move {
                 Problem::new(
@@ -495,8 +506,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         return p.into_response();
     }
     let m = state.runtime.metrics();
-    match state.counts().await {
-        Ok(counts) => {
+    match state.counts(COUNT_TTL).await {
+        Ok((counts, _)) => {
             for status in [
                 Status::Running,
                 Status::Suspended,

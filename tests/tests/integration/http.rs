@@ -538,6 +538,8 @@ async fn openapi_matches_routes() {
         ("GET", "/v1/executions/{id}/sessions"),
         ("DELETE", "/v1/executions/{id}/sessions/{session}"),
         ("POST", "/v1/executions/{id}/signals/{name}"),
+        ("GET", "/v1/executions/{id}/replay"),
+        ("GET", "/v1/counts"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

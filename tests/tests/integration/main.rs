@@ -10,6 +10,7 @@ mod cors;
 mod durability;
 mod guards;
 mod http;
+mod inspect;
 mod javascript;
 mod journal_values;
 mod queue;

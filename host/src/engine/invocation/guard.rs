@@ -93,6 +93,11 @@ impl LogLimit {
         }
     }
 
+    /// The longest line kept, in bytes.
+    pub(crate) fn line_bytes(&self) -> usize {
+        self.line_bytes
+    }
+
     /// The line to write for `message`, or `None` if it is dropped: cut to
     /// the line limit, with control characters (newlines above all, which
     /// would forge host log lines) escaped.

@@ -270,7 +270,8 @@ impl bindings::Host for InvocationState {
                 input_len,
             })
             .await?;
-        if run {
+        // A sandboxed replay runs no call (its tools are not real).
+        if run && !s.sandbox {
             let Some(tool) = s.tools.get(&category, &name) else {
                 return Err(s.missing_tool(&category, &name));
             };
@@ -332,6 +333,13 @@ impl bindings::Host for InvocationState {
             // The child exists before its start entry is written: a crash
             // in between leaves a child the replayed start finds again.
             // (No child is made for a start that would fail.)
+            if s.sandbox {
+                // Past the replayed entries: where a sandbox stops.
+                return Err(s.stop(End::Suspend {
+                    wait: Wait::Ready,
+                    consumed: 0,
+                }));
+            }
             s.check_room()?;
             s.ensure_child(handle, &workflow, input.clone(), &id)
                 .await?;
@@ -381,6 +389,22 @@ impl bindings::Host for InvocationState {
     /// Not progress: a guest that only logs still hits its time limit.
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let s = &mut self.steps;
+        if let Some(lines) = &mut s.captured {
+            if lines.len() < super::MAX_CAPTURED_LINES {
+                lines.push(super::LogLine {
+                    after: s.cursor as u64,
+                    level: match level {
+                        Level::Trace => "trace",
+                        Level::Debug => "debug",
+                        Level::Info => "info",
+                        Level::Warn => "warn",
+                        Level::Error => "error",
+                    },
+                    message: super::guard::sanitize(&message, s.log.line_bytes()),
+                });
+            }
+            return Ok(());
+        }
         if !s.replaying()
             && let Some(message) = s.log.admit(&message)
         {

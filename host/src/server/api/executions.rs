@@ -89,7 +89,9 @@ pub async fn get_execution(
         Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
         _ => state.runtime.status(&id).await?,
     };
+    let input = payload_json(&record.input);
     let mut view = ExecutionView::from(record);
+    view.input = Some(input);
     for child in state.runtime.children(&id).await? {
         match state.runtime.status(&child).await {
             Ok(c) => view.children.push(ChildView {

@@ -20,7 +20,8 @@ use super::*;
 /// a failed workflow.
 ///
 /// Reading a streaming execution records, in a consumer session, how far
-/// the consumer has read (see the `sessions` routes).
+/// the consumer has read (see the `sessions` routes); with `observe=true`
+/// it records nothing, and the reader is not a consumer.
 #[utoipa::path(
     get,
     path = "/v1/executions/{id}/items",
@@ -58,8 +59,13 @@ pub async fn items(
     }
     let record = state.runtime.status(&id).await?;
     let session = match params.session {
+        Some(_) if params.observe => {
+            return Err(Problem::bad_request(
+                "observe=true reads without a session: do not pass `session` with it",
+            ));
+        }
         Some(s) => Some(session_id(&s)?),
-        None if record.stream.is_some() => Some(new_session_id()),
+        None if record.stream.is_some() && !params.observe => Some(new_session_id()),
         None => None,
     };
     if let Some(s) = &session {

@@ -10,6 +10,7 @@
 //! parameters' parsing.
 
 pub mod executions;
+pub mod inspect;
 pub mod items;
 mod live;
 pub mod sessions;
@@ -142,6 +143,7 @@ impl From<ExecutionRecord> for ExecutionView {
             workflow: r.workflow,
             digest: r.digest.to_hex(),
             status: wire_status(r.status),
+            input: None,
             wait,
             result,
             error,
