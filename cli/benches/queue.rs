@@ -105,6 +105,7 @@ async fn scale() {
                 input: r#"{"n": 10}"#.into(),
                 id: Some(ExecutionId::new(format!("w{w}")).unwrap()),
                 stream: None,
+                traceparent: None,
             })
             .await
             .unwrap();
@@ -264,6 +265,7 @@ async fn latency() {
             input: r#"{"n": 1}"#.into(),
             id: Some(id.clone()),
             stream: None,
+            traceparent: None,
         })
         .await
         .unwrap();
@@ -289,6 +291,7 @@ async fn latency() {
             input: r#"{"sleep_ms": 300}"#.into(),
             id: Some(id.clone()),
             stream: None,
+            traceparent: None,
         })
         .await
         .unwrap();
@@ -408,6 +411,7 @@ async fn cluster_scale() {
                     input: r#"{"n": 10}"#.into(),
                     id: Some(ExecutionId::new(name).unwrap()),
                     stream: None,
+                    traceparent: None,
                 })
                 .await
                 .unwrap();

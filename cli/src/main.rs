@@ -577,6 +577,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     input,
                     id: Some(id.clone()),
                     stream,
+                    traceparent: std::env::var("TRACEPARENT").ok(),
                 })
                 .await?;
             println!("queued {entry}: execution {id}");

@@ -79,8 +79,16 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
     }
     let engine = WorkflowEngine::new(server::engine_config(&config))
         .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+    let telemetry = config
+        .telemetry
+        .telemetry()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+        tracing::info!(%endpoint, "exporting traces over OTLP");
+    }
     let mut builder = Runtime::builder(Arc::new(engine), store)
         .tools(tools)
+        .telemetry(telemetry.clone())
         .config(server::runtime_config(&config));
     if let (Some(options), Some(url)) = (queue_options, &config.redis) {
         let stream = options.stream.clone();
@@ -105,6 +113,8 @@ pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let stop = shutdown_signal()?;
     eprintln!("reprise listening on http://{addr} (store: {where_})");
     server.serve(listener, stop).await?;
+    // The spans of the last invocations, before the exporter goes.
+    tokio::task::spawn_blocking(move || telemetry.flush()).await?;
     eprintln!("reprise stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -357,7 +357,8 @@ pub struct Lease {
 }
 
 /// The persisted state of an execution, apart from its journal and signals.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// (Its `Serialize` is written out below, for its optional tail.)
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct ExecutionRecord {
     /// Its id.
     pub id: ExecutionId,
@@ -391,11 +392,58 @@ pub struct ExecutionRecord {
     /// Set for executions started as streams.
     #[serde(default)]
     pub stream: Option<StreamPolicy>,
-    /// Set for a child execution: the parent it reports its end to. Last,
-    /// and left out when absent, so a record without one encodes exactly as
-    /// before it existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set for a child execution: the parent it reports its end to. Left
+    /// out when absent (and no `trace` follows), so a record without one
+    /// encodes exactly as before it existed.
+    #[serde(default)]
     pub parent: Option<ParentLink>,
+    /// The trace context it was started in, which its invocations' spans
+    /// are children of (see [`crate::telemetry`]). Last, and left out when
+    /// absent.
+    #[serde(default)]
+    pub trace: Option<crate::telemetry::TraceParent>,
+}
+
+impl Serialize for ExecutionRecord {
+    /// The derived encoding, except for the optional tail: fields are
+    /// encoded by position, so `parent` and `trace` can only be left out
+    /// from the end. `parent` is written (as nil if absent) when a `trace`
+    /// follows it; a record with neither encodes as before they existed.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let tail = if self.trace.is_some() {
+            2
+        } else {
+            usize::from(self.parent.is_some())
+        };
+        let mut st = s.serialize_struct("ExecutionRecord", 15 + tail)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("workflow", &self.workflow)?;
+        st.serialize_field("digest", &self.digest)?;
+        st.serialize_field("input", serde_bytes::Bytes::new(&self.input))?;
+        st.serialize_field("seed", &self.seed)?;
+        st.serialize_field("status", &self.status)?;
+        st.serialize_field("wait", &self.wait)?;
+        st.serialize_field("outcome", &self.outcome)?;
+        st.serialize_field("journal_len", &self.journal_len)?;
+        st.serialize_field("invocations", &self.invocations)?;
+        st.serialize_field("lease", &self.lease)?;
+        st.serialize_field("last_token", &self.last_token)?;
+        st.serialize_field("created_at_ms", &self.created_at_ms)?;
+        st.serialize_field("updated_at_ms", &self.updated_at_ms)?;
+        st.serialize_field("stream", &self.stream)?;
+        if tail >= 1 {
+            st.serialize_field("parent", &self.parent)?;
+        } else {
+            st.skip_field("parent")?;
+        }
+        if tail == 2 {
+            st.serialize_field("trace", &self.trace)?;
+        } else {
+            st.skip_field("trace")?;
+        }
+        st.end()
+    }
 }
 
 /// A child execution's parent, and the handle the parent awaits it by.
@@ -500,6 +548,7 @@ impl ExecutionRecord {
             updated_at_ms: now_ms,
             stream: None,
             parent: None,
+            trace: None,
         }
     }
 }

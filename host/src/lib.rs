@@ -38,6 +38,7 @@ pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod stream;
+pub mod telemetry;
 pub mod tools;
 
 pub use config::{Budget, EngineConfig, Limits, RuntimeConfig, StreamConfig};

@@ -254,6 +254,7 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
             input: parent_input(p).to_string(),
             id: Some(id.clone()),
             stream: None,
+            traceparent: None,
         };
         queue.enqueue(&msg).await.unwrap();
     }
@@ -273,6 +274,7 @@ pub async fn run(bin: &Path, plan: &Plan) -> Report {
                         input: input(e, steps).to_string(),
                         id: Some(id.clone()),
                         stream: None,
+                        traceparent: None,
                     };
                     while queue.enqueue(&msg).await.is_err() {
                         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -18,6 +18,8 @@ pub struct TestServer {
     pub runtime: Arc<Runtime>,
     /// A client; send the token yourself when the config has one.
     pub http: reqwest::Client,
+    /// Where its traces go (the config's `[telemetry]`).
+    pub telemetry: reprise_host::telemetry::Telemetry,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -64,12 +66,15 @@ impl TestServer {
         tools: ToolRegistry,
     ) -> Self {
         config.listen = "127.0.0.1:0".parse().unwrap();
-        let runtime = Arc::new(Runtime::new(
-            crate::engine(),
-            store,
-            tools,
-            runtime_config(&config),
-        ));
+        let telemetry = config.telemetry.telemetry().expect("telemetry config");
+        let runtime = Arc::new(
+            Runtime::builder(crate::engine(), store)
+                .tools(tools)
+                .config(runtime_config(&config))
+                .telemetry(telemetry.clone())
+                .build()
+                .expect("runtime"),
+        );
         runtime.recover().await.expect("recovering");
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -81,6 +86,7 @@ impl TestServer {
         Self {
             base,
             runtime,
+            telemetry,
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),

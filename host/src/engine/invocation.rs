@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, UpdateDeadline};
@@ -34,10 +34,12 @@ use crate::journal::{Call, Entry, EntryKind, RecordedTool, ToolFailure};
 use crate::metrics::{CategoryLabel, Metrics};
 use crate::store::{Store, StoreError, now_ms};
 use crate::stream::pacer::{Blocked, Pacer};
+use crate::telemetry::InvocationSpan;
 use crate::tools::attempts::{Attempts, RetryBoard};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
 use guard::{LogLimit, Progress};
 use join::Join;
+use opentelemetry::KeyValue;
 
 mod guard;
 mod imports;
@@ -113,6 +115,8 @@ pub(crate) struct Report {
     /// The guest's log lines, replayed ones included, when the invocation
     /// was a sandboxed replay ([`Invocation::sandbox`]).
     pub log: Vec<LogLine>,
+    /// Its span, for the driver to end with how it ended.
+    pub trace: Option<InvocationSpan>,
 }
 
 /// Most log lines a capturing invocation keeps: a sandboxed replay's
@@ -158,6 +162,9 @@ pub(crate) struct Invocation {
     pub start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
     /// Where tool calls report failed attempts they retry.
     pub retrying: Arc<RetryBoard>,
+    /// The invocation's span, when its execution is traced and traces are
+    /// exported (see [`crate::telemetry`]).
+    pub trace: Option<InvocationSpan>,
     /// A sandboxed replay (see `runtime::sandbox`): the guest's log lines,
     /// replayed ones too, go to the report instead of the host's log, a
     /// replayed tool start whose completion is not in the journal is not
@@ -259,6 +266,10 @@ struct Steps {
     captured: Option<Vec<LogLine>>,
     /// A sandboxed replay ([`Invocation::sandbox`]).
     sandbox: bool,
+    /// Where new steps' spans go ([`Invocation::trace`]), and when the
+    /// invocation began by the wall clock (the start of its replay span).
+    trace: Option<InvocationSpan>,
+    began: SystemTime,
     /// Work started without waiting (see [`join`]).
     join: Join,
     start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
@@ -297,6 +308,7 @@ impl Steps {
             input,
             idempotency_key,
             attempts,
+            traceparent: None,
         }
     }
 
@@ -393,9 +405,27 @@ impl Steps {
         }
     }
 
-    /// Counts a new entry in.
+    /// Counts a new entry in (and traces it: a tool call's span is its
+    /// import's, begun before the call).
     fn counted(&mut self, entry: &Entry) {
         self.clock.advance_to(entry_time(entry));
+        if let Some(trace) = &self.trace
+            && !matches!(entry.kind, EntryKind::Tool { .. })
+        {
+            let label = entry.kind.label();
+            let end = SystemTime::now();
+            trace.done(
+                format!("step {label}"),
+                end - Duration::from_micros(entry.duration_us),
+                end,
+                vec![
+                    KeyValue::new("reprise.step.kind", label),
+                    KeyValue::new("reprise.entry.index", self.next_index as i64),
+                    KeyValue::new("reprise.replayed", false),
+                    KeyValue::new("reprise.step.duration_us", entry.duration_us as i64),
+                ],
+            );
+        }
         self.next_index += 1;
         self.new_steps += 1;
     }
@@ -435,6 +465,7 @@ pub(crate) async fn run(
         start_child,
         retrying,
         sandbox,
+        trace,
     } = inv;
     let record = snapshot.record;
     let store_for_writer = store.clone();
@@ -491,6 +522,8 @@ pub(crate) async fn run(
             ),
             captured: sandbox.then(Vec::new),
             sandbox,
+            trace,
+            began: SystemTime::now(),
         },
     };
     let mut wstore = wasmtime::Store::new(engine.engine(), state);
@@ -571,12 +604,25 @@ pub(crate) async fn run(
 
 fn report(wstore: &mut wasmtime::Store<InvocationState>, end: End) -> Report {
     let steps = &mut wstore.data_mut().steps;
+    if let (Some(trace), Some(done)) = (&steps.trace, steps.replay_done) {
+        let replayed = steps.cursor as i64;
+        trace.done(
+            "replay".into(),
+            steps.began,
+            steps.began + (done - steps.started),
+            vec![
+                KeyValue::new("reprise.replayed", true),
+                KeyValue::new("reprise.replay.entries", replayed),
+            ],
+        );
+    }
     Report {
         end,
         replayed: steps.cursor,
         new_steps: steps.new_steps,
         replay_time: steps.replay_done.map(|t| t - steps.started),
         log: steps.captured.take().unwrap_or_default(),
+        trace: steps.trace.take(),
     }
 }
 

@@ -237,6 +237,7 @@ fn record(status: Status, wait: Option<Wait>, outcome: Option<Outcome>) -> Execu
             window_bytes: Some(1 << 20),
         }),
         parent: None,
+        trace: None,
     }
 }
 
@@ -296,6 +297,14 @@ fn records() -> Vec<(&'static str, ExecutionRecord)> {
                 None,
             ),
         ),
+        ("record-traced", {
+            let mut traced = record(Status::Suspended, Some(Wait::Ready), None);
+            traced.trace = crate::telemetry::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            );
+            assert!(traced.trace.is_some());
+            traced
+        }),
         ("record-child", {
             let mut child = record(Status::Suspended, Some(Wait::Ready), None);
             child.parent = Some(ParentLink {

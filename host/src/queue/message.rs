@@ -24,6 +24,9 @@ pub enum Message {
         /// Start it as a stream paced by its consumers (the `stream` object
         /// of an HTTP start); the host's defaults fill what it leaves out.
         stream: Option<StreamOptions>,
+        /// The W3C `traceparent` of the producer's trace, to continue it
+        /// (a malformed one is ignored, as tracers do).
+        traceparent: Option<String>,
     },
     /// Run an execution that can go on.
     Resume(ExecutionId),
@@ -39,8 +42,12 @@ impl Message {
                 input,
                 id,
                 stream,
+                traceparent,
             } => {
                 let mut f = vec![("workflow", workflow.clone()), ("input", input.clone())];
+                if let Some(tp) = traceparent {
+                    f.push(("traceparent", tp.clone()));
+                }
                 if let Some(id) = id {
                     f.push(("id", id.to_string()));
                 }
@@ -93,6 +100,7 @@ impl Message {
             input,
             id,
             stream,
+            traceparent: text("traceparent")?,
         })
     }
 }
@@ -217,6 +225,7 @@ mod tests {
                 on_abandon: Some(reprise_api::OnAbandon::Continue),
                 window_bytes: Some(4096),
             }),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let fields = start.fields();
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -229,6 +238,7 @@ mod tests {
                 input: "null".into(),
                 id: None,
                 stream: None,
+                traceparent: None,
             }
         );
         assert!(plain.fields().iter().all(|(k, _)| *k != "stream"));

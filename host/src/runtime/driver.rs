@@ -8,8 +8,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use tracing::Instrument as _;
+
 use super::*;
 use crate::execution::{ChildEnd, ParentLink};
+
+/// How an invocation ended, for its span.
+fn end_label(end: &End) -> &'static str {
+    match end {
+        End::Finished(Outcome::Completed(_)) => "completed",
+        End::Finished(Outcome::Failed(_)) => "failed",
+        End::Finished(Outcome::Cancelled) => "cancelled",
+        End::Suspend { .. } => "suspended",
+        End::Store(_) => "store-error",
+        End::Busy(_) => "busy",
+    }
+}
 
 /// Longest delay between retries after store errors.
 pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -50,18 +65,20 @@ impl Inner {
         &self,
         workflow: &str,
         input: Vec<u8>,
-        id: Option<ExecutionId>,
-        stream: Option<StreamPolicy>,
+        options: StartOptions,
     ) -> Result<(ExecutionId, bool), RuntimeError> {
         let digest = self
             .store
             .get_deployment(workflow)
             .await?
             .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_string()))?;
-        let id = id.unwrap_or_else(ExecutionId::generate);
+        let id = options.id.unwrap_or_else(ExecutionId::generate);
         let mut record =
             ExecutionRecord::new(id.clone(), workflow.to_string(), digest, input, now_ms());
-        record.stream = stream;
+        record.stream = options.stream;
+        record.trace = self
+            .telemetry
+            .start(options.trace.as_ref(), workflow, id.as_str());
         match self.store.create_execution(&record).await? {
             Created::New => Ok((id, true)),
             Created::Existing(existing) => {
@@ -258,6 +275,29 @@ impl Inner {
             }
         };
 
+        // Traced: the invocation's span (when exported), and its log lines
+        // carry the trace id either way.
+        let trace_id = snapshot
+            .record
+            .trace
+            .as_ref()
+            .map(|t| t.trace_id().to_string());
+        let trace = snapshot.record.trace.as_ref().and_then(|tp| {
+            self.telemetry.invocation(
+                tp,
+                vec![
+                    KeyValue::new("reprise.execution.id", id.to_string()),
+                    KeyValue::new("reprise.workflow", snapshot.record.workflow.clone()),
+                    KeyValue::new("reprise.invocation", snapshot.record.invocations as i64),
+                    KeyValue::new("reprise.host", cfg.host_id.clone()),
+                    KeyValue::new("reprise.journal.entries", snapshot.journal.len() as i64),
+                ],
+            )
+        });
+        let log_span = match &trace_id {
+            Some(trace_id) => tracing::info_span!("invocation", execution = %id, trace_id),
+            None => tracing::Span::none(),
+        };
         let reads = Arc::new(tokio::sync::Notify::new());
         if snapshot.record.stream.is_some() {
             self.reads
@@ -288,6 +328,7 @@ impl Inner {
             calls: self.calls.clone(),
             retrying: self.retrying.clone(),
             sandbox: false,
+            trace,
             start_child: {
                 let me = Arc::downgrade(self);
                 Arc::new(move |child: ExecutionId| {
@@ -307,7 +348,7 @@ impl Inner {
         self.live_instances.fetch_add(1, Ordering::SeqCst);
         self.metrics.live_instances.inc();
         let end = tokio::select! {
-            report = invocation::run(&self.engine, &compiled, invocation) => {
+            report = invocation::run(&self.engine, &compiled, invocation).instrument(log_span) => {
                 tracing::debug!(
                     execution = %id,
                     replayed = report.replayed,
@@ -319,6 +360,9 @@ impl Inner {
                 self.metrics.replayed_entries.inc_by(report.replayed as u64);
                 if let Some(t) = report.replay_time {
                     self.metrics.replay_seconds.observe(t.as_secs_f64());
+                }
+                if let Some(span) = report.trace {
+                    span.end(end_label(&report.end));
                 }
                 report.end
             }

@@ -19,12 +19,14 @@ mod driver;
 mod pacing;
 mod retention;
 mod sandbox;
+mod start;
 mod waiters;
 mod worker;
 
 pub use crate::engine::invocation::LogLine;
 use driver::Active;
 pub use sandbox::{MAX_REPLAY_LOG_LINES, ReplayReport, ReplayStop};
+pub use start::StartOptions;
 pub use waiters::WAIT_POLL;
 pub use worker::Swept;
 
@@ -49,6 +51,7 @@ use crate::queue::Message;
 use crate::store::{
     Created, DeploymentVersion, ExecutionPage, ListQuery, Store, StoreError, Suspended, now_ms,
 };
+use crate::telemetry::Telemetry;
 use crate::tools::ToolRegistry;
 
 /// Errors of the runtime API, by what the caller does next: fix the request
@@ -135,6 +138,7 @@ struct Inner {
     engine: Arc<WorkflowEngine>,
     store: Arc<dyn Store>,
     tools: Arc<ToolRegistry>,
+    telemetry: Telemetry,
     config: RuntimeConfig,
     changes: watch::Sender<u64>,
     /// Executions being driven by this runtime.
@@ -183,9 +187,16 @@ pub struct RuntimeBuilder {
     tools: ToolRegistry,
     config: RuntimeConfig,
     queue: Option<crate::queue::RedisQueue>,
+    telemetry: Telemetry,
 }
 
 impl RuntimeBuilder {
+    /// Where traces go (default: nowhere; see [`crate::telemetry`]).
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     /// The tools workflows may call (default: the built-in ones).
     pub fn tools(mut self, tools: ToolRegistry) -> Self {
         self.tools = tools;
@@ -230,6 +241,7 @@ impl RuntimeBuilder {
                 engine: self.engine,
                 store: self.store,
                 tools: Arc::new(self.tools),
+                telemetry: self.telemetry,
                 config: self.config,
                 changes: watch::channel(0).0,
                 active: Mutex::new(HashMap::new()),
@@ -292,6 +304,7 @@ impl Runtime {
             tools: ToolRegistry::with_builtins(),
             config: RuntimeConfig::default(),
             queue: None,
+            telemetry: Telemetry::off(),
         }
     }
 
@@ -390,11 +403,12 @@ impl Runtime {
         id: Option<ExecutionId>,
         stream: Option<StreamPolicy>,
     ) -> Result<ExecutionId, RuntimeError> {
-        let (id, runnable) = self.inner.create(workflow, input, id, stream).await?;
-        if runnable {
-            self.inner.wake(&id).await?;
-        }
-        Ok(id)
+        let options = StartOptions {
+            id,
+            stream,
+            trace: None,
+        };
+        self.start_with_options(workflow, input, options).await
     }
 
     /// Runs an execution that is not running here now (e.g. left by a

@@ -92,6 +92,7 @@ impl Runtime {
             start_child: Arc::new(|_| {}),
             retrying: Arc::new(RetryBoard::new(Arc::new(Metrics::default()))),
             sandbox: true,
+            trace: None,
         };
         let report = invocation::run(&inner.engine, &compiled, invocation).await;
         let stop = match report.end {

@@ -17,12 +17,20 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{Inner, Runtime, RuntimeError};
+use super::{Inner, Runtime, RuntimeError, StartOptions};
 use crate::execution::{ExecutionRecord, Status, Wait};
 use crate::ids::ExecutionId;
 use crate::queue::{Delivery, Entry, Message, QueueError, RedisQueue};
 use crate::store::{ListQuery, Order, StoreError, now_ms};
 use crate::stream::StreamOptions;
+use crate::telemetry::TraceParent;
+
+/// What a start message asks for besides the workflow and input.
+struct QueuedStart {
+    id: Option<ExecutionId>,
+    stream: Option<StreamOptions>,
+    trace: Option<TraceParent>,
+}
 
 /// Executions a sweep reads per page.
 const SWEEP_PAGE: usize = 500;
@@ -499,8 +507,14 @@ impl Inner {
                 input,
                 id,
                 stream,
+                traceparent,
             } => self.spawn(async move {
-                me.start_from_queue(d, taken_over, &workflow, &input, id, stream)
+                let start = QueuedStart {
+                    id,
+                    stream,
+                    trace: traceparent.as_deref().and_then(TraceParent::parse),
+                };
+                me.start_from_queue(d, taken_over, &workflow, &input, start)
                     .await
             }),
         }
@@ -551,9 +565,9 @@ impl Inner {
         taken_over: bool,
         workflow: &str,
         input: &str,
-        id: Option<ExecutionId>,
-        stream: Option<StreamOptions>,
+        start: QueuedStart,
     ) {
+        let QueuedStart { id, stream, trace } = start;
         let link = self.link();
         let stream = match stream
             .map(|o| crate::stream::policy(&o, &self.config.stream))
@@ -577,7 +591,15 @@ impl Inner {
         let mut delay = self.config.retry_delay;
         loop {
             match self
-                .create(workflow, input.clone(), id.clone(), stream)
+                .create(
+                    workflow,
+                    input.clone(),
+                    StartOptions {
+                        id: id.clone(),
+                        stream,
+                        trace: trace.clone(),
+                    },
+                )
                 .await
             {
                 // Taken over: the host that created it may have died

@@ -90,6 +90,54 @@ pub struct ServeConfig {
     /// from a browser (CORS); `"*"` allows any. None: browsers allow only
     /// pages the host itself serves. Requests still need a token.
     pub cors_origins: Vec<String>,
+    /// OpenTelemetry traces (off unless an endpoint is set).
+    pub telemetry: TelemetrySection,
+}
+
+/// `[telemetry]`: where traces go (see `reprise_host::telemetry`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// The collector's OTLP/HTTP traces URL
+    /// (`http://collector:4318/v1/traces`); none: no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of this host's spans.
+    pub service_name: String,
+    /// Longest an export to the collector may take.
+    #[serde(with = "duration_serde")]
+    pub export_timeout: Duration,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "reprise".into(),
+            export_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TelemetrySection {
+    /// The telemetry this section asks for.
+    pub fn telemetry(&self) -> Result<crate::telemetry::Telemetry, ConfigError> {
+        match &self.otlp_endpoint {
+            None => Ok(crate::telemetry::Telemetry::off()),
+            Some(url) => {
+                let parsed = reqwest::Url::parse(url).map_err(|e| {
+                    ConfigError::Value(format!("telemetry.otlp_endpoint {url:?}: {e}"))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::Value(format!(
+                        "telemetry.otlp_endpoint {url:?}: use an http:// or https:// URL \
+                         (OTLP over HTTP)"
+                    )));
+                }
+                crate::telemetry::Telemetry::otlp(url, &self.service_name, self.export_timeout)
+                    .map_err(|e| ConfigError::Value(e.to_string()))
+            }
+        }
+    }
 }
 
 /// `[stream]`: how streaming executions are paced by their consumers.
@@ -193,6 +241,7 @@ impl Default for ServeConfig {
             host_id: None,
             stream: StreamSection::default(),
             cors_origins: Vec::new(),
+            telemetry: TelemetrySection::default(),
         }
     }
 }

@@ -91,3 +91,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         }
     }
 }
+
+/// The W3C `traceparent` the request carries, if it is valid (a malformed
+/// one is ignored, as tracers do): the trace a start continues.
+pub struct Traced(pub Option<crate::telemetry::TraceParent>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Traced {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::telemetry::TraceParent::parse),
+        ))
+    }
+}

@@ -61,6 +61,10 @@ pub struct ToolCall {
     /// Where the tool reports an attempt that failed and will be retried
     /// (see [`attempts`]): the execution's status shows it.
     pub attempts: attempts::Attempts,
+    /// The W3C `traceparent` of the step making the call, when the
+    /// execution is traced: a tool that calls out passes it on (webhooks
+    /// send it as the `traceparent` header).
+    pub traceparent: Option<String>,
 }
 
 /// A tool error: returned to the workflow as a value.

@@ -3,7 +3,9 @@
 //!
 //! The host POSTs JSON `{name, input, idempotency_key, execution_id}` (and
 //! the same key in an `Idempotency-Key` header), so the receiver can make the
-//! at-least-once retries of a step safe. The reply decides the step:
+//! at-least-once retries of a step safe; a traced execution's call also
+//! carries the step's W3C `traceparent` header (see [`crate::telemetry`]).
+//! The reply decides the step:
 //!
 //! - `2xx`: the JSON body (or `null` if empty) is the step result;
 //! - `4xx` other than 408 and 429: a tool error the workflow sees. A body
@@ -164,15 +166,21 @@ impl Webhook {
         })
     }
 
-    async fn attempt(&self, body: &serde_json::Value, key: &str) -> Attempt {
-        let sent = self
+    async fn attempt(
+        &self,
+        body: &serde_json::Value,
+        key: &str,
+        traceparent: Option<&str>,
+    ) -> Attempt {
+        let mut request = self
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await;
+            .header("Idempotency-Key", key);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let sent = request.json(body).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -322,7 +330,7 @@ impl Tool for Webhook {
         let first_failure = std::time::Instant::now();
         let host = self.url.host_str().unwrap_or("?");
         loop {
-            match self.attempt(&body, &key).await {
+            match self.attempt(&body, &key, call.traceparent.as_deref()).await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry { code, reason } => {
                     attempt += 1;

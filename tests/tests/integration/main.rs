@@ -18,4 +18,5 @@ mod redis;
 mod safety;
 mod streaming;
 mod tools;
+mod traces;
 mod workflows;

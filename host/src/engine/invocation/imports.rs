@@ -42,10 +42,14 @@ impl bindings::Host for InvocationState {
                     return Err(s.missing_tool(&category, &name));
                 };
                 let input_len = input.len() as u64;
+                let span = s.trace.as_ref().map(|t| t.step("tool", s.next_index));
+                let mut call = s.tool_call(category.clone(), name.clone(), input, s.next_index);
+                call.traceparent = span
+                    .as_ref()
+                    .and_then(|span| span.traceparent())
+                    .map(|tp| tp.as_str().to_string());
                 let started = Instant::now();
-                let result = tool
-                    .call(s.tool_call(category.clone(), name.clone(), input, s.next_index))
-                    .await;
+                let result = tool.call(call).await;
                 let elapsed = started.elapsed();
                 s.metrics
                     .tool_seconds
@@ -68,9 +72,22 @@ impl bindings::Host for InvocationState {
                         duration_us,
                     )
                     .await?;
-                let EntryKind::Tool { result, .. } = recorded else {
+                let EntryKind::Tool {
+                    category,
+                    name,
+                    result,
+                    ..
+                } = recorded
+                else {
                     unreachable!("the journal writer hands back the entry it was given")
                 };
+                if let Some(span) = span {
+                    span.end([
+                        KeyValue::new("reprise.tool", format!("{category}/{name}")),
+                        KeyValue::new("reprise.step.duration_us", duration_us as i64),
+                        KeyValue::new("reprise.tool.ok", result.is_ok()),
+                    ]);
+                }
                 result
             }
         };
@@ -275,7 +292,12 @@ impl bindings::Host for InvocationState {
             let Some(tool) = s.tools.get(&category, &name) else {
                 return Err(s.missing_tool(&category, &name));
             };
-            let call = s.tool_call(category, name, input, handle);
+            let mut call = s.tool_call(category, name, input, handle);
+            call.traceparent = s
+                .trace
+                .as_ref()
+                .and_then(|t| t.traceparent())
+                .map(|tp| tp.as_str().to_string());
             s.spawn_tool(handle, tool, call, input_digest, retry);
         } else {
             s.pend(handle, &started);

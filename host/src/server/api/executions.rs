@@ -3,10 +3,14 @@
 
 use super::*;
 use crate::StoreError;
-use crate::runtime::Children;
+use crate::runtime::{Children, StartOptions};
+use crate::server::extract::Traced;
 use crate::store::{ListCursor, ListQuery, Order};
 
 /// Start an execution.
+///
+/// A W3C `traceparent` header puts the execution's spans in the caller's
+/// trace (see the host's `[telemetry]` settings).
 ///
 /// Returns 200 with the result if `wait` is given and the execution ends
 /// in time; otherwise 202 with its current state (poll
@@ -28,6 +32,10 @@ use crate::store::{ListCursor, ListQuery, Order};
     ),
     security(("bearer" = ["invoke"]))
 )]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "an axum handler takes each extractor as an argument"
+)]
 pub async fn start(
     State(state): Shared,
     _: Invoker,
@@ -35,6 +43,7 @@ pub async fn start(
     Path(name): Path<String>,
     Query(params): Query<WaitParams>,
     format: Format,
+    Traced(trace): Traced,
     Body(req): Body<StartRequest>,
 ) -> Result<Response, Problem> {
     let wait = wait_param(params.wait.as_deref())?;
@@ -47,7 +56,11 @@ pub async fn start(
                 .map_err(|e| Problem::bad_request(e.to_string()))
         })
         .transpose()?;
-    let id = state.runtime.start_with(&name, input, id, stream).await?;
+    let options = StartOptions { id, stream, trace };
+    let id = state
+        .runtime
+        .start_with_options(&name, input, options)
+        .await?;
     let record = match wait {
         Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
         _ => state.runtime.status(&id).await?,

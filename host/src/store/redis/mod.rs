@@ -247,6 +247,10 @@ impl Store for RedisStore {
         if let Some(out) = &record.outcome {
             inv.arg("out").arg(encode(out));
         }
+        // Written once; a hash field of its own, read with the record.
+        if let Some(trace) = &record.trace {
+            inv.arg("tp").arg(trace.as_str());
+        }
         let v: Value = inv
             .invoke_async(&mut self.conn())
             .await

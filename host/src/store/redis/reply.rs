@@ -157,6 +157,10 @@ pub(super) fn record_from(
         updated_at_ms: number("upd")?,
         stream: meta.stream,
         parent: meta.parent,
+        trace: fields
+            .get("tp")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(crate::telemetry::TraceParent::parse),
     })
 }
 

@@ -79,6 +79,8 @@ async fn bad_messages_are_dead_lettered_with_the_reason() {
     assert_eq!(rt.store().list_executions(None).await.unwrap().len(), 1);
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 /// A host dies mid-step (its tasks stop; its message stays pending and its
 /// lease live). Another host takes the message over once it is idle past
 /// `claim_after`, waits out the lease, and finishes: the journal is exact
@@ -97,6 +99,7 @@ async fn a_dead_hosts_message_is_taken_over() {
         input: r#"{"n": 6}"#.into(),
         id: Some(ExecutionId::new("d1").unwrap()),
         stream: None,
+        traceparent: Some(TRACEPARENT.into()),
     })
     .await
     .unwrap();
@@ -118,6 +121,9 @@ async fn a_dead_hosts_message_is_taken_over() {
     .await;
     let rec = ended(&rescuer, "d1").await;
     assert_eq!(result::<Value>(&rec)["steps"], 6);
+    // The message's trace is the execution's, on whichever host runs it
+    // (kept as sent: these hosts export no spans of their own).
+    assert_eq!(rec.trace.as_ref().map(|t| t.as_str()), Some(TRACEPARENT));
     assert_eq!(rec.journal_len, 6);
     assert_eq!(calls.distinct(), 6);
     assert_eq!(calls.total(), 7, "only the interrupted step runs again");
@@ -202,6 +208,7 @@ async fn a_message_whose_execution_progresses_is_not_dead_lettered() {
                 input: r#"{"n": 8}"#.into(),
                 id: Some(ExecutionId::new("p1").unwrap()),
                 stream: None,
+                traceparent: None,
             })
             .await
             .unwrap();
