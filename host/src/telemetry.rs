@@ -11,7 +11,7 @@
 //! - An invocation's span has a `replay` child (entries replayed: one span
 //!   for all of them, since a replayed entry costs about a microsecond and
 //!   a span each would cost more than the replay) and one `step` child per
-//!   new journal entry (kind, tool, index, duration).
+//!   new journal entry (attributes: kind, tool, index, duration).
 //! - A tool call's `step` span is what a webhook receives as its
 //!   `traceparent`.
 //! - The host's log lines of an invocation carry the trace id (a tracing
@@ -235,7 +235,7 @@ impl InvocationSpan {
     pub(crate) fn step(&self, kind: &'static str, index: u64) -> StepSpan {
         StepSpan(
             self.tracer
-                .span_builder(format!("step {kind}"))
+                .span_builder("step")
                 .with_attributes([
                     KeyValue::new("reprise.step.kind", kind),
                     KeyValue::new("reprise.entry.index", index as i64),
@@ -246,12 +246,12 @@ impl InvocationSpan {
     }
 
     /// A span for work already done, from `start` to `end`.
-    pub(crate) fn done(
+    pub(crate) fn done<const N: usize>(
         &self,
-        name: String,
+        name: &'static str,
         start: SystemTime,
         end: SystemTime,
-        attributes: Vec<KeyValue>,
+        attributes: [KeyValue; N],
     ) {
         self.tracer
             .span_builder(name)

@@ -415,10 +415,10 @@ impl Steps {
             let label = entry.kind.label();
             let end = SystemTime::now();
             trace.done(
-                format!("step {label}"),
+                "step",
                 end - Duration::from_micros(entry.duration_us),
                 end,
-                vec![
+                [
                     KeyValue::new("reprise.step.kind", label),
                     KeyValue::new("reprise.entry.index", self.next_index as i64),
                     KeyValue::new("reprise.replayed", false),
@@ -607,10 +607,10 @@ fn report(wstore: &mut wasmtime::Store<InvocationState>, end: End) -> Report {
     if let (Some(trace), Some(done)) = (&steps.trace, steps.replay_done) {
         let replayed = steps.cursor as i64;
         trace.done(
-            "replay".into(),
+            "replay",
             steps.began,
             steps.began + (done - steps.started),
-            vec![
+            [
                 KeyValue::new("reprise.replayed", true),
                 KeyValue::new("reprise.replay.entries", replayed),
             ],

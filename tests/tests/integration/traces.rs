@@ -201,13 +201,14 @@ async fn a_traced_start_is_one_trace_across_invocations(store: Arc<dyn Store>) {
 
     // One step span per journal entry, each under the invocation that made
     // it; a replay span under every invocation that replayed.
-    let steps: Vec<&Span> = spans.iter().filter(|s| s.name == "step tool").collect();
+    let steps: Vec<&Span> = spans.iter().filter(|s| s.name == "step").collect();
     assert_eq!(steps.len(), 3, "{spans:#?}");
     let inv_ids: Vec<&str> = invs.iter().map(|i| i.span_id.as_str()).collect();
     let mut by_index = HashMap::new();
     for step in &steps {
         assert!(inv_ids.contains(&step.parent.as_str()), "{step:?}");
         assert_eq!(step.attributes["reprise.replayed"], "false");
+        assert_eq!(step.attributes["reprise.step.kind"], "tool");
         by_index.insert(
             step.attributes["reprise.entry.index"].clone(),
             (
@@ -266,7 +267,7 @@ async fn a_start_without_a_traceparent_gets_a_trace_of_its_own(store: Arc<dyn St
         .await;
     assert_eq!(r.body["status"], "completed", "{}", r.body);
     let spans = spans_until(&s, &got, |spans| {
-        spans.iter().filter(|s| s.name == "step tool").count() == 3
+        spans.iter().filter(|s| s.name == "step").count() == 3
     })
     .await;
     let start = spans.iter().find(|s| s.name == "start caller").unwrap();
