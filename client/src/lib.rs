@@ -117,6 +117,8 @@ pub struct Start {
     /// Wait up to this long (capped by the host below its request
     /// timeout) for the execution to settle before the reply.
     pub wait: Option<Duration>,
+    /// A W3C `traceparent`: the execution's spans continue this trace.
+    pub traceparent: Option<String>,
 }
 
 impl Start {
@@ -285,6 +287,9 @@ impl Client {
         );
         if let Some(wait) = options.wait.filter(|w| !w.is_zero()) {
             req = req.query(&[("wait", wait_param(wait))]);
+        }
+        if let Some(tp) = &options.traceparent {
+            req = req.header("traceparent", tp);
         }
         let body = Body {
             input,
@@ -463,6 +468,22 @@ impl Client {
             &format!("/v1/executions/{id}/sessions"),
         ))
         .await
+    }
+
+    /// Executions in the host's store by status.
+    pub async fn counts(&self) -> Result<api::StatusCounts, Error> {
+        self.send(self.request(reqwest::Method::GET, "/v1/counts"))
+            .await
+    }
+
+    /// Execution `id` replayed in a sandbox over its first `to` journal
+    /// entries, with what the workflow logged (no tool runs, nothing is
+    /// written).
+    pub async fn replay(&self, id: &str, to: u64) -> Result<api::ReplayView, Error> {
+        let req = self
+            .request(reqwest::Method::GET, &format!("/v1/executions/{id}/replay"))
+            .query(&[("to", to)]);
+        self.send(req).await
     }
 
     /// Closes consumer session `session` of execution `id`.

@@ -56,6 +56,28 @@ export class RepriseError extends Error {
   readonly transient: boolean;
 }
 
+export interface StatusCounts {
+  running: number;
+  suspended: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  /** When they were counted, ms since the Unix epoch. */
+  at_ms: number;
+}
+
+/** An execution replayed in a sandbox up to an entry. */
+export interface Replay<Result = unknown> {
+  replayed: number;
+  total: number;
+  /** `reached`: it asked for the entry after the last one replayed. */
+  stop: 'reached' | 'completed' | 'failed';
+  result?: Result;
+  error?: { kind: string; message: string; code?: string; details?: unknown };
+  /** What it logged; `after` is the number of entries replayed before. */
+  log: { after: number; level: string; message: string }[];
+}
+
 export class Client {
   constructor(base: string, options?: { token?: string; fetch?: typeof fetch });
   readonly base: string;
@@ -64,5 +86,7 @@ export class Client {
   wait<Result = unknown>(id: string, options?: { timeout?: number }): Promise<Execution<Result>>;
   signal(id: string, name: string, payload?: unknown): Promise<unknown>;
   cancel(id: string, options?: { keepChildren?: boolean }): Promise<Execution>;
+  counts(): Promise<StatusCounts>;
+  replay<Result = unknown>(id: string, to: number): Promise<Replay<Result>>;
   stream<Item = unknown>(id: string, options?: StreamOptions): ItemStream<Item>;
 }

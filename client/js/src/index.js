@@ -135,6 +135,20 @@ export class Client {
     );
   }
 
+  /** Executions in the host's store by status (`running`, `suspended`, ...). */
+  counts() {
+    return this.request('GET', '/v1/counts');
+  }
+
+  /**
+   * The execution replayed in a sandbox over its first `to` journal
+   * entries: `{replayed, total, stop, result?, error?, log}`, `log` being
+   * what the workflow logged on the way (no tool runs, nothing is written).
+   */
+  replay(id, to) {
+    return this.request('GET', `/v1/executions/${encodeURIComponent(id)}/replay`, { query: { to } });
+  }
+
   /** Cancels the execution (and its unfinished children unless `keepChildren`). */
   cancel(id, { keepChildren = false } = {}) {
     return this.request('DELETE', `/v1/executions/${encodeURIComponent(id)}`, {

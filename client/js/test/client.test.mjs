@@ -165,6 +165,14 @@ test('signal, wait, cancel, a failed execution and a refused request', async () 
     const cancelled = await client.start('signals', { sleep_ms: 60_000 });
     assert.equal((await client.cancel(cancelled.id)).status, 'cancelled');
 
+    const counts = await client.counts();
+    assert.equal(counts.cancelled, 1, JSON.stringify(counts));
+    assert.equal(counts.completed, 1, JSON.stringify(counts));
+    const replay = await client.replay(waiting.id, 1000);
+    assert.equal(replay.stop, 'completed', JSON.stringify(replay));
+    assert.deepEqual(replay.result, done.result);
+    assert.equal(replay.replayed, replay.total);
+
     await assert.rejects(client.status('no-such-execution'), (e) => e.status === 404);
     await assert.rejects(client.signal('no-such-execution', 'go', 1), (e) => e.status === 404);
   } finally {

@@ -54,6 +54,9 @@ async fn counts_by_status_and_the_input(store: Arc<dyn Store>) {
         assert_eq!(c.body[status], n, "{status}: {}", c.body);
     }
     assert!(c.body["at_ms"].as_u64().unwrap() > 0);
+    // The Rust client reads the same.
+    let counts = reprise_client::Client::new(&s.base).counts().await.unwrap();
+    assert_eq!((counts.completed, counts.suspended), (3, 1));
 
     // The input is in the answer about one execution, not in lists.
     let one = s.get("/v1/executions/waits").await;
@@ -79,6 +82,9 @@ async fn replay_to_an_entry_shows_the_log_up_to_there(store: Arc<dyn Store>) {
     );
 
     let r = s.get("/v1/executions/seq/replay?to=1").await;
+    let client = reprise_client::Client::new(&s.base);
+    let view = client.replay("seq", 1).await.unwrap();
+    assert_eq!(serde_json::to_value(&view).unwrap(), r.body);
     assert_eq!(
         (r.body["replayed"].clone(), r.body["stop"].clone()),
         (json!(1), json!("reached"))
