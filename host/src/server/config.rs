@@ -540,6 +540,26 @@ mod tests {
             (&c.queue.group, c.queue.claim_after, c.queue.max_deliveries),
             (&d.queue.group, d.queue.claim_after, d.queue.max_deliveries)
         );
+        assert_eq!(
+            (
+                &c.telemetry.otlp_endpoint,
+                &c.telemetry.service_name,
+                c.telemetry.export_timeout
+            ),
+            (
+                &d.telemetry.otlp_endpoint,
+                &d.telemetry.service_name,
+                d.telemetry.export_timeout
+            )
+        );
+        assert!(c.telemetry.telemetry().is_ok_and(|t| !t.exporting()));
+        let bad = ServeConfig::from_toml("[telemetry]\notlp_endpoint = \"udp://x:4318\"\n")
+            .unwrap()
+            .telemetry
+            .telemetry()
+            .err()
+            .map(|e| e.to_string());
+        assert!(bad.is_some_and(|e| e.contains("http://")));
         // Copied as it is, it starts: no secret to find, no tool to build.
         let mut c = c;
         c.resolve_env(|_| None).unwrap();
