@@ -230,6 +230,9 @@ test('a signal sent from the page completes the execution', async (t) => {
     await page.click('#signal-send');
     await page.waitForFunction(() => /completed/.test(document.querySelector('#status').textContent));
     assert.deepEqual(JSON.parse(await page.textContent('#result')), { approved: { by: 'dashboard' } });
+    // The signal is listed as received, with the entry that recorded it.
+    await page.waitForSelector('tr.signal-row');
+    assert.match(await page.textContent('#signals'), /approve/);
   });
   assert.equal((await call('GET', '/v1/executions/approval-1')).status, 'completed');
 });

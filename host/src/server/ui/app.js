@@ -53,7 +53,10 @@ function authHeaders() {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
-async function api(path, { method = 'GET', body, signal } = {}) {
+/** A call to the API; by default it belongs to the page shown, and is
+ * aborted when the user moves on (so a late answer cannot overwrite the
+ * next page). */
+async function api(path, { method = 'GET', body, signal = pageLife.signal } = {}) {
   const sent = sessionStorage.getItem(TOKEN_KEY);
   const headers = { accept: 'application/json', ...authHeaders() };
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -194,7 +197,7 @@ function every(ms, fn) {
 
 async function refreshCounts() {
   try {
-    const c = await api('/v1/counts');
+    const c = await api('/v1/counts', { signal: null }); // the header outlives pages
     const el = $('#counts');
     el.replaceChildren(
       ...['running', 'suspended', 'completed', 'failed', 'cancelled'].map((s) =>
@@ -408,8 +411,11 @@ function journalPanel(id) {
     ev.preventDefault();
     travel(Number(travelTo.value));
   });
+  const signals = h('div', { id: 'signals' });
+  const totalText = h('span', { class: 'muted', id: 'journal-total' });
   const el = h('section', {},
-    h('h2', {}, 'Journal ', h('span', { class: 'muted', id: 'journal-total' })),
+    signals,
+    h('h2', {}, 'Journal ', totalText),
     h('table', { class: 'timeline' },
       h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', {}, 'Kind'), h('th', {}, 'Detail'),
         h('th', { class: 'num' }, 'At'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'Duration'), h('th', {}))),
@@ -445,6 +451,18 @@ function journalPanel(id) {
     }
   }
 
+  /** The signals the workflow received, from the entries shown. */
+  function renderSignals() {
+    const got = entries.filter((e) => e.kind === 'signal' || (e.kind === 'completion' && /^#\d+: signal /.test(e.detail)));
+    fill(signals, got.length ? [
+      h('h2', {}, 'Signals received', total > entries.length ? h('span', { class: 'muted' }, ' (in the journal page shown)') : ''),
+      h('table', {}, h('tbody', {}, got.map((e) => h('tr', { class: 'signal-row' },
+        h('td', { class: 'num' }, `entry ${e.index}`),
+        h('td', { class: 'mono' }, e.kind === 'signal' ? e.detail : e.detail.replace(/^#\d+: signal /, '')),
+        h('td', {}, fmtTime(e.at_ms)))))),
+    ] : []);
+  }
+
   function renderRows() {
     const max = Math.max(1, ...entries.map((e) => e.duration_us));
     body.replaceChildren(...entries.map((e) => h('tr', {
@@ -465,9 +483,10 @@ function journalPanel(id) {
     const page = await api(`${path}/journal?after=${from}&limit=${PAGE}`);
     total = page.total;
     entries = page.entries;
-    $('#journal-total').textContent = `(${total} entries)`;
+    totalText.textContent = `(${total} entries)`;
     travelTo.max = String(total);
     renderRows();
+    renderSignals();
     const last = Math.max(0, Math.floor((total - 1) / PAGE) * PAGE);
     const to = (n) => () => {
       from = n;
@@ -590,13 +609,17 @@ async function route() {
   banner('');
   const hash = location.hash.split('?')[0];
   const parts = hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const life = pageLife;
   try {
     if (parts[0] === 'executions' && parts[1]) await executionPage(parts.slice(1).join('/'));
     else if (parts[0] === 'workflows' && parts[1]) await workflowPage(parts[1]);
     else if (parts[0] === 'workflows') await workflowsPage();
     else await executionsPage();
   } catch (e) {
-    $('#main').replaceChildren(h('div', { class: 'notice err', id: 'page-error' }, e.message));
+    // A page the user has left says nothing.
+    if (!life.signal.aborted) {
+      $('#main').replaceChildren(h('div', { class: 'notice err', id: 'page-error' }, e.message));
+    }
   }
 }
 
