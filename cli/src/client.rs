@@ -122,8 +122,9 @@ impl Client {
         Ok(ExitCode::SUCCESS)
     }
 
-    /// Starts an execution; with `wait`, repeats the (idempotent) start
-    /// until it settles or `wait` has passed.
+    /// Starts an execution (in the trace `TRACEPARENT` names, if set);
+    /// with `wait`, repeats the (idempotent) start until it settles or
+    /// `wait` has passed.
     pub async fn start(
         &self,
         name: &str,
@@ -137,6 +138,8 @@ impl Client {
         // A client-chosen id makes the repeated start below the same start.
         let id = id.unwrap_or_else(|| reprise_host::ExecutionId::generate().to_string());
         let mut options = Start::default().id(id);
+        // The OpenTelemetry convention for a command's trace context.
+        options.traceparent = std::env::var("TRACEPARENT").ok();
         if let Some(window) = window {
             options = options.window(window);
         }

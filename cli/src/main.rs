@@ -70,8 +70,7 @@ struct StoreArgs {
         requires = "redis"
     )]
     redis_ca: Option<PathBuf>,
-    /// Keep finished executions this many hours before deleting them
-    /// (0 keeps them forever).
+    /// Keep finished executions this many hours (0: forever).
     #[arg(long, default_value_t = 168, value_name = "HOURS")]
     retention_hours: u64,
 }
@@ -339,6 +338,7 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

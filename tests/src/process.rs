@@ -13,7 +13,11 @@ pub struct ServeProcess {
     /// The line it printed when it began to listen (names the store).
     pub listen_line: String,
     dir: tempfile::TempDir,
+    log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
 }
+
+/// Lines of a host's log kept for [`ServeProcess::log`].
+const KEPT_LINES: usize = 10_000;
 
 impl ServeProcess {
     /// Starts `bin serve --config <file>`, the file holding a free loopback
@@ -58,14 +62,37 @@ impl ServeProcess {
                 break (url.to_string(), line);
             }
         };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stderr so the server never blocks on a full pipe,
+        // keeping its last lines.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut kept = kept.lock().expect("log poisoned");
+                if kept.len() == KEPT_LINES {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
         Self {
             child,
             url,
             listen_line,
             dir,
+            log,
         }
+    }
+
+    /// The last lines it logged since it began to listen (at most
+    /// 10,000).
+    pub fn log(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .expect("log poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The process id.

@@ -295,7 +295,9 @@ impl Inner {
             )
         });
         let log_span = match &trace_id {
-            Some(trace_id) => tracing::info_span!("invocation", execution = %id, trace_id),
+            Some(trace_id) => {
+                tracing::info_span!("invocation", execution = %id, trace_id = %trace_id)
+            }
             None => tracing::Span::none(),
         };
         let reads = Arc::new(tokio::sync::Notify::new());
