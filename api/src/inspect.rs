@@ -25,13 +25,16 @@ pub struct StatusCounts {
     pub at_ms: u64,
 }
 
+/// The largest `to` a replay takes (no journal is longer).
+pub const MAX_REPLAY_TO: u64 = u32::MAX as u64;
+
 /// How far to replay.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 pub struct ReplayParams {
     /// Replay this many journal entries (entries `0..to`); past the
     /// journal's end, all of it.
-    #[cfg_attr(feature = "openapi", param(minimum = 0))]
+    #[cfg_attr(feature = "openapi", param(minimum = 0, maximum = 4294967295_u64))]
     pub to: u64,
 }
 

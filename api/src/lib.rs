@@ -19,7 +19,7 @@ mod inspect;
 mod journal;
 mod stream;
 
-pub use inspect::{LogLineView, ReplayParams, ReplayView, StatusCounts};
+pub use inspect::{LogLineView, MAX_REPLAY_TO, ReplayParams, ReplayView, StatusCounts};
 pub use journal::{EntryView, JournalPage, JournalParams, ValueView};
 pub use stream::{
     ItemView, ItemsBatch, ItemsParams, SESSION_HEADER, SessionList, SessionView, StreamEnd,

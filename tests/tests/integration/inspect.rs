@@ -129,6 +129,11 @@ async fn replay_to_an_entry_shows_the_log_up_to_there(store: Arc<dyn Store>) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     let r = s.get("/v1/executions/seq/replay").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = s.get("/v1/executions/seq/replay?to=4294967296").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("out of range"));
+    let r = s.get("/v1/executions/seq/replay?to=4294967295").await;
+    assert_eq!(r.body["replayed"], 3, "{}", r.body);
 }
 
 async fn a_sandboxed_replay_runs_no_tool_and_writes_nothing(store: Arc<dyn Store>) {

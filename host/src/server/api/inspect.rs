@@ -67,6 +67,13 @@ pub async fn replay(
     format: Format,
 ) -> Result<Response, Problem> {
     let id = execution_id(&id)?;
+    if params.to > reprise_api::MAX_REPLAY_TO {
+        return Err(Problem::bad_request(format!(
+            "to {} is out of range: use 0 to {}",
+            params.to,
+            reprise_api::MAX_REPLAY_TO
+        )));
+    }
     let view = replay_view(&state.runtime, &id, params.to).await?;
     Ok(format.reply(StatusCode::OK, &view))
 }
