@@ -25,6 +25,7 @@ use serde_json::json;
 on_every_store!(
     a_traced_start_is_one_trace_across_invocations,
     a_start_without_a_traceparent_gets_a_trace_of_its_own,
+    a_child_is_in_its_parents_trace,
 );
 
 /// A span as received: name, ids (hex), attributes (as text).
@@ -286,4 +287,49 @@ async fn a_start_without_a_traceparent_gets_a_trace_of_its_own(store: Arc<dyn St
         )
         .await;
     assert_eq!(r.body["status"], "completed", "{}", r.body);
+}
+
+async fn a_child_is_in_its_parents_trace(store: Arc<dyn Store>) {
+    let (base, got) = receiver().await;
+    let s = traced_host(store, &base, 100).await;
+    s.deploy("parent", "parent").await;
+    s.deploy("child", "child").await;
+    let r = s
+        .start_and_wait(
+            "parent",
+            json!({"id": "fam", "input": {"items": [{"echo": 1}, {"echo": 2}]}}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "completed", "{}", r.body);
+    let spans = spans_until(&s, &got, |spans| {
+        spans
+            .iter()
+            .filter(|s| s.name == "invocation" && s.attributes["reprise.workflow"] == "child")
+            .count()
+            >= 2
+    })
+    .await;
+    let start = spans.iter().find(|s| s.name == "start parent").unwrap();
+    let parent_invs: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.name == "invocation" && s.attributes["reprise.workflow"] == "parent")
+        .map(|s| s.span_id.as_str())
+        .collect();
+    assert!(!parent_invs.is_empty());
+    let children: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "invocation" && s.attributes["reprise.workflow"] == "child")
+        .collect();
+    for child in &children {
+        assert_eq!(child.trace_id, start.trace_id, "{child:?}");
+        assert!(
+            parent_invs.contains(&child.parent.as_str()),
+            "a child's invocation is under its parent's: {child:?} {parent_invs:?}"
+        );
+    }
+    let ids: std::collections::BTreeSet<&str> = children
+        .iter()
+        .map(|c| c.attributes["reprise.execution.id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
 }

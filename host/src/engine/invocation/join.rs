@@ -279,6 +279,9 @@ impl Steps {
             id: self.id.clone(),
             handle,
         });
+        // A traced parent's child is in its trace, under the invocation
+        // that started it.
+        record.trace = self.trace.as_ref().and_then(|t| t.traceparent());
         let run = match self.store.create_execution(&record).await {
             Ok(Created::New) => true,
             Ok(Created::Existing(existing)) => {
