@@ -70,11 +70,11 @@ fn main() {
                 Arc::new(EmbeddedStore::open(dir.path().join(file)).unwrap());
             durable.push((name, runtime_on(store, telemetry).await));
         }
-        for round in 1..=2 {
+        for round in 1..=3 {
             println!("file store, round {round}");
             for (name, rt) in &durable {
-                let zero = run(rt, 0, 30, None).await;
-                let many = run(rt, 50, 10, None).await;
+                let zero = run(rt, 0, 40, None).await;
+                let many = run(rt, 50, 20, None).await;
                 row(&format!("{name}: zero-step execution"), &zero);
                 row(&format!("{name}: steps n=50"), &many);
                 let per_step = (us(many.median) - us(zero.median)) / 50.0;
