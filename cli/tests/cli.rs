@@ -408,51 +408,6 @@ fn stream_prints_items_as_json_lines() {
     assert_usage_error(&out, "--batch");
 }
 
-/// A start in a trace (`TRACEPARENT`, as OpenTelemetry's command-line
-/// convention has it): the host's log lines of its invocations carry the
-/// trace id, with no exporter configured.
-#[test]
-fn log_lines_carry_the_trace_id() {
-    let host = serve(
-        "[[auth.tokens]]\nname = \"test\"\ntoken_env = \"CLI_TEST_TOKEN\"\nscopes = [\"deploy\", \"invoke\"]\n",
-        &[("CLI_TEST_TOKEN", TOKEN), ("RUST_LOG", "info")],
-    );
-    let out = client(&host, &["deploy", "sequential", &wasm("sequential")]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = reprise()
-        .args([
-            "start",
-            "sequential",
-            "--input",
-            r#"{"user_id":5}"#,
-            "--wait",
-            "30s",
-        ])
-        .args(["--server", &host.url])
-        .env("REPRISE_TOKEN", TOKEN)
-        .env(
-            "TRACEPARENT",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    // The guest's own log line, inside the invocation's span.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let log = host.log();
-        if let Some(line) = log.iter().find(|l| l.contains("user 5 is User 5")) {
-            assert!(
-                line.contains("trace_id=4bf92f3577b34da6a3ce929d0e0e4736"),
-                "{line}"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{log:#?}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// SIGTERM: a graceful stop, exit 0.
 #[test]
 fn sigterm_stops_the_host_gracefully() {
