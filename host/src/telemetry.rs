@@ -84,6 +84,12 @@ impl TraceParent {
     }
 }
 
+impl From<TraceParent> for String {
+    fn from(tp: TraceParent) -> Self {
+        tp.0
+    }
+}
+
 fn extract(traceparent: &str) -> Context {
     let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
     TraceContextPropagator::new().extract(&carrier)

@@ -68,6 +68,8 @@ impl Runtime {
             }
         };
         let cfg = &inner.config;
+        // Its own counters: a sandbox's work is not the host's.
+        let metrics = Arc::new(Metrics::default());
         let invocation = Invocation {
             snapshot,
             lease: Lease {
@@ -83,14 +85,14 @@ impl Runtime {
                 max_time: None,
             },
             inline_sleep_max: Duration::ZERO,
-            metrics: Arc::new(Metrics::default()),
+            metrics: metrics.clone(),
             drain: Arc::new(AtomicBool::new(false)),
             on_emit: Arc::new(|| {}),
             stream: cfg.stream.clone(),
             reads: Arc::new(tokio::sync::Notify::new()),
             calls: Arc::new(tokio::sync::Semaphore::new(1)),
             start_child: Arc::new(|_| {}),
-            retrying: Arc::new(RetryBoard::new(Arc::new(Metrics::default()))),
+            retrying: Arc::new(RetryBoard::new(metrics)),
             sandbox: true,
             trace: None,
         };

@@ -47,7 +47,7 @@ impl bindings::Host for InvocationState {
                 call.traceparent = span
                     .as_ref()
                     .and_then(|span| span.traceparent())
-                    .map(|tp| tp.as_str().to_string());
+                    .map(String::from);
                 let started = Instant::now();
                 let result = tool.call(call).await;
                 let elapsed = started.elapsed();
@@ -297,7 +297,7 @@ impl bindings::Host for InvocationState {
                 .trace
                 .as_ref()
                 .and_then(|t| t.traceparent())
-                .map(|tp| tp.as_str().to_string());
+                .map(String::from);
             s.spawn_tool(handle, tool, call, input_digest, retry);
         } else {
             s.pend(handle, &started);
