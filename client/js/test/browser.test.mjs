@@ -79,7 +79,7 @@ test('in headless Chromium, across origins: a paced stream and an early break', 
   const url = await new Promise((resolve, reject) => {
     host.stderr.on('data', (chunk) => {
       log += chunk;
-      const m = log.match(/listening on (\S+)/);
+      const m = log.match(/listening on (\S+)\s/);
       if (m) resolve(m[1]);
     });
     host.on('exit', (code) => reject(new Error(`reprise serve exited (${code}): ${log}`)));

@@ -22,7 +22,7 @@ const host = spawn(process.env.REPRISE_BIN, ['serve', '--config', config], { std
 let log = '';
 const url = await new Promise((resolve) => host.stderr.on('data', (c) => {
   log += c;
-  const m = log.match(/listening on (\S+)/);
+  const m = log.match(/listening on (\S+)\s/);
   if (m) resolve(m[1]);
 }));
 const stats = (xs) => {

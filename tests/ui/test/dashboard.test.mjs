@@ -71,7 +71,7 @@ scopes = ["deploy", "invoke"]
   url = await new Promise((resolve, reject) => {
     host.stderr.on('data', (chunk) => {
       log += chunk;
-      const m = log.match(/listening on (\S+)/);
+      const m = log.match(/listening on (\S+)\s/);
       if (m) resolve(m[1]);
     });
     host.on('exit', (code) => reject(new Error(`reprise serve exited (${code}): ${log}`)));
