@@ -134,7 +134,7 @@ test('without a token the page asks for one; a wrong one is refused', async (t) 
     assert.match(await page.textContent('#banner'), /bearer token/);
     await page.fill('#token-input', 'not-the-token-0000000000');
     await page.click('#token-form button[type=submit]');
-    await page.waitForFunction(() => /not valid/.test(document.querySelector('#banner').textContent));
+    await page.waitForFunction(() => /not valid/.test(document.querySelector('#banner')?.textContent ?? ''));
     assert.equal(await rows(page, 'tr.exec-row'), 0);
   }, { token: null });
 });
@@ -160,7 +160,7 @@ test('the list: every execution, filters, and live counts', async (t) => {
     assert.equal(counts.suspended, 2);
     // The counts are live: a new execution shows without reloading.
     await start('sequential', 'seq-4', { user_id: 4 });
-    await page.waitForFunction(() => /completed\s*5$/.test(document.querySelector('[data-count=completed]').textContent.trim()));
+    await page.waitForFunction(() => /completed\s*5$/.test(document.querySelector('[data-count=completed]')?.textContent ?? ''.trim()));
   });
 });
 
@@ -208,10 +208,10 @@ test('a live output stream receives items as they are emitted', async (t) => {
     await page.waitForSelector('#stream-count');
     // Seen while the producer still runs, then through to its end.
     await page.waitForFunction(() => {
-      const n = Number(document.querySelector('#stream-count').textContent);
+      const n = Number(document.querySelector('#stream-count')?.textContent ?? '');
       return n > 0 && n < 30;
     });
-    await page.waitForFunction(() => /ended: completed/.test(document.querySelector('#stream-state').textContent),
+    await page.waitForFunction(() => /ended: completed/.test(document.querySelector('#stream-state')?.textContent ?? ''),
       null, { timeout: 30_000 });
     assert.equal(await page.textContent('#stream-count'), '30');
     const offsets = await page.locator('#stream-items li').evaluateAll((l) => l.map((x) => Number(x.dataset.offset)));
@@ -223,12 +223,12 @@ test('a live output stream receives items as they are emitted', async (t) => {
 
 test('a signal sent from the page completes the execution', async (t) => {
   await withPage(t, '#/executions/approval-1', async (page) => {
-    await page.waitForFunction(() => /suspended/.test(document.querySelector('#status').textContent));
+    await page.waitForFunction(() => /suspended/.test(document.querySelector('#status')?.textContent ?? ''));
     assert.match(await page.textContent('#wait'), /signals "approve", or a timer due/);
     assert.equal(await page.inputValue('#signal-name'), 'approve');
     await page.fill('#signal-payload', '{"by": "dashboard"}');
     await page.click('#signal-send');
-    await page.waitForFunction(() => /completed/.test(document.querySelector('#status').textContent));
+    await page.waitForFunction(() => /completed/.test(document.querySelector('#status')?.textContent ?? ''));
     assert.deepEqual(JSON.parse(await page.textContent('#result')), { approved: { by: 'dashboard' } });
     // The signal is listed as received, with the entry that recorded it.
     await page.waitForSelector('tr.signal-row');
@@ -239,7 +239,7 @@ test('a signal sent from the page completes the execution', async (t) => {
 
 test('with a token the host no longer takes, cancel is refused and nothing changes', async (t) => {
   await withPage(t, '#/executions/approval-2', async (page) => {
-    await page.waitForFunction(() => /suspended/.test(document.querySelector('#status').textContent));
+    await page.waitForFunction(() => /suspended/.test(document.querySelector('#status')?.textContent ?? ''));
     await page.evaluate(() => sessionStorage.setItem('reprise-token', 'revoked-token-000000000'));
     page.once('dialog', (d) => d.accept());
     await page.click('#cancel');
@@ -251,10 +251,10 @@ test('with a token the host no longer takes, cancel is refused and nothing chang
 
 test('cancel from the page', async (t) => {
   await withPage(t, '#/executions/approval-2', async (page) => {
-    await page.waitForFunction(() => /suspended/.test(document.querySelector('#status').textContent));
+    await page.waitForFunction(() => /suspended/.test(document.querySelector('#status')?.textContent ?? ''));
     page.once('dialog', (d) => d.accept());
     await page.click('#cancel');
-    await page.waitForFunction(() => /cancelled/.test(document.querySelector('#status').textContent));
+    await page.waitForFunction(() => /cancelled/.test(document.querySelector('#status')?.textContent ?? ''));
   });
   assert.equal((await call('GET', '/v1/executions/approval-2')).status, 'cancelled');
 });
