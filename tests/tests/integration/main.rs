@@ -15,6 +15,7 @@ mod javascript;
 mod journal_values;
 mod queue;
 mod redis;
+mod redis_scripts;
 mod safety;
 mod streaming;
 mod tools;

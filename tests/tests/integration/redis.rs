@@ -227,51 +227,6 @@ async fn redis_going_away_mid_step_loses_nothing() {
     assert_eq!(journal.len(), 8, "no entry lost or duplicated");
 }
 
-/// An invocation starts with one pipeline: the lease script, then the
-/// journal's `LRANGE`. A server that lost its scripts (restarted, or
-/// flushed) gets the script loaded again and the pipeline rerun; the
-/// snapshot is whole either way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
-    let server = RedisServer::start();
-    let store: Arc<dyn Store> = Arc::new(server.store().await);
-    let id = ExecutionId::generate();
-    let record = ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b"c"), vec![], now_ms());
-    store.create_execution(&record).await.unwrap();
-    let lease = store
-        .acquire_lease(&id, "a", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let journal: Vec<Entry> = (0..40).map(entry).collect();
-    store.append_many(&id, &lease, 0, &journal).await.unwrap();
-    store.release_lease(&id, &lease).await.unwrap();
-
-    for round in 0..2 {
-        assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
-        let (lease, snapshot) = store
-            .acquire_and_load(&id, "b", Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(snapshot.journal, journal);
-        assert_eq!(snapshot.record.journal_len, 40);
-        store.release_lease(&id, &lease).await.unwrap();
-    }
-    // A live lease of another owner is still refused, journal read or not.
-    let held = store
-        .acquire_lease(&id, "c", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let refused = store
-        .acquire_and_load(&id, "d", Duration::from_secs(60))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(refused, StoreError::LeaseHeld { .. }),
-        "{refused:?}"
-    );
-    store.release_lease(&id, &held).await.unwrap();
-}
-
 /// Redis dies while a producer streams: emitted items are written behind
 /// the guest, several to a write, so the failed write is noticed at the
 /// producer's next flush, not at its emit. The invocation ends on the

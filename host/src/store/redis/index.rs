@@ -147,6 +147,19 @@ impl RedisStore {
         workflow: &str,
         at_us: Option<u64>,
     ) -> Result<u64, StoreError> {
+        self.enter_invocation(id, status, workflow, at_us)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(redis_err)
+    }
+
+    fn enter_invocation(
+        &self,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+        at_us: Option<u64>,
+    ) -> redis::ScriptInvocation<'static> {
         let mut inv = super::scripts::scripts().index_enter.prepare_invoke();
         inv.key(self.clock_key(bucket(id)));
         for key in self.lists_of(id, status, workflow) {
@@ -154,7 +167,87 @@ impl RedisStore {
         }
         inv.arg(id.as_str())
             .arg(at_us.map(|t| t.to_string()).unwrap_or_default());
-        inv.invoke_async(&mut self.conn()).await.map_err(redis_err)
+        inv
+    }
+
+    /// [`RedisStore::enter_then`] with a change that is `script` alone;
+    /// its reply.
+    pub(super) async fn enter_then_run(
+        &self,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<(u64, Value), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(script);
+        let (at, mut replies) = self.enter_then(id, status, workflow, &pipe, script).await?;
+        Ok((at, replies.pop().unwrap_or(Value::Nil)))
+    }
+
+    /// Enters `id` under `status` ([`RedisStore::enter`]), then runs
+    /// `change`: a pipeline whose first command invokes `script`, the
+    /// record's status change. Returns the entry's time and `change`'s
+    /// replies.
+    ///
+    /// On one Redis the enter goes first in the same pipeline, so the two
+    /// cost one round trip (and with AOF `always` one fsync) instead of two;
+    /// Redis runs a connection's commands in order, so the entry still
+    /// precedes the change. A script the server does not know (a restarted
+    /// Redis) is loaded and only what failed runs again: an enter that
+    /// failed runs after the change, which leaves the entry late, never
+    /// missing. On a cluster the index buckets and the record are on
+    /// different slots, so the enter is a round trip of its own first.
+    pub(super) async fn enter_then(
+        &self,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+        change: &redis::Pipeline,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<(u64, Vec<Value>), StoreError> {
+        let mut conn = self.conn();
+        if matches!(conn, crate::redis_conn::Conn::Cluster(_)) {
+            let at = self.enter(id, status, workflow).await?;
+            let replies = super::scripts::query_with_script(&mut conn, change, script)
+                .await
+                .map_err(redis_err)?;
+            return Ok((at, replies));
+        }
+        let enter = self.enter_invocation(id, status, workflow, None);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&enter);
+        for cmd in change.cmd_iter() {
+            pipe.add_command(cmd.clone());
+        }
+        pipe.ignore_errors();
+        let mut replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
+        if replies.len() != change.len() + 1 {
+            return Err(StoreError::Corrupt(format!(
+                "redis: {} replies to a pipeline of {}",
+                replies.len(),
+                change.len() + 1
+            )));
+        }
+        let entered = replies.remove(0);
+        let unknown_script = |v: &Value| {
+            matches!(v, Value::ServerError(e)
+                if e.kind() == Some(redis::ServerErrorKind::NoScript))
+        };
+        if unknown_script(&replies[0]) {
+            replies = super::scripts::query_with_script(&mut conn, change, script)
+                .await
+                .map_err(redis_err)?;
+        } else if let Some(Value::ServerError(e)) =
+            replies.iter().find(|v| matches!(v, Value::ServerError(_)))
+        {
+            return Err(redis_err(e.clone().into()));
+        }
+        let at = match entered {
+            Value::Int(at) => at as u64,
+            _ => self.enter(id, status, workflow).await?,
+        };
+        Ok((at, replies))
     }
 
     /// Removes `id` from the lists of every status but `kept` (all with

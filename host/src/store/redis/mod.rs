@@ -225,9 +225,6 @@ impl Store for RedisStore {
             stream: record.stream,
             parent: record.parent.clone(),
         });
-        let at = self
-            .enter(&record.id, record.status, &record.workflow)
-            .await?;
         let mut inv = scripts().create.prepare_invoke();
         inv.key(self.key("x", &record.id))
             .key(self.key("j", &record.id))
@@ -251,10 +248,9 @@ impl Store for RedisStore {
         if let Some(trace) = &record.trace {
             inv.arg("tp").arg(trace.as_str());
         }
-        let v: Value = inv
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+        let (at, v) = self
+            .enter_then_run(&record.id, record.status, &record.workflow, &inv)
+            .await?;
         let mut reply = Reply::new(v, "create")?;
         match reply.tag.as_str() {
             "exists" => {
@@ -332,11 +328,13 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<(Lease, Snapshot), StoreError> {
-        let at = self.enter(id, Status::Running, "").await?;
         let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
-        let (v, journal) = scripts::acquire_and_load(&mut self.conn(), &keys, owner, ttl)
-            .await
-            .map_err(redis_err)?;
+        let (pipe, script) = scripts::acquire_and_load(&keys, owner, ttl);
+        let (at, replies) = self
+            .enter_then(id, Status::Running, "", &pipe, &script)
+            .await?;
+        let (v, journal): (Value, Vec<Vec<u8>>) = redis::from_redis_value(Value::Array(replies))
+            .map_err(|e| StoreError::Corrupt(format!("redis: acquire and load: {e}")))?;
         let mut reply = self.checked(v, "acquire and load", id, Status::Running, "", at)?;
         let lease = Lease {
             owner: owner.to_string(),
@@ -380,15 +378,14 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        let at = self.enter(id, Status::Running, "").await?;
-        let v: Value = scripts()
-            .acquire
+        let mut script = scripts().acquire.prepare_invoke();
+        script
             .key(self.key("x", id))
             .arg(owner)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+            .arg(ttl.as_millis() as u64);
+        let (at, v) = self
+            .enter_then_run(id, Status::Running, "", &script)
+            .await?;
         let mut reply = self.checked(v, "acquire lease", id, Status::Running, "", at)?;
         let lease = Lease {
             owner: owner.to_string(),
@@ -502,7 +499,6 @@ impl Store for RedisStore {
             _ => Vec::new(),
         };
         let workflow = self.workflow_of(id).await?;
-        let at = self.enter(id, Status::Suspended, &workflow).await?;
         let mut invocation = scripts().suspend.prepare_invoke();
         invocation
             .key(self.key("x", id))
@@ -514,10 +510,9 @@ impl Store for RedisStore {
         for (name, consumed) in &signals {
             invocation.arg(*name).arg(*consumed);
         }
-        let v: Value = invocation
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+        let (at, v) = self
+            .enter_then_run(id, Status::Suspended, &workflow, &invocation)
+            .await?;
         let mut reply = self.checked(v, "suspend", id, Status::Suspended, &workflow, at)?;
         self.settle_later(id, Status::Suspended, Some(workflow), at);
         Ok(if reply.next::<i64>()? == 1 {
@@ -535,16 +530,13 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let status = outcome.status();
         let workflow = self.workflow_of(id).await?;
-        let at = self.enter(id, status, &workflow).await?;
-        let v: Value = scripts()
-            .finish
+        let mut script = scripts().finish.prepare_invoke();
+        script
             .key(self.key("x", id))
             .arg(lease.token)
             .arg(outcome.status().as_str())
-            .arg(encode(outcome))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+            .arg(encode(outcome));
+        let (at, v) = self.enter_then_run(id, status, &workflow, &script).await?;
         self.checked(v, "finish", id, status, &workflow, at)?;
         self.settle_later(id, status, Some(workflow), at);
         Ok(())
@@ -552,15 +544,14 @@ impl Store for RedisStore {
 
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
         let workflow = self.workflow_of(id).await?;
-        let at = self.enter(id, Status::Suspended, &workflow).await?;
-        let v: Value = scripts()
-            .release
+        let mut script = scripts().release.prepare_invoke();
+        script
             .key(self.key("x", id))
             .arg(lease.token)
-            .arg(encode(&Wait::Ready))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+            .arg(encode(&Wait::Ready));
+        let (at, v) = self
+            .enter_then_run(id, Status::Suspended, &workflow, &script)
+            .await?;
         self.checked(v, "release lease", id, Status::Suspended, &workflow, at)?;
         self.settle_later(id, Status::Suspended, Some(workflow), at);
         Ok(())
@@ -692,15 +683,14 @@ impl Store for RedisStore {
 
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
         let workflow = self.workflow_of(id).await?;
-        let at = self.enter(id, Status::Cancelled, &workflow).await?;
-        let v: Value = scripts()
-            .cancel
+        let mut script = scripts().cancel.prepare_invoke();
+        script
             .key(self.key("x", id))
             .key(self.key("j", id))
-            .arg(encode(&Outcome::Cancelled))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
+            .arg(encode(&Outcome::Cancelled));
+        let (at, v) = self
+            .enter_then_run(id, Status::Cancelled, &workflow, &script)
+            .await?;
         let record = self
             .checked(v, "cancel", id, Status::Cancelled, &workflow, at)?
             .record()?;

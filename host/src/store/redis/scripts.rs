@@ -167,7 +167,7 @@ pub(super) fn waited_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
 /// as [`redis::ScriptInvocation::invoke_async`] does for a script alone.
 /// The pipeline runs again whole after a load; its other commands are
 /// reads, so that is harmless.
-async fn query_with_script<T: redis::FromRedisValue>(
+pub(super) async fn query_with_script<T: redis::FromRedisValue>(
     conn: &mut crate::redis_conn::Conn,
     pipe: &redis::Pipeline,
     script: &redis::ScriptInvocation<'_>,
@@ -181,17 +181,17 @@ async fn query_with_script<T: redis::FromRedisValue>(
     }
 }
 
-/// Takes the lease and reads the snapshot of the execution whose record,
-/// journal, signals and signal names are `keys`, in one round trip: the
-/// `acquire_load` script, then the journal's `LRANGE` in the same pipeline
-/// (read after the lease is ours, so no other host appends in between).
-/// The script's reply, and the journal's raw entries.
-pub(super) async fn acquire_and_load(
-    conn: &mut crate::redis_conn::Conn,
+/// The pipeline that takes the lease and reads the snapshot of the
+/// execution whose record, journal, signals and signal names are `keys`, in
+/// one round trip: the `acquire_load` script, then the journal's `LRANGE`
+/// (read after the lease is ours, so no other host appends in between);
+/// and the script's invocation, for loading it where the server lacks it.
+/// Its replies are the script's, and the journal's raw entries.
+pub(super) fn acquire_and_load(
     keys: &[String; 4],
     owner: &str,
     ttl: std::time::Duration,
-) -> redis::RedisResult<(redis::Value, Vec<Vec<u8>>)> {
+) -> (redis::Pipeline, redis::ScriptInvocation<'static>) {
     let mut script = scripts().acquire_load.prepare_invoke();
     for key in keys {
         script.key(key);
@@ -203,5 +203,5 @@ pub(super) async fn acquire_and_load(
         .arg(&keys[1])
         .arg(0)
         .arg(-1);
-    query_with_script(conn, &pipe, &script).await
+    (pipe, script)
 }

@@ -1,0 +1,144 @@
+//! The Redis store's scripts against a server that forgot them (restarted,
+//! or flushed): every pipeline that carries a script loads it again and
+//! reruns only what failed, so nothing is lost or done twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprise_host::execution::{Outcome, Status};
+use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::store::{ListQuery, StoreError, now_ms};
+use reprise_host::{Digest, ExecutionId, ExecutionRecord, Store};
+use reprise_tests::redis::RedisServer;
+
+fn entry(i: u64) -> Entry {
+    Entry {
+        at_ms: now_ms(),
+        duration_us: i,
+        kind: EntryKind::Checkpoint,
+    }
+}
+
+/// An invocation starts with one pipeline: the lease script, then the
+/// journal's `LRANGE`. A server that lost its scripts (restarted, or
+/// flushed) gets the script loaded again and the pipeline rerun; the
+/// snapshot is whole either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let id = ExecutionId::generate();
+    let record = ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b"c"), vec![], now_ms());
+    store.create_execution(&record).await.unwrap();
+    let lease = store
+        .acquire_lease(&id, "a", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let journal: Vec<Entry> = (0..40).map(entry).collect();
+    store.append_many(&id, &lease, 0, &journal).await.unwrap();
+    store.release_lease(&id, &lease).await.unwrap();
+
+    for round in 0..2 {
+        assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+        let (lease, snapshot) = store
+            .acquire_and_load(&id, "b", Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(snapshot.journal, journal);
+        assert_eq!(snapshot.record.journal_len, 40);
+        store.release_lease(&id, &lease).await.unwrap();
+    }
+    // A live lease of another owner is still refused, journal read or not.
+    let held = store
+        .acquire_lease(&id, "c", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let refused = store
+        .acquire_and_load(&id, "d", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::LeaseHeld { .. }),
+        "{refused:?}"
+    );
+    store.release_lease(&id, &held).await.unwrap();
+}
+
+/// On one Redis a status change and its index entry go in one pipeline:
+/// the index's enter script, then the record's. A server that lost
+/// scripts (both, only the enter's, or only the change's) gets them loaded
+/// and what failed run again; each change happens once, and the index
+/// lists the execution under every status it reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_changes_are_indexed_when_the_server_forgot_its_scripts() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let lua = |name: &str| {
+        let path = format!(
+            "{}/../host/src/store/redis/lua/{name}.lua",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // Forgets every script, then knows only `keep` (when given).
+    let forget = |keep: Option<&str>| {
+        assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+        if let Some(name) = keep {
+            let sha = server.cli(&["SCRIPT", "LOAD", &lua(name)]);
+            assert_eq!(sha.trim().len(), 40, "{sha}");
+        }
+    };
+    let listed = |status: Status| {
+        let store = store.clone();
+        async move {
+            let page = store
+                .list_page(&ListQuery {
+                    status: Some(status),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            page.executions
+                .iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    // None known; only the enter known; only the change known (`create`
+    // is a script of its own, with no shared prelude).
+    for (round, keep) in [None, Some("index_enter"), Some("create")]
+        .into_iter()
+        .enumerate()
+    {
+        let id = ExecutionId::generate();
+        let record =
+            ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b"c"), vec![], now_ms());
+        forget(keep);
+        store.create_execution(&record).await.unwrap();
+        assert!(
+            listed(record.status).await.contains(&id.to_string()),
+            "round {round}: created"
+        );
+        forget(keep.filter(|k| *k == "index_enter"));
+        let (lease, snapshot) = store
+            .acquire_and_load(&id, "a", Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(snapshot.record.invocations, 1, "round {round}: one lease");
+        assert!(listed(Status::Running).await.contains(&id.to_string()));
+        forget(keep.filter(|k| *k == "index_enter"));
+        store
+            .finish(&id, &lease, &Outcome::Completed(vec![round as u8]))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(
+            listed(Status::Completed).await.contains(&id.to_string()),
+            "round {round}: completed"
+        );
+        let done = store.get_execution(&id).await.unwrap();
+        assert_eq!(done.status, Status::Completed);
+        assert_eq!(done.invocations, 1);
+    }
+    let counts = store.count_by_status().await.unwrap();
+    assert_eq!(counts.get(&Status::Completed), Some(&3), "{counts:?}");
+}
