@@ -43,8 +43,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
+mod entry;
 #[cfg(test)]
 pub(crate) mod golden;
+
+pub use entry::decode_entry;
 
 #[cfg(test)]
 mod tests {

@@ -35,7 +35,7 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::{decode, encode};
+use crate::persist::{decode, decode_entry, encode};
 
 mod committer;
 mod index;
@@ -312,8 +312,8 @@ impl Store for EmbeddedStore {
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let journal = rows(&tx, JOURNAL, &id, 0, usize::MAX)?;
-            let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX)?;
+            let journal = rows(&tx, JOURNAL, &id, 0, usize::MAX, decode_entry)?;
+            let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX, decode)?;
             Ok(Snapshot {
                 record,
                 journal,
@@ -333,7 +333,7 @@ impl Store for EmbeddedStore {
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let entries = rows(&tx, JOURNAL, &id, from, max)?;
+            let entries = rows(&tx, JOURNAL, &id, from, max, decode_entry)?;
             Ok(JournalSlice {
                 entries,
                 total: record.journal_len,

@@ -44,13 +44,15 @@ pub(super) fn write<R>(
 }
 
 /// Up to `max` rows of `id` from index `from` in `table` (the journal,
-/// the signals), decoded.
-pub(super) fn rows<T: serde::de::DeserializeOwned>(
+/// the signals), decoded by `read` (`decode`, or the journal's
+/// [`crate::persist::decode_entry`]).
+pub(super) fn rows<T>(
     tx: &ReadTransaction,
     table: TableDefinition<(&str, u64), &[u8]>,
     id: &ExecutionId,
     from: u64,
     max: usize,
+    read: impl Fn(&[u8]) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let table = tx.open_table(table).map_err(db_err)?;
     let mut out = Vec::new();
@@ -59,7 +61,7 @@ pub(super) fn rows<T: serde::de::DeserializeOwned>(
         .map_err(db_err)?
         .take(max)
     {
-        out.push(decode(row.map_err(db_err)?.1.value())?);
+        out.push(read(row.map_err(db_err)?.1.value())?);
     }
     Ok(out)
 }

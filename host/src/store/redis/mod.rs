@@ -41,7 +41,7 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::{decode, encode};
+use crate::persist::{decode, decode_entry, encode};
 use crate::redis_conn::{Conn, RedisFailure, RedisOptions, connection};
 
 mod blobs;
@@ -317,7 +317,7 @@ impl Store for RedisStore {
         let entries = raw
             .iter()
             .take(max)
-            .map(|e| decode(e))
+            .map(|e| decode_entry(e))
             .collect::<Result<Vec<Entry>, _>>()?;
         Ok(JournalSlice { entries, total })
     }

@@ -13,7 +13,7 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::decode;
+use crate::persist::{decode, decode_entry};
 use crate::store::StoreError;
 
 /// The part of a record that never changes, stored encoded in one field.
@@ -187,7 +187,7 @@ impl Reply {
     ) -> Result<Snapshot, StoreError> {
         let journal = raw
             .iter()
-            .map(|e| decode(e))
+            .map(|e| decode_entry(e))
             .collect::<Result<Vec<Entry>, _>>()?;
         let payloads: Vec<Vec<u8>> = self.next()?;
         let names: Vec<String> = self.next()?;

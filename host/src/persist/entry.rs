@@ -1,0 +1,157 @@
+//! The journal's hot read. Every resume decodes its whole journal, and
+//! nearly every entry is a tool call that succeeded; through serde such an
+//! entry costs a walk of visitors that moves the 176-byte `Entry` several
+//! times. [`decode_entry`] reads that one shape directly with `rmp`'s
+//! primitives, borrowing strings and bytes from the stored value and
+//! allocating only what the `Entry` owns.
+//!
+//! Serde ([`super::decode`]) stays the definition of the format: anything
+//! the direct reader does not recognise exactly (another kind, a failed
+//! call, an older format version, a field in another encoding, a byte left
+//! over) goes through it, so the direct reader can only be faster, never
+//! read differently. A test checks both agree on every golden entry.
+
+use rmp::decode as rd;
+
+use super::FORMAT_VERSION;
+use crate::ids::Digest;
+use crate::journal::{Entry, EntryKind};
+use crate::store::StoreError;
+
+/// Decodes a journal entry written by [`super::encode`].
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
+    match tool_entry(bytes) {
+        Some(entry) => Ok(entry),
+        None => super::decode(bytes),
+    }
+}
+
+/// A successful tool call's entry, or `None` for anything else.
+fn tool_entry(bytes: &[u8]) -> Option<Entry> {
+    let (&version, mut r) = bytes.split_first()?;
+    // Version 1 wrote byte strings as arrays of numbers.
+    if !(2..=FORMAT_VERSION).contains(&version) {
+        return None;
+    }
+    let r = &mut r;
+    if rd::read_array_len(r).ok()? != 3 {
+        return None;
+    }
+    let at_ms: u64 = rd::read_int(r).ok()?;
+    let duration_us: u64 = rd::read_int(r).ok()?;
+    if rd::read_map_len(r).ok()? != 1 || text(r)? != "Tool" || rd::read_array_len(r).ok()? != 5 {
+        return None;
+    }
+    let category = text(r)?;
+    let name = text(r)?;
+    let input_digest = Digest(bytes_of(r)?.try_into().ok()?);
+    let input_len: u64 = rd::read_int(r).ok()?;
+    if rd::read_map_len(r).ok()? != 1 || text(r)? != "Ok" {
+        return None;
+    }
+    let result = bytes_of(r)?;
+    if !r.is_empty() {
+        return None;
+    }
+    Some(Entry {
+        at_ms,
+        duration_us,
+        kind: EntryKind::Tool {
+            category: category.to_owned(),
+            name: name.to_owned(),
+            input_digest,
+            input_len,
+            result: Ok(result.to_vec()),
+        },
+    })
+}
+
+/// A MessagePack string, borrowed.
+fn text<'a>(r: &mut &'a [u8]) -> Option<&'a str> {
+    let len = rd::read_str_len(r).ok()? as usize;
+    std::str::from_utf8(take(r, len)?).ok()
+}
+
+/// A MessagePack binary, borrowed.
+fn bytes_of<'a>(r: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = rd::read_bin_len(r).ok()? as usize;
+    take(r, len)
+}
+
+fn take<'a>(r: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
+    let (head, rest) = r.split_at_checked(len)?;
+    *r = rest;
+    Some(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::ToolFailure;
+    use crate::persist::{decode, encode};
+
+    fn tool(category: &str, result: Result<Vec<u8>, ToolFailure>) -> Entry {
+        Entry {
+            at_ms: 1_700_000_000_123,
+            duration_us: 70_000,
+            kind: EntryKind::Tool {
+                category: category.into(),
+                name: "echo".into(),
+                input_digest: Digest::of(b"in"),
+                input_len: u64::MAX,
+                result,
+            },
+        }
+    }
+
+    /// The direct reader takes the common shape, whatever its sizes.
+    #[test]
+    fn reads_successful_tool_calls_directly() {
+        for (category, result) in [
+            ("builtin", vec![]),
+            ("", vec![1, 2, 3]),
+            (&"c".repeat(300) as &str, vec![9; 70_000]),
+        ] {
+            let entry = tool(category, Ok(result));
+            let bytes = encode(&entry);
+            assert_eq!(tool_entry(&bytes).as_ref(), Some(&entry));
+            assert_eq!(decode_entry(&bytes).unwrap(), entry);
+        }
+    }
+
+    /// Everything else goes through serde and reads the same as before.
+    #[test]
+    fn leaves_every_other_shape_to_serde() {
+        let failed = tool(
+            "demo",
+            Err(ToolFailure {
+                code: "x".into(),
+                message: "m".into(),
+                details: None,
+            }),
+        );
+        let bytes = encode(&failed);
+        assert_eq!(tool_entry(&bytes), None);
+        assert_eq!(decode_entry(&bytes).unwrap(), failed);
+        let ok = encode(&tool("demo", Ok(vec![5])));
+        // A byte left over, a cut value, an unknown version: not read
+        // directly, and serde's answer (or error) is the answer.
+        let mut longer = ok.clone();
+        longer.push(0xc0);
+        assert_eq!(tool_entry(&longer), None);
+        assert_eq!(tool_entry(&ok[..ok.len() - 1]), None);
+        assert!(decode_entry(&ok[..ok.len() - 1]).is_err());
+        let mut future = ok.clone();
+        future[0] = FORMAT_VERSION + 1;
+        assert!(decode_entry(&future).is_err());
+        // Every cut of a valid entry is refused by both readers alike.
+        for cut in 0..ok.len() {
+            assert_eq!(tool_entry(&ok[..cut]), None, "cut at {cut}");
+            assert_eq!(
+                decode_entry(&ok[..cut]).ok(),
+                decode::<Entry>(&ok[..cut]).ok(),
+                "cut at {cut}"
+            );
+        }
+    }
+}
