@@ -171,11 +171,11 @@ impl Inner {
                         .await;
                 }
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
-                self.notify();
+                self.notify(&id);
                 return;
             }
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.notify();
+            self.notify(&id);
             if let (Next::Held(_), Some(link)) = (&next, self.queue.as_ref()) {
                 // The holder has a message of its own behind it (see
                 // `worker`), unless this one was taken over from a dead host.
@@ -258,7 +258,7 @@ impl Inner {
         };
         self.invocations.fetch_add(1, Ordering::SeqCst);
         self.metrics.invocations.inc();
-        self.notify();
+        self.notify(id);
 
         let parent = snapshot.record.parent.clone();
         let compiled = match self.component(&snapshot.record.digest).await {
@@ -318,10 +318,10 @@ impl Inner {
             metrics: self.metrics.clone(),
             drain: self.draining.clone(),
             on_emit: {
-                let me = Arc::downgrade(self);
+                let (me, id) = (Arc::downgrade(self), id.clone());
                 Arc::new(move || {
                     if let Some(me) = me.upgrade() {
-                        me.notify();
+                        me.notify(&id);
                     }
                 })
             },
@@ -403,7 +403,7 @@ impl Inner {
                 {
                     tracing::warn!(execution = %parent.id, "a child ended, but cannot queue its parent: {e}");
                 }
-                self.notify();
+                self.notify(&parent.id);
                 Ok(())
             }
             // The parent ended (cancelled, failed) or is gone: nobody waits.
@@ -415,7 +415,7 @@ impl Inner {
     /// After an execution was cancelled: wake whoever waits on it, and tell
     /// its parent.
     pub(super) async fn after_cancel(self: &Arc<Self>, rec: &ExecutionRecord) {
-        self.notify();
+        self.notify(&rec.id);
         self.publish_settled(&rec.id).await;
         if let Some(parent) = &rec.parent
             && let Err(e) = self.report_to_parent(parent, &Outcome::Cancelled).await
@@ -530,7 +530,7 @@ impl Inner {
                 Next::Retry
             }
         };
-        self.notify();
+        self.notify(id);
         next
     }
 
@@ -542,7 +542,7 @@ impl Inner {
         lease: &crate::execution::Lease,
         e: StoreError,
     ) -> Next {
-        self.notify();
+        self.notify(id);
         if e.is_retriable() {
             tracing::warn!(execution = %id, "store error, will retry: {e}");
             // Best effort: if the store is down this fails and the lease

@@ -157,9 +157,10 @@ struct Inner {
     /// Held while a component is loaded and compiled, so invocations that
     /// miss the cache together compile it once, not once each.
     compiling: tokio::sync::Mutex<()>,
-    /// Executions someone here waits on ([`Runtime::wait_until`]), with how
-    /// many wait: news of them from other hosts wakes the waiters.
-    waited: Mutex<HashMap<String, usize>>,
+    /// Executions someone here waits on ([`Runtime::wait_until`]): how
+    /// many wait, and the channel that wakes them when that execution
+    /// changes (here, or on another host as the queue's pub/sub tells).
+    waited: Mutex<HashMap<String, waiters::Waited>>,
     /// Streaming executions with an invocation here: a consumer's read
     /// notifies an `emit` waiting for room in the window.
     reads: Mutex<HashMap<ExecutionId, Arc<tokio::sync::Notify>>>,
@@ -493,7 +494,7 @@ impl Runtime {
             // send the signal twice).
             tracing::warn!(execution = %id, "signal recorded, but cannot queue the resume: {e}");
         }
-        self.inner.notify();
+        self.inner.notify(id);
         Ok(())
     }
 

@@ -1,10 +1,13 @@
 //! Waiting for an execution to reach a state: a request's `?wait`, the
 //! library's `wait`. A waiter is woken by every change this runtime makes
-//! (a watch channel), by other hosts' invocations ending (through the
-//! queue's pub/sub), and polls the store meanwhile, so a lost message only
-//! costs latency.
+//! to its execution (a watch channel per waited execution, so a change
+//! wakes only that execution's waiters, and each reads the store once),
+//! by other hosts' invocations ending (through the queue's pub/sub), and
+//! polls the store meanwhile, so a lost message only costs latency.
 
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::{Inner, Runtime, RuntimeError};
 use crate::execution::ExecutionRecord;
@@ -14,18 +17,27 @@ use crate::ids::ExecutionId;
 /// by other hosts.
 pub const WAIT_POLL: Duration = Duration::from_millis(250);
 
+/// The waiters of one execution: how many, and what wakes them.
+pub(super) struct Waited {
+    count: usize,
+    changes: watch::Sender<u64>,
+}
+
 /// Counts a waiter in [`Inner::waited`] while it lives.
 pub(super) struct Waiting<'a> {
     inner: &'a Inner,
     id: String,
+    /// Changes of this execution only: a waiter reads the store when its
+    /// own execution changed, not whenever any did.
+    changes: watch::Receiver<u64>,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut waited = self.inner.waited.lock().expect("waited poisoned");
-        if let Some(n) = waited.get_mut(&self.id) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(w) = waited.get_mut(&self.id) {
+            w.count -= 1;
+            if w.count == 0 {
                 waited.remove(&self.id);
             }
         }
@@ -34,23 +46,17 @@ impl Drop for Waiting<'_> {
 
 impl Inner {
     pub(super) fn waiting(&self, id: &ExecutionId) -> Waiting<'_> {
-        *self
-            .waited
-            .lock()
-            .expect("waited poisoned")
-            .entry(id.to_string())
-            .or_default() += 1;
+        let mut waited = self.waited.lock().expect("waited poisoned");
+        let w = waited.entry(id.to_string()).or_insert_with(|| Waited {
+            count: 0,
+            changes: watch::channel(0).0,
+        });
+        w.count += 1;
         Waiting {
             inner: self,
             id: id.to_string(),
+            changes: w.changes.subscribe(),
         }
-    }
-
-    pub(super) fn is_waited(&self, id: &str) -> bool {
-        self.waited
-            .lock()
-            .expect("waited poisoned")
-            .contains_key(id)
     }
 
     /// With a queue, tells waiters on other hosts that `id` changed.
@@ -62,8 +68,18 @@ impl Inner {
         }
     }
 
-    pub(super) fn notify(&self) {
+    /// `id` changed: wakes its waiters here, and whatever watches this
+    /// runtime's work as a whole (a drain).
+    pub(super) fn notify(&self, id: &ExecutionId) {
+        self.notify_waiters(id.as_str());
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Wakes the waiters of `id` here, if any.
+    pub(super) fn notify_waiters(&self, id: &str) {
+        if let Some(w) = self.waited.lock().expect("waited poisoned").get(id) {
+            w.changes.send_modify(|v| *v = v.wrapping_add(1));
+        }
     }
 }
 
@@ -88,8 +104,8 @@ impl Runtime {
         id: &ExecutionId,
         done: impl Fn(&ExecutionRecord) -> bool,
     ) -> Result<ExecutionRecord, RuntimeError> {
-        let mut changes = self.inner.changes.subscribe();
-        let _waiting = self.inner.waiting(id);
+        let mut waiting = self.inner.waiting(id);
+        let changes = &mut waiting.changes;
         loop {
             changes.borrow_and_update();
             match self.inner.store.get_execution(id).await {

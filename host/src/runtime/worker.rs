@@ -331,9 +331,7 @@ impl Inner {
                         let Ok(id) = m.get_payload::<String>() else {
                             continue;
                         };
-                        if self.is_waited(&id) {
-                            self.notify();
-                        }
+                        self.notify_waiters(&id);
                     }
                 }
                 Err(e) => tracing::debug!("cannot subscribe to ended invocations yet: {e}"),
