@@ -553,6 +553,28 @@ impl ExecutionRecord {
     }
 }
 
+impl ExecutionRecord {
+    /// Leases the execution to `owner` for `ttl` from `now_ms`, as an
+    /// acquire does: a new token, running, one more invocation. Returns
+    /// the lease. A new record leased so before it is created is stored
+    /// running and held (see [`crate::store::Store::create_execution`]),
+    /// and needs no acquire before its first invocation.
+    pub fn take_lease(&mut self, owner: &str, ttl: std::time::Duration, now_ms: u64) -> Lease {
+        self.last_token += 1;
+        let lease = Lease {
+            owner: owner.to_string(),
+            token: self.last_token,
+            expires_at_ms: now_ms + ttl.as_millis() as u64,
+        };
+        self.lease = Some(lease.clone());
+        self.status = Status::Running;
+        self.wait = None;
+        self.invocations += 1;
+        self.updated_at_ms = now_ms;
+        lease
+    }
+}
+
 /// A signal sent to an execution, as buffered by the store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignalRecord {

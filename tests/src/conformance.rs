@@ -438,6 +438,55 @@ pub async fn acquire_and_load_takes_the_lease(store: Arc<dyn Store>) {
     ));
 }
 
+/// A record created leased (a start where it will run) is stored running
+/// and held, exactly as its first acquire would leave it: its lease appends
+/// and finishes, other owners are refused until it is released, and it
+/// counts as running.
+pub async fn created_leased_is_held(store: Arc<dyn Store>) {
+    let mut rec = record("cl");
+    let held = rec.take_lease("a", TTL, now_ms());
+    assert!(matches!(
+        store.create_execution(&rec).await.unwrap(),
+        Created::New
+    ));
+    let stored = store.get_execution(&rec.id).await.unwrap();
+    assert_eq!(stored.status, Status::Running);
+    assert_eq!(stored.invocations, 1);
+    let stored_lease = stored.lease.expect("created with its lease");
+    assert_eq!(
+        (stored_lease.owner.as_str(), stored_lease.token),
+        ("a", held.token)
+    );
+    // Dated by the store's clock where it keeps one: within the TTL of now.
+    let now = now_ms();
+    assert!(
+        stored_lease.expires_at_ms > now
+            && stored_lease.expires_at_ms <= now + TTL.as_millis() as u64 + 5_000,
+        "lease expiry {} for now {now}",
+        stored_lease.expires_at_ms
+    );
+    assert!(matches!(
+        store.acquire_and_load(&rec.id, "b", TTL).await,
+        Err(StoreError::LeaseHeld { .. })
+    ));
+    store.append(&rec.id, &held, 0, &entry(0)).await.unwrap();
+    let expected = std::collections::HashMap::from([(Status::Running, 1u64)]);
+    assert_eq!(settled_counts(store.as_ref(), &expected).await, expected);
+    store.release_lease(&rec.id, &held).await.unwrap();
+    let (next, snap) = store.acquire_and_load(&rec.id, "b", TTL).await.unwrap();
+    assert!(next.token > held.token);
+    assert_eq!(snap.journal.len(), 1);
+    assert!(matches!(
+        store.append(&rec.id, &held, 1, &entry(1)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store
+        .finish(&rec.id, &next, &Outcome::Completed(b"done".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(store.get_execution(&rec.id).await.unwrap().invocations, 2);
+}
+
 /// Executions that ended before a time are purged; others are kept.
 pub async fn purge_removes_only_finished_executions(store: Arc<dyn Store>) {
     let done = created(store.as_ref(), "done").await;
@@ -594,6 +643,7 @@ macro_rules! conformance_tests {
                 counts_by_status,
                 same_owner_takes_over_its_lease,
                 acquire_and_load_takes_the_lease,
+                created_leased_is_held,
                 purge_removes_only_finished_executions,
                 large_results_round_trip,
                 items_follow_emits,

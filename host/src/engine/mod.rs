@@ -311,6 +311,11 @@ impl WorkflowEngine {
             .expect("the slot semaphore is never closed")
     }
 
+    /// A slot if one is free now, without waiting.
+    pub(crate) fn try_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -12,7 +12,7 @@ use opentelemetry::KeyValue;
 use tracing::Instrument as _;
 
 use super::*;
-use crate::execution::{ChildEnd, ParentLink};
+use crate::execution::{ChildEnd, Lease, ParentLink, Snapshot};
 
 /// How an invocation ended, for its span.
 fn end_label(end: &End) -> &'static str {
@@ -39,6 +39,14 @@ pub(super) struct Active {
     entries: Vec<crate::queue::Entry>,
 }
 
+/// What an invocation starts from: a pooled instance's slot, the lease,
+/// and the snapshot loaded under it.
+pub(super) struct Taken {
+    slot: tokio::sync::OwnedSemaphorePermit,
+    lease: Lease,
+    snapshot: Snapshot,
+}
+
 /// What the driver does after an invocation.
 pub(super) enum Next {
     Again,
@@ -61,12 +69,22 @@ impl Inner {
     /// Creates an execution unless one with that id exists. Returns its id
     /// and whether it needs to be run (it is new, or an earlier start left
     /// it ready and not running).
+    ///
+    /// With a `slot` (a start that will run here), the record is created
+    /// leased to this host, as its first acquire would leave it (see
+    /// [`ExecutionRecord::take_lease`]): a new execution then comes back
+    /// [`Taken`], ready for its first invocation without another store
+    /// write, with its driver registered already (run it with
+    /// [`Inner::drive_taken`]). Registered before the record exists, so a
+    /// wake-up of the new id (a resume racing the start) joins that driver
+    /// rather than running an invocation beside it.
     pub(super) async fn create(
-        &self,
+        self: &Arc<Self>,
         workflow: &str,
         input: Vec<u8>,
         options: StartOptions,
-    ) -> Result<(ExecutionId, bool), RuntimeError> {
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<(ExecutionId, bool, Option<Taken>), RuntimeError> {
         let digest = self
             .store
             .get_deployment(workflow)
@@ -79,8 +97,28 @@ impl Inner {
         record.trace = self
             .telemetry
             .start(options.trace.as_ref(), workflow, id.as_str());
-        match self.store.create_execution(&record).await? {
-            Created::New => Ok((id, true)),
+        let slot = slot.filter(|_| self.claim(&id));
+        let claimed = slot.is_some();
+        let lease = slot
+            .is_some()
+            .then(|| record.take_lease(&self.config.host_id, self.config.lease_ttl, now_ms()));
+        let created = self.store.create_execution(&record).await;
+        if claimed && !matches!(created, Ok(Created::New)) {
+            self.unclaim(&id);
+        }
+        match created? {
+            Created::New => {
+                let taken = slot.zip(lease).map(|(slot, lease)| Taken {
+                    slot,
+                    lease,
+                    snapshot: Snapshot {
+                        record,
+                        journal: Vec::new(),
+                        signals: Vec::new(),
+                    },
+                });
+                Ok((id, true, taken))
+            }
             Created::Existing(existing) => {
                 if existing.digest != record.digest
                     || existing.input != record.input
@@ -89,7 +127,7 @@ impl Inner {
                     return Err(RuntimeError::IdConflict(id));
                 }
                 let runnable = !existing.status.is_terminal() && existing.status != Status::Running;
-                Ok((id, runnable))
+                Ok((id, runnable, None))
             }
         }
     }
@@ -125,12 +163,57 @@ impl Inner {
         self.spawn(async move { me.drive(id, None).await });
     }
 
+    /// Drives a new execution from its [`Taken`] first invocation (see
+    /// [`Inner::create`]).
+    pub(super) fn schedule_taken(self: &Arc<Self>, id: ExecutionId, taken: Taken) {
+        let me = self.clone();
+        self.spawn(async move { me.drive_taken(id, None, taken).await });
+    }
+
+    /// Drives a new execution from its [`Taken`] first invocation, its
+    /// driver registered by [`Inner::create`]; `entry` as for `drive`.
+    pub(super) async fn drive_taken(
+        self: Arc<Self>,
+        id: ExecutionId,
+        entry: Option<crate::queue::Entry>,
+        taken: Taken,
+    ) {
+        if let Some(a) = self.active.lock().expect("active poisoned").get_mut(&id) {
+            a.entries.extend(entry);
+        }
+        self.drive_entered(id, Some(taken)).await;
+    }
+
     pub(super) fn schedule_at(self: &Arc<Self>, id: ExecutionId, at_ms: u64) {
         let me = self.clone();
         self.spawn(async move {
             tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
             me.drive(id, None).await
         });
+    }
+
+    /// Registers a driver for `id` ahead of creating it; false when one
+    /// is registered already.
+    fn claim(&self, id: &ExecutionId) -> bool {
+        let mut active = self.active.lock().expect("active poisoned");
+        if active.contains_key(id) {
+            return false;
+        }
+        active.insert(id.clone(), Active::default());
+        true
+    }
+
+    /// Undoes [`Inner::claim`] when the execution was not created; or,
+    /// when something asked for it meanwhile, drives it.
+    fn unclaim(self: &Arc<Self>, id: &ExecutionId) {
+        let mut active = self.active.lock().expect("active poisoned");
+        if active.get(id).is_some_and(|a| a.again) {
+            drop(active);
+            let (me, id) = (self.clone(), id.clone());
+            self.spawn(async move { me.drive_entered(id, None).await });
+        } else {
+            active.remove(id);
+        }
     }
 
     /// Drives one execution until it ends or waits; one driver per execution
@@ -157,10 +240,19 @@ impl Inner {
                 },
             );
         }
+        self.drive_entered(id, None).await;
+    }
+
+    /// The driver's loop, registered in `active`; `first`, what its first
+    /// invocation starts from when that is taken already.
+    async fn drive_entered(self: Arc<Self>, id: ExecutionId, mut first: Option<Taken>) {
         let mut delay = self.config.retry_delay;
         loop {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
-            let mut next = self.invoke_once(&id).await;
+            let mut next = match first.take() {
+                Some(taken) => self.invoke_taken(&id, taken).await,
+                None => self.invoke_once(&id).await,
+            };
             if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
                 // Leave it runnable in the store for the next process, or
                 // hand it to another host through the queue (still counted
@@ -234,7 +326,7 @@ impl Inner {
         }
         // A slot first, then the lease: waiting for a slot holds nothing
         // another host could use, and costs no store round trips.
-        let _slot = self.engine.slot().await;
+        let slot = self.engine.slot().await;
         let (lease, snapshot) = match self
             .store
             .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
@@ -256,6 +348,25 @@ impl Inner {
                 return Next::Done;
             }
         };
+        self.invoke_taken(
+            id,
+            Taken {
+                slot,
+                lease,
+                snapshot,
+            },
+        )
+        .await
+    }
+
+    /// Runs one invocation from its slot, lease and snapshot.
+    async fn invoke_taken(self: &Arc<Self>, id: &ExecutionId, taken: Taken) -> Next {
+        let cfg = &self.config;
+        let Taken {
+            slot: _slot,
+            lease,
+            snapshot,
+        } = taken;
         self.invocations.fetch_add(1, Ordering::SeqCst);
         self.metrics.invocations.inc();
         self.notify(id);

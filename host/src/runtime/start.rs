@@ -24,9 +24,19 @@ impl Runtime {
         input: Vec<u8>,
         options: StartOptions,
     ) -> Result<ExecutionId, RuntimeError> {
-        let (id, runnable) = self.inner.create(workflow, input, options).await?;
-        if runnable {
-            self.inner.wake(&id).await?;
+        // A start that will run here, with a slot free now, creates the
+        // execution leased to this host: one store write fewer before its
+        // first invocation. With a queue any host may run it, and without
+        // a free slot it waits unleased, holding nothing (see `driver`).
+        let inner = &self.inner;
+        let slot = (inner.queue.is_none() && !inner.draining.load(Ordering::SeqCst))
+            .then(|| inner.engine.try_slot())
+            .flatten();
+        let (id, runnable, taken) = inner.create(workflow, input, options, slot).await?;
+        match taken {
+            Some(taken) => inner.schedule_taken(id.clone(), taken),
+            None if runnable => inner.wake(&id).await?,
+            None => {}
         }
         Ok(id)
     }

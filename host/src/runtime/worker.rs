@@ -588,6 +588,9 @@ impl Inner {
         let id = id.or_else(|| d.execution_id());
         let mut delay = self.config.retry_delay;
         loop {
+            // This host runs what it creates: created leased, when a slot
+            // is free now (see `Inner::create`).
+            let slot = self.engine.try_slot();
             match self
                 .create(
                     workflow,
@@ -597,12 +600,16 @@ impl Inner {
                         stream,
                         trace: trace.clone(),
                     },
+                    slot,
                 )
                 .await
             {
                 // Taken over: the host that created it may have died
                 // running it, with this very message behind it.
-                Ok((id, runnable)) if runnable || taken_over => {
+                Ok((id, _, Some(taken))) => {
+                    return self.drive_taken(id, Some(d.entry), taken).await;
+                }
+                Ok((id, runnable, None)) if runnable || taken_over => {
                     return self.drive(id, Some(d.entry)).await;
                 }
                 Ok(_) => return link.done(&[d.entry]).await,

@@ -191,7 +191,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every deployed name with the version it points at, sorted by name.
     async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError>;
 
-    /// Creates an execution unless one with the same id exists.
+    /// Creates an execution unless one with the same id exists. The record
+    /// is stored as given, lease included: a record created leased (see
+    /// [`ExecutionRecord::take_lease`]) is running, held by its
+    /// owner, exactly as its first acquire would leave it, so a host that
+    /// starts an execution where it will run it saves that acquire.
     async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError>;
     /// An execution's record.
     async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError>;

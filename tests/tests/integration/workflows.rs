@@ -18,6 +18,7 @@ on_every_store!(
     a_signal_sent_before_the_wait_is_not_lost,
     cancelling_a_suspended_execution_is_final,
     starting_with_an_id_is_idempotent,
+    a_resume_racing_the_start_joins_its_first_invocation,
     std_time_and_randomness_replay_identically,
     finished_executions_expire_after_the_retention_time,
 );
@@ -346,4 +347,49 @@ fn a_runtime_with_background_tasks_needs_tokio() {
         })
         .build();
     assert!(quiet.is_ok(), "nothing to run in the background");
+}
+
+/// A start creates its execution leased where it will run; a resume of the
+/// same id racing it (here, sent in a loop until the id exists) joins that
+/// first invocation instead of waiting the lease out. With an hour's lease,
+/// a resume left waiting would show as an execution that never ends.
+async fn a_resume_racing_the_start_joins_its_first_invocation(store: Arc<dyn Store>) {
+    let config = RuntimeConfig {
+        lease_ttl: Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    };
+    let (rt, _) = runtime(store.clone(), config);
+    let rt = Arc::new(rt);
+    deploy(&rt, "hello").await;
+    for i in 0..40 {
+        let id = ExecutionId::new(format!("race-{i}")).unwrap();
+        let resumer = {
+            let (rt, id) = (rt.clone(), id.clone());
+            tokio::spawn(async move {
+                let mut resumed = 0;
+                for _ in 0..10_000 {
+                    match rt.resume(&id).await {
+                        Ok(rec) if rec.status.is_terminal() => break,
+                        Ok(_) => resumed += 1,
+                        Err(RuntimeError::Store(_)) => tokio::task::yield_now().await,
+                        Err(e) => panic!("resume: {e}"),
+                    }
+                }
+                resumed
+            })
+        };
+        let options = reprise_host::runtime::StartOptions {
+            id: Some(id.clone()),
+            ..Default::default()
+        };
+        let started = rt
+            .start_with_options("hello", encode(&json!({"name": i.to_string()})), options)
+            .await
+            .unwrap();
+        assert_eq!(started, id);
+        let rec = wait(&rt, &id).await;
+        assert_eq!(result::<String>(&rec), format!("Hello, {i}!"));
+        assert_eq!(rec.invocations, 1, "one invocation, resumed or not");
+        resumer.await.unwrap();
+    }
 }

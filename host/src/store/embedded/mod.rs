@@ -400,17 +400,7 @@ impl Store for EmbeddedStore {
                         expires_at_ms: l.expires_at_ms,
                     });
                 }
-                rec.last_token += 1;
-                let lease = Lease {
-                    owner,
-                    token: rec.last_token,
-                    expires_at_ms: now + ttl.as_millis() as u64,
-                };
-                rec.lease = Some(lease.clone());
-                rec.status = Status::Running;
-                rec.wait = None;
-                rec.invocations += 1;
-                rec.updated_at_ms = now;
+                let lease = rec.take_lease(&owner, ttl, now);
                 execs
                     .insert(id.as_str(), encode(&rec).as_slice())
                     .map_err(db_err)?;

@@ -225,9 +225,16 @@ impl Store for RedisStore {
             stream: record.stream,
             parent: record.parent.clone(),
         });
+        // A record created leased (an execution started where it runs) is
+        // written as its first acquire would leave it, the lease dated by
+        // the Redis clock (the script adds `le`).
+        let ttl_ms = record.lease.as_ref().map_or(0, |l| {
+            l.expires_at_ms.saturating_sub(record.updated_at_ms).max(1)
+        });
         let mut inv = scripts().create.prepare_invoke();
         inv.key(self.key("x", &record.id))
             .key(self.key("j", &record.id))
+            .arg(ttl_ms)
             .arg("meta")
             .arg(meta)
             .arg("st")
@@ -243,6 +250,9 @@ impl Store for RedisStore {
         }
         if let Some(out) = &record.outcome {
             inv.arg("out").arg(encode(out));
+        }
+        if let Some(lease) = &record.lease {
+            inv.arg("lo").arg(&lease.owner).arg("lt").arg(lease.token);
         }
         // Written once; a hash field of its own, read with the record.
         if let Some(trace) = &record.trace {
