@@ -45,6 +45,52 @@ pub(super) struct Taken {
     slot: tokio::sync::OwnedSemaphorePermit,
     lease: Lease,
     snapshot: Snapshot,
+    /// The driver registered for a new execution (see [`Inner::create`]).
+    claim: Option<Claim>,
+}
+
+/// A driver registered by [`Inner::create`] for an execution it creates
+/// leased. Dropped before a driver runs from it (a start cancelled while
+/// its record was being written), it drives the execution from the store:
+/// run if it was created (this host takes its own lease over), gone at
+/// once if not. The claim so never outlives its start unattended.
+pub(super) struct Claim {
+    /// None once kept or withdrawn.
+    inner: Option<Arc<Inner>>,
+    id: ExecutionId,
+}
+
+impl Claim {
+    /// The claim is the driver's now (see [`Inner::drive_taken`]).
+    fn keep(mut self) {
+        self.inner = None;
+    }
+
+    /// No execution was created (one existed, or the store refused):
+    /// the registration goes, unless something asked for the id meanwhile.
+    fn withdraw(mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        let id = self.id.clone();
+        let mut active = inner.active.lock().expect("active poisoned");
+        if active.get(&id).is_some_and(|a| a.again) {
+            drop(active);
+            let me = inner.clone();
+            inner.spawn(async move { me.drive_entered(id, None).await });
+        } else {
+            active.remove(&id);
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            let (me, id) = (inner.clone(), self.id.clone());
+            inner.spawn(async move { me.drive_entered(id, None).await });
+        }
+    }
 }
 
 /// What the driver does after an invocation.
@@ -97,18 +143,22 @@ impl Inner {
         record.trace = self
             .telemetry
             .start(options.trace.as_ref(), workflow, id.as_str());
-        let slot = slot.filter(|_| self.claim(&id));
-        let claimed = slot.is_some();
-        let lease = slot
+        let claimed = slot.and_then(|slot| Some((slot, self.claim(&id)?)));
+        let lease = claimed
             .is_some()
             .then(|| record.take_lease(&self.config.host_id, self.config.lease_ttl, now_ms()));
         let created = self.store.create_execution(&record).await;
-        if claimed && !matches!(created, Ok(Created::New)) {
-            self.unclaim(&id);
-        }
+        let claimed = match (claimed, &created) {
+            (Some(c), Ok(Created::New)) => Some(c),
+            (Some((_, claim)), _) => {
+                claim.withdraw();
+                None
+            }
+            (None, _) => None,
+        };
         match created? {
             Created::New => {
-                let taken = slot.zip(lease).map(|(slot, lease)| Taken {
+                let taken = claimed.zip(lease).map(|((slot, claim), lease)| Taken {
                     slot,
                     lease,
                     snapshot: Snapshot {
@@ -116,6 +166,7 @@ impl Inner {
                         journal: Vec::new(),
                         signals: Vec::new(),
                     },
+                    claim: Some(claim),
                 });
                 Ok((id, true, taken))
             }
@@ -176,8 +227,11 @@ impl Inner {
         self: Arc<Self>,
         id: ExecutionId,
         entry: Option<crate::queue::Entry>,
-        taken: Taken,
+        mut taken: Taken,
     ) {
+        if let Some(claim) = taken.claim.take() {
+            claim.keep();
+        }
         if let Some(a) = self.active.lock().expect("active poisoned").get_mut(&id) {
             a.entries.extend(entry);
         }
@@ -192,28 +246,18 @@ impl Inner {
         });
     }
 
-    /// Registers a driver for `id` ahead of creating it; false when one
-    /// is registered already.
-    fn claim(&self, id: &ExecutionId) -> bool {
+    /// Registers a driver for `id` ahead of creating it; none when one is
+    /// registered already.
+    fn claim(self: &Arc<Self>, id: &ExecutionId) -> Option<Claim> {
         let mut active = self.active.lock().expect("active poisoned");
         if active.contains_key(id) {
-            return false;
+            return None;
         }
         active.insert(id.clone(), Active::default());
-        true
-    }
-
-    /// Undoes [`Inner::claim`] when the execution was not created; or,
-    /// when something asked for it meanwhile, drives it.
-    fn unclaim(self: &Arc<Self>, id: &ExecutionId) {
-        let mut active = self.active.lock().expect("active poisoned");
-        if active.get(id).is_some_and(|a| a.again) {
-            drop(active);
-            let (me, id) = (self.clone(), id.clone());
-            self.spawn(async move { me.drive_entered(id, None).await });
-        } else {
-            active.remove(id);
-        }
+        Some(Claim {
+            inner: Some(self.clone()),
+            id: id.clone(),
+        })
     }
 
     /// Drives one execution until it ends or waits; one driver per execution
@@ -354,6 +398,7 @@ impl Inner {
                 slot,
                 lease,
                 snapshot,
+                claim: None,
             },
         )
         .await
@@ -366,6 +411,7 @@ impl Inner {
             slot: _slot,
             lease,
             snapshot,
+            claim: _,
         } = taken;
         self.invocations.fetch_add(1, Ordering::SeqCst);
         self.metrics.invocations.inc();

@@ -650,3 +650,48 @@ async fn another_host_recovers_the_executions_of_a_dead_one() {
     assert_eq!(rec.journal_len, 6);
     assert_eq!(b_calls.total(), 6 - k, "B ran only what A had not recorded");
 }
+
+/// A start cancelled while its record is being written (its client went
+/// away while Redis stalled) loses nothing: the record it wrote is leased
+/// to this host, which drives the execution anyway instead of leaving it
+/// running under a lease nobody renews (an hour's, here, so an execution
+/// left so would not end within the test's wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cancelled_while_it_is_written_still_runs() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let config = RuntimeConfig {
+        lease_ttl: Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    };
+    let (rt, _) = runtime(store.clone(), config);
+    deploy(&rt, "hello").await;
+    // Once, so the scripts are loaded and the stalled write is one request
+    // (a first use of a script would be a second one, never sent).
+    run_to_end(&rt, "hello", json!({})).await;
+    let id = ExecutionId::new("cancelled-start").unwrap();
+    // Writes stall for a second: the start's read of the deployment goes
+    // through, its write waits, and the start is given up after 300 ms.
+    server.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]);
+    let options = reprise_host::runtime::StartOptions {
+        id: Some(id.clone()),
+        ..Default::default()
+    };
+    let start = rt.start_with_options("hello", encode(&json!({"name": "late"})), options);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), start)
+            .await
+            .is_err(),
+        "the start finished while writes were paused"
+    );
+    // The record lands when writes resume.
+    for _ in 0..500 {
+        if store.get_execution(&id).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rec = wait(&rt, &id).await;
+    assert_eq!(result::<String>(&rec), "Hello, late!");
+    assert_eq!(rec.status, Status::Completed);
+}
