@@ -40,7 +40,8 @@ pub(super) struct Active {
 }
 
 /// What an invocation starts from: a pooled instance's slot, the lease,
-/// and the snapshot loaded under it.
+/// and the snapshot loaded under it (or, for an execution created leased,
+/// the record as created).
 pub(super) struct Taken {
     slot: tokio::sync::OwnedSemaphorePermit,
     lease: Lease,
@@ -67,19 +68,16 @@ impl Claim {
     }
 
     /// No execution was created (one existed, or the store refused):
-    /// the registration goes, unless something asked for the id meanwhile.
+    /// the registration goes, unless something asked for the id meanwhile,
+    /// which the driver then started on drop answers.
     fn withdraw(mut self) {
-        let Some(inner) = self.inner.take() else {
-            return;
-        };
-        let id = self.id.clone();
-        let mut active = inner.active.lock().expect("active poisoned");
-        if active.get(&id).is_some_and(|a| a.again) {
-            drop(active);
-            let me = inner.clone();
-            inner.spawn(async move { me.drive_entered(id, None).await });
-        } else {
-            active.remove(&id);
+        if let Some(inner) = &self.inner {
+            let mut active = inner.active.lock().expect("active poisoned");
+            if !active.get(&self.id).is_some_and(|a| a.again) {
+                active.remove(&self.id);
+                drop(active);
+                self.inner = None;
+            }
         }
     }
 }
@@ -143,19 +141,16 @@ impl Inner {
         record.trace = self
             .telemetry
             .start(options.trace.as_ref(), workflow, id.as_str());
-        let claimed = slot.and_then(|slot| Some((slot, self.claim(&id)?)));
+        let mut claimed = slot.and_then(|slot| Some((slot, self.claim(&id)?)));
         let lease = claimed
             .is_some()
             .then(|| record.take_lease(&self.config.host_id, self.config.lease_ttl, now_ms()));
         let created = self.store.create_execution(&record).await;
-        let claimed = match (claimed, &created) {
-            (Some(c), Ok(Created::New)) => Some(c),
-            (Some((_, claim)), _) => {
-                claim.withdraw();
-                None
-            }
-            (None, _) => None,
-        };
+        if !matches!(created, Ok(Created::New))
+            && let Some((_, claim)) = claimed.take()
+        {
+            claim.withdraw();
+        }
         match created? {
             Created::New => {
                 let taken = claimed.zip(lease).map(|((slot, claim), lease)| Taken {
