@@ -424,6 +424,57 @@ async fn finished_executions_are_indexed_for_retention() {
     );
 }
 
+/// A host keeps nothing for an execution that is not leased to it: the
+/// workflows it notes to settle index lists are forgotten when an
+/// execution parks or ends, so 30 executions parked on a signal, then
+/// finished, leave none noted (each was noted while it ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_notes_nothing_for_parked_or_ended_executions() {
+    let server = RedisServer::start();
+    let store = Arc::new(server.store().await);
+    let (rt, _) = runtime(store.clone(), RuntimeConfig::default());
+    deploy(&rt, "signals").await;
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        let id = rt
+            .start("signals", encode(&json!({"sleep_ms": 0})), None)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    for id in &ids {
+        wait_for(&rt, id, |r| {
+            matches!(r.wait, Some(reprise_host::execution::Wait::Signal { .. }))
+        })
+        .await;
+    }
+    // The record changes before the store forgets, so a waiter may see the
+    // change first: the count must reach 0, and stay there.
+    settles_at_zero(&store, "parked").await;
+    for id in &ids {
+        rt.signal(id, "approve", encode(&json!({"by": "ops"})))
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        assert_eq!(wait(&rt, id).await.status, Status::Completed);
+    }
+    settles_at_zero(&store, "ended").await;
+}
+
+async fn settles_at_zero(store: &RedisStore, when: &str) {
+    for _ in 0..100 {
+        if store.noted_workflows() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} workflows still noted once {when}",
+        store.noted_workflows()
+    );
+}
+
 /// A store written before the indexes existed (records, and the retention
 /// list of that version) gets them built when a host connects: every
 /// execution is listed under its status and workflow, once.

@@ -94,13 +94,25 @@ impl RedisStore {
         keys
     }
 
-    /// Notes the workflow of `id` for settling its lists later.
+    /// Notes the workflow of `id` for settling its lists later. Only an
+    /// execution leased here stays noted (see [`RedisStore::settle_later`]),
+    /// so a host keeps nothing for executions parked or ended.
     pub(super) fn remember_workflow(&self, id: &ExecutionId, workflow: &str) {
         let mut cache = self.workflows.lock().expect("workflow cache poisoned");
         if cache.len() >= CACHED_WORKFLOWS {
             cache.clear();
         }
         cache.insert(id.clone(), workflow.into());
+    }
+
+    /// How many executions' workflows this store has noted: those leased
+    /// here, as [`RedisStore::settle_later`] keeps it (what a host holds
+    /// per execution, for diagnostics and tests).
+    pub fn noted_workflows(&self) -> usize {
+        self.workflows
+            .lock()
+            .expect("workflow cache poisoned")
+            .len()
     }
 
     /// The workflow of `id`: cached, or read from its record.
@@ -276,6 +288,11 @@ impl RedisStore {
     /// (looking the workflow up if it is not known). Running late is
     /// harmless, as it leaves entries of later changes alone; a lost one
     /// leaves stale entries, which readers drop.
+    ///
+    /// An execution leaving `Running` is forgotten from the workflow
+    /// cache at once: its next change here is an acquire, which notes it
+    /// again, or a cancel, which reads it. So the cache holds the
+    /// executions leased here, not one entry per execution ever run.
     pub(super) fn settle_later(
         &self,
         id: &ExecutionId,
@@ -283,6 +300,9 @@ impl RedisStore {
         workflow: Option<String>,
         at_us: u64,
     ) {
+        if kept != Status::Running {
+            self.forget_workflow(id);
+        }
         let (store, id) = (self.clone(), id.clone());
         tokio::spawn(async move {
             let workflow = match workflow {
@@ -295,9 +315,6 @@ impl RedisStore {
             };
             if let Err(e) = settled {
                 tracing::debug!(%id, "index entries left for readers to drop: {e}");
-            }
-            if kept.is_terminal() {
-                store.forget_workflow(&id);
             }
         });
     }
