@@ -8,7 +8,8 @@
 //! `Store::journal_page` (100 entries from the middle, what
 //! `GET /v1/executions/{id}/journal?after=50000&limit=100` reads) against
 //! `Store::load` (the whole journal, what that request read before pages
-//! were ranges).
+//! were ranges). The file store is read twice: with its default page
+//! cache, and with one of 64 MiB that holds the whole journal.
 
 use std::sync::Arc;
 

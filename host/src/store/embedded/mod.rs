@@ -61,8 +61,8 @@ pub struct EmbeddedStore {
 /// grow by as the file grows (redb's own default is 1 GiB). Small, as
 /// SQLite's is: every page a transaction writes enters the cache, and
 /// most are old copies of pages the next write replaces, so a large cache
-/// fills with them (16 MiB took a host 7 MiB over its idle size with
-/// 10,000 executions parked); reads past the cache come from the OS page
+/// fills with them (with 10,000 executions parked, 7 MiB of a 16 MiB
+/// cache held such pages); reads past the cache come from the OS page
 /// cache, which holds the file anyway.
 pub const DEFAULT_CACHE_BYTES: usize = 2 << 20;
 
