@@ -15,6 +15,12 @@ mod start;
 
 pub use start::{StartCall, Started};
 
+/// A tool's category or name in a journal entry: a string kept inline
+/// when it is short (up to 24 bytes), as tool names are, so loading a long
+/// journal does not allocate two strings per tool call. It derefs to
+/// `str`, and is written as a plain string.
+pub type ToolName = compact_str::CompactString;
+
 /// One journal entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -35,9 +41,9 @@ pub enum EntryKind {
     /// A tool call and its result.
     Tool {
         /// Tool category.
-        category: String,
+        category: ToolName,
         /// Tool name.
-        name: String,
+        name: ToolName,
         /// sha256 of the input payload (the input itself is not kept).
         input_digest: Digest,
         /// Size of the input payload in bytes.
@@ -88,9 +94,9 @@ pub enum EntryKind {
     /// entry. Hosts always append [`EntryKind::Tool`].
     ToolStored {
         /// Tool category.
-        category: String,
+        category: ToolName,
         /// Tool name.
-        name: String,
+        name: ToolName,
         /// sha256 of the input payload.
         input_digest: Digest,
         /// Size of the input payload in bytes.
@@ -319,8 +325,8 @@ impl EntryKind {
                 input_digest,
                 ..
             } => Call::Tool {
-                category: category.clone(),
-                name: name.clone(),
+                category: category.to_string(),
+                name: name.to_string(),
                 input_digest: *input_digest,
             },
             EntryKind::Sleep { duration_ms, .. } => Call::Sleep {

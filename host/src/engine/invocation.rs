@@ -41,6 +41,7 @@ use guard::{LogLimit, Progress};
 use join::Join;
 use opentelemetry::KeyValue;
 
+mod fast;
 mod guard;
 mod imports;
 mod join;

@@ -57,8 +57,8 @@ fn tool_entry(bytes: &[u8]) -> Option<Entry> {
         at_ms,
         duration_us,
         kind: EntryKind::Tool {
-            category: category.to_owned(),
-            name: name.to_owned(),
+            category: category.into(),
+            name: name.into(),
             input_digest,
             input_len,
             result: Ok(result.to_vec()),

@@ -18,81 +18,11 @@ impl bindings::Host for InvocationState {
         name: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
-        let s = &mut self.steps;
-        s.enter();
         let input_digest = Digest::of(&input);
-        let replayed = s.replay(
-            || Call::Tool {
-                category: category.clone(),
-                name: name.clone(),
-                input_digest,
-            },
-            |k| k.replay_tool(&category, &name, &input_digest),
-        )?;
-        let result = match replayed {
-            Some(RecordedTool::Inline(result)) => result,
-            Some(RecordedTool::Stored { digest, len }) => {
-                match s.store.get_blob(&digest, len).await {
-                    Ok(bytes) => Ok(bytes),
-                    Err(e) => return Err(s.stop(End::Store(e))),
-                }
-            }
-            None => {
-                let Some(tool) = s.tools.get(&category, &name) else {
-                    return Err(s.missing_tool(&category, &name));
-                };
-                let input_len = input.len() as u64;
-                let span = s.trace.as_ref().map(|t| t.step("tool", s.next_index));
-                let mut call = s.tool_call(category.clone(), name.clone(), input, s.next_index);
-                call.traceparent = span
-                    .as_ref()
-                    .and_then(|span| span.traceparent())
-                    .map(String::from);
-                let started = Instant::now();
-                let result = tool.call(call).await;
-                let elapsed = started.elapsed();
-                s.metrics
-                    .tool_seconds
-                    .get_or_create(&CategoryLabel {
-                        category: category.clone(),
-                    })
-                    .observe(elapsed.as_secs_f64());
-                let duration_us = elapsed.as_micros() as u64;
-                // The entry owns the result while it is written, and gives
-                // it back: a large result is never copied on the host.
-                let recorded = s
-                    .record(
-                        EntryKind::Tool {
-                            category,
-                            name,
-                            input_digest,
-                            input_len,
-                            result,
-                        },
-                        duration_us,
-                    )
-                    .await?;
-                let EntryKind::Tool {
-                    category,
-                    name,
-                    result,
-                    ..
-                } = recorded
-                else {
-                    unreachable!("the journal writer hands back the entry it was given")
-                };
-                if let Some(span) = span {
-                    span.end([
-                        KeyValue::new("reprise.tool", format!("{category}/{name}")),
-                        KeyValue::new("reprise.step.duration_us", duration_us as i64),
-                        KeyValue::new("reprise.tool.ok", result.is_ok()),
-                    ]);
-                }
-                result
-            }
-        };
-        s.progress();
-        Ok(result.map_err(tool_error))
+        match self.replay_tool(&category, &name, input_digest).await? {
+            Some(result) => Ok(result),
+            None => self.run_tool(category, name, input, input_digest).await,
+        }
     }
 
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
@@ -457,6 +387,108 @@ fn child_id(parent: &ExecutionId, handle: u64) -> ExecutionId {
         )
     };
     ExecutionId::new(id).expect("a parent id and a number make a valid id")
+}
+
+impl InvocationState {
+    /// `call-tool` while the guest is behind the journal: the recorded
+    /// result if the next entry records this call, nondeterminism if it
+    /// records another. `None` past the journal (the budget checked): the
+    /// call is [`InvocationState::run_tool`]'s. Takes the arguments
+    /// borrowed and the input as its digest, so the current world's import
+    /// (`fast.rs`) replays without copying them out of the guest.
+    pub(super) async fn replay_tool(
+        &mut self,
+        category: &str,
+        name: &str,
+        input_digest: Digest,
+    ) -> wasmtime::Result<Option<Result<Vec<u8>, ToolError>>> {
+        let s = &mut self.steps;
+        s.enter();
+        let replayed = s.replay(
+            || Call::Tool {
+                category: category.to_owned(),
+                name: name.to_owned(),
+                input_digest,
+            },
+            |k| k.replay_tool(category, name, &input_digest),
+        )?;
+        let result = match replayed {
+            None => return Ok(None),
+            Some(RecordedTool::Inline(result)) => result,
+            Some(RecordedTool::Stored { digest, len }) => {
+                match s.store.get_blob(&digest, len).await {
+                    Ok(bytes) => Ok(bytes),
+                    Err(e) => return Err(s.stop(End::Store(e))),
+                }
+            }
+        };
+        s.progress();
+        Ok(Some(result.map_err(tool_error)))
+    }
+
+    /// `call-tool` past the journal: runs the tool and records its result
+    /// (durably) before the guest sees it.
+    pub(super) async fn run_tool(
+        &mut self,
+        category: String,
+        name: String,
+        input: Vec<u8>,
+        input_digest: Digest,
+    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+        let s = &mut self.steps;
+        let Some(tool) = s.tools.get(&category, &name) else {
+            return Err(s.missing_tool(&category, &name));
+        };
+        let input_len = input.len() as u64;
+        let span = s.trace.as_ref().map(|t| t.step("tool", s.next_index));
+        let mut call = s.tool_call(category.clone(), name.clone(), input, s.next_index);
+        call.traceparent = span
+            .as_ref()
+            .and_then(|span| span.traceparent())
+            .map(String::from);
+        let started = Instant::now();
+        let result = tool.call(call).await;
+        let elapsed = started.elapsed();
+        s.metrics
+            .tool_seconds
+            .get_or_create(&CategoryLabel {
+                category: category.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let duration_us = elapsed.as_micros() as u64;
+        // The entry owns the result while it is written, and gives
+        // it back: a large result is never copied on the host.
+        let recorded = s
+            .record(
+                EntryKind::Tool {
+                    category: category.into(),
+                    name: name.into(),
+                    input_digest,
+                    input_len,
+                    result,
+                },
+                duration_us,
+            )
+            .await?;
+        let EntryKind::Tool {
+            category,
+            name,
+            result,
+            ..
+        } = recorded
+        else {
+            unreachable!("the journal writer hands back the entry it was given")
+        };
+        if let Some(span) = span {
+            span.end([
+                KeyValue::new("reprise.tool", format!("{category}/{name}")),
+                KeyValue::new("reprise.step.duration_us", duration_us as i64),
+                KeyValue::new("reprise.tool.ok", result.is_ok()),
+            ]);
+        }
+        s.progress();
+        Ok(result.map_err(tool_error))
+    }
 }
 
 fn tool_error(e: ToolFailure) -> ToolError {

@@ -463,8 +463,8 @@ impl Steps {
             {
                 let (handle, o) = self.join.finished.remove(i);
                 let value = EntryKind::Tool {
-                    category: o.category,
-                    name: o.name,
+                    category: o.category.into(),
+                    name: o.name.into(),
                     input_digest: o.input_digest,
                     input_len: o.input_len,
                     result: o.result,

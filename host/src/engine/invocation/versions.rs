@@ -161,5 +161,6 @@ impl bindings::v0_1::Host for InvocationState {
 pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
     bindings::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
     bindings::v0_2::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
-    bindings::v0_1::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    bindings::v0_1::Workflow::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    super::fast::add_to_linker(linker)
 }

@@ -317,8 +317,16 @@ impl Store for EmbeddedStore {
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let journal = rows(&tx, JOURNAL, &id, 0, usize::MAX, decode_entry)?;
-            let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX, decode)?;
+            let journal = rows(
+                &tx,
+                JOURNAL,
+                &id,
+                0,
+                usize::MAX,
+                record.journal_len,
+                decode_entry,
+            )?;
+            let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX, 0, decode)?;
             Ok(Snapshot {
                 record,
                 journal,
@@ -338,7 +346,8 @@ impl Store for EmbeddedStore {
         self.run(move |db, _| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let entries = rows(&tx, JOURNAL, &id, from, max, decode_entry)?;
+            let expected = record.journal_len.saturating_sub(from);
+            let entries = rows(&tx, JOURNAL, &id, from, max, expected, decode_entry)?;
             Ok(JournalSlice {
                 entries,
                 total: record.journal_len,

@@ -43,19 +43,28 @@ pub(super) fn write<R>(
     Ok(out)
 }
 
+/// The most rows [`rows`] allocates room for before reading them.
+const MAX_EXPECTED_ROWS: usize = 1 << 16;
+
 /// Up to `max` rows of `id` from index `from` in `table` (the journal,
 /// the signals), decoded by `read` (`decode`, or the journal's
-/// [`crate::persist::decode_entry`]).
+/// [`crate::persist::decode_entry`]). `expected` is how many the caller
+/// expects (the record's journal length): the rows are read into one
+/// allocation of that size instead of a vector grown (and copied) in
+/// steps. It is only a hint, and one from a damaged record allocates at
+/// most [`MAX_EXPECTED_ROWS`].
 pub(super) fn rows<T>(
     tx: &ReadTransaction,
     table: TableDefinition<(&str, u64), &[u8]>,
     id: &ExecutionId,
     from: u64,
     max: usize,
+    expected: u64,
     read: impl Fn(&[u8]) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let table = tx.open_table(table).map_err(db_err)?;
-    let mut out = Vec::new();
+    let expected = usize::try_from(expected).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(expected.min(max).min(MAX_EXPECTED_ROWS));
     for row in table
         .range((id.as_str(), from)..=(id.as_str(), u64::MAX))
         .map_err(db_err)?

@@ -1,0 +1,55 @@
+//! `call-tool` of the current world, its arguments read in place.
+//!
+//! The generated binding lifts a call's arguments into two `String`s and a
+//! `Vec<u8>` before the host sees them: three allocations and copies per
+//! call. A replayed call needs none of them: it only compares the tool's
+//! name with the journal entry and the input's digest with the recorded
+//! one, and replay is where an execution resumed after many steps spends
+//! its time. So the current world's `call-tool` is defined over the
+//! generated one, taking its arguments as views of the guest's memory: the
+//! input is hashed where it lies, the tool's category and name are copied
+//! only if they are too long to keep inline, and the input is copied only
+//! when the call runs the tool. What a call does is the generated import's
+//! ([`InvocationState::replay_tool`], then [`InvocationState::run_tool`]).
+//! The frozen worlds keep the generated binding.
+
+use wasmtime::component::{Linker, WasmList, WasmStr};
+
+use super::InvocationState;
+use crate::ids::Digest;
+use crate::journal::ToolName;
+
+/// The interface whose `call-tool` this replaces.
+const HOST_INTERFACE: &str = "reprise:workflow/host@0.3.0";
+
+/// Defines `call-tool` over the generated one (which must already be in
+/// `linker`).
+pub(super) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let defined = linker.instance(HOST_INTERFACE).and_then(|mut host| {
+        host.func_wrap_async(
+            "call-tool",
+            |mut store, (category, name, input): (WasmStr, WasmStr, WasmList<u8>)| {
+                Box::new(async move {
+                    let (input_digest, category, name) = (
+                        Digest::of(input.as_le_slice(&store)),
+                        ToolName::from(category.to_str(&store)?),
+                        ToolName::from(name.to_str(&store)?),
+                    );
+                    let state = store.data_mut();
+                    if let Some(result) = state.replay_tool(&category, &name, input_digest).await? {
+                        return Ok((result,));
+                    }
+                    let input = input.as_le_slice(&store).to_vec();
+                    let result = store
+                        .data_mut()
+                        .run_tool(category.into(), name.into(), input, input_digest)
+                        .await?;
+                    Ok::<_, wasmtime::Error>((result,))
+                })
+            },
+        )
+    });
+    linker.allow_shadowing(false);
+    defined
+}
