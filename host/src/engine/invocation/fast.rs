@@ -13,43 +13,64 @@
 //! ([`InvocationState::replay_tool`], then [`InvocationState::run_tool`]).
 //! The frozen worlds keep the generated binding.
 
+use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 
 use super::InvocationState;
+use super::bindings::ToolError;
 use crate::ids::Digest;
 use crate::journal::ToolName;
 
 /// The interface whose `call-tool` this replaces.
 const HOST_INTERFACE: &str = "reprise:workflow/host@0.3.0";
 
-/// Defines `call-tool` over the generated one (which must already be in
-/// `linker`).
+/// Defines `call-tool` over the generated one, which must already be in
+/// `linker`: if it is not (the interface was renamed with a new world
+/// version and [`HOST_INTERFACE`] was not), this fails, so the engine
+/// never starts with a stray interface and a slower replay unnoticed.
 pub(super) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    // Without shadowing, defining it again is refused exactly when the
+    // generated one is there.
+    if linker
+        .instance(HOST_INTERFACE)?
+        .func_wrap_async("call-tool", call_tool)
+        .is_ok()
+    {
+        return Err(wasmtime::Error::msg(format!(
+            "`{HOST_INTERFACE}` has no generated `call-tool` to replace"
+        )));
+    }
     linker.allow_shadowing(true);
-    let defined = linker.instance(HOST_INTERFACE).and_then(|mut host| {
-        host.func_wrap_async(
-            "call-tool",
-            |mut store, (category, name, input): (WasmStr, WasmStr, WasmList<u8>)| {
-                Box::new(async move {
-                    let (input_digest, category, name) = (
-                        Digest::of(input.as_le_slice(&store)),
-                        ToolName::from(category.to_str(&store)?),
-                        ToolName::from(name.to_str(&store)?),
-                    );
-                    let state = store.data_mut();
-                    if let Some(result) = state.replay_tool(&category, &name, input_digest).await? {
-                        return Ok((result,));
-                    }
-                    let input = input.as_le_slice(&store).to_vec();
-                    let result = store
-                        .data_mut()
-                        .run_tool(category.into(), name.into(), input, input_digest)
-                        .await?;
-                    Ok::<_, wasmtime::Error>((result,))
-                })
-            },
-        )
-    });
+    let defined = linker
+        .instance(HOST_INTERFACE)
+        .and_then(|mut host| host.func_wrap_async("call-tool", call_tool));
     linker.allow_shadowing(false);
     defined
+}
+
+type ToolResult = Result<Vec<u8>, ToolError>;
+
+/// The import: replayed from the journal with the arguments in place, or
+/// copied out of the guest to run the tool.
+fn call_tool(
+    mut store: StoreContextMut<'_, InvocationState>,
+    (category, name, input): (WasmStr, WasmStr, WasmList<u8>),
+) -> Box<dyn Future<Output = wasmtime::Result<(ToolResult,)>> + Send + '_> {
+    Box::new(async move {
+        let (input_digest, category, name) = (
+            Digest::of(input.as_le_slice(&store)),
+            ToolName::from(category.to_str(&store)?),
+            ToolName::from(name.to_str(&store)?),
+        );
+        let state = store.data_mut();
+        if let Some(result) = state.replay_tool(&category, &name, input_digest).await? {
+            return Ok((result,));
+        }
+        let input = input.as_le_slice(&store).to_vec();
+        let result = store
+            .data_mut()
+            .run_tool(category.into(), name.into(), input, input_digest)
+            .await?;
+        Ok((result,))
+    })
 }
