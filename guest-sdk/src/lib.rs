@@ -202,12 +202,12 @@ pub use types::Level;
 /// error in the workflow, which traps the guest and fails the execution
 /// with the message.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // Serializing to a Vec only fails for types serde cannot represent in
-    // MessagePack (e.g. maps with non-string-like keys are still fine);
-    // such a type is a programming error, reported loudly.
     // Room for a typical small input up front: a vector grown from empty
     // reallocates three times before it holds 32 bytes.
     let mut bytes = Vec::with_capacity(ENCODE_CAPACITY);
+    // Serializing to a Vec only fails for types serde cannot represent in
+    // MessagePack (e.g. maps with non-string-like keys are still fine);
+    // such a type is a programming error, reported loudly.
     rmp_serde::encode::write_named(&mut bytes, value)
         .expect("value cannot be encoded as MessagePack");
     bytes
