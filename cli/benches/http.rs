@@ -9,7 +9,8 @@
 //!
 //! - parked executions: the server's RSS growth for 1,000 and then 10,000
 //!   executions parked on a signal (`BENCH_PARKED` overrides 10,000),
-//!   read `BENCH_SETTLE` seconds (default 5) after the last parked.
+//!   read `BENCH_SETTLE` seconds (default 5) after the last parked, with
+//!   the absolute RSS (an allocator that grows little may start high).
 //!
 //! Each on the embedded file store (fsync per journal write) and on Redis
 //! (a private `redis-server` over loopback TCP, AOF `appendfsync always`).
@@ -206,7 +207,9 @@ async fn parked(label: &str, binary: &Path, redis: Option<&str>) {
         tokio::time::sleep(settle).await;
         let (_, rss, _) = usage(host.pid());
         println!(
-            "{label:<18} {target} parked on a signal: RSS +{:.1} MiB over 100 parked ({:.0} B each)",
+            "{label:<18} {target} parked on a signal: RSS {:.1} MiB, +{:.1} MiB over 100 parked \
+             ({:.0} B each)",
+            rss as f64 / (1 << 20) as f64,
             (rss as f64 - base as f64) / (1 << 20) as f64,
             (rss as f64 - base as f64) / (target - 100) as f64
         );
