@@ -1,8 +1,8 @@
 //! The driver: each runnable execution is driven by one task that takes
 //! the lease, loads the snapshot in one store read, runs an invocation,
-//! records how it ended, and decides what comes next (again at once, at a
-//! due time, when a signal comes, after a backoff), in process or through
-//! the work queue.
+//! records how it ended and decides what comes next (again at once, at a
+//! due time, when a signal comes, after a backoff; see `after`), in
+//! process or through the work queue.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use tracing::Instrument as _;
 
+use super::after::renew_lease;
 use super::*;
 use crate::execution::{ChildEnd, Lease, ParentLink, Snapshot};
 
@@ -94,6 +95,9 @@ impl Drop for Claim {
 /// What the driver does after an invocation.
 pub(super) enum Next {
     Again,
+    /// Again, still holding this lease (see [`Inner::after`]): the next
+    /// acquire is this host's own, and a drain releases it.
+    Continue(Lease),
     Retry,
     /// Another host holds the lease, until about this long from now.
     Held(Duration),
@@ -286,13 +290,17 @@ impl Inner {
     /// invocation starts from when that is taken already.
     async fn drive_entered(self: Arc<Self>, id: ExecutionId, mut first: Option<Taken>) {
         let mut delay = self.config.retry_delay;
+        let mut held = None;
         loop {
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             let mut next = match first.take() {
                 Some(taken) => self.invoke_taken(&id, taken).await,
-                None => self.invoke_once(&id).await,
+                None => self.invoke_once(&id, held.take()).await,
             };
             if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
+                if let Next::Continue(lease) = next {
+                    self.release(&id, lease).await;
+                }
                 // Leave it runnable in the store for the next process, or
                 // hand it to another host through the queue (still counted
                 // in flight, so the drain waits for the hand-off).
@@ -332,6 +340,10 @@ impl Inner {
             }
             match next {
                 Next::Again => delay = self.config.retry_delay,
+                Next::Continue(lease) => {
+                    held = Some(lease);
+                    delay = self.config.retry_delay;
+                }
                 Next::Retry => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
@@ -357,10 +369,18 @@ impl Inner {
         }
     }
 
-    pub(super) async fn invoke_once(self: &Arc<Self>, id: &ExecutionId) -> Next {
+    /// Runs one invocation; `held`, the lease a continuation kept.
+    pub(super) async fn invoke_once(
+        self: &Arc<Self>,
+        id: &ExecutionId,
+        held: Option<Lease>,
+    ) -> Next {
         let cfg = &self.config;
         if self.draining.load(Ordering::SeqCst) {
             // Not done: left runnable for another host (see `drive`).
+            if let Some(lease) = held {
+                self.release(id, lease).await;
+            }
             return Next::Retry;
         }
         // A slot first, then the lease: waiting for a slot holds nothing
@@ -605,128 +625,6 @@ impl Inner {
             Ok(Err(e)) => invalid(e.to_string()),
             // A panic in the compiler would panic again on every retry.
             Err(e) => invalid(format!("compiling the component failed: {e}")),
-        }
-    }
-
-    pub(super) async fn after(
-        self: &Arc<Self>,
-        id: &ExecutionId,
-        lease: &crate::execution::Lease,
-        end: End,
-    ) -> Next {
-        let next = match end {
-            End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
-                Ok(()) => {
-                    self.metrics
-                        .finished
-                        .get_or_create(&StatusLabel {
-                            status: outcome.status().as_str().to_string(),
-                        })
-                        .inc();
-                    if let Outcome::Failed(f) = &outcome {
-                        tracing::info!(execution = %id, "execution failed: {f}");
-                    }
-                    self.publish_settled(id).await;
-                    Next::Done
-                }
-                Err(e) => return self.after_store_error(id, lease, e).await,
-            },
-            End::Suspend { wait, consumed } => {
-                if let (Some(wake_at_ms), Some(link)) = (wait.wake_at_ms(), self.queue.as_ref()) {
-                    // The timer is set before the execution says it waits
-                    // for it, so a crash in between leaves a timer that
-                    // fires for nothing, never an execution nobody wakes.
-                    if let Err(e) = link.add_timer(id, wake_at_ms).await {
-                        // Retried (or not) exactly as a store error: the
-                        // suspension has not been recorded yet.
-                        let e = match e {
-                            e if e.is_retriable() => StoreError::Unavailable(e.to_string()),
-                            e => StoreError::Corrupt(e.to_string()),
-                        };
-                        return self.after_store_error(id, lease, e).await;
-                    }
-                }
-                let suspended = self.store.suspend(id, lease, &wait, consumed).await;
-                if let (Ok(Suspended::Waiting), Wait::Consumers { .. }) = (&suspended, &wait) {
-                    // A read between the window check and the suspension
-                    // found the execution still running and woke nothing.
-                    self.recheck_window(id).await;
-                }
-                if suspended.is_ok() {
-                    self.metrics.suspensions.inc();
-                    if !matches!(wait, Wait::Ready) {
-                        self.publish_settled(id).await;
-                    }
-                }
-                match suspended {
-                    Ok(Suspended::Ready) => Next::Again,
-                    Ok(Suspended::Waiting) => match wait {
-                        Wait::Ready => Next::Again,
-                        w @ (Wait::Timer { .. } | Wait::Consumers { .. } | Wait::Any { .. }) => {
-                            if let (Some(at), None) = (w.wake_at_ms(), self.queue.as_ref()) {
-                                self.schedule_at(id.clone(), at);
-                            }
-                            Next::Done
-                        }
-                        Wait::Signal { .. } => Next::Done,
-                    },
-                    Err(e) => return self.after_store_error(id, lease, e).await,
-                }
-            }
-            End::Store(e) => return self.after_store_error(id, lease, e).await,
-            End::Busy(reason) => {
-                // Only when something outside this engine's slots holds the
-                // pool: back off like any other retry.
-                tracing::warn!(execution = %id, "no instance slot free: {reason}");
-                let _ = self.store.release_lease(id, lease).await;
-                Next::Retry
-            }
-        };
-        self.notify(id);
-        next
-    }
-
-    /// A store error ended the invocation: retry if it may pass; stop if the
-    /// lease is gone or the execution ended (someone else is in charge).
-    pub(super) async fn after_store_error(
-        &self,
-        id: &ExecutionId,
-        lease: &crate::execution::Lease,
-        e: StoreError,
-    ) -> Next {
-        self.notify(id);
-        if e.is_retriable() {
-            tracing::warn!(execution = %id, "store error, will retry: {e}");
-            // Best effort: if the store is down this fails and the lease
-            // simply expires.
-            let _ = self.store.release_lease(id, lease).await;
-            return Next::Retry;
-        }
-        match e {
-            StoreError::LeaseLost(_) | StoreError::Terminal { .. } | StoreError::NotFound(_) => {
-                tracing::debug!(execution = %id, "invocation stopped: {e}");
-            }
-            e => tracing::error!(execution = %id, "invocation stopped: {e}"),
-        }
-        Next::Done
-    }
-}
-
-/// Renews `lease` every third of its TTL; returns only when it is lost.
-pub(super) async fn renew_lease(
-    store: &dyn Store,
-    id: &ExecutionId,
-    lease: &crate::execution::Lease,
-    ttl: Duration,
-) -> StoreError {
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        match store.renew_lease(id, lease, ttl).await {
-            Ok(_) => {}
-            Err(e) if e.is_retriable() => {
-                tracing::warn!(execution = %id, "cannot renew lease yet: {e}");
-            }
-            Err(e) => return e,
         }
     }
 }

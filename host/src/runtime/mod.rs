@@ -15,6 +15,7 @@
 //! message that caused an invocation is acknowledged once that invocation
 //! has recorded how it ended.
 
+mod after;
 mod driver;
 mod pacing;
 mod retention;

@@ -14,6 +14,7 @@ on_every_store!(
     sequential_chains_user_posts_comments,
     hundred_steps_call_each_tool_once,
     a_one_step_budget_resumes_in_fresh_instances,
+    draining_a_budgeted_run_leaves_it_ready_and_unleased,
     timers_and_signals_suspend_without_an_instance,
     a_signal_sent_before_the_wait_is_not_lost,
     cancelling_a_suspended_execution_is_final,
@@ -108,6 +109,31 @@ async fn a_one_step_budget_resumes_in_fresh_instances(store: Arc<dyn Store>) {
     assert_eq!(calls.max_per_key(), 1);
     assert_eq!(free_calls.total(), 20);
     assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
+}
+
+/// Without a queue, a host runs an execution's continuation itself and
+/// keeps its lease in between (no suspension is written); a drain must
+/// still leave it ready and unleased, for the next process at once.
+async fn draining_a_budgeted_run_leaves_it_ready_and_unleased(store: Arc<dyn Store>) {
+    let (leaving, before) = runtime(store.clone(), one_step_per_invocation());
+    deploy(&leaving, "steps").await;
+    let id = leaving
+        .start("steps", encode(&json!({"n": 1000})), None)
+        .await
+        .unwrap();
+    wait_for(&leaving, &id, |r| r.journal_len >= 3).await;
+    assert_eq!(leaving.drain(Duration::from_secs(10)).await, 0);
+    let left = store.get_execution(&id).await.unwrap();
+    assert_eq!(left.status, Status::Suspended, "{left:?}");
+    assert_eq!(left.wait, Some(Wait::Ready));
+    assert_eq!(left.lease, None, "the drained host's lease is released");
+
+    let (staying, after) = runtime(store.clone(), RuntimeConfig::default());
+    assert_eq!(staying.recover().await.unwrap(), 1);
+    let rec = wait(&staying, &id).await;
+    assert_eq!(result::<Value>(&rec)["steps"], 1000);
+    assert_eq!(before.total() + after.total(), 1000, "each step runs once");
+    assert!(left.invocations >= 3, "{} invocations", left.invocations);
 }
 
 async fn timers_and_signals_suspend_without_an_instance(store: Arc<dyn Store>) {
