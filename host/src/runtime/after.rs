@@ -91,7 +91,7 @@ impl Inner {
                 // Only when something outside this engine's slots holds the
                 // pool: back off like any other retry.
                 tracing::warn!(execution = %id, "no instance slot free: {reason}");
-                let _ = self.store.release_lease(id, lease).await;
+                self.release(id, lease).await;
                 Next::Retry
             }
         };
@@ -101,8 +101,8 @@ impl Inner {
 
     /// Leaves `id` ready to run and unleased, for another host or the next
     /// process; if that fails, the lease expires.
-    pub(super) async fn release(&self, id: &ExecutionId, lease: Lease) {
-        if let Err(e) = self.store.release_lease(id, &lease).await {
+    pub(super) async fn release(&self, id: &ExecutionId, lease: &Lease) {
+        if let Err(e) = self.store.release_lease(id, lease).await {
             tracing::debug!(execution = %id, "cannot release the lease, it will expire: {e}");
         }
     }
@@ -118,9 +118,8 @@ impl Inner {
         self.notify(id);
         if e.is_retriable() {
             tracing::warn!(execution = %id, "store error, will retry: {e}");
-            // Best effort: if the store is down this fails and the lease
-            // simply expires.
-            let _ = self.store.release_lease(id, lease).await;
+            // If the store is down this fails and the lease simply expires.
+            self.release(id, lease).await;
             return Next::Retry;
         }
         match e {

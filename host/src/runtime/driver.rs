@@ -298,7 +298,7 @@ impl Inner {
                 None => self.invoke_once(&id, held.take()).await,
             };
             if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
-                if let Next::Continue(lease) = next {
+                if let Next::Continue(lease) = &next {
                     self.release(&id, lease).await;
                 }
                 // Leave it runnable in the store for the next process, or
@@ -378,7 +378,7 @@ impl Inner {
         let cfg = &self.config;
         if self.draining.load(Ordering::SeqCst) {
             // Not done: left runnable for another host (see `drive`).
-            if let Some(lease) = held {
+            if let Some(lease) = &held {
                 self.release(id, lease).await;
             }
             return Next::Retry;
