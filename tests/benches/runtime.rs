@@ -28,7 +28,8 @@ use reprise_host::{
     Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, RuntimeConfig, Store,
 };
 use reprise_tests::measure::{
-    cpu_ticks, info_used_memory, replay_many, row, rss, run_many, time_many, us,
+    cpu_ticks, fixed_iterations, info_used_memory, profile_from_here, replay_many, row, rss,
+    run_many, time_many, us,
 };
 use reprise_tests::redis::RedisServer;
 use reprise_tests::{deploy, encode, runtime, wait};
@@ -78,12 +79,22 @@ fn main() {
             }
             memory.release_lease(&rec.id, &lease).await.unwrap();
             let before = looping.invocations();
+            profile_from_here();
+            let t = Instant::now();
             looping.resume(&rec.id).await.unwrap();
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            match fixed_iterations() {
+                Some(n) => {
+                    while looping.invocations() - before < n as u64 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_secs(10)).await,
+            }
             let n = looping.invocations() - before;
             println!(
-                "{n} replays of 1,000 entries in 10 s: {:.1} us each",
-                1e7 / n as f64
+                "{n} replays of 1,000 entries in {:?}: {:.1} us each",
+                t.elapsed(),
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
             );
             return;
         }
@@ -117,12 +128,22 @@ fn main() {
         if std::env::var("BENCH_ONLY").as_deref() == Ok("zero") {
             // For profiling: zero-step executions for 10 s.
             run_many(&rt, "hello", json!({}), 200).await;
+            profile_from_here();
             let t = Instant::now();
-            let mut n = 0;
-            while t.elapsed() < Duration::from_secs(10) {
-                run_many(&rt, "hello", json!({}), 100).await;
-                n += 100;
-            }
+            let n = match fixed_iterations() {
+                Some(n) => {
+                    run_many(&rt, "hello", json!({}), n).await;
+                    n
+                }
+                None => {
+                    let mut n = 0;
+                    while t.elapsed() < Duration::from_secs(10) {
+                        run_many(&rt, "hello", json!({}), 100).await;
+                        n += 100;
+                    }
+                    n
+                }
+            };
             println!(
                 "{n} zero-step executions in {:?}: {:.1} us each",
                 t.elapsed(),

@@ -97,13 +97,20 @@ pub const GUESTS: &[&str] = &[
 ];
 
 /// One engine for the whole test binary, so each component compiles once.
+/// `REPRISE_TEST_INSTANCES` sets its pool's slots (64 by default): a
+/// profile under valgrind, which cannot reserve the address space of 64
+/// slots, runs with a few.
 pub fn engine() -> Arc<WorkflowEngine> {
     static ENGINE: OnceLock<Arc<WorkflowEngine>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
+            let slots = std::env::var("REPRISE_TEST_INSTANCES")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(64);
             Arc::new(
                 WorkflowEngine::new(EngineConfig {
-                    max_instances: 64,
+                    max_instances: slots,
                     max_memory_bytes: 256 << 20,
                     ..EngineConfig::default()
                 })

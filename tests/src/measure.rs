@@ -12,6 +12,21 @@ use reprise_host::{ExecutionId, Runtime, Store};
 
 use crate::redis::RedisServer;
 
+/// Marks where a profile of a benchmark's steady state begins: run it
+/// under `valgrind --tool=callgrind --zero-before='*profile_from_here*'`
+/// and the counts cover only what follows the call (compiles and warm-up
+/// excluded), on every thread.
+#[inline(never)]
+pub fn profile_from_here() {
+    std::hint::black_box(());
+}
+
+/// How many iterations a benchmark's profiling mode runs: `BENCH_N`, or
+/// `None` to run for a fixed time.
+pub fn fixed_iterations() -> Option<usize> {
+    std::env::var("BENCH_N").ok().and_then(|n| n.parse().ok())
+}
+
 /// Runs a benchmark's main future on a two-worker runtime (a host's shape
 /// on this two-core machine).
 pub fn block_on<F: std::future::Future>(main: F) -> F::Output {
