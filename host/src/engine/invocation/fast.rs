@@ -67,10 +67,17 @@ fn call_tool(
             return Ok((result,));
         }
         let input = input.as_le_slice(&store).to_vec();
-        let result = store
-            .data_mut()
-            .run_tool(category.into(), name.into(), input, input_digest)
-            .await?;
+        // The live path's future is boxed on its own: inline, it made
+        // this future ~2 KiB, an allocation too large for the allocator's
+        // per-thread cache, which every replayed call paid for (glibc
+        // consolidates its free lists before serving one).
+        let result = Box::pin(store.data_mut().run_tool(
+            category.into(),
+            name.into(),
+            input,
+            input_digest,
+        ))
+        .await?;
         Ok((result,))
     })
 }
