@@ -387,7 +387,11 @@ impl Steps {
             duration_us,
             kind,
         };
-        match self.writer.record(entry).await {
+        // The write's future is boxed: inline, it made every journaled
+        // import's future larger than the allocator's per-thread cache
+        // serves (~1 KiB), a slow allocation each replayed call paid for;
+        // a new entry, which waits for a store write, pays one small one.
+        match Box::pin(self.writer.record(entry)).await {
             Ok(entry) => {
                 self.counted(&entry);
                 Ok(entry.kind)
@@ -400,7 +404,8 @@ impl Steps {
     /// durable (see [`super::writer`]).
     async fn queue(&mut self, entry: Entry) -> wasmtime::Result<()> {
         self.counted(&entry);
-        match self.writer.push(entry).await {
+        // Boxed, as in `record`.
+        match Box::pin(self.writer.push(entry)).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self.stop(End::Store(e))),
         }

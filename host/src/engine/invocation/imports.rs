@@ -21,7 +21,9 @@ impl bindings::Host for InvocationState {
         let input_digest = Digest::of(&input);
         match self.replay_tool(&category, &name, input_digest).await? {
             Some(result) => Ok(result),
-            None => self.run_tool(category, name, input, input_digest).await,
+            // Boxed, so a replayed call's future stays small (see
+            // `fast.rs`).
+            None => Box::pin(self.run_tool(category, name, input, input_digest)).await,
         }
     }
 

@@ -170,12 +170,14 @@ impl Steps {
             Some(started) => started,
             None => {
                 let started = live();
-                self.queue(Entry {
+                let entry = Entry {
                     at_ms: now_ms(),
                     duration_us: 0,
                     kind: EntryKind::Started(started.clone()),
-                })
-                .await?;
+                };
+                // Boxed: a replayed start's future stays small (see
+                // `Steps::record`).
+                Box::pin(self.queue(entry)).await?;
                 started
             }
         };
