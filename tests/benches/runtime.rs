@@ -15,6 +15,17 @@
 //!   append (the Lua script), a live step end to end, loading and resuming
 //!   a 1,000-step execution, and the bytes Redis keeps per entry and per
 //!   suspended execution; and the host memory a suspended execution holds.
+//!
+//! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
+//! executions) or `replayloop` (1,000 entries replayed over and over) for
+//! 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
+//! entries) a fixed number. Instruction counts of the steady state, which
+//! stay stable on a shared machine:
+//!
+//! ```text
+//! REPRISE_TEST_INSTANCES=4 BENCH_ONLY=replayloop BENCH_N=30 valgrind \
+//!   --tool=callgrind --zero-before='*profile_from_here*' <bench binary>
+//! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
