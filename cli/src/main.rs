@@ -10,6 +10,7 @@
 
 mod build;
 mod client;
+mod malloc;
 mod new;
 mod serve;
 
@@ -336,6 +337,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    malloc::cap_arenas();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
