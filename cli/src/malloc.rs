@@ -5,9 +5,10 @@
 //! runtime's workers, the store's committer and a blocking pool that grows
 //! under load (the file store's transactions run there), so with the
 //! default every burst left memory behind in more arenas: 1,000 executions
-//! parked on a signal grew a host's RSS by 4.0 MiB with the default and by
-//! 1.5 MiB with one arena per core (`cargo bench -p reprise-cli --bench
-//! http -- parked-embedded`), with a base 7 MiB smaller.
+//! parked on a signal grew a host's RSS by 3.2 MiB on the file store and
+//! 2.2 MiB on Redis with the default, by 1.4 and 0.9 MiB with one arena per
+//! core, from a base 5-8 MiB smaller (`cargo bench -p reprise-cli --bench
+//! http -- parked`; ARCHITECTURE.md has the throughput side).
 
 /// Caps glibc's arenas at one per core (two at least), unless
 /// `MALLOC_ARENA_MAX` is set, which glibc reads itself. Call before the
