@@ -137,7 +137,7 @@ fn main() {
             return;
         }
         if std::env::var("BENCH_ONLY").as_deref() == Ok("zero") {
-            // For profiling: zero-step executions for 10 s.
+            // For profiling: zero-step executions for 10 s, or `BENCH_N` of them.
             run_many(&rt, "hello", json!({}), 200).await;
             profile_from_here();
             let t = Instant::now();
