@@ -28,8 +28,8 @@ use reprise_host::server::{self, Server, config::ServeConfig};
 use reprise_host::store::{RedisOptions, RedisStore};
 use reprise_host::stream::StreamOptions;
 use reprise_host::{
-    Budget, EmbeddedStore, ExecutionId, ExecutionRecord, Outcome, Runtime, RuntimeConfig, Status,
-    Store, StreamConfig, Wait, WorkflowEngine,
+    Budget, EmbeddedStore, ExecutionId, ExecutionRecord, MemoryStore, Outcome, Runtime,
+    RuntimeConfig, Status, Store, StreamConfig, Wait, WorkflowEngine,
 };
 
 /// Exit code when a request failed (server, network or store).
@@ -388,7 +388,7 @@ async fn open_store(args: &StoreArgs, required: bool) -> Result<Arc<dyn Store>> 
             "this command needs a store: --store <file> (or REPRISE_STORE) or --redis <url> \
              (or REPRISE_REDIS_URL)"
         ),
-        None => Ok(Arc::new(EmbeddedStore::in_memory())),
+        None => Ok(Arc::new(MemoryStore::new())),
     }
 }
 

@@ -50,5 +50,5 @@ pub use execution::{
 pub use ids::{Digest, ExecutionId};
 pub use metrics::Metrics;
 pub use runtime::{Children, Deployment, Runtime, RuntimeBuilder, RuntimeError};
-pub use store::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError};
+pub use store::{EmbeddedStore, MemoryStore, RedisOptions, RedisStore, Store, StoreError};
 pub use tools::{Tool, ToolCall, ToolError, ToolRegistry};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reprise_host::tools::ToolCall;
-use reprise_host::{EmbeddedStore, Runtime, RuntimeConfig, Store, ToolRegistry};
+use reprise_host::{MemoryStore, Runtime, RuntimeConfig, Store, ToolRegistry};
 use reprise_tests::js::js_guest;
 use reprise_tests::measure::{replay_many, row, rss, run_many, us};
 use reprise_tests::{encode, engine, guest, runtime, wait};
@@ -27,7 +27,7 @@ use serde_json::json;
 
 fn main() {
     reprise_tests::measure::block_on(async {
-        let memory: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (rt, _) = runtime(memory.clone(), RuntimeConfig::default());
         let guests = [("rust", guest("steps")), ("js", js_guest("steps"))];
         for (lang, bytes) in &guests {
@@ -86,7 +86,7 @@ async fn live_instances(lang: &str, bytes: &[u8]) {
             Ok(call.input)
         }
     });
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let rt = Runtime::new(engine(), store, tools, RuntimeConfig::default());
     rt.deploy("held", bytes.to_vec()).await.unwrap();
     let before = rss();

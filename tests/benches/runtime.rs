@@ -36,7 +36,7 @@ use reprise_host::journal::Entry;
 use reprise_host::journal::EntryKind;
 use reprise_host::store::now_ms;
 use reprise_host::{
-    Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, RuntimeConfig, Store,
+    Digest, EmbeddedStore, ExecutionId, MemoryStore, RedisOptions, RedisStore, RuntimeConfig, Store,
 };
 use reprise_tests::measure::{
     cpu_ticks, fixed_iterations, info_used_memory, profile_from_here, replay_many, row, rss,
@@ -48,7 +48,7 @@ use serde_json::json;
 
 fn main() {
     reprise_tests::measure::block_on(async {
-        let memory: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory());
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (rt, _) = runtime(memory.clone(), RuntimeConfig::default());
         for g in ["hello", "steps"] {
             deploy(&rt, g).await;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use reprise_host::runtime::StartOptions;
 use reprise_host::telemetry::{Telemetry, TraceParent};
-use reprise_host::{EmbeddedStore, Runtime, RuntimeConfig, Store, ToolRegistry};
+use reprise_host::{EmbeddedStore, MemoryStore, Runtime, RuntimeConfig, Store, ToolRegistry};
 use reprise_tests::measure::{Stats, row, stats, us};
 use reprise_tests::{encode, engine, guest, wait};
 use serde_json::json;
@@ -90,7 +90,7 @@ fn main() {
 }
 
 async fn runtime(telemetry: Telemetry) -> Runtime {
-    runtime_on(Arc::new(EmbeddedStore::in_memory()), telemetry).await
+    runtime_on(Arc::new(MemoryStore::new()), telemetry).await
 }
 
 async fn runtime_on(store: Arc<dyn Store>, telemetry: Telemetry) -> Runtime {

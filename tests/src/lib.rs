@@ -325,12 +325,9 @@ pub async fn with_journal(
 /// Keeps what a test store needs alive (a temp dir, a Redis server).
 pub type Guard = Box<dyn std::any::Any + Send>;
 
-/// An embedded store in memory.
+/// A store in memory ([`reprise_host::MemoryStore`]).
 pub async fn memory_store() -> (Arc<dyn Store>, Guard) {
-    (
-        Arc::new(reprise_host::EmbeddedStore::in_memory()),
-        Box::new(()),
-    )
+    (Arc::new(reprise_host::MemoryStore::new()), Box::new(()))
 }
 
 /// An embedded store in a file in a temp dir.

@@ -331,7 +331,7 @@ mod tests {
     use super::*;
     use crate::execution::ExecutionRecord;
     use crate::ids::Digest;
-    use crate::store::{EmbeddedStore, now_ms};
+    use crate::store::{MemoryStore, now_ms};
 
     fn emit(i: u64) -> Entry {
         Entry {
@@ -343,7 +343,7 @@ mod tests {
         }
     }
 
-    async fn execution(store: &EmbeddedStore) -> (ExecutionId, Lease) {
+    async fn execution(store: &MemoryStore) -> (ExecutionId, Lease) {
         let id = ExecutionId::new("w").unwrap();
         let rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
         store.create_execution(&rec).await.unwrap();
@@ -359,7 +359,7 @@ mod tests {
     /// `on_emit` ran for the writes that carried items.
     #[tokio::test]
     async fn entries_land_in_order() {
-        let store = Arc::new(EmbeddedStore::in_memory());
+        let store = Arc::new(MemoryStore::new());
         let (id, lease) = execution(&store).await;
         let woken = Arc::new(AtomicU64::new(0));
         let on_emit = {
@@ -409,7 +409,7 @@ mod tests {
     /// for what is queued instead of holding more, and every item lands.
     #[tokio::test]
     async fn large_items_wait_for_room() {
-        let store = Arc::new(EmbeddedStore::in_memory());
+        let store = Arc::new(MemoryStore::new());
         let (id, lease) = execution(&store).await;
         let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 0, Arc::new(|| {}));
         let big = QUEUE_BYTES / 3 + 1;
@@ -436,7 +436,7 @@ mod tests {
     /// the failure is written.
     #[tokio::test]
     async fn a_failed_write_stops_the_writer() {
-        let store = Arc::new(EmbeddedStore::in_memory());
+        let store = Arc::new(MemoryStore::new());
         let (id, lease) = execution(&store).await;
         // Written at the wrong index: every write conflicts.
         let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 5, Arc::new(|| {}));

@@ -112,6 +112,51 @@ impl ListQuery {
         })
     }
 
+    /// The sorted index lists the query reads in a store that keeps the
+    /// embedded store's index (`(scope, changed at (ms), id)` keys), each
+    /// with the range of its keys to read: the time range, narrowed to the
+    /// cursor. Lists the cursor has passed entirely are left out.
+    pub(crate) fn index_ranges(&self) -> Vec<IndexRange<'_>> {
+        let mut out = Vec::new();
+        for status in self.statuses() {
+            let scope = index_scope(status, self.workflow.as_deref());
+            let mut lo = (self.changed_since_ms.unwrap_or(0), "");
+            let mut hi = (self.changed_before_ms.unwrap_or(u64::MAX), "");
+            // Seek to the cursor: a deep page costs what the first does.
+            if let Some(c) = &self.after {
+                let at = (c.changed_at_us / 1000, c.id.as_str());
+                match self.order {
+                    Order::NewestFirst => hi = hi.min(at),
+                    Order::OldestFirst => lo = lo.max(at),
+                }
+            }
+            if lo < hi {
+                out.push(IndexRange { scope, lo, hi });
+            }
+        }
+        out
+    }
+
+    /// The first `limit` entries of one index list (read in the query's
+    /// order) that the query admits.
+    pub(crate) fn first_admitted<E>(
+        &self,
+        limit: usize,
+        rows: impl Iterator<Item = Result<ListCursor, E>>,
+    ) -> Result<Vec<ListCursor>, E> {
+        let mut list = Vec::new();
+        for row in rows {
+            let e = row?;
+            if self.admits(&e) {
+                list.push(e);
+                if list.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(list)
+    }
+
     /// Whether index entry `e` is inside the time range and past the
     /// cursor.
     pub(crate) fn admits(&self, e: &ListCursor) -> bool {
@@ -125,6 +170,27 @@ impl ListQuery {
                 Order::OldestFirst => e > c,
             })
     }
+}
+
+/// The scope of an index list: every execution with `status` (`s<code>`),
+/// or those of one workflow with it (`w<code>:<workflow>`).
+pub(crate) fn index_scope(status: Status, workflow: Option<&str>) -> String {
+    match workflow {
+        Some(w) => format!("w{}:{w}", status.code()),
+        None => format!("s{}", status.code()),
+    }
+}
+
+/// One index list a query reads ([`ListQuery::index_ranges`]): its scope
+/// and its keys from `lo` (included) to `hi` (excluded), as `(changed at
+/// (ms), id)`.
+pub(crate) struct IndexRange<'q> {
+    /// The list's scope ([`index_scope`]).
+    pub scope: String,
+    /// The first key in range.
+    pub lo: (u64, &'q str),
+    /// The first key past the range.
+    pub hi: (u64, &'q str),
 }
 
 /// One page of a listing.

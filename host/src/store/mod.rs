@@ -9,6 +9,7 @@
 
 mod embedded;
 pub mod listing;
+mod memory;
 mod redis;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 pub use crate::redis_conn::RedisOptions;
 pub use embedded::{DEFAULT_CACHE_BYTES as EMBEDDED_CACHE_BYTES, EmbeddedStore};
 pub use listing::{ExecutionPage, ListCursor, ListQuery, Order};
+pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
 use crate::execution::{ConsumerSession, ExecutionRecord, Lease, Outcome, Snapshot, Status, Wait};

@@ -19,7 +19,7 @@ async fn server(origins: &[&str]) -> TestServer {
     ))
     .unwrap();
     config.cors_origins = origins.iter().map(|o| o.to_string()).collect();
-    let store = std::sync::Arc::new(reprise_host::EmbeddedStore::in_memory());
+    let store = std::sync::Arc::new(reprise_host::MemoryStore::new());
     TestServer::start(store, config, ToolRegistry::with_builtins()).await
 }
 

@@ -65,7 +65,7 @@ async fn values_on(store: std::sync::Arc<dyn reprise_host::Store>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_values_on_both_stores() {
-    let (embedded, _g1) = memory_store().await;
+    let (embedded, _g1) = file_store().await;
     let (redis, _g2) = redis_store().await;
     let on_embedded = values_on(embedded).await;
     let on_redis = values_on(redis).await;

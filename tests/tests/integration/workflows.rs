@@ -360,7 +360,7 @@ async fn every_guest_is_built_and_used() {
 /// error that says so, not a runtime that silently never sweeps.
 #[test]
 fn a_runtime_with_background_tasks_needs_tokio() {
-    let store: Arc<dyn Store> = Arc::new(reprise_host::EmbeddedStore::in_memory());
+    let store: Arc<dyn Store> = Arc::new(reprise_host::MemoryStore::new());
     let sweeping = reprise_host::Runtime::builder(engine(), store.clone()).build();
     assert!(
         matches!(sweeping, Err(RuntimeError::NoAsyncRuntime)),

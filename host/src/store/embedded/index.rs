@@ -26,7 +26,7 @@ use crate::execution::{ExecutionRecord, Status};
 use crate::ids::ExecutionId;
 use crate::persist::decode;
 use crate::store::StoreError;
-use crate::store::listing::{ExecutionPage, ListCursor, ListQuery, Order, merge};
+use crate::store::listing::{ExecutionPage, ListCursor, ListQuery, Order, index_scope, merge};
 
 pub(super) const INDEX: TableDefinition<(&str, u64, &str), ()> = TableDefinition::new("index");
 pub(super) const POSITIONS: TableDefinition<&str, (u8, u64)> =
@@ -35,11 +35,11 @@ pub(super) const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("index_
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 fn status_scope(status: Status) -> String {
-    format!("s{}", status.code())
+    index_scope(status, None)
 }
 
 fn workflow_scope(status: Status, workflow: &str) -> String {
-    format!("w{}:{workflow}", status.code())
+    index_scope(status, Some(workflow))
 }
 
 /// Moves `rec`'s index entries to its status, at its `updated_at_ms`,
@@ -146,49 +146,25 @@ pub(super) fn entries(
     limit: usize,
 ) -> Result<Vec<ListCursor>, StoreError> {
     let mut lists = Vec::new();
-    for status in query.statuses() {
-        let scope = match &query.workflow {
-            Some(w) => workflow_scope(status, w),
-            None => status_scope(status),
-        };
-        let mut lo = (scope.as_str(), query.changed_since_ms.unwrap_or(0), "");
-        let mut hi = (
-            scope.as_str(),
-            query.changed_before_ms.unwrap_or(u64::MAX),
-            "",
-        );
-        // Seek to the cursor: a deep page costs what the first does.
-        if let Some(c) = &query.after {
-            let at = (scope.as_str(), c.changed_at_us / 1000, c.id.as_str());
-            match query.order {
-                Order::NewestFirst => hi = hi.min(at),
-                Order::OldestFirst => lo = lo.max(at),
-            }
-        }
-        if lo >= hi {
-            continue;
-        }
-        let range = index.range(lo..hi).map_err(db_err)?;
+    for r in query.index_ranges() {
+        let range = index
+            .range((r.scope.as_str(), r.lo.0, r.lo.1)..(r.scope.as_str(), r.hi.0, r.hi.1))
+            .map_err(db_err)?;
         let rows: Box<dyn Iterator<Item = _>> = match query.order {
             Order::NewestFirst => Box::new(range.rev()),
             Order::OldestFirst => Box::new(range),
         };
-        let mut list = Vec::new();
-        for row in rows {
-            let (k, _) = row.map_err(db_err)?;
-            let (_, at, id) = k.value();
-            let e = ListCursor {
-                changed_at_us: at.saturating_mul(1000),
-                id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            };
-            if query.admits(&e) {
-                list.push(e);
-                if list.len() == limit {
-                    break;
-                }
-            }
-        }
-        lists.push(list);
+        lists.push(query.first_admitted(
+            limit,
+            rows.map(|row| {
+                let (k, _) = row.map_err(db_err)?;
+                let (_, at, id) = k.value();
+                Ok::<_, StoreError>(ListCursor {
+                    changed_at_us: at.saturating_mul(1000),
+                    id: ExecutionId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            }),
+        )?);
     }
     Ok(merge(lists, query.order, limit))
 }

@@ -1,11 +1,12 @@
-//! The embedded store: a single `redb` file, or memory.
+//! The embedded store: a single `redb` file.
 //!
 //! It is the default when no Redis URL is given. Every operation is one redb
 //! transaction, so each state change is atomic; write transactions commit with
-//! `Durability::Immediate` (fsync) on a file, which is what lets an append
+//! `Durability::Immediate` (fsync), which is what lets an append
 //! return only once its entry is durable (invariant 2 in ARCHITECTURE.md). File I/O runs
-//! on tokio's blocking pool so it never stalls a worker thread; the memory
-//! backend does no I/O and runs inline.
+//! on tokio's blocking pool so it never stalls a worker thread. (A store
+//! in memory is [`super::MemoryStore`], which keeps values rather than
+//! pages.)
 //!
 //! On a file, appends (the journal's hot path) go to one committer thread
 //! instead, which commits every append waiting in one transaction: the
@@ -51,10 +52,8 @@ use wal::Wal;
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    /// File-backed: run transactions on the blocking pool.
-    on_disk: bool,
-    /// File-backed: appends go to the committer thread (see [`committer`]).
-    appends: Option<std::sync::mpsc::Sender<Append>>,
+    /// Appends go to the committer thread (see [`committer`]).
+    appends: std::sync::mpsc::Sender<Append>,
 }
 
 /// Memory the file store caches pages in by default: what a host's RSS may
@@ -98,35 +97,15 @@ impl EmbeddedStore {
             .name("reprise-commit".into())
             .spawn(move || committer(weak, Some(wal), waiting))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the committer: {e}")))?;
-        let store = Self {
-            db,
-            on_disk: true,
-            appends: Some(appends),
-        };
-        store.init(true)?;
+        let store = Self { db, appends };
+        store.init()?;
         index::build(&store.db, true, super::INDEX_BUILD_BATCH)?;
         Ok(store)
     }
 
-    /// A fresh store in memory: nothing survives the process.
-    pub fn in_memory() -> Self {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .expect("an in-memory redb database always opens");
-        let store = Self {
-            db: Arc::new(db),
-            on_disk: false,
-            appends: None,
-        };
-        store.init(false).expect("initialising an in-memory store");
-        index::build(&store.db, false, super::INDEX_BUILD_BATCH)
-            .expect("indexing an in-memory store");
-        store
-    }
-
-    /// Creates the tables; on a file, clears leases left by a dead process.
-    fn init(&self, clear_leases: bool) -> Result<(), StoreError> {
-        write(&self.db, self.on_disk, |tx| {
+    /// Creates the tables and clears leases left by a dead process.
+    fn init(&self) -> Result<(), StoreError> {
+        write(&self.db, true, |tx| {
             tx.open_table(COMPONENTS).map_err(db_err)?;
             tx.open_table(DEPLOYMENTS).map_err(db_err)?;
             tx.open_table(VERSIONS).map_err(db_err)?;
@@ -139,45 +118,40 @@ impl EmbeddedStore {
             tx.open_table(index::COUNTS).map_err(db_err)?;
             tx.open_table(index::META).map_err(db_err)?;
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-            if clear_leases {
-                let mut held = Vec::new();
-                for row in execs.iter().map_err(db_err)? {
-                    let (k, v) = row.map_err(db_err)?;
-                    let rec: ExecutionRecord = decode(v.value())?;
-                    if rec.lease.is_some() {
-                        held.push((k.value().to_string(), rec));
-                    }
+            let mut held = Vec::new();
+            for row in execs.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let rec: ExecutionRecord = decode(v.value())?;
+                if rec.lease.is_some() {
+                    held.push((k.value().to_string(), rec));
                 }
-                for (k, mut rec) in held {
-                    rec.lease = None;
-                    if rec.status == Status::Running {
-                        rec.status = Status::Suspended;
-                        rec.wait = Some(Wait::Ready);
-                    }
-                    execs
-                        .insert(k.as_str(), encode(&rec).as_slice())
-                        .map_err(db_err)?;
-                    reindex(tx, &rec)?;
+            }
+            for (k, mut rec) in held {
+                rec.lease = None;
+                if rec.status == Status::Running {
+                    rec.status = Status::Suspended;
+                    rec.wait = Some(Wait::Ready);
                 }
+                execs
+                    .insert(k.as_str(), encode(&rec).as_slice())
+                    .map_err(db_err)?;
+                reindex(tx, &rec)?;
             }
             Ok(())
         })
     }
 
+    /// Runs `f` on tokio's blocking pool: a transaction may wait on the
+    /// disk.
     async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Database, bool) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&Database) -> Result<R, StoreError> + Send + 'static,
     {
         let db = self.db.clone();
-        let on_disk = self.on_disk;
-        if on_disk {
-            tokio::task::spawn_blocking(move || f(&db, on_disk))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
-        } else {
-            f(&db, on_disk)
-        }
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 }
 
@@ -185,8 +159,8 @@ impl EmbeddedStore {
 impl Store for EmbeddedStore {
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         let (digest, bytes) = (*digest, bytes.to_vec());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut t = tx.open_table(COMPONENTS).map_err(db_err)?;
                 if t.get(digest.0.as_slice()).map_err(db_err)?.is_none() {
                     t.insert(digest.0.as_slice(), bytes.as_slice())
@@ -200,7 +174,7 @@ impl Store for EmbeddedStore {
 
     async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         let digest = *digest;
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let t = tx.open_table(COMPONENTS).map_err(db_err)?;
             Ok(t.get(digest.0.as_slice())
@@ -216,8 +190,8 @@ impl Store for EmbeddedStore {
         version: &DeploymentVersion,
     ) -> Result<DeploymentVersion, StoreError> {
         let (name, version) = (name.to_string(), version.clone());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut versions = tx.open_table(VERSIONS).map_err(db_err)?;
                 let mut all = read_versions(&versions, &name)?;
                 if let Some(last) = all.last()
@@ -244,7 +218,7 @@ impl Store for EmbeddedStore {
 
     async fn deployment_versions(&self, name: &str) -> Result<Vec<DeploymentVersion>, StoreError> {
         let name = name.to_string();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             read_versions(&tx.open_table(VERSIONS).map_err(db_err)?, &name)
         })
@@ -252,7 +226,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError> {
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let t = tx.open_table(VERSIONS).map_err(db_err)?;
             let mut out = Vec::new();
@@ -271,7 +245,7 @@ impl Store for EmbeddedStore {
 
     async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError> {
         let name = name.to_string();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let t = tx.open_table(DEPLOYMENTS).map_err(db_err)?;
             let Some(v) = t.get(name.as_str()).map_err(db_err)? else {
@@ -288,8 +262,8 @@ impl Store for EmbeddedStore {
 
     async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError> {
         let record = record.clone();
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut t = tx.open_table(EXECUTIONS).map_err(db_err)?;
                 if let Some(v) = t.get(record.id.as_str()).map_err(db_err)? {
                     return Ok(Created::Existing(Box::new(decode(v.value())?)));
@@ -305,7 +279,7 @@ impl Store for EmbeddedStore {
 
     async fn get_execution(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
         let id = id.clone();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)
         })
@@ -314,7 +288,7 @@ impl Store for EmbeddedStore {
 
     async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
         let id = id.clone();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
             let journal = rows(
@@ -343,7 +317,7 @@ impl Store for EmbeddedStore {
         max: usize,
     ) -> Result<JournalSlice, StoreError> {
         let id = id.clone();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
             let expected = record.journal_len.saturating_sub(from);
@@ -358,19 +332,19 @@ impl Store for EmbeddedStore {
 
     async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
         let query = query.clone();
-        self.run(move |db, _| index::page(&db.begin_read().map_err(db_err)?, &query))
+        self.run(move |db| index::page(&db.begin_read().map_err(db_err)?, &query))
             .await
     }
 
     async fn count_by_status(&self) -> Result<HashMap<Status, u64>, StoreError> {
-        self.run(move |db, _| index::counts(&db.begin_read().map_err(db_err)?))
+        self.run(move |db| index::counts(&db.begin_read().map_err(db_err)?))
             .await
     }
 
     async fn delete_execution(&self, id: &ExecutionId) -> Result<(), StoreError> {
         let id = id.clone();
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
                 let rec = read_record(&execs, &id)?;
                 if !rec.status.is_terminal() {
@@ -388,7 +362,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn purge_finished(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
-        self.run(move |db, d| write(db, d, |tx| index::purge(tx, before_ms, limit)))
+        self.run(move |db| write(db, true, |tx| index::purge(tx, before_ms, limit)))
             .await
     }
 
@@ -399,8 +373,8 @@ impl Store for EmbeddedStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         let (id, owner) = (id.clone(), owner.to_string());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
                 let mut rec = read_unfinished(&execs, &id)?;
                 let now = now_ms();
@@ -432,8 +406,8 @@ impl Store for EmbeddedStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         let (id, lease) = (id.clone(), lease.clone());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 with_leased(tx, &id, &lease, |rec| {
                     let renewed = Lease {
                         expires_at_ms: now_ms() + ttl.as_millis() as u64,
@@ -467,22 +441,18 @@ impl Store for EmbeddedStore {
             })
             .collect();
         let (id, lease) = (id.clone(), lease.clone());
-        if let Some(appends) = &self.appends {
-            let (done, answer) = tokio::sync::oneshot::channel();
-            let closed = || StoreError::Unavailable("embedded store: the committer stopped".into());
-            appends
-                .send(Append {
-                    id,
-                    lease,
-                    index,
-                    rows,
-                    done,
-                })
-                .map_err(|_| closed())?;
-            return answer.await.unwrap_or_else(|_| Err(closed()));
-        }
-        self.run(move |db, d| write(db, d, |tx| append_rows(tx, &id, &lease, index, &rows)))
-            .await
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let closed = || StoreError::Unavailable("embedded store: the committer stopped".into());
+        self.appends
+            .send(Append {
+                id,
+                lease,
+                index,
+                rows,
+                done,
+            })
+            .map_err(|_| closed())?;
+        answer.await.unwrap_or_else(|_| Err(closed()))
     }
 
     async fn suspend(
@@ -493,8 +463,8 @@ impl Store for EmbeddedStore {
         consumed: u64,
     ) -> Result<Suspended, StoreError> {
         let (id, lease, wait) = (id.clone(), lease.clone(), wait.clone());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let arrived = match &wait {
                     Wait::Signal { name } => {
                         let t = tx.open_table(SIGNALS).map_err(db_err)?;
@@ -536,8 +506,8 @@ impl Store for EmbeddedStore {
         outcome: &Outcome,
     ) -> Result<(), StoreError> {
         let (id, lease, outcome) = (id.clone(), lease.clone(), outcome.clone());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 with_leased(tx, &id, &lease, |rec| {
                     rec.lease = None;
                     rec.wait = None;
@@ -552,8 +522,8 @@ impl Store for EmbeddedStore {
 
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
         let (id, lease) = (id.clone(), lease.clone());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 with_leased(tx, &id, &lease, |rec| {
                     rec.lease = None;
                     rec.status = Status::Suspended;
@@ -572,8 +542,8 @@ impl Store for EmbeddedStore {
         payload: &[u8],
     ) -> Result<Delivered, StoreError> {
         let (id, name, payload) = (id.clone(), name.to_string(), payload.to_vec());
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
                 let mut rec = read_unfinished(&execs, &id)?;
                 let mut signals = tx.open_table(SIGNALS).map_err(db_err)?;
@@ -615,7 +585,7 @@ impl Store for EmbeddedStore {
         skip: u64,
     ) -> Result<Option<SignalRecord>, StoreError> {
         let (id, name) = (id.clone(), name.to_string());
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let t = tx.open_table(SIGNALS).map_err(db_err)?;
             Ok(signals_named(&t, &id, &name)?
@@ -632,7 +602,7 @@ impl Store for EmbeddedStore {
         max: usize,
     ) -> Result<ItemsPage, StoreError> {
         let id = id.clone();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
             let t = tx.open_table(ITEMS).map_err(db_err)?;
@@ -663,7 +633,7 @@ impl Store for EmbeddedStore {
         let (id, session) = (id.clone(), session.to_string());
         // Not durable: a session is soft state, and a read must not cost a
         // disk sync.
-        self.run(move |db, _| {
+        self.run(move |db| {
             write(db, false, |tx| {
                 read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
                 let mut t = tx.open_table(SESSIONS).map_err(db_err)?;
@@ -691,7 +661,7 @@ impl Store for EmbeddedStore {
         session: &str,
     ) -> Result<Option<ConsumerSession>, StoreError> {
         let (id, session) = (id.clone(), session.to_string());
-        self.run(move |db, _| {
+        self.run(move |db| {
             write(db, false, |tx| {
                 read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
                 let mut t = tx.open_table(SESSIONS).map_err(db_err)?;
@@ -710,7 +680,7 @@ impl Store for EmbeddedStore {
 
     async fn sessions(&self, id: &ExecutionId) -> Result<Vec<ConsumerSession>, StoreError> {
         let id = id.clone();
-        self.run(move |db, _| {
+        self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
             let t = tx.open_table(SESSIONS).map_err(db_err)?;
@@ -728,8 +698,8 @@ impl Store for EmbeddedStore {
 
     async fn cancel(&self, id: &ExecutionId) -> Result<ExecutionRecord, StoreError> {
         let id = id.clone();
-        self.run(move |db, d| {
-            write(db, d, |tx| {
+        self.run(move |db| {
+            write(db, true, |tx| {
                 let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
                 let mut rec = read_unfinished(&execs, &id)?;
                 rec.status = Status::Cancelled;
