@@ -5,7 +5,10 @@
 //! the median and p90 over many iterations, and the derived per-step and
 //! per-entry costs:
 //! - a zero-step execution end to end (create, lease, load, instantiate a
-//!   pooled instance, run, finish) on the in-memory store;
+//!   pooled instance, run, finish) on the memory store, started from the
+//!   bench's main thread and from a task on the runtime's workers (as an
+//!   HTTP handler starts one; the main thread pays two thread wake-ups
+//!   more);
 //! - the live step cost (steps n=100 minus n=0, per step) on the in-memory and
 //!   the file store (the file store fsyncs every append);
 //! - the replay cost per journal entry (resume an execution whose 1,000
@@ -17,7 +20,7 @@
 //!   suspended execution; and the host memory a suspended execution holds.
 //!
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
-//! executions) or `replayloop` (1,000 entries replayed over and over) for
+//! executions; `zerotask` started from a worker task) or `replayloop` (1,000 entries replayed over and over) for
 //! 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
 //! entries) a fixed number. Instruction counts of the steady state, which
 //! stay stable on a shared machine:
@@ -50,6 +53,7 @@ fn main() {
     reprise_tests::measure::block_on(async {
         let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let (rt, _) = runtime(memory.clone(), RuntimeConfig::default());
+        let rt = Arc::new(rt);
         for g in ["hello", "steps"] {
             deploy(&rt, g).await;
         }
@@ -136,27 +140,19 @@ fn main() {
             );
             return;
         }
-        if std::env::var("BENCH_ONLY").as_deref() == Ok("zero") {
-            // For profiling: zero-step executions for 10 s, or `BENCH_N` of them.
+        if let Ok(mode @ ("zero" | "zerotask")) = std::env::var("BENCH_ONLY").as_deref() {
+            // For profiling: zero-step executions for 10 s, or `BENCH_N` of
+            // them, started from the bench's main thread (`zero`) or from a
+            // task on the runtime's workers, as an HTTP handler starts them
+            // (`zerotask`).
             run_many(&rt, "hello", json!({}), 200).await;
             profile_from_here();
             let t = Instant::now();
-            let n = match fixed_iterations() {
-                Some(n) => {
-                    run_many(&rt, "hello", json!({}), n).await;
-                    n
-                }
-                None => {
-                    let mut n = 0;
-                    while t.elapsed() < Duration::from_secs(10) {
-                        run_many(&rt, "hello", json!({}), 100).await;
-                        n += 100;
-                    }
-                    n
-                }
-            };
+            let from_task = mode == "zerotask";
+            let n = on_worker(from_task, zero_steps(rt.clone(), fixed_iterations())).await;
             println!(
-                "{n} zero-step executions in {:?}: {:.1} us each",
+                "{n} zero-step executions{} in {:?}: {:.1} us each",
+                if from_task { " from a task" } else { "" },
                 t.elapsed(),
                 t.elapsed().as_secs_f64() * 1e6 / n as f64
             );
@@ -168,6 +164,17 @@ fn main() {
 
         let zero = run_many(&rt, "hello", json!({}), 2000).await;
         row("zero-step execution, memory store", &zero);
+        let in_task = {
+            let rt = rt.clone();
+            on_worker(true, async move {
+                run_many(&rt, "hello", json!({}), 2000).await
+            })
+            .await
+        };
+        row(
+            "zero-step execution, memory store, started from a task",
+            &in_task,
+        );
 
         let s0 = run_many(&rt, "steps", json!({"n": 0, "size": 64}), 500).await;
         let s100 = run_many(&rt, "steps", json!({"n": 100, "size": 64}), 200).await;
@@ -440,4 +447,35 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
         (after_rss as f64 - before_rss as f64) / k as f64
     );
     drop(server);
+}
+
+/// Runs `work` on the runtime's workers when `spawned` (as a request
+/// handler runs), else here, on the bench's main thread: a start from the
+/// main thread hands the execution to a worker and is woken from it, two
+/// thread wake-ups that a start from a worker task does not pay.
+async fn on_worker<T: Send + 'static>(
+    spawned: bool,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    if spawned {
+        tokio::spawn(work).await.expect("the bench task panicked")
+    } else {
+        work.await
+    }
+}
+
+/// Zero-step executions of `hello`: `n` of them, or as many as 10 s take.
+/// Returns how many ran.
+async fn zero_steps(rt: Arc<reprise_host::Runtime>, n: Option<usize>) -> usize {
+    if let Some(n) = n {
+        run_many(&rt, "hello", json!({}), n).await;
+        return n;
+    }
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < Duration::from_secs(10) {
+        run_many(&rt, "hello", json!({}), 100).await;
+        n += 100;
+    }
+    n
 }

@@ -111,7 +111,9 @@ impl Inner {
         }
         let mut tasks = self.tasks.lock().expect("tasks poisoned");
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(fut);
+        // Boxed: a driver's future is several KiB, and the task would
+        // otherwise copy it whole as it is spawned, polled and finished.
+        tasks.spawn(Box::pin(fut));
     }
 
     /// Creates an execution unless one with that id exists. Returns its id
