@@ -432,7 +432,10 @@ impl Inner {
         } = taken;
         self.invocations.fetch_add(1, Ordering::SeqCst);
         self.metrics.invocations.inc();
-        self.notify(id);
+        // No waiter is told that an invocation starts: every state one
+        // waits for (an end, a signal wait, a longer journal) comes from
+        // the invocation's writes, which tell them, and each wake-up costs
+        // each waiter a store read.
 
         let parent = snapshot.record.parent.clone();
         let compiled = match self.component(&snapshot.record.digest).await {

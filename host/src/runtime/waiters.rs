@@ -1,7 +1,9 @@
 //! Waiting for an execution to reach a state: a request's `?wait`, the
-//! library's `wait`. A waiter is woken by every change this runtime makes
-//! to its execution (a watch channel per waited execution, so a change
-//! wakes only that execution's waiters, and each reads the store once),
+//! library's `wait`. A waiter is woken by the changes this runtime makes
+//! to its execution (an invocation's end, its emits, a signal to a parent:
+//! a watch channel per waited execution, so a change wakes only that
+//! execution's waiters, and each reads the store once; not an
+//! invocation's start, which no state waited for depends on),
 //! by other hosts' invocations ending (through the queue's pub/sub), and
 //! polls the store meanwhile, so a lost message only costs latency.
 
