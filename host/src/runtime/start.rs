@@ -17,6 +17,37 @@ pub struct StartOptions {
 }
 
 impl Runtime {
+    /// [`Runtime::start_with_options`] for a caller that then waits until
+    /// the execution settles (a request's `?wait`): returns its id and
+    /// the wait, whose waiter is registered before the execution exists.
+    /// An execution this start creates (no id given) is running or ready,
+    /// not settled, so the wait reads the store only once it changes: one
+    /// read (a Redis round trip) fewer than [`Runtime::wait_settled`]
+    /// after the start.
+    pub async fn start_and_wait_settled(
+        &self,
+        workflow: &str,
+        input: Vec<u8>,
+        mut options: StartOptions,
+    ) -> Result<
+        (
+            ExecutionId,
+            impl Future<Output = Result<ExecutionRecord, RuntimeError>> + '_,
+        ),
+        RuntimeError,
+    > {
+        let fresh = options.id.is_none();
+        let id = options.id.get_or_insert_with(ExecutionId::generate).clone();
+        let waiting = self.inner.waiting(&id);
+        let id = self.start_with_options(workflow, input, options).await?;
+        let wait_id = id.clone();
+        let settled = async move {
+            self.wait_with(waiting, &wait_id, ExecutionRecord::is_settled, !fresh)
+                .await
+        };
+        Ok((id, settled))
+    }
+
     /// [`Runtime::start`] with [`StartOptions`].
     pub async fn start_with_options(
         &self,

@@ -106,18 +106,34 @@ impl Runtime {
         id: &ExecutionId,
         done: impl Fn(&ExecutionRecord) -> bool,
     ) -> Result<ExecutionRecord, RuntimeError> {
-        let mut waiting = self.inner.waiting(id);
+        self.wait_with(self.inner.waiting(id), id, done, true).await
+    }
+
+    /// [`Runtime::wait_until`] with its waiter registered already; without
+    /// `read_first` it waits for a change before it reads the store (the
+    /// caller knows `done` does not hold yet, and no change since the
+    /// waiter was registered is missed: it finds them unseen).
+    pub(super) async fn wait_with(
+        &self,
+        mut waiting: Waiting<'_>,
+        id: &ExecutionId,
+        done: impl Fn(&ExecutionRecord) -> bool,
+        mut read_first: bool,
+    ) -> Result<ExecutionRecord, RuntimeError> {
         let changes = &mut waiting.changes;
         loop {
-            changes.borrow_and_update();
-            match self.inner.store.get_execution(id).await {
-                Ok(rec) if done(&rec) => return Ok(rec),
-                Ok(_) => {}
-                Err(e) if e.is_retriable() => {
-                    tracing::debug!(execution = %id, "waiting through a store error: {e}");
+            if read_first {
+                changes.borrow_and_update();
+                match self.inner.store.get_execution(id).await {
+                    Ok(rec) if done(&rec) => return Ok(rec),
+                    Ok(_) => {}
+                    Err(e) if e.is_retriable() => {
+                        tracing::debug!(execution = %id, "waiting through a store error: {e}");
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             }
+            read_first = true;
             // The sender lives as long as `self`, so `changed` cannot fail.
             tokio::select! {
                 _ = changes.changed() => {}

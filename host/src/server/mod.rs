@@ -162,13 +162,25 @@ impl AppState {
         id: &ExecutionId,
         wait: Duration,
     ) -> Result<ExecutionRecord, RuntimeError> {
+        let settled = self.runtime.wait_until(id, ExecutionRecord::is_settled);
+        self.wait_for(id, wait, settled).await
+    }
+
+    /// Waits for `settled` (a wait until `id` settles) for up to `wait`
+    /// (capped below the request timeout) or until the host shuts down,
+    /// then reads the record if it has not settled.
+    async fn wait_for(
+        &self,
+        id: &ExecutionId,
+        wait: Duration,
+        settled: impl Future<Output = Result<ExecutionRecord, RuntimeError>>,
+    ) -> Result<ExecutionRecord, RuntimeError> {
         let wait = api::cap_wait(wait, self.config.request_timeout);
         let mut shutdown = self.shutting_down.subscribe();
         // `wait_for` yields a borrow guard that must not live across an await.
         let shutting_down = async move {
             let _ = shutdown.wait_for(|down| *down).await;
         };
-        let settled = self.runtime.wait_until(id, ExecutionRecord::is_settled);
         tokio::select! {
             r = settled => r,
             _ = tokio::time::sleep(wait) => self.runtime.status(id).await,

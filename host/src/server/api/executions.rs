@@ -57,13 +57,23 @@ pub async fn start(
         })
         .transpose()?;
     let options = StartOptions { id, stream, trace };
-    let id = state
-        .runtime
-        .start_with_options(&name, input, options)
-        .await?;
-    let record = match wait {
-        Some(w) if !w.is_zero() => state.wait_settled(&id, w).await?,
-        _ => state.runtime.status(&id).await?,
+    let (id, record) = match wait {
+        Some(w) if !w.is_zero() => {
+            let (id, settled) = state
+                .runtime
+                .start_and_wait_settled(&name, input, options)
+                .await?;
+            let record = state.wait_for(&id, w, settled).await?;
+            (id, record)
+        }
+        _ => {
+            let id = state
+                .runtime
+                .start_with_options(&name, input, options)
+                .await?;
+            let record = state.runtime.status(&id).await?;
+            (id, record)
+        }
     };
     let status = if record.status.is_terminal() {
         StatusCode::OK
