@@ -202,16 +202,24 @@ impl State {
     }
 }
 
-/// An execution that has not reached a terminal status, to change. (A
-/// function of the map rather than of [`State`], so the index can be
-/// updated while the execution is borrowed.)
+/// An execution, to change. (Functions of the map rather than of
+/// [`State`], so the index can be updated while the execution is
+/// borrowed.)
+fn existing<'a>(
+    executions: &'a mut HashMap<ExecutionId, Execution>,
+    id: &ExecutionId,
+) -> Result<&'a mut Execution, StoreError> {
+    executions
+        .get_mut(id)
+        .ok_or_else(|| StoreError::NotFound(id.clone()))
+}
+
+/// An execution that has not reached a terminal status, to change.
 fn unfinished<'a>(
     executions: &'a mut HashMap<ExecutionId, Execution>,
     id: &ExecutionId,
 ) -> Result<&'a mut Execution, StoreError> {
-    let exec = executions
-        .get_mut(id)
-        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    let exec = existing(executions, id)?;
     if exec.record.status.is_terminal() {
         return Err(StoreError::Terminal {
             id: id.clone(),
@@ -589,10 +597,7 @@ impl Store for MemoryStore {
         acked: Option<u64>,
     ) -> Result<ConsumerSession, StoreError> {
         let mut state = self.lock();
-        let exec = state
-            .executions
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let exec = existing(&mut state.executions, id)?;
         let s = exec
             .sessions
             .entry(session.to_owned())
@@ -615,10 +620,7 @@ impl Store for MemoryStore {
         session: &str,
     ) -> Result<Option<ConsumerSession>, StoreError> {
         let mut state = self.lock();
-        let exec = state
-            .executions
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        let exec = existing(&mut state.executions, id)?;
         Ok(exec.sessions.get_mut(session).map(|s| {
             s.closed = true;
             s.last_access_ms = now_ms();
