@@ -354,7 +354,9 @@ impl EntryKind {
     // call; otherwise it returns the call the entry does record, and replay
     // reports nondeterminism. Checking the call and taking its value out are one
     // `match`, so they cannot disagree, and no caller has an "impossible"
-    // arm to write.
+    // arm to write. A tool call's check is a function of its own
+    // (`records_tool`), which the current world's `call-tool` makes with
+    // the arguments still in the guest's memory.
 
     /// The recorded result of `call-tool(category, name, input)`.
     pub fn replay_tool(
@@ -363,24 +365,44 @@ impl EntryKind {
         name: &str,
         input_digest: &Digest,
     ) -> Result<RecordedTool, Call> {
+        if self.records_tool(category, name, input_digest) {
+            self.recorded_tool()
+        } else {
+            Err(self.call())
+        }
+    }
+
+    /// Whether this entry records `call-tool` of `category/name` with an
+    /// input of this digest: what [`EntryKind::replay_tool`] accepts,
+    /// checked without taking the entry.
+    pub fn records_tool(&self, category: &str, name: &str, input_digest: &Digest) -> bool {
         match self {
             EntryKind::Tool {
                 category: c,
                 name: n,
                 input_digest: d,
-                result,
                 ..
-            } if c == category && n == name && d == *input_digest => {
-                Ok(RecordedTool::Inline(result))
             }
-            EntryKind::ToolStored {
+            | EntryKind::ToolStored {
                 category: c,
                 name: n,
                 input_digest: d,
+                ..
+            } => c == category && n == name && d == input_digest,
+            _ => false,
+        }
+    }
+
+    /// A tool call's recorded result, whatever the call: for an entry
+    /// [`EntryKind::records_tool`] has already matched.
+    pub fn recorded_tool(self) -> Result<RecordedTool, Call> {
+        match self {
+            EntryKind::Tool { result, .. } => Ok(RecordedTool::Inline(result)),
+            EntryKind::ToolStored {
                 result_digest,
                 result_len,
                 ..
-            } if c == category && n == name && d == *input_digest => Ok(RecordedTool::Stored {
+            } => Ok(RecordedTool::Stored {
                 digest: result_digest,
                 len: result_len,
             }),

@@ -37,7 +37,7 @@ use crate::stream::pacer::{Blocked, Pacer};
 use crate::telemetry::InvocationSpan;
 use crate::tools::attempts::{Attempts, RetryBoard};
 use crate::tools::{IdempotencyKey, ToolCall, ToolRegistry};
-use guard::{LogLimit, Progress};
+use guard::{LogLimit, Progress, Watch};
 use join::Join;
 use opentelemetry::KeyValue;
 
@@ -258,9 +258,10 @@ struct Steps {
     replay_done: Option<Instant>,
     started: Instant,
     new_steps: u32,
-    /// When the guest last returned from one of the host's imports (see
-    /// [`guard`]).
+    /// How often the guest has returned from one of the host's imports
+    /// (see [`guard`]), and the epoch callback's view of it.
     progress: Arc<Progress>,
+    watch: Watch,
     time_limit: Duration,
     log: LogLimit,
     /// The log lines kept when the invocation captures them.
@@ -315,6 +316,14 @@ impl Steps {
 
     fn replaying(&self) -> bool {
         self.cursor < self.journal.len()
+    }
+
+    /// Whether the next entry to replay records `call-tool` of
+    /// `category/name` with an input of this digest.
+    fn replays_tool(&self, category: &str, name: &str, input_digest: &Digest) -> bool {
+        self.journal
+            .get(self.cursor)
+            .is_some_and(|e| e.kind.records_tool(category, name, input_digest))
     }
 
     /// Ends the invocation for `end`: the returned error traps the guest,
@@ -520,6 +529,7 @@ pub(crate) async fn run(
             started: now,
             new_steps: 0,
             progress: progress.clone(),
+            watch: Watch::new(),
             time_limit: limits.time_without_progress,
             log: LogLimit::new(
                 limits.log_burst,
@@ -537,7 +547,7 @@ pub(crate) async fn run(
     wstore.set_epoch_deadline(1);
     wstore.epoch_deadline_callback(|mut ctx| {
         let steps = &mut ctx.data_mut().steps;
-        if steps.progress.idle() > steps.time_limit {
+        if steps.watch.idle(&steps.progress) > steps.time_limit {
             return Err(wasmtime::Error::new(LimitHit::Time(steps.time_limit)));
         }
         Ok(UpdateDeadline::Yield(1))

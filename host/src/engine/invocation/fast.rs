@@ -7,9 +7,10 @@
 //! one, and replay is where an execution resumed after many steps spends
 //! its time. So the current world's `call-tool` is defined over the
 //! generated one, taking its arguments as views of the guest's memory: the
-//! input is hashed where it lies, the tool's category and name are copied
-//! only if they are too long to keep inline, and the input is copied only
-//! when the call runs the tool. What a call does is the generated import's
+//! input is hashed and the tool's name compared with the next entry where
+//! they lie, so a replayed call copies nothing out of the guest; the
+//! arguments are copied only when the call runs the tool (or fails as
+//! nondeterminism). What a call does is the generated import's
 //! ([`InvocationState::replay_tool`], then [`InvocationState::run_tool`]).
 //! The frozen worlds keep the generated binding.
 
@@ -57,11 +58,24 @@ fn call_tool(
     (category, name, input): (WasmStr, WasmStr, WasmList<u8>),
 ) -> Box<dyn Future<Output = wasmtime::Result<(ToolResult,)>> + Send + '_> {
     Box::new(async move {
-        let (input_digest, category, name) = (
-            Digest::of(input.as_le_slice(&store)),
-            ToolName::from(category.to_str(&store)?),
-            ToolName::from(name.to_str(&store)?),
-        );
+        // Compared where they lie: a replayed call copies nothing out.
+        let (input_digest, replayed) = {
+            let input_digest = Digest::of(input.as_le_slice(&store));
+            let category = category.to_str(&store)?;
+            let name = name.to_str(&store)?;
+            let steps = &store.data().steps;
+            (
+                input_digest,
+                steps.replays_tool(&category, &name, &input_digest),
+            )
+        };
+        if replayed {
+            let result = store.data_mut().replay_matched_tool().await?;
+            return Ok((result,));
+        }
+        // Past the journal, or another call than it records.
+        let category = ToolName::from(category.to_str(&store)?);
+        let name = ToolName::from(name.to_str(&store)?);
         let state = store.data_mut();
         if let Some(result) = state.replay_tool(&category, &name, input_digest).await? {
             return Ok((result,));

@@ -14,21 +14,22 @@ use std::time::{Duration, Instant};
 
 use tokio::time::Instant as Clock;
 
-/// When the guest last made progress (returned from one of the host's
-/// imports), and whether it is inside one now. Shared between the store's
-/// data and the watchdog racing the call.
+/// How often the guest has made progress (returned from one of the
+/// host's imports), and whether it is inside one now. Shared between the
+/// store's data and the watchdog racing the call.
+///
+/// Progress is a count, not a time: an import returns on every replayed
+/// entry, and reading the clock there was ~2% of replay. The observers
+/// read the clock instead, at their own pace ([`Watch`]).
 pub(crate) struct Progress {
-    start: Clock,
-    /// Nanoseconds from `start` to the last progress.
-    last: AtomicU64,
+    made: AtomicU64,
     in_host: AtomicBool,
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
         Self {
-            start: Clock::now(),
-            last: AtomicU64::new(0),
+            made: AtomicU64::new(0),
             in_host: AtomicBool::new(false),
         }
     }
@@ -41,32 +42,55 @@ impl Progress {
 
     /// The guest made progress: an import returned.
     pub(crate) fn made(&self) {
-        let now = self.start.elapsed().as_nanos() as u64;
-        self.last.store(now, Ordering::Relaxed);
+        self.made.fetch_add(1, Ordering::Relaxed);
         self.in_host.store(false, Ordering::Relaxed);
     }
 
-    /// How long the guest has gone without progress; zero while it is in
-    /// one of the host's imports.
-    pub(crate) fn idle(&self) -> Duration {
-        if self.in_host.load(Ordering::Relaxed) {
-            return Duration::ZERO;
-        }
-        let last = Duration::from_nanos(self.last.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
-    }
-
     /// Completes once the guest has gone `limit` without progress, however
-    /// it spent the time. One timer, re-armed only when it fires early.
+    /// it spent the time: it looks every quarter of the limit, so it ends
+    /// the call between `limit` and 1.25 x `limit` after the last progress.
     pub(crate) async fn overdue(&self, limit: Duration) {
+        let mut watch = Watch::new();
+        let every = (limit / 4).max(Duration::from_millis(1));
         loop {
-            let idle = self.idle();
-            if idle > limit {
+            if watch.idle(self) > limit {
                 return;
             }
-            // A little past the limit, so one wake-up usually decides.
-            tokio::time::sleep(limit - idle + Duration::from_millis(5)).await;
+            tokio::time::sleep(every).await;
         }
+    }
+}
+
+/// One observer's view of a [`Progress`]: the count it last saw, and when
+/// it first saw it.
+pub(crate) struct Watch {
+    seen: u64,
+    since: Clock,
+}
+
+impl Watch {
+    pub(crate) fn new() -> Self {
+        Self {
+            seen: 0,
+            since: Clock::now(),
+        }
+    }
+
+    /// How long the guest has gone without progress, as far as this
+    /// observer can tell: zero if it made some since the last look (or is
+    /// inside one of the host's imports), else the time since the look that
+    /// first found the count as it is. Progress made just after a look is
+    /// dated at the next look, so looks at least every `d` may count up to
+    /// `d` short, never long.
+    pub(crate) fn idle(&mut self, progress: &Progress) -> Duration {
+        let now = Clock::now();
+        let made = progress.made.load(Ordering::Relaxed);
+        if made != self.seen || progress.in_host.load(Ordering::Relaxed) {
+            self.seen = made;
+            self.since = now;
+            return Duration::ZERO;
+        }
+        now.saturating_duration_since(self.since)
     }
 }
 
@@ -164,8 +188,24 @@ mod tests {
         let in_host = tokio::time::timeout(limit * 3, p.overdue(limit));
         assert!(in_host.await.is_err(), "time in the host counted");
         p.made();
+        let began = Clock::now();
         let outside = tokio::time::timeout(Duration::from_secs(5), p.overdue(limit));
         assert!(outside.await.is_ok(), "time outside the host did not count");
-        assert!(p.idle() > limit);
+        assert!(began.elapsed() > limit, "ended before the limit");
+    }
+
+    #[test]
+    fn a_watch_counts_from_the_last_progress_it_saw() {
+        let p = Progress::new();
+        let mut watch = Watch::new();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(watch.idle(&p) >= Duration::from_millis(20));
+        p.enter();
+        assert_eq!(watch.idle(&p), Duration::ZERO, "inside the host");
+        p.made();
+        assert_eq!(watch.idle(&p), Duration::ZERO, "progress since the last look");
+        std::thread::sleep(Duration::from_millis(20));
+        let idle = watch.idle(&p);
+        assert!(idle >= Duration::from_millis(20), "{idle:?}");
     }
 }

@@ -395,18 +395,17 @@ impl InvocationState {
     /// `call-tool` while the guest is behind the journal: the recorded
     /// result if the next entry records this call, nondeterminism if it
     /// records another. `None` past the journal (the budget checked): the
-    /// call is [`InvocationState::run_tool`]'s. Takes the arguments
-    /// borrowed and the input as its digest, so the current world's import
-    /// (`fast.rs`) replays without copying them out of the guest.
+    /// call is [`InvocationState::run_tool`]'s. Takes the input as its
+    /// digest, so the current world's import (`fast.rs`) replays without
+    /// copying it out of the guest.
     pub(super) async fn replay_tool(
         &mut self,
         category: &str,
         name: &str,
         input_digest: Digest,
     ) -> wasmtime::Result<Option<Result<Vec<u8>, ToolError>>> {
-        let s = &mut self.steps;
-        s.enter();
-        let replayed = s.replay(
+        self.steps.enter();
+        let replayed = self.steps.replay(
             || Call::Tool {
                 category: category.to_owned(),
                 name: name.to_owned(),
@@ -414,18 +413,50 @@ impl InvocationState {
             },
             |k| k.replay_tool(category, name, &input_digest),
         )?;
-        let result = match replayed {
-            None => return Ok(None),
-            Some(RecordedTool::Inline(result)) => result,
-            Some(RecordedTool::Stored { digest, len }) => {
-                match s.store.get_blob(&digest, len).await {
-                    Ok(bytes) => Ok(bytes),
-                    Err(e) => return Err(s.stop(End::Store(e))),
-                }
-            }
+        match replayed {
+            None => Ok(None),
+            Some(recorded) => self.recorded_tool(recorded).await.map(Some),
+        }
+    }
+
+    /// Replays the next entry, which [`Steps::replays_tool`] found to
+    /// record the guest's `call-tool`: the current world's import compares
+    /// the call in place, with its arguments still in the guest's memory,
+    /// and copies nothing out for a replayed call.
+    pub(super) async fn replay_matched_tool(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+        self.steps.enter();
+        let recorded = self.steps.replay(
+            // Only named in a failure, which the check made before this
+            // call rules out: the entry is the tool call it was.
+            || Call::Checkpoint,
+            EntryKind::recorded_tool,
+        )?;
+        match recorded {
+            Some(recorded) => self.recorded_tool(recorded).await,
+            None => Err(wasmtime::Error::msg(
+                "a matched tool call found no journal entry to replay",
+            )),
+        }
+    }
+
+    /// A replayed tool call's result, fetched from the store if it was
+    /// kept apart (a large one).
+    async fn recorded_tool(
+        &mut self,
+        recorded: RecordedTool,
+    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+        let s = &mut self.steps;
+        let result = match recorded {
+            RecordedTool::Inline(result) => result,
+            RecordedTool::Stored { digest, len } => match s.store.get_blob(&digest, len).await {
+                Ok(bytes) => Ok(bytes),
+                Err(e) => return Err(s.stop(End::Store(e))),
+            },
         };
         s.progress();
-        Ok(Some(result.map_err(tool_error)))
+        Ok(result.map_err(tool_error))
     }
 
     /// `call-tool` past the journal: runs the tool and records its result
