@@ -12,7 +12,8 @@
 //! - the live step cost (steps n=100 minus n=0, per step) on the in-memory and
 //!   the file store (the file store fsyncs every append);
 //! - the replay cost per journal entry (resume an execution whose 1,000
-//!   entries are already journaled, minus one with none);
+//!   entries are already journaled, minus one with none), with the steps
+//!   guest's 16-byte payloads and with empty ones;
 //! - on Redis over loopback TCP (a private `redis-server`, AOF with fsync
 //!   every second): one raw `PING` and `RPUSH` round trip, one journal
 //!   append (the Lua script), a live step end to end, loading and resuming
@@ -214,6 +215,18 @@ fn main() {
         row("resume + replay of 1,000 entries, memory store", &r1000);
         let per_entry = (us(r1000.median) - us(r0.median)) / 1000.0;
         println!("  => replay per entry: {per_entry:.2} us");
+        // The same with empty payloads: the steps guest sends its 16 bytes
+        // as an array of 16 numbers, which its MessagePack encoding and
+        // decoding walk one by one; this row leaves that to the guest's
+        // own share and shows what a call costs around it.
+        let empty = encode(&json!({"n": 1000, "size": 0}));
+        let id = rt.start("steps", empty.clone(), None).await.unwrap();
+        wait(&rt, &id).await;
+        let empty_journal = rt.journal(&id).await.unwrap();
+        let e1000 = replay_many(&rt, &memory, "steps", &empty, &empty_journal, 50).await;
+        row("resume + replay of 1,000 entries, empty payloads", &e1000);
+        let per_empty = (us(e1000.median) - us(r0.median)) / 1000.0;
+        println!("  => replay per entry, empty payloads: {per_empty:.2} us");
 
         redis_scenarios(&memory, &input, &journal).await;
     });

@@ -282,11 +282,16 @@ pub async fn suspend_records_timers(store: Arc<dyn Store>) {
 pub async fn finished_executions_are_final(store: Arc<dyn Store>) {
     let id = created(store.as_ref(), "e1").await;
     let l = lease(store.as_ref(), &id, "a").await;
-    store
+    store.append(&id, &l, 0, &entry(0)).await.unwrap();
+    let written = store
         .finish(&id, &l, &Outcome::Completed(b"out".to_vec()))
         .await
         .unwrap();
     let rec = store.get_execution(&id).await.unwrap();
+    // What `finish` hands back is what a read finds: waiters take it
+    // instead of reading.
+    assert_eq!(written, rec);
+    assert_eq!(rec.journal_len, 1);
     assert_eq!(rec.status, Status::Completed);
     assert_eq!(rec.outcome, Some(Outcome::Completed(b"out".to_vec())));
     assert!(matches!(

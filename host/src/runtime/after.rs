@@ -13,9 +13,12 @@ use crate::execution::Lease;
 impl Inner {
     /// Records how an invocation ended and says what the driver does next.
     pub(super) async fn after(self: &Arc<Self>, id: &ExecutionId, lease: &Lease, end: End) -> Next {
+        // The record the end wrote, for the waiters here.
+        let mut written = None;
         let next = match end {
             End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
-                Ok(()) => {
+                Ok(record) => {
+                    written = Some(Arc::new(record));
                     self.metrics
                         .finished
                         .get_or_create(&StatusLabel {
@@ -95,7 +98,7 @@ impl Inner {
                 Next::Retry
             }
         };
-        self.notify(id);
+        self.notify_written(id, written);
         next
     }
 

@@ -5,7 +5,12 @@
 //! execution's waiters, and each reads the store once; not an
 //! invocation's start, which no state waited for depends on),
 //! by other hosts' invocations ending (through the queue's pub/sub), and
-//! polls the store meanwhile, so a lost message only costs latency.
+//! polls the store meanwhile, so a lost message only costs latency. An
+//! invocation's end hands its waiters the record it wrote, so they find
+//! an execution that finished here without reading it back (on Redis, a
+//! round trip of every start that waits for its result).
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -19,11 +24,16 @@ use crate::ids::ExecutionId;
 /// by other hosts.
 pub const WAIT_POLL: Duration = Duration::from_millis(250);
 
-/// The waiters of one execution: how many, and what wakes them.
+/// The waiters of one execution: how many, and what wakes them, with the
+/// record the change wrote when the runtime has it.
 pub(super) struct Waited {
     count: usize,
-    changes: watch::Sender<u64>,
+    changes: watch::Sender<Written>,
 }
+
+/// What a change hands the waiters: the record as the store wrote it
+/// ([`crate::store::Store::finish`]'s), or nothing (read the store).
+type Written = Option<Arc<ExecutionRecord>>;
 
 /// Counts a waiter in [`Inner::waited`] while it lives.
 pub(super) struct Waiting<'a> {
@@ -31,7 +41,7 @@ pub(super) struct Waiting<'a> {
     id: String,
     /// Changes of this execution only: a waiter reads the store when its
     /// own execution changed, not whenever any did.
-    changes: watch::Receiver<u64>,
+    changes: watch::Receiver<Written>,
 }
 
 impl Drop for Waiting<'_> {
@@ -51,7 +61,7 @@ impl Inner {
         let mut waited = self.waited.lock().expect("waited poisoned");
         let w = waited.entry(id.to_string()).or_insert_with(|| Waited {
             count: 0,
-            changes: watch::channel(0).0,
+            changes: watch::channel(None).0,
         });
         w.count += 1;
         Waiting {
@@ -73,14 +83,24 @@ impl Inner {
     /// `id` changed: wakes its waiters here, and whatever watches this
     /// runtime's work as a whole (a drain).
     pub(super) fn notify(&self, id: &ExecutionId) {
-        self.notify_waiters(id.as_str());
+        self.notify_written(id, None);
+    }
+
+    /// [`Inner::notify`] with the record the change wrote, which its
+    /// waiters take instead of reading the store.
+    pub(super) fn notify_written(&self, id: &ExecutionId, written: Written) {
+        self.wake_waiters(id.as_str(), written);
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Wakes the waiters of `id` here, if any.
     pub(super) fn notify_waiters(&self, id: &str) {
+        self.wake_waiters(id, None);
+    }
+
+    fn wake_waiters(&self, id: &str, written: Written) {
         if let Some(w) = self.waited.lock().expect("waited poisoned").get(id) {
-            w.changes.send_modify(|v| *v = v.wrapping_add(1));
+            w.changes.send_replace(written);
         }
     }
 }
@@ -123,7 +143,12 @@ impl Runtime {
         let changes = &mut waiting.changes;
         loop {
             if read_first {
-                changes.borrow_and_update();
+                // The record a change here wrote, if it handed one over and
+                // it is what the caller waits for; else the store's.
+                let written = changes.borrow_and_update().clone();
+                if let Some(rec) = written.filter(|rec| done(rec)) {
+                    return Ok(Arc::unwrap_or_clone(rec));
+                }
                 match self.inner.store.get_execution(id).await {
                     Ok(rec) if done(&rec) => return Ok(rec),
                     Ok(_) => {}

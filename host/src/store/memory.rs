@@ -504,15 +504,17 @@ impl Store for MemoryStore {
         id: &ExecutionId,
         lease: &Lease,
         outcome: &Outcome,
-    ) -> Result<(), StoreError> {
-        self.lock().with_leased(id, lease, |exec| {
+    ) -> Result<ExecutionRecord, StoreError> {
+        let mut state = self.lock();
+        state.with_leased(id, lease, |exec| {
             let rec = &mut exec.record;
             rec.lease = None;
             rec.wait = None;
             rec.status = outcome.status();
             rec.outcome = Some(outcome.clone());
             Ok(())
-        })
+        })?;
+        Ok(state.get(id)?.record.clone())
     }
 
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {

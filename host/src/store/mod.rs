@@ -332,13 +332,15 @@ pub trait Store: Send + Sync + 'static {
         wait: &Wait,
         consumed: u64,
     ) -> Result<Suspended, StoreError>;
-    /// Records the outcome and releases the lease.
+    /// Records the outcome and releases the lease. Returns the record as
+    /// written, what [`Store::get_execution`] reads right after: the host
+    /// hands it to the execution's waiters, which need not read it back.
     async fn finish(
         &self,
         id: &ExecutionId,
         lease: &Lease,
         outcome: &Outcome,
-    ) -> Result<(), StoreError>;
+    ) -> Result<ExecutionRecord, StoreError>;
     /// Releases a lease without changing anything else (e.g. after a
     /// retriable failure), leaving the execution ready to run.
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError>;

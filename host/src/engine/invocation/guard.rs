@@ -203,7 +203,11 @@ mod tests {
         p.enter();
         assert_eq!(watch.idle(&p), Duration::ZERO, "inside the host");
         p.made();
-        assert_eq!(watch.idle(&p), Duration::ZERO, "progress since the last look");
+        assert_eq!(
+            watch.idle(&p),
+            Duration::ZERO,
+            "progress since the last look"
+        );
         std::thread::sleep(Duration::from_millis(20));
         let idle = watch.idle(&p);
         assert!(idle >= Duration::from_millis(20), "{idle:?}");

@@ -504,7 +504,7 @@ impl Store for EmbeddedStore {
         id: &ExecutionId,
         lease: &Lease,
         outcome: &Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ExecutionRecord, StoreError> {
         let (id, lease, outcome) = (id.clone(), lease.clone(), outcome.clone());
         self.run(move |db| {
             write(db, true, |tx| {
@@ -514,7 +514,8 @@ impl Store for EmbeddedStore {
                     rec.status = outcome.status();
                     rec.outcome = Some(outcome.clone());
                     Ok(())
-                })
+                })?;
+                read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)
             })
         })
         .await

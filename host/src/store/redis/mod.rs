@@ -537,19 +537,22 @@ impl Store for RedisStore {
         id: &ExecutionId,
         lease: &Lease,
         outcome: &Outcome,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ExecutionRecord, StoreError> {
         let status = outcome.status();
         let workflow = self.workflow_of(id).await?;
         let mut script = scripts().finish.prepare_invoke();
         script
             .key(self.key("x", id))
+            .key(self.key("j", id))
             .arg(lease.token)
             .arg(outcome.status().as_str())
             .arg(encode(outcome));
         let (at, v) = self.enter_then_run(id, status, &workflow, &script).await?;
-        self.checked(v, "finish", id, status, &workflow, at)?;
+        let record = self
+            .checked(v, "finish", id, status, &workflow, at)?
+            .record()?;
         self.settle_later(id, status, Some(workflow), at);
-        Ok(())
+        Ok(record)
     }
 
     async fn release_lease(&self, id: &ExecutionId, lease: &Lease) -> Result<(), StoreError> {
