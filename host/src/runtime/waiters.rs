@@ -32,7 +32,10 @@ pub(super) struct Waited {
 }
 
 /// What a change hands the waiters: the record as the store wrote it
-/// ([`crate::store::Store::finish`]'s), or nothing (read the store).
+/// ([`crate::store::Store::finish`]'s), or nothing (read the store). Only
+/// an execution's end is handed over, and an ended record never changes,
+/// so a later wake without a record (the driver wakes the waiters once
+/// more when it lets the execution go) keeps it.
 type Written = Option<Arc<ExecutionRecord>>;
 
 /// Counts a waiter in [`Inner::waited`] while it lives.
@@ -100,7 +103,11 @@ impl Inner {
 
     fn wake_waiters(&self, id: &str, written: Written) {
         if let Some(w) = self.waited.lock().expect("waited poisoned").get(id) {
-            w.changes.send_replace(written);
+            w.changes.send_modify(|kept| {
+                if written.is_some() {
+                    *kept = written;
+                }
+            });
         }
     }
 }
