@@ -194,7 +194,13 @@ async fn parked(label: &str, binary: &Path, redis: Option<&str>) {
     let most = env_or("BENCH_PARKED", 10_000);
     let settle = Duration::from_secs(env_or("BENCH_SETTLE", 5) as u64);
     let host = serve(binary, redis);
-    let http = reqwest::Client::new();
+    // Pooled connections are let go before the server's idle keep-alive
+    // limit (its 10 s header timeout): reused at that moment, one can be
+    // closed under a request, which then fails with an incomplete message.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     deploy(&http, &host.url, "signals").await;
     // Warm up: the compiled component, connections, the store's first pages.
     park(&http, &host.url, 0, 100).await;
