@@ -11,7 +11,6 @@
 //! round trip of every start that waits for its result).
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use tokio::sync::watch;
