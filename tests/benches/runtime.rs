@@ -23,7 +23,7 @@
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
 //! executions; `zerotask` started from a worker task) or `replayloop` (1,000 entries replayed over and over) for
 //! 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
-//! entries) a fixed number. Instruction counts of the steady state, which
+//! entries) a fixed number, `redis` the Redis rows alone. Instruction counts of the steady state, which
 //! stay stable on a shared machine:
 //!
 //! ```text
@@ -157,6 +157,15 @@ fn main() {
                 t.elapsed(),
                 t.elapsed().as_secs_f64() * 1e6 / n as f64
             );
+            return;
+        }
+        if std::env::var("BENCH_ONLY").as_deref() == Ok("redis") {
+            // The Redis rows alone, for side-by-side runs of the store.
+            let input = encode(&json!({"n": 1000, "size": 16}));
+            let id = rt.start("steps", input.clone(), None).await.unwrap();
+            wait(&rt, &id).await;
+            let journal = rt.journal(&id).await.unwrap();
+            redis_scenarios(&memory, &input, &journal).await;
             return;
         }
         // Warm up: compile caches, pool slots, allocator.
@@ -369,13 +378,19 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
     })
     .await;
     row("raw LRANGE of the same 1,000 entries", &lrange);
-    // Where a load's time goes: the store's script alone (its reply not
-    // decoded), and decoding the 1,000 entries alone.
+    // Where a load's time goes: the store's round trip alone (its script
+    // and the journal's pipelined `LRANGE`, replies not decoded), and
+    // decoding the 1,000 entries alone.
     let script = ::redis::Script::new(include_str!("../../host/src/store/redis/lua/load.lua"));
     let keys: Vec<String> = ["x", "j", "s", "sk"]
         .iter()
         .map(|k| format!("reprise:{k}:{{{loaded_id}}}"))
         .collect();
+    let _: String = script
+        .prepare_invoke()
+        .load_async(&mut conn.clone())
+        .await
+        .unwrap();
     let scripted = time_many(200, |_| {
         let (mut c, script, keys) = (conn.clone(), script.clone(), keys.clone());
         async move {
@@ -383,12 +398,22 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
             for k in &keys {
                 inv.key(k);
             }
-            let v: ::redis::Value = inv.invoke_async(&mut c).await.unwrap();
+            let mut pipe = ::redis::pipe();
+            pipe.invoke_script(&inv)
+                .cmd("LRANGE")
+                .arg(&keys[1])
+                .arg(0)
+                .arg(-1);
+            let (v, j): (::redis::Value, ::redis::Value) = pipe.query_async(&mut c).await.unwrap();
             assert!(matches!(v, ::redis::Value::Array(_)));
+            assert!(matches!(j, ::redis::Value::Array(j) if j.len() == 1000));
         }
     })
     .await;
-    row("the load script alone, reply not decoded", &scripted);
+    row(
+        "the load's round trip alone, replies not decoded",
+        &scripted,
+    );
     let raw: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
         .arg(&jkey)
         .arg(0)

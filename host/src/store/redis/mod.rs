@@ -292,16 +292,22 @@ impl Store for RedisStore {
     }
 
     async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
-        let v: Value = scripts()
-            .load
-            .key(self.key("x", id))
-            .key(self.key("j", id))
-            .key(self.key("s", id))
-            .key(self.key("sk", id))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        Reply::new(v, "load")?.check(id)?.snapshot()
+        let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
+        let (pipe, script) = scripts::load(&keys);
+        // A journal shorter than the record says was deleted between the
+        // two reads: read again, which finds it gone (or its successor).
+        for _ in 0..3 {
+            let (v, journal): (Value, Vec<Vec<u8>>) =
+                scripts::query_with_script(&mut self.conn(), &pipe, &script)
+                    .await
+                    .map_err(redis_err)?;
+            if let Some(snapshot) = Reply::new(v, "load")?.check(id)?.snapshot_with(journal)? {
+                return Ok(snapshot);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "redis: the journal of {id} changed under every read"
+        )))
     }
 
     async fn journal_page(
@@ -351,7 +357,11 @@ impl Store for RedisStore {
             token: reply.next()?,
             expires_at_ms: reply.next()?,
         };
-        let snapshot = reply.snapshot_with(journal)?;
+        // The lease is ours, so the journal cannot grow in between; a
+        // shorter one was deleted after the lease was taken.
+        let snapshot = reply
+            .snapshot_with(journal)?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         self.remember_workflow(id, &snapshot.record.workflow);
         self.settle_later(
             id,

@@ -165,19 +165,24 @@ pub(super) fn record_from(
 }
 
 impl Reply {
-    /// Reads a snapshot: record, journal length, journal, signal payloads
-    /// and names.
-    pub(super) fn snapshot(&mut self) -> Result<Snapshot, StoreError> {
-        let record = self.record()?;
-        let raw: Vec<Vec<u8>> = self.next()?;
-        self.snapshot_of(record, raw)
-    }
-
     /// Reads a snapshot (record, signals) from the reply, with its journal
-    /// read by a command of its own.
-    pub(super) fn snapshot_with(&mut self, raw: Vec<Vec<u8>>) -> Result<Snapshot, StoreError> {
+    /// `raw` read by a command pipelined after the script. Entries are only
+    /// ever appended, so a journal longer than the record's length had
+    /// entries appended in between, and its first `journal_len` entries
+    /// are the journal as the record was read: the snapshot keeps those.
+    /// A shorter one was deleted in between (and perhaps created again):
+    /// `None`.
+    pub(super) fn snapshot_with(
+        &mut self,
+        mut raw: Vec<Vec<u8>>,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let record = self.record()?;
-        self.snapshot_of(record, raw)
+        let len = usize::try_from(record.journal_len).unwrap_or(usize::MAX);
+        if raw.len() < len {
+            return Ok(None);
+        }
+        raw.truncate(len);
+        self.snapshot_of(record, raw).map(Some)
     }
 
     fn snapshot_of(
@@ -235,7 +240,67 @@ pub(super) fn parse_session(id: String, v: &str) -> Result<ConsumerSession, Stor
 mod tests {
     use super::*;
     use crate::execution::OnAbandon;
+    use crate::journal::EntryKind;
+    use crate::persist::encode;
     use crate::persist::golden::{check, digest};
+
+    /// A load's reply as Redis sends it: the script's (record of
+    /// `journal_len` entries, no signals), and `entries` checkpoints read
+    /// by the pipelined `LRANGE`.
+    fn load_reply(journal_len: i64, entries: u64) -> (Reply, Vec<Vec<u8>>) {
+        let meta = Meta {
+            id: ExecutionId::new("order-42").unwrap(),
+            workflow: "checkout".into(),
+            digest: digest("component"),
+            input: vec![0xc0],
+            seed: 7,
+            created_at_ms: 1_700_000_000_000,
+            stream: None,
+            parent: None,
+        };
+        let bulk = |b: &[u8]| Value::BulkString(b.to_vec());
+        let fields = [
+            bulk(b"meta"),
+            bulk(&encode(&meta)),
+            bulk(b"st"),
+            bulk(b"suspended"),
+        ];
+        let script = Value::Array(vec![
+            bulk(b"ok"),
+            Value::Array(fields.to_vec()),
+            Value::Int(journal_len),
+            Value::Array(vec![]),
+            Value::Array(vec![]),
+        ]);
+        let journal = (0..entries)
+            .map(|i| {
+                encode(&Entry {
+                    at_ms: 1_700_000_000_000,
+                    duration_us: i,
+                    kind: EntryKind::Checkpoint,
+                })
+            })
+            .collect();
+        (Reply::new(script, "load").unwrap(), journal)
+    }
+
+    /// The journal is read after the record, so it may have grown in
+    /// between (the snapshot keeps what the record counts) or been deleted
+    /// (no snapshot: the caller reads again).
+    #[test]
+    fn a_journal_read_after_its_record_is_cut_to_the_records_length() {
+        let (mut reply, journal) = load_reply(2, 2);
+        let same = reply.snapshot_with(journal).unwrap().unwrap();
+        assert_eq!(same.record.journal_len, 2);
+        assert_eq!(same.journal.len(), 2);
+
+        let (mut reply, journal) = load_reply(2, 5);
+        let grown = reply.snapshot_with(journal).unwrap().unwrap();
+        assert_eq!(grown.journal, same.journal);
+
+        let (mut reply, journal) = load_reply(2, 1);
+        assert!(reply.snapshot_with(journal).unwrap().is_none());
+    }
 
     /// The record's fixed part keeps its committed encoding (see
     /// `persist::golden`).

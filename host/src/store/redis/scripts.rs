@@ -197,11 +197,32 @@ pub(super) fn acquire_and_load(
         script.key(key);
     }
     script.arg(owner).arg(ttl.as_millis() as u64);
+    (then_journal(&script, &keys[1]), script)
+}
+
+/// The pipeline that reads the snapshot of the execution whose record,
+/// journal, signals and signal names are `keys`, without a lease: the
+/// `load` script (record, journal length, signals), then the journal's
+/// `LRANGE`; and the script's invocation. Another host may append in
+/// between: the journal's length read with the record says which entries
+/// the snapshot keeps ([`super::reply::Reply::snapshot_with`]).
+pub(super) fn load(keys: &[String; 4]) -> (redis::Pipeline, redis::ScriptInvocation<'static>) {
+    let mut script = scripts().load.prepare_invoke();
+    for key in keys {
+        script.key(key);
+    }
+    (then_journal(&script, &keys[1]), script)
+}
+
+/// `script`, then the whole journal at `journal`, in one pipeline: Redis
+/// sends the entries as they lie, where a script's `LRANGE` would copy each
+/// into a Lua string and out again.
+fn then_journal(script: &redis::ScriptInvocation<'_>, journal: &str) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    pipe.invoke_script(&script)
+    pipe.invoke_script(script)
         .cmd("LRANGE")
-        .arg(&keys[1])
+        .arg(journal)
         .arg(0)
         .arg(-1);
-    (pipe, script)
+    pipe
 }
