@@ -60,9 +60,14 @@ fn main() {
         }
         if std::env::var("BENCH_ONLY").as_deref() == Ok("replayloop") {
             // For profiling: replay 1,000 entries over and over (a budget of
-            // zero new steps never gets past the journal).
+            // zero new steps never gets past the journal), with payloads
+            // of `BENCH_SIZE` bytes (16 unless set).
             deploy(&rt, "steps").await;
-            let input = encode(&json!({"n": 1000, "size": 16}));
+            let size: usize = std::env::var("BENCH_SIZE")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(16);
+            let input = encode(&json!({"n": 1000, "size": size}));
             let id = rt.start("steps", input.clone(), None).await.unwrap();
             wait(&rt, &id).await;
             let journal = rt.journal(&id).await.unwrap();
@@ -76,7 +81,7 @@ fn main() {
                     ..RuntimeConfig::default()
                 },
             );
-            let more = encode(&json!({"n": 1001, "size": 16}));
+            let more = encode(&json!({"n": 1001, "size": size}));
             let digest = memory.get_deployment("steps").await.unwrap().unwrap();
             let rec = ExecutionRecord::new(
                 ExecutionId::generate(),
