@@ -64,6 +64,37 @@ async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
     store.release_lease(&id, &held).await.unwrap();
 }
 
+/// A load (the journal API, the sandboxed replay) is one pipeline too:
+/// the record's script, then the journal's `LRANGE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loading_survives_a_server_that_forgot_its_scripts() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let id = ExecutionId::generate();
+    let record = ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b"c"), vec![], now_ms());
+    store.create_execution(&record).await.unwrap();
+    let lease = store
+        .acquire_lease(&id, "a", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let journal: Vec<Entry> = (0..40).map(entry).collect();
+    store.append_many(&id, &lease, 0, &journal).await.unwrap();
+    for round in 0..2 {
+        assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+        let snapshot = store
+            .load(&id)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(snapshot.journal, journal);
+        assert_eq!(snapshot.record.journal_len, 40);
+    }
+    let gone = ExecutionId::generate();
+    assert!(matches!(
+        store.load(&gone).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 /// On one Redis a status change and its index entry go in one pipeline:
 /// the index's enter script, then the record's. A server that lost
 /// scripts (both, only the enter's, or only the change's) gets them loaded
