@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprise_host::execution::{Outcome, Status};
+use reprise_host::execution::{Lease, Outcome, Status};
 use reprise_host::journal::{Entry, EntryKind};
 use reprise_host::store::{ListQuery, StoreError, now_ms};
 use reprise_host::{Digest, ExecutionId, ExecutionRecord, Store};
@@ -19,14 +19,8 @@ fn entry(i: u64) -> Entry {
     }
 }
 
-/// An invocation starts with one pipeline: the lease script, then the
-/// journal's `LRANGE`. A server that lost its scripts (restarted, or
-/// flushed) gets the script loaded again and the pipeline rerun; the
-/// snapshot is whole either way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
-    let server = RedisServer::start();
-    let store: Arc<dyn Store> = Arc::new(server.store().await);
+/// A new execution with 40 entries, and the lease they were written under.
+async fn journaled(store: &Arc<dyn Store>) -> (ExecutionId, Lease, Vec<Entry>) {
     let id = ExecutionId::generate();
     let record = ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b"c"), vec![], now_ms());
     store.create_execution(&record).await.unwrap();
@@ -36,6 +30,18 @@ async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
         .unwrap();
     let journal: Vec<Entry> = (0..40).map(entry).collect();
     store.append_many(&id, &lease, 0, &journal).await.unwrap();
+    (id, lease, journal)
+}
+
+/// An invocation starts with one pipeline: the lease script, then the
+/// journal's `LRANGE`. A server that lost its scripts (restarted, or
+/// flushed) gets the script loaded again and the pipeline rerun; the
+/// snapshot is whole either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let (id, lease, journal) = journaled(&store).await;
     store.release_lease(&id, &lease).await.unwrap();
 
     for round in 0..2 {
@@ -70,15 +76,7 @@ async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
 async fn loading_survives_a_server_that_forgot_its_scripts() {
     let server = RedisServer::start();
     let store: Arc<dyn Store> = Arc::new(server.store().await);
-    let id = ExecutionId::generate();
-    let record = ExecutionRecord::new(id.clone(), "w".into(), Digest::of(b"c"), vec![], now_ms());
-    store.create_execution(&record).await.unwrap();
-    let lease = store
-        .acquire_lease(&id, "a", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let journal: Vec<Entry> = (0..40).map(entry).collect();
-    store.append_many(&id, &lease, 0, &journal).await.unwrap();
+    let (id, _lease, journal) = journaled(&store).await;
     for round in 0..2 {
         assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
         let snapshot = store

@@ -23,7 +23,8 @@
 //! An append is one `EVALSHA` (the lease's fencing token, its expiry and the
 //! expected index are checked, the entry pushed: four commands, one write,
 //! as lean as the check allows); loading an execution with its whole
-//! journal is one `EVALSHA` whatever the journal's length. Lease expiry uses
+//! journal is one round trip whatever the journal's length (a script and
+//! the journal's `LRANGE`, pipelined). Lease expiry uses
 //! the Redis server's clock, so hosts with skewed clocks still agree.
 
 use std::collections::HashMap;
@@ -41,10 +42,11 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::{decode, decode_entry, encode};
+use crate::persist::{decode_entry, encode};
 use crate::redis_conn::{Conn, RedisFailure, RedisOptions, connection};
 
 mod blobs;
+mod deployments;
 mod index;
 mod reply;
 mod scripts;
@@ -98,16 +100,6 @@ impl RedisStore {
         )
     }
 
-    fn deployments_key(&self) -> String {
-        format!("{}:deployments", self.options.prefix)
-    }
-
-    /// The version list of deployment `name`, hashed to the same slot as
-    /// the deployments hash (its hash tag is that key's name).
-    fn versions_key(&self, name: &str) -> String {
-        format!("{{{}}}:versions:{name}", self.deployments_key())
-    }
-
     fn conn(&self) -> Conn {
         self.conn.clone()
     }
@@ -116,23 +108,11 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn put_component(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
-        let key = format!("{}:component:{}", self.options.prefix, digest.to_hex());
-        redis::cmd("SET")
-            .arg(key)
-            .arg(bytes)
-            .arg("NX")
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(redis_err)
+        self.put_component_bytes(digest, bytes).await
     }
 
     async fn get_component(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = format!("{}:component:{}", self.options.prefix, digest.to_hex());
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)
+        self.component_bytes(digest).await
     }
 
     async fn put_deployment(
@@ -140,78 +120,19 @@ impl Store for RedisStore {
         name: &str,
         version: &DeploymentVersion,
     ) -> Result<DeploymentVersion, StoreError> {
-        let (n, bytes): (u32, Vec<u8>) = scripts()
-            .deploy
-            .key(self.deployments_key())
-            .key(self.versions_key(name))
-            .arg(name)
-            .arg(version.digest.to_hex())
-            .arg(encode(version))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        let mut current: DeploymentVersion = decode(&bytes)?;
-        current.version = n;
-        Ok(current)
+        self.deploy(name, version).await
     }
 
     async fn deployment_versions(&self, name: &str) -> Result<Vec<DeploymentVersion>, StoreError> {
-        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
-            .arg(self.versions_key(name))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        raw.iter()
-            .enumerate()
-            .map(|(i, bytes)| {
-                let mut v: DeploymentVersion = decode(bytes)?;
-                v.version = i as u32 + 1;
-                Ok(v)
-            })
-            .collect()
+        self.versions(name).await
     }
 
     async fn list_deployments(&self) -> Result<Vec<(String, DeploymentVersion)>, StoreError> {
-        let names: Vec<String> = redis::cmd("HKEYS")
-            .arg(self.deployments_key())
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let (n, last): (u32, Option<Vec<u8>>) = redis::pipe()
-                .cmd("LLEN")
-                .arg(self.versions_key(&name))
-                .cmd("LINDEX")
-                .arg(self.versions_key(&name))
-                .arg(-1)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(redis_err)?;
-            if let Some(bytes) = last {
-                let mut v: DeploymentVersion = decode(&bytes)?;
-                v.version = n;
-                out.push((name, v));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        self.deployments().await
     }
 
     async fn get_deployment(&self, name: &str) -> Result<Option<Digest>, StoreError> {
-        let hex: Option<String> = redis::cmd("HGET")
-            .arg(self.deployments_key())
-            .arg(name)
-            .query_async(&mut self.conn())
-            .await
-            .map_err(redis_err)?;
-        hex.map(|h| {
-            Digest::parse(&h)
-                .ok_or_else(|| StoreError::Corrupt(format!("deployment {name}: bad digest")))
-        })
-        .transpose()
+        self.deployed(name).await
     }
 
     async fn create_execution(&self, record: &ExecutionRecord) -> Result<Created, StoreError> {
