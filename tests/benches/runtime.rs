@@ -21,8 +21,9 @@
 //!   suspended execution; and the host memory a suspended execution holds.
 //!
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
-//! executions; `zerotask` started from a worker task) or `replayloop` (1,000 entries replayed over and over) for
-//! 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
+//! executions; `zerotask` started from a worker task) or `replayloop`
+//! (1,000 entries replayed over and over; from a private Redis with
+//! `BENCH_STORE=redis`) for 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
 //! entries) a fixed number, `redis` the Redis rows alone. Instruction counts of the steady state, which
 //! stay stable on a shared machine:
 //!
@@ -71,8 +72,24 @@ fn main() {
             let id = rt.start("steps", input.clone(), None).await.unwrap();
             wait(&rt, &id).await;
             let journal = rt.journal(&id).await.unwrap();
+            // `BENCH_STORE=redis`: the loop resumes from a private Redis
+            // (every replay then also pays the acquire-and-load round trip
+            // and the lease's release).
+            let _server;
+            let store: Arc<dyn Store> = match std::env::var("BENCH_STORE").as_deref() {
+                Ok("redis") => {
+                    let (server, url) = RedisServer::start_tcp(&["--appendfsync", "everysec"]);
+                    _server = server;
+                    Arc::new(
+                        RedisStore::connect(&url, RedisOptions::default())
+                            .await
+                            .unwrap(),
+                    )
+                }
+                _ => memory.clone(),
+            };
             let (looping, _) = runtime(
-                memory.clone(),
+                store.clone(),
                 RuntimeConfig {
                     budget: reprise_host::Budget {
                         max_steps: Some(0),
@@ -81,8 +98,9 @@ fn main() {
                     ..RuntimeConfig::default()
                 },
             );
+            deploy(&looping, "steps").await;
             let more = encode(&json!({"n": 1001, "size": size}));
-            let digest = memory.get_deployment("steps").await.unwrap().unwrap();
+            let digest = store.get_deployment("steps").await.unwrap().unwrap();
             let rec = ExecutionRecord::new(
                 ExecutionId::generate(),
                 "steps".into(),
@@ -90,15 +108,15 @@ fn main() {
                 more,
                 now_ms(),
             );
-            memory.create_execution(&rec).await.unwrap();
-            let lease = memory
+            store.create_execution(&rec).await.unwrap();
+            let lease = store
                 .acquire_lease(&rec.id, "b", Duration::from_secs(60))
                 .await
                 .unwrap();
             for (i, e) in journal.iter().enumerate() {
-                memory.append(&rec.id, &lease, i as u64, e).await.unwrap();
+                store.append(&rec.id, &lease, i as u64, e).await.unwrap();
             }
-            memory.release_lease(&rec.id, &lease).await.unwrap();
+            store.release_lease(&rec.id, &lease).await.unwrap();
             let before = looping.invocations();
             profile_from_here();
             let t = Instant::now();
