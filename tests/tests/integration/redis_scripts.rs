@@ -171,3 +171,111 @@ async fn status_changes_are_indexed_when_the_server_forgot_its_scripts() {
     let counts = store.count_by_status().await.unwrap();
     assert_eq!(counts.get(&Status::Completed), Some(&3), "{counts:?}");
 }
+
+/// How many executions each status list holds, once `store`'s settles in
+/// the background are done (a change's own settle needs no wait).
+async fn counts(store: &reprise_host::RedisStore) -> [u64; 3] {
+    let c = store.count_by_status().await.unwrap();
+    let n = |s| c.get(&s).copied().unwrap_or(0);
+    [
+        n(Status::Running),
+        n(Status::Suspended),
+        n(Status::Completed),
+    ]
+}
+
+/// On one Redis a status change settles the index lists it left in its
+/// own pipeline: once the change returns, the execution is listed under
+/// its new status alone, with no round trip left to the background. A
+/// refused change settles nothing, and a server that forgot the settle
+/// script settles in the background once and then in the pipeline again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_settles_the_index_in_its_own_pipeline() {
+    let server = RedisServer::start();
+    // The server learns the scripts on their first use, a change's script
+    // then runs again after its settle: first, one execution under
+    // another prefix goes through every change this test makes.
+    let warm: Arc<dyn Store> = Arc::new(
+        server
+            .store_with(reprise_host::RedisOptions {
+                prefix: "warm".into(),
+                ..Default::default()
+            })
+            .await,
+    );
+    let (w, lease, _) = journaled(&warm).await;
+    warm.release_lease(&w, &lease).await.unwrap();
+    let lease = warm
+        .acquire_lease(&w, "b", Duration::from_secs(60))
+        .await
+        .unwrap();
+    warm.finish(&w, &lease, &Outcome::Completed(vec![]))
+        .await
+        .unwrap();
+
+    let store = Arc::new(server.store().await);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let (id, lease, _) = journaled(&dyn_store).await;
+    // The acquire does not know the workflow: it settles in the background.
+    for _ in 0..100 {
+        if counts(&store).await == [1, 0, 0] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts(&store).await, [1, 0, 0]);
+    let background = store.settles_in_background();
+
+    store.release_lease(&id, &lease).await.unwrap();
+    assert_eq!(counts(&store).await, [0, 1, 0], "right after the release");
+    assert_eq!(store.settles_in_background(), background);
+
+    // Finishing under the released lease is refused; the execution stays
+    // listed as suspended.
+    let refused = store
+        .finish(&id, &lease, &Outcome::Completed(vec![]))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::LeaseLost(_)), "{refused:?}");
+    let suspended = store
+        .list_page(&ListQuery {
+            status: Some(Status::Suspended),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(suspended.executions.len(), 1);
+    assert_eq!(suspended.executions[0].id, id);
+
+    // A server without the settle script: the change settles in the
+    // background, and loads the script for the next one.
+    let lease = store
+        .acquire_lease(&id, "b", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+    let background = store.settles_in_background();
+    store
+        .finish(&id, &lease, &Outcome::Completed(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.settles_in_background(), background + 1);
+    for _ in 0..100 {
+        if counts(&store).await == [0, 0, 1] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts(&store).await, [0, 0, 1]);
+
+    let (other, lease, _) = journaled(&dyn_store).await;
+    let background = store.settles_in_background();
+    store
+        .finish(&other, &lease, &Outcome::Completed(vec![]))
+        .await
+        .unwrap();
+    assert_eq!(store.settles_in_background(), background);
+    let c = store.count_by_status().await.unwrap();
+    assert_eq!(c.get(&Status::Completed), Some(&2));
+}

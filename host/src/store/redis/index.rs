@@ -59,6 +59,18 @@ fn bucket(id: &ExecutionId) -> u32 {
     id.stable_hash() % BUCKETS
 }
 
+/// Where a status change left its execution's index entries.
+pub(super) struct Entered {
+    /// The time of its entry under the new status.
+    pub(super) at: u64,
+    /// Whether the change's own pipeline settled the other statuses'
+    /// lists already: on one Redis, a settle runs right after the change
+    /// and removes the older entries only if the record has the new status
+    /// by then, so a refused change settles nothing. Otherwise the caller
+    /// settles once the change went through ([`RedisStore::settle_unless`]).
+    pub(super) settled: bool,
+}
+
 /// One index list an entry was read from.
 #[derive(Clone)]
 struct List {
@@ -113,6 +125,15 @@ impl RedisStore {
             .lock()
             .expect("workflow cache poisoned")
             .len()
+    }
+
+    /// How many status changes this store settled in a round trip of its
+    /// own, after the change: every one on a cluster, and on one Redis the
+    /// acquires (which do not know the workflow) and changes whose settle
+    /// could not run in their pipeline (diagnostics and tests).
+    pub fn settles_in_background(&self) -> u64 {
+        self.background_settles
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The workflow of `id`: cached, or read from its record.
@@ -182,25 +203,30 @@ impl RedisStore {
         inv
     }
 
-    /// [`RedisStore::enter_then`] with a change that is `script` alone;
-    /// its reply.
+    /// [`RedisStore::enter_then`] with a change that is `script` alone, and
+    /// settling in its pipeline where one Redis allows; its reply.
     pub(super) async fn enter_then_run(
         &self,
         id: &ExecutionId,
         status: Status,
         workflow: &str,
         script: &redis::ScriptInvocation<'_>,
-    ) -> Result<(u64, Value), StoreError> {
+    ) -> Result<(Entered, Value), StoreError> {
         let mut pipe = redis::pipe();
         pipe.invoke_script(script);
-        let (at, mut replies) = self.enter_then(id, status, workflow, &pipe, script).await?;
-        Ok((at, replies.pop().unwrap_or(Value::Nil)))
+        let (entered, mut replies) = self
+            .enter_then(id, status, Some(workflow), &pipe, script)
+            .await?;
+        Ok((entered, replies.pop().unwrap_or(Value::Nil)))
     }
 
     /// Enters `id` under `status` ([`RedisStore::enter`]), then runs
     /// `change`: a pipeline whose first command invokes `script`, the
-    /// record's status change. Returns the entry's time and `change`'s
-    /// replies.
+    /// record's status change. Returns where the entry is and `change`'s
+    /// replies. `settle` names the execution's workflow when the change's
+    /// pipeline may settle the other lists too (one Redis; see
+    /// [`Entered::settled`]); the enter of an acquire, which does not know
+    /// it, settles later.
     ///
     /// On one Redis the enter goes first in the same pipeline, so the two
     /// cost one round trip (and with AOF `always` one fsync) instead of two;
@@ -214,39 +240,67 @@ impl RedisStore {
         &self,
         id: &ExecutionId,
         status: Status,
-        workflow: &str,
+        settle: Option<&str>,
         change: &redis::Pipeline,
         script: &redis::ScriptInvocation<'_>,
-    ) -> Result<(u64, Vec<Value>), StoreError> {
+    ) -> Result<(Entered, Vec<Value>), StoreError> {
+        let workflow = settle.unwrap_or("");
         let mut conn = self.conn();
         if matches!(conn, crate::redis_conn::Conn::Cluster(_)) {
             let at = self.enter(id, status, workflow).await?;
             let replies = super::scripts::query_with_script(&mut conn, change, script)
                 .await
                 .map_err(redis_err)?;
-            return Ok((at, replies));
+            return Ok((Entered { at, settled: false }, replies));
         }
         let enter = self.enter_invocation(id, status, workflow, None);
+        let settle = settle.map(|workflow| self.settle_changed_invocation(id, status, workflow));
         let mut pipe = redis::pipe();
         pipe.invoke_script(&enter);
         for cmd in change.cmd_iter() {
             pipe.add_command(cmd.clone());
         }
+        if let Some(settle) = &settle {
+            pipe.invoke_script(settle);
+        }
         pipe.ignore_errors();
         let mut replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(redis_err)?;
-        if replies.len() != change.len() + 1 {
+        let sent = change.len() + 1 + usize::from(settle.is_some());
+        if replies.len() != sent {
             return Err(StoreError::Corrupt(format!(
-                "redis: {} replies to a pipeline of {}",
+                "redis: {} replies to a pipeline of {sent}",
                 replies.len(),
-                change.len() + 1
             )));
         }
         let entered = replies.remove(0);
+        let settle_reply = match settle {
+            Some(_) => replies.pop(),
+            None => None,
+        };
+        let settled = match settle_reply {
+            Some(Value::Int(1)) => true,
+            // A server that does not know the settle yet learns it for the
+            // next change; this one settles later.
+            Some(Value::ServerError(e)) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
+                let loaded = super::scripts::scripts()
+                    .index_settle_changed
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await;
+                if let Err(e) = loaded {
+                    tracing::debug!("cannot load the index settle script: {e}");
+                }
+                false
+            }
+            _ => false,
+        };
         let unknown_script = |v: &Value| {
             matches!(v, Value::ServerError(e)
                 if e.kind() == Some(redis::ServerErrorKind::NoScript))
         };
+        let mut rerun = false;
         if unknown_script(&replies[0]) {
+            rerun = true;
             replies = super::scripts::query_with_script(&mut conn, change, script)
                 .await
                 .map_err(redis_err)?;
@@ -255,11 +309,54 @@ impl RedisStore {
         {
             return Err(redis_err(e.clone().into()));
         }
-        let at = match entered {
-            Value::Int(at) => at as u64,
-            _ => self.enter(id, status, workflow).await?,
+        let (at, late) = match entered {
+            Value::Int(at) => (at as u64, false),
+            _ => (self.enter(id, status, workflow).await?, true),
         };
-        Ok((at, replies))
+        // A settle before the change (re-run) or before its entry (late)
+        // settled nothing of this change.
+        let settled = settled && !rerun && !late;
+        Ok((Entered { at, settled }, replies))
+    }
+
+    /// The settle of a change of `id` to `status` in its own pipeline
+    /// (`index_settle_changed.lua`): the record, the status's list, then
+    /// every list of the other statuses.
+    fn settle_changed_invocation(
+        &self,
+        id: &ExecutionId,
+        status: Status,
+        workflow: &str,
+    ) -> redis::ScriptInvocation<'static> {
+        let b = bucket(id);
+        let mut inv = super::scripts::scripts()
+            .index_settle_changed
+            .prepare_invoke();
+        inv.key(self.key("x", id)).key(self.status_key(b, status));
+        for other in Status::ALL.into_iter().filter(|s| *s != status) {
+            for key in self.lists_of(id, other, workflow) {
+                inv.key(key);
+            }
+        }
+        inv.arg(id.as_str()).arg(status.as_str());
+        inv
+    }
+
+    /// After a change of `id` to `kept` went through: settles the other
+    /// lists in the background ([`RedisStore::settle_later`]) unless its
+    /// pipeline did.
+    pub(super) fn settle_unless(
+        &self,
+        entered: &Entered,
+        id: &ExecutionId,
+        kept: Status,
+        workflow: Option<String>,
+    ) {
+        if !entered.settled {
+            self.settle_later(id, kept, workflow, entered.at);
+        } else if kept != Status::Running {
+            self.forget_workflow(id);
+        }
     }
 
     /// Removes `id` from the lists of every status but `kept` (all with
@@ -303,6 +400,8 @@ impl RedisStore {
         if kept != Status::Running {
             self.forget_workflow(id);
         }
+        self.background_settles
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (store, id) = (self.clone(), id.clone());
         tokio::spawn(async move {
             let workflow = match workflow {

@@ -51,6 +51,7 @@ mod index;
 mod reply;
 mod scripts;
 
+use index::Entered;
 use reply::{Meta, Reply, parse_session};
 use scripts::{scripts, waited_names};
 
@@ -67,6 +68,9 @@ pub struct RedisStore {
     /// Workflow names of executions this host drives, to settle their
     /// index entries without a lookup (see `index.rs`).
     workflows: std::sync::Arc<std::sync::Mutex<HashMap<ExecutionId, std::sync::Arc<str>>>>,
+    /// Index settles sent as round trips of their own (see
+    /// [`RedisStore::settles_in_background`]).
+    background_settles: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RedisStore {
@@ -82,6 +86,7 @@ impl RedisStore {
             conn,
             options,
             workflows: Default::default(),
+            background_settles: Default::default(),
         };
         store.build(super::INDEX_BUILD_BATCH).await?;
         Ok(store)
@@ -179,7 +184,7 @@ impl Store for RedisStore {
         if let Some(trace) = &record.trace {
             inv.arg("tp").arg(trace.as_str());
         }
-        let (at, v) = self
+        let (entered, v) = self
             .enter_then_run(&record.id, record.status, &record.workflow, &inv)
             .await?;
         let mut reply = Reply::new(v, "create")?;
@@ -187,7 +192,7 @@ impl Store for RedisStore {
             "exists" => {
                 let existing = reply.record()?;
                 if existing.status != record.status {
-                    self.unenter_later(&record.id, record.status, &record.workflow, at);
+                    self.unenter_later(&record.id, record.status, &record.workflow, entered.at);
                 }
                 Ok(Created::Existing(Box::new(existing)))
             }
@@ -195,7 +200,12 @@ impl Store for RedisStore {
                 reply.check(&record.id)?;
                 self.remember_workflow(&record.id, &record.workflow);
                 // An id used before (and deleted) may have entries left.
-                self.settle_later(&record.id, record.status, Some(record.workflow.clone()), at);
+                self.settle_unless(
+                    &entered,
+                    &record.id,
+                    record.status,
+                    Some(record.workflow.clone()),
+                );
                 Ok(Created::New)
             }
         }
@@ -267,8 +277,8 @@ impl Store for RedisStore {
     ) -> Result<(Lease, Snapshot), StoreError> {
         let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
         let (pipe, script) = scripts::acquire_and_load(&keys, owner, ttl);
-        let (at, replies) = self
-            .enter_then(id, Status::Running, "", &pipe, &script)
+        let (Entered { at, .. }, replies) = self
+            .enter_then(id, Status::Running, None, &pipe, &script)
             .await?;
         let (v, journal): (Value, Vec<Vec<u8>>) = redis::from_redis_value(Value::Array(replies))
             .map_err(|e| StoreError::Corrupt(format!("redis: acquire and load: {e}")))?;
@@ -324,9 +334,13 @@ impl Store for RedisStore {
             .key(self.key("x", id))
             .arg(owner)
             .arg(ttl.as_millis() as u64);
-        let (at, v) = self
-            .enter_then_run(id, Status::Running, "", &script)
+        // The workflow is not known here, so the lists are settled later.
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&script);
+        let (Entered { at, .. }, mut replies) = self
+            .enter_then(id, Status::Running, None, &pipe, &script)
             .await?;
+        let v = replies.pop().unwrap_or(Value::Nil);
         let mut reply = self.checked(v, "acquire lease", id, Status::Running, "", at)?;
         let lease = Lease {
             owner: owner.to_string(),
@@ -451,11 +465,11 @@ impl Store for RedisStore {
         for (name, consumed) in &signals {
             invocation.arg(*name).arg(*consumed);
         }
-        let (at, v) = self
+        let (entered, v) = self
             .enter_then_run(id, Status::Suspended, &workflow, &invocation)
             .await?;
-        let mut reply = self.checked(v, "suspend", id, Status::Suspended, &workflow, at)?;
-        self.settle_later(id, Status::Suspended, Some(workflow), at);
+        let mut reply = self.checked(v, "suspend", id, Status::Suspended, &workflow, entered.at)?;
+        self.settle_unless(&entered, id, Status::Suspended, Some(workflow));
         Ok(if reply.next::<i64>()? == 1 {
             Suspended::Ready
         } else {
@@ -478,11 +492,11 @@ impl Store for RedisStore {
             .arg(lease.token)
             .arg(outcome.status().as_str())
             .arg(encode(outcome));
-        let (at, v) = self.enter_then_run(id, status, &workflow, &script).await?;
+        let (entered, v) = self.enter_then_run(id, status, &workflow, &script).await?;
         let record = self
-            .checked(v, "finish", id, status, &workflow, at)?
+            .checked(v, "finish", id, status, &workflow, entered.at)?
             .record()?;
-        self.settle_later(id, status, Some(workflow), at);
+        self.settle_unless(&entered, id, status, Some(workflow));
         Ok(record)
     }
 
@@ -493,11 +507,18 @@ impl Store for RedisStore {
             .key(self.key("x", id))
             .arg(lease.token)
             .arg(encode(&Wait::Ready));
-        let (at, v) = self
+        let (entered, v) = self
             .enter_then_run(id, Status::Suspended, &workflow, &script)
             .await?;
-        self.checked(v, "release lease", id, Status::Suspended, &workflow, at)?;
-        self.settle_later(id, Status::Suspended, Some(workflow), at);
+        self.checked(
+            v,
+            "release lease",
+            id,
+            Status::Suspended,
+            &workflow,
+            entered.at,
+        )?;
+        self.settle_unless(&entered, id, Status::Suspended, Some(workflow));
         Ok(())
     }
 
@@ -632,13 +653,13 @@ impl Store for RedisStore {
             .key(self.key("x", id))
             .key(self.key("j", id))
             .arg(encode(&Outcome::Cancelled));
-        let (at, v) = self
+        let (entered, v) = self
             .enter_then_run(id, Status::Cancelled, &workflow, &script)
             .await?;
         let record = self
-            .checked(v, "cancel", id, Status::Cancelled, &workflow, at)?
+            .checked(v, "cancel", id, Status::Cancelled, &workflow, entered.at)?
             .record()?;
-        self.settle_later(id, Status::Cancelled, Some(workflow), at);
+        self.settle_unless(&entered, id, Status::Cancelled, Some(workflow));
         Ok(record)
     }
 }

@@ -82,6 +82,8 @@ const DEPLOY: &str = include_str!("lua/deploy.lua");
 /// dropping a stale entry.
 const INDEX_ENTER: &str = include_str!("lua/index_enter.lua");
 const INDEX_SETTLE: &str = include_str!("lua/index_settle.lua");
+/// The settle of a change on one Redis, in the change's own pipeline.
+const INDEX_SETTLE_CHANGED: &str = include_str!("lua/index_settle_changed.lua");
 const INDEX_DROP: &str = include_str!("lua/index_drop.lua");
 
 /// The scripts, compiled (hashed) once per process.
@@ -109,6 +111,7 @@ pub(super) struct Scripts {
     pub(super) deploy: Script,
     pub(super) index_enter: Script,
     pub(super) index_settle: Script,
+    pub(super) index_settle_changed: Script,
     pub(super) index_drop: Script,
 }
 
@@ -140,6 +143,7 @@ pub(super) fn scripts() -> &'static Scripts {
             deploy: Script::new(DEPLOY),
             index_enter: Script::new(INDEX_ENTER),
             index_settle: Script::new(INDEX_SETTLE),
+            index_settle_changed: Script::new(INDEX_SETTLE_CHANGED),
             index_drop: Script::new(INDEX_DROP),
         }
     })
