@@ -205,8 +205,8 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
     );
     let (w, lease, _) = journaled(&warm).await;
     warm.release_lease(&w, &lease).await.unwrap();
-    let lease = warm
-        .acquire_lease(&w, "b", Duration::from_secs(60))
+    let (lease, _) = warm
+        .acquire_and_load(&w, "b", Duration::from_secs(60))
         .await
         .unwrap();
     warm.finish(&w, &lease, &Outcome::Completed(vec![]))
@@ -215,8 +215,9 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
 
     let store = Arc::new(server.store().await);
     let dyn_store: Arc<dyn Store> = store.clone();
-    let (id, lease, _) = journaled(&dyn_store).await;
-    // The acquire does not know the workflow: it settles in the background.
+    let (id, _, _) = journaled(&dyn_store).await;
+    // Its first acquire did not know the workflow: it settled in the
+    // background.
     for _ in 0..100 {
         if counts(&store).await == [1, 0, 0] {
             break;
@@ -225,6 +226,14 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
     }
     assert_eq!(counts(&store).await, [1, 0, 0]);
     let background = store.settles_in_background();
+    // Leased here, the execution is noted with its workflow, so a resume
+    // that takes the lease over (as after a budget) settles in its pipeline.
+    let (lease, _) = store
+        .acquire_and_load(&id, "a", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(counts(&store).await, [1, 0, 0]);
+    assert_eq!(store.settles_in_background(), background);
 
     store.release_lease(&id, &lease).await.unwrap();
     assert_eq!(counts(&store).await, [0, 1, 0], "right after the release");
@@ -249,7 +258,9 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
     assert_eq!(suspended.executions[0].id, id);
 
     // A server without the settle script: the change settles in the
-    // background, and loads the script for the next one.
+    // background, and loads the script for the next one. (Parked, the
+    // execution is no longer noted: this acquire settles in the
+    // background, as one on another host would.)
     let lease = store
         .acquire_lease(&id, "b", Duration::from_secs(60))
         .await

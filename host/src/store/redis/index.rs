@@ -129,21 +129,27 @@ impl RedisStore {
 
     /// How many status changes this store settled in a round trip of its
     /// own, after the change: every one on a cluster, and on one Redis the
-    /// acquires (which do not know the workflow) and changes whose settle
-    /// could not run in their pipeline (diagnostics and tests).
+    /// acquires of executions not noted here (whose workflow it does not
+    /// know) and changes whose settle could not run in their pipeline
+    /// (diagnostics and tests).
     pub fn settles_in_background(&self) -> u64 {
         self.background_settles
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The workflow of `id`: cached, or read from its record.
-    pub(super) async fn workflow_of(&self, id: &ExecutionId) -> Result<String, StoreError> {
-        if let Some(w) = self
-            .workflows
+    /// The workflow of `id` if this store noted it: an execution leased
+    /// here, which an acquire takes over again (a resume after a budget).
+    pub(super) fn noted_workflow(&self, id: &ExecutionId) -> Option<std::sync::Arc<str>> {
+        self.workflows
             .lock()
             .expect("workflow cache poisoned")
             .get(id)
-        {
+            .cloned()
+    }
+
+    /// The workflow of `id`: cached, or read from its record.
+    pub(super) async fn workflow_of(&self, id: &ExecutionId) -> Result<String, StoreError> {
+        if let Some(w) = self.noted_workflow(id) {
             return Ok(w.to_string());
         }
         let meta: Option<Vec<u8>> = redis::cmd("HGET")
@@ -225,8 +231,8 @@ impl RedisStore {
     /// record's status change. Returns where the entry is and `change`'s
     /// replies. `settle` names the execution's workflow when the change's
     /// pipeline may settle the other lists too (one Redis; see
-    /// [`Entered::settled`]); the enter of an acquire, which does not know
-    /// it, settles later.
+    /// [`Entered::settled`]); an acquire that does not know it settles
+    /// later.
     ///
     /// On one Redis the enter goes first in the same pipeline, so the two
     /// cost one round trip (and with AOF `always` one fsync) instead of two;

@@ -51,7 +51,6 @@ mod index;
 mod reply;
 mod scripts;
 
-use index::Entered;
 use reply::{Meta, Reply, parse_session};
 use scripts::{scripts, waited_names};
 
@@ -277,9 +276,11 @@ impl Store for RedisStore {
     ) -> Result<(Lease, Snapshot), StoreError> {
         let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
         let (pipe, script) = scripts::acquire_and_load(&keys, owner, ttl);
-        let (Entered { at, .. }, replies) = self
-            .enter_then(id, Status::Running, None, &pipe, &script)
+        let noted = self.noted_workflow(id);
+        let (entered, replies) = self
+            .enter_then(id, Status::Running, noted.as_deref(), &pipe, &script)
             .await?;
+        let at = entered.at;
         let (v, journal): (Value, Vec<Vec<u8>>) = redis::from_redis_value(Value::Array(replies))
             .map_err(|e| StoreError::Corrupt(format!("redis: acquire and load: {e}")))?;
         let mut reply = self.checked(v, "acquire and load", id, Status::Running, "", at)?;
@@ -294,11 +295,11 @@ impl Store for RedisStore {
             .snapshot_with(journal)?
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         self.remember_workflow(id, &snapshot.record.workflow);
-        self.settle_later(
+        self.settle_unless(
+            &entered,
             id,
             Status::Running,
             Some(snapshot.record.workflow.clone()),
-            at,
         );
         Ok((lease, snapshot))
     }
@@ -334,12 +335,13 @@ impl Store for RedisStore {
             .key(self.key("x", id))
             .arg(owner)
             .arg(ttl.as_millis() as u64);
-        // The workflow is not known here, so the lists are settled later.
         let mut pipe = redis::pipe();
         pipe.invoke_script(&script);
-        let (Entered { at, .. }, mut replies) = self
-            .enter_then(id, Status::Running, None, &pipe, &script)
+        let noted = self.noted_workflow(id);
+        let (entered, mut replies) = self
+            .enter_then(id, Status::Running, noted.as_deref(), &pipe, &script)
             .await?;
+        let at = entered.at;
         let v = replies.pop().unwrap_or(Value::Nil);
         let mut reply = self.checked(v, "acquire lease", id, Status::Running, "", at)?;
         let lease = Lease {
@@ -347,7 +349,7 @@ impl Store for RedisStore {
             token: reply.next()?,
             expires_at_ms: reply.next()?,
         };
-        self.settle_later(id, Status::Running, None, at);
+        self.settle_unless(&entered, id, Status::Running, noted.map(|w| w.to_string()));
         Ok(lease)
     }
 
