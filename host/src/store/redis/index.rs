@@ -21,7 +21,9 @@
 //! different slots, so one script cannot change both on a cluster.
 //! Instead every status change *enters* the execution under its new status
 //! before the record's script runs, and *settles* (removes it from the
-//! other statuses' lists) after it succeeded. A crash or a refused script
+//! other statuses' lists) after it succeeded: on one Redis in the change's
+//! own pipeline, where the settle checks the record has the new status
+//! ([`Entered::settled`]), else in the background. A crash or a refused script
 //! can thus leave an extra, stale entry, never a missing one. A reader
 //! checks each entry against the record it reads anyway, skips a stale one
 //! and removes it once it is older than [`GRACE_MS`] (younger, it may be
