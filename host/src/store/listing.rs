@@ -4,7 +4,7 @@
 //! Each backend keeps, in the write that changes an execution's status,
 //! an index entry `(time of the change, id)` under its status and under its
 //! workflow and status (the Redis store splits each into buckets, see
-//! `redis/index.rs`). A listing reads one sorted range per index list it
+//! `redis/index/`). A listing reads one sorted range per index list it
 //! needs (one per status and bucket), each at most a page long, and
 //! merges them here: the cost is the page's, times the lists merged, plus
 //! one seek each, however many executions there are.

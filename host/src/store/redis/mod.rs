@@ -65,7 +65,7 @@ pub struct RedisStore {
     conn: Conn,
     options: RedisOptions,
     /// Workflow names of executions this host drives, to settle their
-    /// index entries without a lookup (see `index.rs`).
+    /// index entries without a lookup (see `index/mod.rs`).
     workflows: std::sync::Arc<std::sync::Mutex<HashMap<ExecutionId, std::sync::Arc<str>>>>,
     /// Index settles sent as round trips of their own (see
     /// [`RedisStore::settles_in_background`]).
@@ -78,7 +78,7 @@ impl RedisStore {
     /// URL). Fails if Redis cannot be reached now; later outages make
     /// operations fail as retriable while the connection is re-established
     /// in the background. A store written before the execution indexes
-    /// existed gets them built first (see `index.rs`).
+    /// existed gets them built first (see `index/mod.rs`).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
         let conn = connection(url, &options).await?;
         let store = Self {

@@ -77,7 +77,7 @@ const BLOB_COMMIT: &str = include_str!("lua/blob_commit.lua");
 /// Returns the version number and the encoded current version.
 const DEPLOY: &str = include_str!("lua/deploy.lua");
 
-/// The index lists of one bucket (see `index.rs`): entering an execution
+/// The index lists of one bucket (see `index/mod.rs`): entering an execution
 /// at the bucket's next time, settling the lists it left, a reader
 /// dropping a stale entry.
 const INDEX_ENTER: &str = include_str!("lua/index_enter.lua");
