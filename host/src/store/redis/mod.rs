@@ -184,7 +184,7 @@ impl Store for RedisStore {
             inv.arg("tp").arg(trace.as_str());
         }
         let (entered, v) = self
-            .enter_then_run(&record.id, record.status, &record.workflow, &inv)
+            .enter_then_run(&record.id, record.status, Some(&record.workflow), &inv)
             .await?;
         let mut reply = Reply::new(v, "create")?;
         match reply.tag.as_str() {
@@ -335,15 +335,11 @@ impl Store for RedisStore {
             .key(self.key("x", id))
             .arg(owner)
             .arg(ttl.as_millis() as u64);
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&script);
         let noted = self.noted_workflow(id);
-        let (entered, mut replies) = self
-            .enter_then(id, Status::Running, noted.as_deref(), &pipe, &script)
+        let (entered, v) = self
+            .enter_then_run(id, Status::Running, noted.as_deref(), &script)
             .await?;
-        let at = entered.at;
-        let v = replies.pop().unwrap_or(Value::Nil);
-        let mut reply = self.checked(v, "acquire lease", id, Status::Running, "", at)?;
+        let mut reply = self.checked(v, "acquire lease", id, Status::Running, "", entered.at)?;
         let lease = Lease {
             owner: owner.to_string(),
             token: reply.next()?,
@@ -468,7 +464,7 @@ impl Store for RedisStore {
             invocation.arg(*name).arg(*consumed);
         }
         let (entered, v) = self
-            .enter_then_run(id, Status::Suspended, &workflow, &invocation)
+            .enter_then_run(id, Status::Suspended, Some(&workflow), &invocation)
             .await?;
         let mut reply = self.checked(v, "suspend", id, Status::Suspended, &workflow, entered.at)?;
         self.settle_unless(&entered, id, Status::Suspended, Some(workflow));
@@ -494,7 +490,9 @@ impl Store for RedisStore {
             .arg(lease.token)
             .arg(outcome.status().as_str())
             .arg(encode(outcome));
-        let (entered, v) = self.enter_then_run(id, status, &workflow, &script).await?;
+        let (entered, v) = self
+            .enter_then_run(id, status, Some(&workflow), &script)
+            .await?;
         let record = self
             .checked(v, "finish", id, status, &workflow, entered.at)?
             .record()?;
@@ -510,7 +508,7 @@ impl Store for RedisStore {
             .arg(lease.token)
             .arg(encode(&Wait::Ready));
         let (entered, v) = self
-            .enter_then_run(id, Status::Suspended, &workflow, &script)
+            .enter_then_run(id, Status::Suspended, Some(&workflow), &script)
             .await?;
         self.checked(
             v,
@@ -656,7 +654,7 @@ impl Store for RedisStore {
             .key(self.key("j", id))
             .arg(encode(&Outcome::Cancelled));
         let (entered, v) = self
-            .enter_then_run(id, Status::Cancelled, &workflow, &script)
+            .enter_then_run(id, Status::Cancelled, Some(&workflow), &script)
             .await?;
         let record = self
             .checked(v, "cancel", id, Status::Cancelled, &workflow, entered.at)?

@@ -211,20 +211,18 @@ impl RedisStore {
         inv
     }
 
-    /// [`RedisStore::enter_then`] with a change that is `script` alone, and
-    /// settling in its pipeline where one Redis allows; its reply.
+    /// [`RedisStore::enter_then`] with a change that is `script` alone; its
+    /// reply.
     pub(super) async fn enter_then_run(
         &self,
         id: &ExecutionId,
         status: Status,
-        workflow: &str,
+        settle: Option<&str>,
         script: &redis::ScriptInvocation<'_>,
     ) -> Result<(Entered, Value), StoreError> {
         let mut pipe = redis::pipe();
         pipe.invoke_script(script);
-        let (entered, mut replies) = self
-            .enter_then(id, status, Some(workflow), &pipe, script)
-            .await?;
+        let (entered, mut replies) = self.enter_then(id, status, settle, &pipe, script).await?;
         Ok((entered, replies.pop().unwrap_or(Value::Nil)))
     }
 
