@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::Digest;
 
+mod input;
 mod start;
 
+pub use input::InputKey;
 pub use start::{StartCall, Started};
 
 /// A tool's category or name in a journal entry: a string kept inline
@@ -44,8 +46,9 @@ pub enum EntryKind {
         category: ToolName,
         /// Tool name.
         name: ToolName,
-        /// sha256 of the input payload (the input itself is not kept).
-        input_digest: Digest,
+        /// The input payload, or its sha256 when it is long (see
+        /// [`InputKey`]).
+        input: InputKey,
         /// Size of the input payload in bytes.
         input_len: u64,
         /// The recorded result.
@@ -97,8 +100,8 @@ pub enum EntryKind {
         category: ToolName,
         /// Tool name.
         name: ToolName,
-        /// sha256 of the input payload.
-        input_digest: Digest,
+        /// The input payload, or its sha256 (see [`InputKey`]).
+        input: InputKey,
         /// Size of the input payload in bytes.
         input_len: u64,
         /// sha256 of the result, under which the store keeps it.
@@ -316,18 +319,18 @@ impl EntryKind {
             EntryKind::Tool {
                 category,
                 name,
-                input_digest,
+                input,
                 ..
             }
             | EntryKind::ToolStored {
                 category,
                 name,
-                input_digest,
+                input,
                 ..
             } => Call::Tool {
                 category: category.to_string(),
                 name: name.to_string(),
-                input_digest: *input_digest,
+                input_digest: input.digest(),
             },
             EntryKind::Sleep { duration_ms, .. } => Call::Sleep {
                 duration_ms: *duration_ms,
@@ -363,32 +366,33 @@ impl EntryKind {
         self,
         category: &str,
         name: &str,
-        input_digest: &Digest,
+        input: &[u8],
     ) -> Result<RecordedTool, Call> {
-        if self.records_tool(category, name, input_digest) {
+        if self.records_tool(category, name, input) {
             self.recorded_tool()
         } else {
             Err(self.call())
         }
     }
 
-    /// Whether this entry records `call-tool` of `category/name` with an
-    /// input of this digest: what [`EntryKind::replay_tool`] accepts,
-    /// checked without taking the entry.
-    pub fn records_tool(&self, category: &str, name: &str, input_digest: &Digest) -> bool {
+    /// Whether this entry records `call-tool` of `category/name` with this
+    /// input: what [`EntryKind::replay_tool`] accepts, checked without
+    /// taking the entry. The input is hashed only if the entry keeps a
+    /// digest of it (see [`InputKey`]), and only once the names match.
+    pub fn records_tool(&self, category: &str, name: &str, input: &[u8]) -> bool {
         match self {
             EntryKind::Tool {
                 category: c,
                 name: n,
-                input_digest: d,
+                input: key,
                 ..
             }
             | EntryKind::ToolStored {
                 category: c,
                 name: n,
-                input_digest: d,
+                input: key,
                 ..
-            } => c == category && n == name && d == input_digest,
+            } => c == category && n == name && key.matches(input),
             _ => false,
         }
     }
@@ -547,29 +551,31 @@ mod tests {
 
     #[test]
     fn replay_answers_exactly_the_recorded_call() {
+        // The inputs the tool entries below were called with: a call names
+        // its input by digest, and replay is given the input itself.
+        let inputs: [&[u8]; 3] = [b"i", b"j", &[5; 40]];
+        let tool = |name: &str, input: InputKey| EntryKind::Tool {
+            category: "c".into(),
+            name: name.into(),
+            input,
+            input_len: 1,
+            result: Ok(vec![1]),
+        };
         let kinds = [
-            EntryKind::Tool {
-                category: "c".into(),
-                name: "n".into(),
-                input_digest: Digest::of(b"i"),
-                input_len: 1,
-                result: Ok(vec![1]),
-            },
+            tool("n", InputKey::of(b"i")),
+            // The same call as a journal before format 5 kept it.
+            tool("n", InputKey::from(Digest::of(b"i"))),
+            tool("n", InputKey::of(b"j")),
+            tool("n", InputKey::of(&[5; 40])),
             EntryKind::ToolStored {
                 category: "c".into(),
                 name: "n".into(),
-                input_digest: Digest::of(b"i"),
+                input: InputKey::of(b"i"),
                 input_len: 1,
                 result_digest: Digest::of(b"r"),
                 result_len: 1,
             },
-            EntryKind::Tool {
-                category: "c".into(),
-                name: "other".into(),
-                input_digest: Digest::of(b"i"),
-                input_len: 1,
-                result: Ok(vec![1]),
-            },
+            tool("other", InputKey::of(b"i")),
             EntryKind::Sleep {
                 duration_ms: 5,
                 wake_at_ms: 9,
@@ -626,7 +632,13 @@ mod tests {
                     category,
                     name,
                     input_digest,
-                } => kind.replay_tool(category, name, input_digest).is_ok(),
+                } => {
+                    let input = inputs
+                        .iter()
+                        .find(|i| Digest::of(i) == *input_digest)
+                        .expect("a call of one of the inputs");
+                    kind.replay_tool(category, name, input).is_ok()
+                }
                 Call::Sleep { duration_ms } => kind.replay_sleep(*duration_ms).is_ok(),
                 Call::Signal { name } => kind.replay_signal(name).is_ok(),
                 Call::Emit { item_digest } => kind.replay_emit(item_digest).is_ok(),

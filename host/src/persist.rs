@@ -9,13 +9,15 @@ use serde::de::DeserializeOwned;
 
 use crate::store::StoreError;
 
-/// The format version written by this release. Version 4 gives a
+/// The format version written by this release. Version 5 keeps a tool
+/// call's input whole in its entry when it is shorter than a digest
+/// ([`crate::journal::InputKey`]); version 4 gives a
 /// workflow's failure (and a child's end) a code and details; version 3 journals an
 /// emitted item by its digest (`EntryKind::Emitted`; the item is in the
 /// output stream) and adds stream policies and consumer sessions; version 2
 /// writes byte strings as MessagePack binaries; version 1 wrote them as
 /// arrays of numbers. All read with the same types.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 
 /// The oldest format version this release reads.
 pub const OLDEST_READABLE: u8 = 1;
@@ -114,7 +116,7 @@ mod tests {
             EntryKind::Tool {
                 category: "c".into(),
                 name: "n".into(),
-                input_digest: digest,
+                input: digest.into(),
                 input_len: 2,
                 result: Ok(vec![1, 200, 3]),
             }

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::journal::{Entry, EntryKind, InputKey};
 use reprise_host::store::{DeploymentVersion, now_ms};
 use reprise_host::{Digest, EmbeddedStore, ExecutionId, RedisOptions, RedisStore, Store};
 use reprise_tests::measure::{Stats, row, time_many, us};
@@ -40,7 +40,7 @@ fn entry(i: usize) -> Entry {
         kind: EntryKind::Tool {
             category: "api".into(),
             name: "user".into(),
-            input_digest: Digest::of(&i.to_le_bytes()),
+            input: InputKey::of(&i.to_le_bytes()),
             input_len: 8,
             result: Ok(vec![7u8; 64]),
         },

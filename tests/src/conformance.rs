@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reprise_host::execution::{ExecutionRecord, Lease, Outcome, Status, Wait};
-use reprise_host::journal::{Entry, EntryKind};
+use reprise_host::journal::{Entry, EntryKind, InputKey};
 use reprise_host::store::{Created, DeploymentVersion, StoreError, Suspended, now_ms};
 use reprise_host::{Digest, ExecutionId, Store};
 
@@ -532,7 +532,7 @@ fn tool_result(duration_us: u64, value: Vec<u8>) -> Entry {
         kind: EntryKind::Tool {
             category: "c".into(),
             name: "n".into(),
-            input_digest: Digest::of(b""),
+            input: InputKey::of(b""),
             input_len: 0,
             result: Ok(value),
         },

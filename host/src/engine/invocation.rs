@@ -319,11 +319,11 @@ impl Steps {
     }
 
     /// Whether the next entry to replay records `call-tool` of
-    /// `category/name` with an input of this digest.
-    fn replays_tool(&self, category: &str, name: &str, input_digest: &Digest) -> bool {
+    /// `category/name` with this input.
+    fn replays_tool(&self, category: &str, name: &str, input: &[u8]) -> bool {
         self.journal
             .get(self.cursor)
-            .is_some_and(|e| e.kind.records_tool(category, name, input_digest))
+            .is_some_and(|e| e.kind.records_tool(category, name, input))
     }
 
     /// Ends the invocation for `end`: the returned error traps the guest,

@@ -14,8 +14,7 @@
 use rmp::decode as rd;
 
 use super::FORMAT_VERSION;
-use crate::ids::Digest;
-use crate::journal::{Entry, EntryKind};
+use crate::journal::{Entry, EntryKind, InputKey};
 use crate::store::StoreError;
 
 /// Decodes a journal entry written by [`super::encode`].
@@ -44,7 +43,7 @@ fn tool_entry(bytes: &[u8]) -> Option<Entry> {
     }
     let category = text(r)?;
     let name = text(r)?;
-    let input_digest = Digest(bytes_of(r)?.try_into().ok()?);
+    let input = InputKey::from_stored(bytes_of(r)?)?;
     let input_len: u64 = rd::read_int(r).ok()?;
     if rd::read_map_len(r).ok()? != 1 || text(r)? != "Ok" {
         return None;
@@ -59,7 +58,7 @@ fn tool_entry(bytes: &[u8]) -> Option<Entry> {
         kind: EntryKind::Tool {
             category: category.into(),
             name: name.into(),
-            input_digest,
+            input,
             input_len,
             result: Ok(result.to_vec()),
         },
@@ -87,6 +86,7 @@ fn take<'a>(r: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Digest;
     use crate::journal::ToolFailure;
     use crate::persist::{decode, encode};
 
@@ -97,7 +97,7 @@ mod tests {
             kind: EntryKind::Tool {
                 category: category.into(),
                 name: "echo".into(),
-                input_digest: Digest::of(b"in"),
+                input: InputKey::from(Digest::of(b"in")),
                 input_len: u64::MAX,
                 result,
             },
@@ -116,6 +116,17 @@ mod tests {
             let bytes = encode(&entry);
             assert_eq!(tool_entry(&bytes).as_ref(), Some(&entry));
             assert_eq!(decode_entry(&bytes).unwrap(), entry);
+        }
+        // An input kept whole, of every length it can have.
+        for len in 0..=InputKey::INLINE_MAX {
+            let mut entry = tool("builtin", Ok(vec![1]));
+            let EntryKind::Tool { input, .. } = &mut entry.kind else {
+                unreachable!()
+            };
+            *input = InputKey::of(&vec![3; len]);
+            let bytes = encode(&entry);
+            assert_eq!(tool_entry(&bytes).as_ref(), Some(&entry), "{len} bytes");
+            assert_eq!(decode::<Entry>(&bytes).unwrap(), entry, "{len} bytes");
         }
     }
 

@@ -22,7 +22,7 @@ use crate::execution::{
     ParentLink, SignalRecord, SignalWait, Status, StreamPolicy, Wait,
 };
 use crate::ids::{Digest, ExecutionId};
-use crate::journal::{Entry, EntryKind, Started, ToolFailure};
+use crate::journal::{Entry, EntryKind, InputKey, Started, ToolFailure};
 use crate::store::DeploymentVersion;
 
 fn dir(version: u8) -> PathBuf {
@@ -81,9 +81,20 @@ fn entries() -> Vec<(&'static str, Entry)> {
             entry(EntryKind::Tool {
                 category: "demo".into(),
                 name: "user".into(),
-                input_digest: digest("input"),
+                input: InputKey::from(digest("input")),
                 input_len: 5,
                 result: Ok(vec![0x81, 0xa2, b'i', b'd', 0x7b]),
+            }),
+        ),
+        (
+            // Format 5: a short input kept whole instead of its digest.
+            "entry-tool-inline-input",
+            entry(EntryKind::Tool {
+                category: "demo".into(),
+                name: "user".into(),
+                input: InputKey::of(b"input"),
+                input_len: 5,
+                result: Ok(vec![0xc3]),
             }),
         ),
         (
@@ -91,7 +102,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
             entry(EntryKind::Tool {
                 category: "builtin".into(),
                 name: "fail".into(),
-                input_digest: digest("x"),
+                input: InputKey::from(digest("x")),
                 input_len: 1,
                 result: Err(ToolFailure {
                     code: "not-found".into(),
@@ -139,7 +150,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
             entry(EntryKind::ToolStored {
                 category: "demo".into(),
                 name: "big".into(),
-                input_digest: digest("in"),
+                input: InputKey::from(digest("in")),
                 input_len: 2,
                 result_digest: digest("result"),
                 result_len: 300_000,
@@ -191,7 +202,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
                 value: Box::new(EntryKind::Tool {
                     category: "demo".into(),
                     name: "user".into(),
-                    input_digest: digest("in"),
+                    input: InputKey::from(digest("in")),
                     input_len: 2,
                     result: Ok(vec![0xa2, b'o', b'k']),
                 }),
@@ -538,4 +549,26 @@ fn a_format_3_workflow_failure_reads_without_a_code() {
             details: None,
         }
     );
+}
+
+/// A tool call journaled before format 5 keeps its input's digest, even
+/// for a short input: it still replays the same call, and no other.
+#[test]
+fn a_format_4_tool_call_still_replays() {
+    let text = std::fs::read_to_string(dir(4).join("entry-tool-ok.hex")).unwrap();
+    let bytes = hex::decode(text.trim()).unwrap();
+    for entry in [
+        decode::<Entry>(&bytes).unwrap(),
+        super::decode_entry(&bytes).unwrap(),
+    ] {
+        assert!(entry.kind.records_tool("demo", "user", b"input"));
+        assert!(!entry.kind.records_tool("demo", "user", b"inpuT"));
+        // The same call made now keeps its input whole, and the journal's
+        // API names it by the same digest.
+        let EntryKind::Tool { input, .. } = entry.kind else {
+            panic!("{entry:?}")
+        };
+        assert_eq!(input.inline(), None);
+        assert_eq!(input.digest(), InputKey::of(b"input").digest());
+    }
 }

@@ -3,12 +3,12 @@
 //! The generated binding lifts a call's arguments into two `String`s and a
 //! `Vec<u8>` before the host sees them: three allocations and copies per
 //! call. A replayed call needs none of them: it only compares the tool's
-//! name with the journal entry and the input's digest with the recorded
-//! one, and replay is where an execution resumed after many steps spends
+//! name and its input with what the journal entry keeps of them (see
+//! [`crate::journal::InputKey`]), and replay is where an execution resumed after many steps spends
 //! its time. So the current world's `call-tool` is defined over the
 //! generated one, taking its arguments as views of the guest's memory: the
-//! input is hashed and the tool's name compared with the next entry where
-//! they lie, so a replayed call copies nothing out of the guest; the
+//! input and the tool's name are compared with the next entry where they
+//! lie, so a replayed call copies nothing out of the guest; the
 //! arguments are copied only when the call runs the tool (or fails as
 //! nondeterminism). What a call does is the generated import's
 //! ([`InvocationState::replay_tool`], then [`InvocationState::run_tool`]).
@@ -19,7 +19,6 @@ use wasmtime::component::{Linker, WasmList, WasmStr};
 
 use super::InvocationState;
 use super::bindings::ToolError;
-use crate::ids::Digest;
 use crate::journal::ToolName;
 
 /// The interface whose `call-tool` this replaces.
@@ -59,15 +58,11 @@ fn call_tool(
 ) -> Box<dyn Future<Output = wasmtime::Result<(ToolResult,)>> + Send + '_> {
     Box::new(async move {
         // Compared where they lie: a replayed call copies nothing out.
-        let (input_digest, replayed) = {
-            let input_digest = Digest::of(input.as_le_slice(&store));
+        let replayed = {
+            let input = input.as_le_slice(&store);
             let category = category.to_str(&store)?;
             let name = name.to_str(&store)?;
-            let steps = &store.data().steps;
-            (
-                input_digest,
-                steps.replays_tool(&category, &name, &input_digest),
-            )
+            store.data().steps.replays_tool(&category, &name, input)
         };
         if replayed {
             let result = store.data_mut().replay_matched_tool().await?;
@@ -76,21 +71,20 @@ fn call_tool(
         // Past the journal, or another call than it records.
         let category = ToolName::from(category.to_str(&store)?);
         let name = ToolName::from(name.to_str(&store)?);
+        let input = input.as_le_slice(&store).to_vec();
         let state = store.data_mut();
-        if let Some(result) = state.replay_tool(&category, &name, input_digest).await? {
+        if let Some(result) = state.replay_tool(&category, &name, &input).await? {
             return Ok((result,));
         }
-        let input = input.as_le_slice(&store).to_vec();
         // The live path's future is boxed on its own: inline, it made
         // this future ~2 KiB, an allocation too large for the allocator's
         // per-thread cache, which every replayed call paid for (glibc
         // consolidates its free lists before serving one).
-        let result = Box::pin(store.data_mut().run_tool(
-            category.into(),
-            name.into(),
-            input,
-            input_digest,
-        ))
+        let result = Box::pin(
+            store
+                .data_mut()
+                .run_tool(category.into(), name.into(), input),
+        )
         .await?;
         Ok((result,))
     })

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::join::{Observed, Retry};
 use super::*;
 use crate::execution::{ChildEnd, RESERVED_SIGNAL_PREFIX, UNCODED_WORKFLOW_ERROR};
-use crate::journal::{StartCall, Started};
+use crate::journal::{InputKey, StartCall, Started};
 
 impl bindings::TypesHost for InvocationState {}
 
@@ -18,12 +18,11 @@ impl bindings::Host for InvocationState {
         name: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
-        let input_digest = Digest::of(&input);
-        match self.replay_tool(&category, &name, input_digest).await? {
+        match self.replay_tool(&category, &name, &input).await? {
             Some(result) => Ok(result),
             // Boxed, so a replayed call's future stays small (see
             // `fast.rs`).
-            None => Box::pin(self.run_tool(category, name, input, input_digest)).await,
+            None => Box::pin(self.run_tool(category, name, input)).await,
         }
     }
 
@@ -395,23 +394,23 @@ impl InvocationState {
     /// `call-tool` while the guest is behind the journal: the recorded
     /// result if the next entry records this call, nondeterminism if it
     /// records another. `None` past the journal (the budget checked): the
-    /// call is [`InvocationState::run_tool`]'s. Takes the input as its
-    /// digest, so the current world's import (`fast.rs`) replays without
-    /// copying it out of the guest.
+    /// call is [`InvocationState::run_tool`]'s. (The current world's
+    /// import, `fast.rs`, replays a matching call without this, its input
+    /// still in the guest's memory.)
     pub(super) async fn replay_tool(
         &mut self,
         category: &str,
         name: &str,
-        input_digest: Digest,
+        input: &[u8],
     ) -> wasmtime::Result<Option<Result<Vec<u8>, ToolError>>> {
         self.steps.enter();
         let replayed = self.steps.replay(
             || Call::Tool {
                 category: category.to_owned(),
                 name: name.to_owned(),
-                input_digest,
+                input_digest: Digest::of(input),
             },
-            |k| k.replay_tool(category, name, &input_digest),
+            |k| k.replay_tool(category, name, input),
         )?;
         match replayed {
             None => Ok(None),
@@ -466,13 +465,13 @@ impl InvocationState {
         category: String,
         name: String,
         input: Vec<u8>,
-        input_digest: Digest,
     ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
         let s = &mut self.steps;
         let Some(tool) = s.tools.get(&category, &name) else {
             return Err(s.missing_tool(&category, &name));
         };
         let input_len = input.len() as u64;
+        let input_key = InputKey::of(&input);
         let span = s.trace.as_ref().map(|t| t.step("tool", s.next_index));
         let mut call = s.tool_call(category.clone(), name.clone(), input, s.next_index);
         call.traceparent = span
@@ -496,7 +495,7 @@ impl InvocationState {
                 EntryKind::Tool {
                     category: category.into(),
                     name: name.into(),
-                    input_digest,
+                    input: input_key,
                     input_len,
                     result,
                 },

@@ -29,7 +29,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use super::*;
 use crate::execution::{ExecutionRecord, ParentLink, SignalWait, Status, child_signal};
-use crate::journal::{StartCall, Started};
+use crate::journal::{InputKey, StartCall, Started};
 use crate::store::Created;
 use crate::tools::Tool;
 pub(super) use retry::Retry;
@@ -467,7 +467,7 @@ impl Steps {
                 let value = EntryKind::Tool {
                     category: o.category.into(),
                     name: o.name.into(),
-                    input_digest: o.input_digest,
+                    input: InputKey::from(o.input_digest),
                     input_len: o.input_len,
                     result: o.result,
                 };

@@ -75,20 +75,18 @@ fn json(size: u64, value: serde_json::Value) -> ValueView {
     }
 }
 
-/// A call's input: the journal keeps only its digest and size.
+/// A call's input, shown by its size and digest: the journal keeps a long
+/// input's digest only, and a short one whole (to replay without hashing),
+/// which the API does not show either.
 fn input(kind: &EntryKind) -> Option<ValueView> {
     match kind {
         EntryKind::Tool {
-            input_digest,
-            input_len,
-            ..
+            input, input_len, ..
         }
         | EntryKind::ToolStored {
-            input_digest,
-            input_len,
-            ..
-        }
-        | EntryKind::Started(
+            input, input_len, ..
+        } => Some(omitted(*input_len, Some(input.digest().to_hex()))),
+        EntryKind::Started(
             Started::Tool {
                 input_digest,
                 input_len,
@@ -138,13 +136,13 @@ fn result(kind: &EntryKind) -> Option<ValueView> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::ToolFailure;
+    use crate::journal::{InputKey, ToolFailure};
 
     fn tool(result: Result<Vec<u8>, ToolFailure>) -> EntryKind {
         EntryKind::Tool {
             category: "demo".into(),
             name: "user".into(),
-            input_digest: Digest::of(b"in"),
+            input: InputKey::of(b"in"),
             input_len: 2,
             result,
         }

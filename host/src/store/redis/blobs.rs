@@ -130,7 +130,7 @@ impl RedisStore {
         let EntryKind::Tool {
             category,
             name,
-            input_digest,
+            input,
             input_len,
             result: Ok(value),
         } = tool
@@ -145,7 +145,7 @@ impl RedisStore {
         let stored = EntryKind::ToolStored {
             category: category.clone(),
             name: name.clone(),
-            input_digest: *input_digest,
+            input: *input,
             input_len: *input_len,
             result_digest: digest,
             result_len: value.len() as u64,
