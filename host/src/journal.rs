@@ -414,6 +414,27 @@ impl EntryKind {
         }
     }
 
+    /// A tool call's recorded result, taken out of the entry (an inline
+    /// result leaves an empty one behind): [`EntryKind::recorded_tool`]
+    /// without moving the entry. `None` for any other entry.
+    pub fn take_recorded_tool(&mut self) -> Option<RecordedTool> {
+        match self {
+            EntryKind::Tool { result, .. } => Some(RecordedTool::Inline(std::mem::replace(
+                result,
+                Ok(Vec::new()),
+            ))),
+            EntryKind::ToolStored {
+                result_digest,
+                result_len,
+                ..
+            } => Some(RecordedTool::Stored {
+                digest: *result_digest,
+                len: *result_len,
+            }),
+            _ => None,
+        }
+    }
+
     /// The due time of `sleep(duration_ms)`.
     pub fn replay_sleep(self, duration_ms: u64) -> Result<u64, Call> {
         match self {
@@ -623,6 +644,15 @@ mod tests {
                 value: Box::new(EntryKind::Checkpoint),
             },
         ];
+        // Taking a result out is reading it, for tool calls only.
+        for kind in &kinds {
+            assert_eq!(
+                kind.clone().take_recorded_tool(),
+                kind.clone().recorded_tool().ok(),
+                "{}",
+                kind.call()
+            );
+        }
         // Each replay function accepts an entry exactly when the entry
         // records the call it answers.
         let answers = |kind: &EntryKind, call: &Call| -> bool {

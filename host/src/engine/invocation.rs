@@ -326,6 +326,25 @@ impl Steps {
             .is_some_and(|e| e.kind.records_tool(category, name, input))
     }
 
+    /// Replays the next entry, which [`Steps::replays_tool`] matched: its
+    /// result, taken out of the entry. `None` if it is no tool call.
+    fn take_matched_tool(&mut self) -> Option<RecordedTool> {
+        let entry = self.journal.get_mut(self.cursor)?;
+        let time = entry_time(entry);
+        let recorded = entry.kind.take_recorded_tool()?;
+        self.clock.advance_to(time);
+        self.replayed();
+        Some(recorded)
+    }
+
+    /// The entry at the cursor was replayed.
+    fn replayed(&mut self) {
+        self.cursor += 1;
+        if self.cursor == self.journal.len() {
+            self.replay_done = Some(Instant::now());
+        }
+    }
+
     /// Ends the invocation for `end`: the returned error traps the guest,
     /// and [`run`] reads `end` back from it.
     fn stop(&mut self, end: End) -> wasmtime::Error {
@@ -354,10 +373,7 @@ impl Steps {
             let kind = std::mem::replace(&mut self.journal[index].kind, EntryKind::Checkpoint);
             return match answer(kind) {
                 Ok(value) => {
-                    self.cursor += 1;
-                    if self.cursor == self.journal.len() {
-                        self.replay_done = Some(Instant::now());
-                    }
+                    self.replayed();
                     Ok(Some(value))
                 }
                 Err(recorded) => Err(self.fail(
