@@ -621,7 +621,20 @@ mod tests {
             EntryKind::Started(Started::Tool {
                 category: "c".into(),
                 name: "n".into(),
-                input_digest: Digest::of(b"i"),
+                input: InputKey::of(b"i"),
+                input_len: 1,
+            }),
+            // As a journal before format 5 kept it: the same start.
+            EntryKind::Started(Started::Tool {
+                category: "c".into(),
+                name: "n".into(),
+                input: InputKey::from(Digest::of(b"i")),
+                input_len: 1,
+            }),
+            EntryKind::Started(Started::Tool {
+                category: "c".into(),
+                name: "n".into(),
+                input: InputKey::of(b"j"),
                 input_len: 1,
             }),
             EntryKind::Started(Started::Timer {

@@ -24,7 +24,11 @@ use crate::ids::Digest;
 /// Written as one MessagePack binary: 32 bytes are a digest, fewer are the
 /// input. Entries of format versions 1 to 4 always hold a digest, and still
 /// match their call.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Two keys are equal when they name the same input, whichever form each
+/// keeps: a key kept whole equals its input's digest (comparing the two
+/// forms hashes the short input; keys of one form compare their bytes).
+#[derive(Clone, Copy, Eq)]
 pub struct InputKey {
     /// How many bytes of `bytes` are used: the input's length when it is
     /// kept whole, [`DIGEST_LEN`] for a digest.
@@ -92,6 +96,16 @@ impl InputKey {
             len: stored.len() as u8,
             bytes,
         })
+    }
+}
+
+impl PartialEq for InputKey {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.inline(), other.inline()) {
+            (Some(input), None) => other.matches(input),
+            (None, Some(input)) => self.matches(input),
+            _ => self.stored() == other.stored(),
+        }
     }
 }
 
@@ -196,13 +210,21 @@ mod tests {
     }
 
     /// A journal written before inputs were kept holds digests: a short
-    /// input still matches its digest.
+    /// input still matches its digest, and keys of either form are equal
+    /// when they name the same input.
     #[test]
     fn a_digest_of_a_short_input_still_matches_it() {
         let old = InputKey::from(Digest::of(b"abc"));
         assert!(old.matches(b"abc"));
         assert!(!old.matches(b"abd"));
         assert_eq!(old.digest(), InputKey::of(b"abc").digest());
+        assert_eq!(old, InputKey::of(b"abc"));
+        assert_eq!(InputKey::of(b"abc"), old);
+        assert_ne!(old, InputKey::of(b"abd"));
+        assert_ne!(InputKey::of(b"abd"), old);
+        assert_ne!(InputKey::of(b"abc"), InputKey::of(b"abcd"));
+        assert_eq!(InputKey::of(&[2; 64]), InputKey::from(Digest::of(&[2; 64])));
+        assert_ne!(InputKey::of(&[2; 64]), InputKey::of(&[2; 65]));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Digest;
+use super::InputKey;
 
 /// What an [`EntryKind::Started`] entry started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,8 +17,8 @@ pub enum Started {
         category: String,
         /// Tool name.
         name: String,
-        /// sha256 of the input payload.
-        input_digest: Digest,
+        /// The input payload, or its sha256 (see [`InputKey`]).
+        input: InputKey,
         /// Size of the input payload in bytes.
         input_len: u64,
     },
@@ -38,8 +38,8 @@ pub enum Started {
     Child {
         /// The workflow it runs.
         workflow: String,
-        /// sha256 of its input.
-        input_digest: Digest,
+        /// Its input, or its sha256 (see [`InputKey`]).
+        input: InputKey,
         /// Size of its input in bytes.
         input_len: u64,
         /// Its id (derived from the parent's id and the handle).
@@ -56,30 +56,28 @@ impl Started {
                 Started::Tool {
                     category,
                     name,
-                    input_digest,
+                    input,
                     ..
                 },
                 StartCall::Tool {
                     category: c,
                     name: n,
-                    input_digest: d,
+                    input: d,
                 },
-            ) => category == c && name == n && input_digest == d,
+            ) => category == c && name == n && input == d,
             (Started::Timer { duration_ms, .. }, StartCall::Timer { duration_ms: d }) => {
                 duration_ms == d
             }
             (Started::Signal { name }, StartCall::Signal { name: n }) => name == n,
             (
                 Started::Child {
-                    workflow,
-                    input_digest,
-                    ..
+                    workflow, input, ..
                 },
                 StartCall::Child {
                     workflow: w,
-                    input_digest: d,
+                    input: d,
                 },
-            ) => workflow == w && input_digest == d,
+            ) => workflow == w && input == d,
             _ => false,
         }
     }
@@ -90,24 +88,22 @@ impl Started {
             Started::Tool {
                 category,
                 name,
-                input_digest,
+                input,
                 ..
             } => StartCall::Tool {
                 category: category.clone(),
                 name: name.clone(),
-                input_digest: *input_digest,
+                input: *input,
             },
             Started::Timer { duration_ms, .. } => StartCall::Timer {
                 duration_ms: *duration_ms,
             },
             Started::Signal { name } => StartCall::Signal { name: name.clone() },
             Started::Child {
-                workflow,
-                input_digest,
-                ..
+                workflow, input, ..
             } => StartCall::Child {
                 workflow: workflow.clone(),
-                input_digest: *input_digest,
+                input: *input,
             },
         }
     }
@@ -122,8 +118,8 @@ pub enum StartCall {
         category: String,
         /// Tool name.
         name: String,
-        /// sha256 of the input.
-        input_digest: Digest,
+        /// The input, or its sha256.
+        input: InputKey,
     },
     /// `start-timer`.
     Timer {
@@ -139,8 +135,8 @@ pub enum StartCall {
     Child {
         /// The workflow.
         workflow: String,
-        /// sha256 of the input.
-        input_digest: Digest,
+        /// The input, or its sha256.
+        input: InputKey,
     },
 }
 
@@ -150,14 +146,17 @@ impl fmt::Display for StartCall {
             StartCall::Tool {
                 category,
                 name,
-                input_digest,
-            } => write!(f, "start-tool {category}/{name} (input {input_digest:?})"),
+                input,
+            } => write!(
+                f,
+                "start-tool {category}/{name} (input {:?})",
+                input.digest()
+            ),
             StartCall::Timer { duration_ms } => write!(f, "start-timer {duration_ms} ms"),
             StartCall::Signal { name } => write!(f, "start-signal {name:?}"),
-            StartCall::Child {
-                workflow,
-                input_digest,
-            } => write!(f, "start-child {workflow} (input {input_digest:?})"),
+            StartCall::Child { workflow, input } => {
+                write!(f, "start-child {workflow} (input {:?})", input.digest())
+            }
         }
     }
 }

@@ -168,7 +168,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
             entry(EntryKind::Started(Started::Tool {
                 category: "demo".into(),
                 name: "user".into(),
-                input_digest: digest("in"),
+                input: InputKey::from(digest("in")),
                 input_len: 2,
             })),
         ),
@@ -189,7 +189,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
             "entry-started-child",
             entry(EntryKind::Started(Started::Child {
                 workflow: "invoice".into(),
-                input_digest: digest("in"),
+                input: InputKey::from(digest("in")),
                 input_len: 2,
                 id: ExecutionId::new("order-42.3").unwrap(),
             })),

@@ -203,18 +203,18 @@ impl bindings::Host for InvocationState {
                 return Err(s.invalid(format!("start-tool {category}/{name}: {message}")));
             }
         };
-        let input_digest = Digest::of(&input);
+        let input_key = InputKey::of(&input);
         let call = StartCall::Tool {
             category: category.clone(),
             name: name.clone(),
-            input_digest,
+            input: input_key,
         };
         let input_len = input.len() as u64;
         let (handle, started, run) = s
             .start(call, || Started::Tool {
                 category: category.clone(),
                 name: name.clone(),
-                input_digest,
+                input: input_key,
                 input_len,
             })
             .await?;
@@ -229,7 +229,7 @@ impl bindings::Host for InvocationState {
                 .as_ref()
                 .and_then(|t| t.traceparent())
                 .map(String::from);
-            s.spawn_tool(handle, tool, call, input_digest, retry);
+            s.spawn_tool(handle, tool, call, input_key, retry);
         } else {
             s.pend(handle, &started);
         }
@@ -273,10 +273,10 @@ impl bindings::Host for InvocationState {
     async fn start_child(&mut self, workflow: String, input: Vec<u8>) -> wasmtime::Result<u64> {
         let s = &mut self.steps;
         s.enter();
-        let input_digest = Digest::of(&input);
+        let input_key = InputKey::of(&input);
         let call = StartCall::Child {
             workflow: workflow.clone(),
-            input_digest,
+            input: input_key,
         };
         let input_len = input.len() as u64;
         let parent = s.id.clone();
@@ -303,7 +303,7 @@ impl bindings::Host for InvocationState {
         let (handle, started, _) = s
             .start(call, || Started::Child {
                 workflow: workflow.clone(),
-                input_digest,
+                input: input_key,
                 input_len,
                 id: id.clone(),
             })

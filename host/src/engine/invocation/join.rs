@@ -81,7 +81,7 @@ struct ToolOutcome {
     duration_us: u64,
     category: String,
     name: String,
-    input_digest: Digest,
+    input: InputKey,
     input_len: u64,
 }
 
@@ -191,7 +191,7 @@ impl Steps {
         handle: u64,
         tool: Arc<dyn Tool>,
         call: ToolCall,
-        input_digest: Digest,
+        input: InputKey,
         retry: Retry,
     ) {
         let calls = self.join.calls.clone();
@@ -224,7 +224,7 @@ impl Steps {
                 duration_us: started.elapsed().as_micros() as u64,
                 category,
                 name,
-                input_digest,
+                input,
                 input_len,
             };
             (handle, outcome)
@@ -467,7 +467,7 @@ impl Steps {
                 let value = EntryKind::Tool {
                     category: o.category.into(),
                     name: o.name.into(),
-                    input: InputKey::from(o.input_digest),
+                    input: o.input,
                     input_len: o.input_len,
                     result: o.result,
                 };

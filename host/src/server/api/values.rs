@@ -88,16 +88,12 @@ fn input(kind: &EntryKind) -> Option<ValueView> {
         } => Some(omitted(*input_len, Some(input.digest().to_hex()))),
         EntryKind::Started(
             Started::Tool {
-                input_digest,
-                input_len,
-                ..
+                input, input_len, ..
             }
             | Started::Child {
-                input_digest,
-                input_len,
-                ..
+                input, input_len, ..
             },
-        ) => Some(omitted(*input_len, Some(input_digest.to_hex()))),
+        ) => Some(omitted(*input_len, Some(input.digest().to_hex()))),
         _ => None,
     }
 }
