@@ -4,13 +4,13 @@
 //! `Vec<u8>` before the host sees them: three allocations and copies per
 //! call. A replayed call needs none of them: it only compares the tool's
 //! name and its input with what the journal entry keeps of them (see
-//! [`crate::journal::InputKey`]), and replay is where an execution resumed after many steps spends
-//! its time. So the current world's `call-tool` is defined over the
-//! generated one, taking its arguments as views of the guest's memory: the
-//! input and the tool's name are compared with the next entry where they
-//! lie, so a replayed call copies nothing out of the guest; the
-//! arguments are copied only when the call runs the tool (or fails as
-//! nondeterminism). What a call does is the generated import's
+//! [`crate::journal::InputKey`]), and replay is where an execution resumed
+//! after many steps spends its time. So the current world's `call-tool` is
+//! defined over the generated one, taking its arguments as views of the
+//! guest's memory: the input and the tool's name are compared with the next
+//! entry where they lie, so a replayed call copies nothing out of the
+//! guest; the arguments are copied only when the call runs the tool (or
+//! fails as nondeterminism). What a call does is the generated import's
 //! ([`InvocationState::replay_tool`], then [`InvocationState::run_tool`]).
 //! The frozen worlds keep the generated binding.
 
