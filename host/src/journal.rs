@@ -575,19 +575,19 @@ mod tests {
         // The inputs the tool entries below were called with: a call names
         // its input by digest, and replay is given the input itself.
         let inputs: [&[u8]; 3] = [b"i", b"j", &[5; 40]];
-        let tool = |name: &str, input: InputKey| EntryKind::Tool {
+        let tool = |name: &str, input: InputKey, input_len: u64| EntryKind::Tool {
             category: "c".into(),
             name: name.into(),
             input,
-            input_len: 1,
+            input_len,
             result: Ok(vec![1]),
         };
         let kinds = [
-            tool("n", InputKey::of(b"i")),
+            tool("n", InputKey::of(b"i"), 1),
             // The same call as a journal before format 5 kept it.
-            tool("n", InputKey::from(Digest::of(b"i"))),
-            tool("n", InputKey::of(b"j")),
-            tool("n", InputKey::of(&[5; 40])),
+            tool("n", InputKey::from(Digest::of(b"i")), 1),
+            tool("n", InputKey::of(b"j"), 1),
+            tool("n", InputKey::of(&[5; 40]), 40),
             EntryKind::ToolStored {
                 category: "c".into(),
                 name: "n".into(),
@@ -596,7 +596,7 @@ mod tests {
                 result_digest: Digest::of(b"r"),
                 result_len: 1,
             },
-            tool("other", InputKey::of(b"i")),
+            tool("other", InputKey::of(b"i"), 1),
             EntryKind::Sleep {
                 duration_ms: 5,
                 wake_at_ms: 9,
