@@ -86,7 +86,7 @@ impl InputKey {
     }
 
     /// Reads a stored key: at most 32 bytes, as [`InputKey`] documents.
-    pub fn from_stored(stored: &[u8]) -> Option<Self> {
+    pub(crate) fn from_stored(stored: &[u8]) -> Option<Self> {
         if stored.len() > DIGEST_LEN {
             return None;
         }
