@@ -17,7 +17,8 @@
 //! - on Redis over loopback TCP (a private `redis-server`, AOF with fsync
 //!   every second): one raw `PING` and `RPUSH` round trip, one journal
 //!   append (the Lua script), a live step end to end, loading and resuming
-//!   a 1,000-step execution, and the bytes Redis keeps per entry and per
+//!   a 1,000-step execution (and the commands one resume sends, in the
+//!   order Redis ran them), and the bytes Redis keeps per entry and per
 //!   suspended execution; and the host memory a suspended execution holds.
 //!
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
@@ -356,8 +357,14 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
     )
     .await;
     let q1000 = replay_many(&rrt, &redis, "steps", input, journal, 50).await;
+    let sent = commands_of_one_resume(&server, &rrt, &redis, input, journal).await;
     row("resume with 0 journal entries, Redis", &q0);
     row("resume + replay of 1,000 entries, Redis", &q1000);
+    println!(
+        "  => commands one resume of 1,000 entries sends, in order ({}): {}",
+        sent.len(),
+        sent.join(", ")
+    );
     let loaded_id = {
         let rec = ExecutionRecord::new(
             ExecutionId::generate(),
@@ -508,6 +515,62 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
         (after_rss as f64 - before_rss as f64) / k as f64
     );
     drop(server);
+}
+
+/// The commands the host sends Redis for one resume (through
+/// [`Runtime::resume`], as `replay_many` times it) of an execution holding
+/// `journal`, in the order the server ran them, each with its first key
+/// without prefix and hash tag (`x` the record, `clock` an index bucket's
+/// entry, `suspended` an index list). Read from
+/// the server's slow log with every command logged, where what a script
+/// calls has no client; its times are not used, logging inflates them.
+async fn commands_of_one_resume(
+    server: &RedisServer,
+    rt: &reprise_host::Runtime,
+    store: &Arc<dyn Store>,
+    input: &[u8],
+    journal: &[Entry],
+) -> Vec<String> {
+    let id = ExecutionId::new("bench-sent").unwrap();
+    reprise_tests::with_journal(store, "steps", input.to_vec(), &id, journal).await;
+    // What the setup left running in the background (an index settle).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    server.cli(&["CONFIG", "SET", "slowlog-max-len", "1000"]);
+    server.cli(&["SLOWLOG", "RESET"]);
+    rt.resume(&id).await.unwrap();
+    wait(rt, &id).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = server.cli(&["--json", "SLOWLOG", "GET", "1000"]);
+    server.cli(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+    let log: serde_json::Value = serde_json::from_str(&log).expect("SLOWLOG GET as JSON");
+    let mut sent: Vec<String> = log
+        .as_array()
+        .expect("a list of entries")
+        .iter()
+        .filter(|e| e[4].as_str().is_some_and(|client| client != "?:0"))
+        .filter_map(|e| {
+            let args: Vec<&str> = e[3].as_array()?.iter().filter_map(|a| a.as_str()).collect();
+            // `reprise:x:{id}` is `x`, `reprise:{ix7}:clock` is `clock`.
+            let key = |i: usize| {
+                let k = args.get(i).copied().unwrap_or("");
+                let k = k.strip_prefix("reprise:").unwrap_or(k);
+                let untagged: String = match (k.find('{'), k.find('}')) {
+                    (Some(a), Some(b)) if a < b => format!("{}{}", &k[..a], &k[b + 1..]),
+                    _ => k.to_string(),
+                };
+                untagged.trim_matches(':').to_string()
+            };
+            match args.first()?.to_ascii_uppercase().as_str() {
+                "SLOWLOG" | "CONFIG" | "HELLO" | "CLIENT" => None,
+                "EVALSHA" => Some(format!("EVALSHA({})", key(3))),
+                cmd => Some(format!("{cmd}({})", key(1))),
+            }
+        })
+        .collect();
+    // The log lists the newest first.
+    sent.reverse();
+    sent
 }
 
 /// Runs `work` on the runtime's workers when `spawned` (as a request
