@@ -290,3 +290,74 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
     let c = store.count_by_status().await.unwrap();
     assert_eq!(c.get(&Status::Completed), Some(&2));
 }
+
+/// Waits (at most 5 s) until `store`'s status lists hold `want`.
+async fn counts_reach(store: &reprise_host::RedisStore, want: [u64; 3]) {
+    for _ in 0..250 {
+        if counts(store).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts(store).await, want);
+}
+
+/// A resume of an execution parked by any host takes the lease without
+/// knowing the workflow, so its acquire cannot settle the workflow's lists
+/// in its pipeline. That settle waits a second and is dropped if the
+/// invocation ended meanwhile, whose own change settled every list: a
+/// resume that ends soon costs no round trip in the background, and one
+/// still running after the wait is settled then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_ends_soon_leaves_no_settle_to_the_background() {
+    let server = RedisServer::start();
+    let store = Arc::new(server.store().await);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let mut parked = vec![];
+    for n in 1..=3 {
+        let (id, lease, _) = journaled(&dyn_store).await;
+        // The first acquire's settle (it had no snapshot, so no workflow,
+        // and settles at once) is done before the release.
+        counts_reach(&store, [1, n - 1, 0]).await;
+        store.release_lease(&id, &lease).await.unwrap();
+        counts_reach(&store, [0, n, 0]).await;
+        parked.push(id);
+    }
+    assert_eq!(store.noted_workflows(), 0, "parked, none is noted");
+    // The server learns the scripts of a resume and a finish on their
+    // first use (a settle it does not know yet runs in the background).
+    let resume_and_finish = |id: ExecutionId| {
+        let store = store.clone();
+        async move {
+            let (lease, _) = store
+                .acquire_and_load(&id, "h", Duration::from_secs(60))
+                .await
+                .unwrap();
+            store
+                .finish(&id, &lease, &Outcome::Completed(vec![]))
+                .await
+                .unwrap();
+        }
+    };
+    resume_and_finish(parked[0].clone()).await;
+    counts_reach(&store, [0, 2, 1]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let background = store.settles_in_background();
+
+    resume_and_finish(parked[1].clone()).await;
+    assert_eq!(counts(&store).await, [0, 1, 2], "the finish settled");
+
+    let (_lease, _) = store
+        .acquire_and_load(&parked[2], "h", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // Listed where it was too until the acquire's settle runs, then only
+    // as running.
+    counts_reach(&store, [1, 0, 2]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        store.settles_in_background(),
+        background + 1,
+        "the running one's settle alone"
+    );
+}

@@ -57,6 +57,10 @@ pub(super) const GRACE_MS: u64 = 60_000;
 /// lookup; past it the cache starts over.
 const CACHED_WORKFLOWS: usize = 65_536;
 
+/// How long the settle of an acquire that could not settle in its own
+/// pipeline waits (see [`RedisStore::settle_later`]).
+const ACQUIRE_SETTLE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn bucket(id: &ExecutionId) -> u32 {
     id.stable_hash() % BUCKETS
 }
@@ -130,9 +134,11 @@ impl RedisStore {
     }
 
     /// How many status changes this store settled in a round trip of its
-    /// own, after the change: every one on a cluster, and on one Redis the
-    /// acquires of executions not noted here (whose workflow it does not
-    /// know) and changes whose settle could not run in their pipeline
+    /// own, after the change: on a cluster every one but the acquires
+    /// whose execution left `Running` within [`ACQUIRE_SETTLE_DELAY`]; on
+    /// one Redis the acquires of executions not noted here (whose workflow
+    /// they do not know) that were still running here after that delay,
+    /// and the changes whose settle could not run in their pipeline
     /// (diagnostics and tests).
     pub fn settles_in_background(&self) -> u64 {
         self.background_settles
@@ -396,6 +402,18 @@ impl RedisStore {
     /// cache at once: its next change here is an acquire, which notes it
     /// again, or a cancel, which reads it. So the cache holds the
     /// executions leased here, not one entry per execution ever run.
+    ///
+    /// The settle of an acquire that noted the workflow (a resume here of
+    /// an execution parked by any host, whose acquire does not know it
+    /// yet) waits [`ACQUIRE_SETTLE_DELAY`] first, and does not run if the
+    /// execution left `Running` here meanwhile (it is no longer noted): on
+    /// one Redis that change settled every other status's lists in its own
+    /// pipeline, and elsewhere in a settle of its own, each removing what
+    /// was entered before it. Most invocations end well within the delay,
+    /// so a resume costs a round trip fewer; until a longer one settles,
+    /// readers drop its entry in the list it left, as they drop every
+    /// stale entry. Should the cache start over meanwhile, the entry stays
+    /// for readers likewise.
     pub(super) fn settle_later(
         &self,
         id: &ExecutionId,
@@ -406,10 +424,25 @@ impl RedisStore {
         if kept != Status::Running {
             self.forget_workflow(id);
         }
-        self.background_settles
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wait_for_change =
+            kept == Status::Running && workflow.is_some() && self.noted_workflow(id).is_some();
+        let count = |store: &Self| {
+            store
+                .background_settles
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
+        if !wait_for_change {
+            count(self);
+        }
         let (store, id) = (self.clone(), id.clone());
         tokio::spawn(async move {
+            if wait_for_change {
+                tokio::time::sleep(ACQUIRE_SETTLE_DELAY).await;
+                if store.noted_workflow(&id).is_none() {
+                    return;
+                }
+                count(&store);
+            }
             let workflow = match workflow {
                 Some(w) => Ok(w),
                 None => store.workflow_of(&id).await,
