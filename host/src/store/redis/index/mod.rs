@@ -411,9 +411,9 @@ impl RedisStore {
     /// pipeline, and elsewhere in a settle of its own, each removing what
     /// was entered before it. Most invocations end well within the delay,
     /// so a resume costs a round trip fewer; until a longer one settles,
-    /// readers drop its entry in the list it left, as they drop every
-    /// stale entry. Should the cache start over meanwhile, the entry stays
-    /// for readers likewise.
+    /// readers skip its entry in the list it left, as they skip every
+    /// stale entry. Should the cache start over meanwhile, that entry is
+    /// left for readers to drop.
     pub(super) fn settle_later(
         &self,
         id: &ExecutionId,
