@@ -184,6 +184,17 @@ async fn counts(store: &reprise_host::RedisStore) -> [u64; 3] {
     ]
 }
 
+/// Waits (at most 5 s) until `store`'s status lists hold `want`.
+async fn counts_reach(store: &reprise_host::RedisStore, want: [u64; 3]) {
+    for _ in 0..250 {
+        if counts(store).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts(store).await, want);
+}
+
 /// On one Redis a status change settles the index lists it left in its
 /// own pipeline: once the change returns, the execution is listed under
 /// its new status alone, with no round trip left to the background. A
@@ -218,13 +229,7 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
     let (id, _, _) = journaled(&dyn_store).await;
     // Its first acquire did not know the workflow: it settled in the
     // background.
-    for _ in 0..100 {
-        if counts(&store).await == [1, 0, 0] {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(counts(&store).await, [1, 0, 0]);
+    counts_reach(&store, [1, 0, 0]).await;
     let background = store.settles_in_background();
     // Leased here, the execution is noted with its workflow, so a resume
     // that takes the lease over (as after a budget) settles in its pipeline.
@@ -272,13 +277,7 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
         .await
         .unwrap();
     assert_eq!(store.settles_in_background(), background + 1);
-    for _ in 0..100 {
-        if counts(&store).await == [0, 0, 1] {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(counts(&store).await, [0, 0, 1]);
+    counts_reach(&store, [0, 0, 1]).await;
 
     let (other, lease, _) = journaled(&dyn_store).await;
     let background = store.settles_in_background();
@@ -289,17 +288,6 @@ async fn a_change_settles_the_index_in_its_own_pipeline() {
     assert_eq!(store.settles_in_background(), background);
     let c = store.count_by_status().await.unwrap();
     assert_eq!(c.get(&Status::Completed), Some(&2));
-}
-
-/// Waits (at most 5 s) until `store`'s status lists hold `want`.
-async fn counts_reach(store: &reprise_host::RedisStore, want: [u64; 3]) {
-    for _ in 0..250 {
-        if counts(store).await == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(counts(store).await, want);
 }
 
 /// A resume of an execution parked by any host takes the lease without
