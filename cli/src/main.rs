@@ -337,7 +337,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    malloc::cap_arenas();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
