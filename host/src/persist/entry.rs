@@ -3,7 +3,9 @@
 //! entry costs a walk of visitors that moves the 176-byte `Entry` several
 //! times. [`decode_entry`] reads that one shape directly with `rmp`'s
 //! primitives, borrowing strings and bytes from the stored value and
-//! allocating only what the `Entry` owns.
+//! allocating only what the `Entry` owns; [`decode_entry_owned`], given
+//! bytes it may keep (a Redis reply's), makes them the result's and
+//! allocates nothing.
 //!
 //! Serde ([`super::decode`]) stays the definition of the format: anything
 //! the direct reader does not recognise exactly (another kind, a failed
@@ -14,19 +16,33 @@
 use rmp::decode as rd;
 
 use super::FORMAT_VERSION;
-use crate::journal::{Entry, EntryKind, InputKey};
+use crate::journal::{Entry, EntryKind, InputKey, ToolName};
 use crate::store::StoreError;
 
 /// Decodes a journal entry written by [`super::encode`].
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
     match tool_entry(bytes) {
-        Some(entry) => Ok(entry),
+        Some((entry, result)) => Ok(entry.with_result(bytes[result..].to_vec())),
         None => super::decode(bytes),
     }
 }
 
-/// A successful tool call's entry, or `None` for anything else.
-fn tool_entry(bytes: &[u8]) -> Option<Entry> {
+/// [`decode_entry`] of bytes the caller owns (a Redis reply's): a
+/// successful call's result keeps their allocation, moved to its front,
+/// so an entry costs no allocation of its own.
+pub fn decode_entry_owned(mut bytes: Vec<u8>) -> Result<Entry, StoreError> {
+    match tool_entry(&bytes) {
+        Some((entry, result)) => {
+            bytes.drain(..result);
+            Ok(entry.with_result(bytes))
+        }
+        None => super::decode(&bytes),
+    }
+}
+
+/// A successful tool call's entry, still without its result, and where
+/// that result starts (it runs to the end); `None` for anything else.
+fn tool_entry(bytes: &[u8]) -> Option<(ToolEntry, usize)> {
     let (&version, mut r) = bytes.split_first()?;
     // Version 1 wrote byte strings as arrays of numbers.
     if !(2..=FORMAT_VERSION).contains(&version) {
@@ -52,17 +68,41 @@ fn tool_entry(bytes: &[u8]) -> Option<Entry> {
     if !r.is_empty() {
         return None;
     }
-    Some(Entry {
+    let entry = ToolEntry {
         at_ms,
         duration_us,
-        kind: EntryKind::Tool {
-            category: category.into(),
-            name: name.into(),
-            input,
-            input_len,
-            result: Ok(result.to_vec()),
-        },
-    })
+        category: category.into(),
+        name: name.into(),
+        input,
+        input_len,
+    };
+    Some((entry, bytes.len() - result.len()))
+}
+
+/// What a successful tool call's entry holds besides its result.
+struct ToolEntry {
+    at_ms: u64,
+    duration_us: u64,
+    category: ToolName,
+    name: ToolName,
+    input: InputKey,
+    input_len: u64,
+}
+
+impl ToolEntry {
+    fn with_result(self, result: Vec<u8>) -> Entry {
+        Entry {
+            at_ms: self.at_ms,
+            duration_us: self.duration_us,
+            kind: EntryKind::Tool {
+                category: self.category,
+                name: self.name,
+                input: self.input,
+                input_len: self.input_len,
+                result: Ok(result),
+            },
+        }
+    }
 }
 
 /// A MessagePack string, borrowed.
@@ -90,6 +130,11 @@ mod tests {
     use crate::journal::ToolFailure;
     use crate::persist::{decode, encode};
 
+    /// The direct reader's entry, whole.
+    fn direct(bytes: &[u8]) -> Option<Entry> {
+        tool_entry(bytes).map(|(entry, result)| entry.with_result(bytes[result..].to_vec()))
+    }
+
     fn tool(category: &str, result: Result<Vec<u8>, ToolFailure>) -> Entry {
         Entry {
             at_ms: 1_700_000_000_123,
@@ -114,8 +159,9 @@ mod tests {
         ] {
             let entry = tool(category, Ok(result));
             let bytes = encode(&entry);
-            assert_eq!(tool_entry(&bytes).as_ref(), Some(&entry));
+            assert_eq!(direct(&bytes).as_ref(), Some(&entry));
             assert_eq!(decode_entry(&bytes).unwrap(), entry);
+            assert_eq!(decode_entry_owned(bytes).unwrap(), entry);
         }
         // An input kept whole, of every length it can have.
         for len in 0..=InputKey::INLINE_MAX {
@@ -125,7 +171,12 @@ mod tests {
             };
             *input = InputKey::of(&vec![3; len]);
             let bytes = encode(&entry);
-            assert_eq!(tool_entry(&bytes).as_ref(), Some(&entry), "{len} bytes");
+            assert_eq!(direct(&bytes).as_ref(), Some(&entry), "{len} bytes");
+            assert_eq!(
+                decode_entry_owned(bytes.clone()).unwrap(),
+                entry,
+                "{len} bytes"
+            );
             assert_eq!(decode::<Entry>(&bytes).unwrap(), entry, "{len} bytes");
         }
     }
@@ -142,24 +193,30 @@ mod tests {
             }),
         );
         let bytes = encode(&failed);
-        assert_eq!(tool_entry(&bytes), None);
+        assert_eq!(direct(&bytes), None);
         assert_eq!(decode_entry(&bytes).unwrap(), failed);
+        assert_eq!(decode_entry_owned(bytes).unwrap(), failed);
         let ok = encode(&tool("demo", Ok(vec![5])));
         // A byte left over, a cut value, an unknown version: not read
         // directly, and serde's answer (or error) is the answer.
         let mut longer = ok.clone();
         longer.push(0xc0);
-        assert_eq!(tool_entry(&longer), None);
-        assert_eq!(tool_entry(&ok[..ok.len() - 1]), None);
+        assert_eq!(direct(&longer), None);
+        assert_eq!(direct(&ok[..ok.len() - 1]), None);
         assert!(decode_entry(&ok[..ok.len() - 1]).is_err());
         let mut future = ok.clone();
         future[0] = FORMAT_VERSION + 1;
         assert!(decode_entry(&future).is_err());
         // Every cut of a valid entry is refused by both readers alike.
         for cut in 0..ok.len() {
-            assert_eq!(tool_entry(&ok[..cut]), None, "cut at {cut}");
+            assert_eq!(direct(&ok[..cut]), None, "cut at {cut}");
             assert_eq!(
                 decode_entry(&ok[..cut]).ok(),
+                decode::<Entry>(&ok[..cut]).ok(),
+                "cut at {cut}"
+            );
+            assert_eq!(
+                decode_entry_owned(ok[..cut].to_vec()).ok(),
                 decode::<Entry>(&ok[..cut]).ok(),
                 "cut at {cut}"
             );

@@ -42,7 +42,7 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::{decode_entry, encode};
+use crate::persist::encode;
 use crate::redis_conn::{Conn, RedisFailure, RedisOptions, connection};
 
 mod blobs;
@@ -259,12 +259,9 @@ impl Store for RedisStore {
             .map_err(redis_err)?;
         let mut reply = Reply::new(v, "journal page")?.check(id)?;
         let total: u64 = reply.next()?;
-        let raw: Vec<Vec<u8>> = reply.next()?;
-        let entries = raw
-            .iter()
-            .take(max)
-            .map(|e| decode_entry(e))
-            .collect::<Result<Vec<Entry>, _>>()?;
+        let mut raw: Vec<Vec<u8>> = reply.next()?;
+        raw.truncate(max);
+        let entries = reply::decode_journal(raw)?;
         Ok(JournalSlice { entries, total })
     }
 

@@ -13,7 +13,7 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::{decode, decode_entry};
+use crate::persist::{decode, decode_entry_owned};
 use crate::store::StoreError;
 
 /// The part of a record that never changes, stored encoded in one field.
@@ -190,10 +190,7 @@ impl Reply {
         record: ExecutionRecord,
         raw: Vec<Vec<u8>>,
     ) -> Result<Snapshot, StoreError> {
-        let journal = raw
-            .iter()
-            .map(|e| decode_entry(e))
-            .collect::<Result<Vec<Entry>, _>>()?;
+        let journal = decode_journal(raw)?;
         let payloads: Vec<Vec<u8>> = self.next()?;
         let names: Vec<String> = self.next()?;
         let signals = payloads
@@ -234,6 +231,16 @@ pub(super) fn parse_session(id: String, v: &str) -> Result<ConsumerSession, Stor
         closed,
         id,
     })
+}
+
+/// A journal's entries as `LRANGE` returned them, decoded in place (see
+/// [`decode_entry_owned`]).
+pub(super) fn decode_journal(raw: Vec<Vec<u8>>) -> Result<Vec<Entry>, StoreError> {
+    let mut journal = Vec::with_capacity(raw.len());
+    for e in raw {
+        journal.push(decode_entry_owned(e)?);
+    }
+    Ok(journal)
 }
 
 #[cfg(test)]
