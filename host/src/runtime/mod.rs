@@ -417,21 +417,29 @@ impl Runtime {
     /// previous process). A terminal execution is left alone.
     pub async fn resume(&self, id: &ExecutionId) -> Result<ExecutionRecord, RuntimeError> {
         let rec = self.inner.store.get_execution(id).await?;
-        if !rec.status.is_terminal() {
-            match &rec.wait {
-                Some(w @ (Wait::Timer { .. } | Wait::Consumers { .. } | Wait::Any { .. })) => {
-                    match w.wake_at_ms() {
-                        Some(at) if at > now_ms() => self.inner.wake_at(id, at).await?,
-                        Some(_) => self.inner.wake(id).await?,
-                        // Waits for a consumer to read, or a signal:
-                        // that wakes it.
-                        None => {}
-                    }
-                }
-                _ => self.inner.wake(id).await?,
-            }
-        }
+        self.resume_read(&rec).await?;
         Ok(rec)
+    }
+
+    /// [`Runtime::resume`] of the execution whose record was just read.
+    async fn resume_read(&self, rec: &ExecutionRecord) -> Result<(), RuntimeError> {
+        if rec.status.is_terminal() {
+            return Ok(());
+        }
+        let id = &rec.id;
+        match &rec.wait {
+            Some(w @ (Wait::Timer { .. } | Wait::Consumers { .. } | Wait::Any { .. })) => {
+                match w.wake_at_ms() {
+                    Some(at) if at > now_ms() => self.inner.wake_at(id, at).await?,
+                    Some(_) => self.inner.wake(id).await?,
+                    // Waits for a consumer to read, or a signal: that
+                    // wakes it.
+                    None => {}
+                }
+            }
+            _ => self.inner.wake(id).await?,
+        }
+        Ok(())
     }
 
     /// Schedules every execution a previous process left unfinished: ready
@@ -460,7 +468,8 @@ impl Runtime {
                 ) {
                     continue;
                 }
-                self.resume(&rec.id).await?;
+                // The listing's record, as `resume` would read it.
+                self.resume_read(&rec).await?;
                 n += 1;
             }
         }
