@@ -248,27 +248,12 @@ async fn replay_loop(
     );
     deploy(&looping, "steps").await;
     let more = encode(&json!({"n": journal.len() + 1, "size": size}));
-    let digest = store.get_deployment("steps").await.unwrap().unwrap();
-    let rec = ExecutionRecord::new(
-        ExecutionId::generate(),
-        "steps".into(),
-        digest,
-        more,
-        now_ms(),
-    );
-    store.create_execution(&rec).await.unwrap();
-    let lease = store
-        .acquire_lease(&rec.id, "b", Duration::from_secs(60))
-        .await
-        .unwrap();
-    for (i, e) in journal.iter().enumerate() {
-        store.append(&rec.id, &lease, i as u64, e).await.unwrap();
-    }
-    store.release_lease(&rec.id, &lease).await.unwrap();
+    let id = ExecutionId::generate();
+    reprise_tests::with_journal(store, "steps", more, &id, journal).await;
     let before = looping.invocations();
     profile_from_here();
     let t = Instant::now();
-    looping.resume(&rec.id).await.unwrap();
+    looping.resume(&id).await.unwrap();
     match iterations {
         Some(n) => {
             while looping.invocations() - before < n as u64 {
@@ -382,25 +367,8 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
         sent.len(),
         sent.join(", ")
     );
-    let loaded_id = {
-        let rec = ExecutionRecord::new(
-            ExecutionId::generate(),
-            "steps".into(),
-            digest,
-            input.to_vec(),
-            now_ms(),
-        );
-        redis.create_execution(&rec).await.unwrap();
-        let lease = redis
-            .acquire_lease(&rec.id, "bench", Duration::from_secs(60))
-            .await
-            .unwrap();
-        for (i, e) in journal.iter().enumerate() {
-            redis.append(&rec.id, &lease, i as u64, e).await.unwrap();
-        }
-        redis.release_lease(&rec.id, &lease).await.unwrap();
-        rec.id
-    };
+    let loaded_id = ExecutionId::generate();
+    reprise_tests::with_journal(&redis, "steps", input.to_vec(), &loaded_id, journal).await;
     let load = time_many(200, |_| {
         let (redis, id) = (redis.clone(), loaded_id.clone());
         async move {
