@@ -13,7 +13,7 @@
 //!   the file store (the file store fsyncs every append);
 //! - the replay cost per journal entry (resume an execution whose 1,000
 //!   entries are already journaled, minus one with none), with the steps
-//!   guest's 16-byte payloads and with empty ones;
+//!   guest's 16-byte payloads and with empty ones, and from the file store;
 //! - on Redis over loopback TCP (a private `redis-server`, AOF with fsync
 //!   every second): one raw `PING` and `RPUSH` round trip, one journal
 //!   append (the Lua script), a live step end to end, loading and resuming
@@ -25,7 +25,7 @@
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
 //! executions; `zerotask` started from a worker task) or `replayloop`
 //! (1,000 entries replayed over and over; from a private Redis with
-//! `BENCH_STORE=redis`) for 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
+//! `BENCH_STORE=redis`, from the file store with `file`) for 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
 //! entries) a fixed number, `redis` the Redis rows alone. Instruction counts of the steady state, which
 //! stay stable on a shared machine:
 //!
@@ -75,8 +75,9 @@ fn main() {
             wait(&rt, &id).await;
             let journal = rt.journal(&id).await.unwrap();
             // `BENCH_STORE=redis`: the loop resumes from a private Redis
-            // (every replay then also pays the acquire-and-load round trip).
-            let _server;
+            // (every replay then also pays the acquire-and-load round trip);
+            // `file`: from the file store (its acquire-and-load transaction).
+            let (_server, _dir);
             let store: Arc<dyn Store> = match std::env::var("BENCH_STORE").as_deref() {
                 Ok("redis") => {
                     let (server, url) = RedisServer::start_tcp(&["--appendfsync", "everysec"]);
@@ -86,6 +87,12 @@ fn main() {
                             .await
                             .unwrap(),
                     )
+                }
+                Ok("file") => {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("loop.redb");
+                    _dir = dir;
+                    Arc::new(EmbeddedStore::open(path).unwrap())
                 }
                 _ => memory.clone(),
             };
@@ -218,6 +225,28 @@ fn main() {
         row("resume + replay of 1,000 entries, empty payloads", &e1000);
         let per_empty = (us(e1000.median) - us(r0.median)) / 1000.0;
         println!("  => replay per entry, empty payloads: {per_empty:.2} us");
+
+        // The same 1,000 entries read from the file store: its load
+        // (one read transaction, each entry decoded from its row) and its
+        // finish (a commit and an fdatasync) are in both rows, so the
+        // difference is the load and replay of the entries.
+        let fr0 = replay_many(
+            &frt,
+            &file,
+            "steps",
+            &encode(&json!({"n": 0, "size": 16})),
+            &[],
+            50,
+        )
+        .await;
+        let fr1000 = replay_many(&frt, &file, "steps", &input, &journal, 30).await;
+        row("resume with 0 journal entries, file store", &fr0);
+        row("resume + replay of 1,000 entries, file store", &fr1000);
+        let per_entry_file = (us(fr1000.median) - us(fr0.median)) / 1000.0;
+        println!(
+            "  => replay per entry, file store: {per_entry_file:.2} us = {:.2}x the memory store's",
+            per_entry_file / per_entry
+        );
 
         redis_scenarios(&memory, &input, &journal).await;
     });
