@@ -1,6 +1,6 @@
 //! The connection to Redis that the store and the work queue share: one
 //! Redis (a `ConnectionManager`) or a Redis Cluster (a `ClusterConnection`,
-//! routed by slot) behind one [`Conn`], TLS with a private CA, timeouts,
+//! routed by slot) behind one `Conn`, TLS with a private CA, timeouts,
 //! reconnection in the background, and how a failed call is classified
 //! ([`RedisFailure`]). The store and the queue each turn a
 //! [`RedisFailure`] into their own error type.

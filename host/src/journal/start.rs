@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::InputKey;
 
-/// What an [`EntryKind::Started`] entry started.
+/// What an [`EntryKind::Started`](super::EntryKind::Started) entry started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Started {
     /// A tool call.

@@ -620,7 +620,7 @@ impl Runtime {
 
     /// Closes consumer `session`: it no longer paces the stream. If it was
     /// the last live one and the stream was started with
-    /// [`OnAbandon::Cancel`], the execution is cancelled.
+    /// [`OnAbandon::Cancel`](crate::execution::OnAbandon::Cancel), the execution is cancelled.
     pub async fn close_session(
         &self,
         id: &ExecutionId,

@@ -1,7 +1,7 @@
 //! `reprise serve`: the HTTP API in front of a [`Runtime`].
 //!
 //! Routes are under `/v1` (see [`api`]); `/healthz`, `/readyz` and
-//! `/metrics` are for operators; `/ui/` is the dashboard (see [`ui`]);
+//! `/metrics` are for operators; `/ui/` is the dashboard (see `ui`);
 //! `/v1/openapi.json` describes the API and is generated from the same
 //! annotations the router is built from.
 //!

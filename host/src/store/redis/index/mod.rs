@@ -124,7 +124,7 @@ impl RedisStore {
     }
 
     /// How many executions' workflows this store has noted: those leased
-    /// here, as [`RedisStore::settle_later`] keeps it (what a host holds
+    /// here, as the store keeps them to settle their index lists (what a host holds
     /// per execution, for diagnostics and tests).
     pub fn noted_workflows(&self) -> usize {
         self.workflows
@@ -135,9 +135,9 @@ impl RedisStore {
 
     /// How many status changes this store settled in a round trip of its
     /// own, after the change: on a cluster every one but the acquires
-    /// whose execution left `Running` within [`ACQUIRE_SETTLE_DELAY`]; on
+    /// whose execution left `Running` within a second of it; on
     /// one Redis the acquires of executions not noted here (whose workflow
-    /// they do not know) that were still running here after that delay,
+    /// they do not know) that were still running here a second later,
     /// and the changes whose settle could not run in their pipeline
     /// (diagnostics and tests).
     pub fn settles_in_background(&self) -> u64 {
