@@ -19,7 +19,9 @@
 //!   append (the Lua script), a live step end to end, loading and resuming
 //!   a 1,000-step execution (and the commands one resume sends, in the
 //!   order Redis ran them), its load and replay as a driver runs them
-//!   (next to the raw `LRANGE`), and the bytes Redis keeps per entry and per
+//!   (next to the raw `LRANGE`), the replay from memory with that `LRANGE`
+//!   in flight beside it (the most a streamed load could win), where a
+//!   load's time goes, and the bytes Redis keeps per entry and per
 //!   suspended execution; and the host memory a suspended execution holds.
 //!
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
@@ -430,6 +432,56 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
         "load + replay of 1,000 entries as a driver runs them, Redis: mean {looped_us:.1} us \
          = {:.2}x the raw LRANGE",
         looped_us / us(lrange.median)
+    );
+    // What a load streamed beside the replay could save: the replay of the
+    // same 1,000 entries from memory, alone and with the raw `LRANGE` in
+    // flight beside it (its reply parsed on another worker, as a streamed
+    // load's would be). A resume loads the whole journal first (see
+    // "A resume loads its whole journal before replaying" in
+    // ARCHITECTURE.md); this is the most streaming it could win here.
+    let (mrt, _) = runtime(memory.clone(), RuntimeConfig::default());
+    deploy(&mrt, "steps").await;
+    let mut beside = [None, None];
+    for round in 0..4 {
+        let with_lrange = round % 2 == 1;
+        let mut samples = Vec::with_capacity(100);
+        for _ in 0..100 {
+            let id = ExecutionId::generate();
+            reprise_tests::with_journal(memory, "steps", input.to_vec(), &id, journal).await;
+            let t = Instant::now();
+            let lrange = with_lrange.then(|| {
+                let (mut c, key) = (conn.clone(), jkey.clone());
+                tokio::spawn(async move {
+                    let v: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
+                    assert_eq!(v.len(), 1000);
+                })
+            });
+            mrt.resume(&id).await.unwrap();
+            wait(&mrt, &id).await;
+            if let Some(lrange) = lrange {
+                lrange.await.unwrap();
+            }
+            samples.push(t.elapsed());
+        }
+        // The second round of each kind is kept: the first warms up.
+        beside[usize::from(with_lrange)] = Some(reprise_tests::measure::stats(samples));
+    }
+    let [Some(alone), Some(with_lrange)] = beside else {
+        unreachable!()
+    };
+    row("resume + replay of 1,000 entries from memory", &alone);
+    row("the same, the raw LRANGE in flight beside it", &with_lrange);
+    println!(
+        "  => a load streamed beside the replay: at best {:.2}x the raw LRANGE, {:.1} us more \
+         than the replay alone",
+        us(with_lrange.median) / us(lrange.median),
+        us(with_lrange.median) - us(alone.median)
     );
     // Where a load's time goes: the store's round trip alone (its script
     // and the journal's pipelined `LRANGE`, replies not decoded), and
