@@ -222,4 +222,88 @@ mod tests {
             );
         }
     }
+
+    /// The committed sample entries of every format version (see
+    /// `persist/golden.rs`), as stored.
+    fn committed_entries() -> Vec<(String, Vec<u8>)> {
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden");
+        let mut out = Vec::new();
+        for version in 2..=FORMAT_VERSION {
+            let Ok(dir) = std::fs::read_dir(golden.join(format!("format-{version}"))) else {
+                continue;
+            };
+            for file in dir {
+                let path = file.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("entry-") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    out.push((
+                        format!("format-{version}/{name}"),
+                        hex::decode(text.trim()).unwrap(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Bytes that change what a MessagePack reader does next: every marker
+    /// of a length, a type or a width, and the ends of each range.
+    const MARKERS: &[u8] = &[
+        0x00, 0x01, 0x02, 0x03, 0x05, 0x1f, 0x20, 0x7f, 0x80, 0x81, 0x82, 0x8f, 0x90, 0x91, 0x92,
+        0x93, 0x95, 0x9f, 0xa0, 0xa1, 0xa2, 0xa4, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6,
+        0xc7, 0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd8,
+        0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff,
+    ];
+
+    /// The direct reader never changes an answer: for every committed entry
+    /// with any one byte replaced by a marker (or by its neighbours), any
+    /// one byte removed, a marker inserted anywhere, or cut anywhere, both
+    /// readers give exactly what serde gives (the same entry, or an error),
+    /// and neither panics. A store's bytes may be damaged, or written by
+    /// another release; only serde defines the format.
+    #[test]
+    fn damaged_entries_read_as_serde_reads_them() {
+        let check = |name: &str, bytes: &[u8], how: &dyn std::fmt::Display| {
+            let serde = decode::<Entry>(bytes).ok();
+            assert_eq!(decode_entry(bytes).ok(), serde, "{name}, {how}");
+            assert_eq!(
+                decode_entry_owned(bytes.to_vec()).ok(),
+                serde,
+                "{name}, {how}"
+            );
+        };
+        let entries = committed_entries();
+        assert!(
+            entries.len() >= 40,
+            "the committed entries were not found: {}",
+            entries.len()
+        );
+        let mut read_directly = 0;
+        for (name, bytes) in &entries {
+            check(name, bytes, &"as committed");
+            for at in 0..bytes.len() {
+                let original = bytes[at];
+                let others = [original.wrapping_add(1), original.wrapping_sub(1)];
+                for &b in MARKERS.iter().chain(&others) {
+                    let mut m = bytes.clone();
+                    m[at] = b;
+                    read_directly += usize::from(tool_entry(&m).is_some());
+                    check(name, &m, &format_args!("byte {at} set to {b:#04x}"));
+                }
+                let mut m = bytes.clone();
+                m.remove(at);
+                check(name, &m, &format_args!("byte {at} removed"));
+                for &b in MARKERS {
+                    let mut m = bytes.clone();
+                    m.insert(at, b);
+                    check(name, &m, &format_args!("{b:#04x} inserted at {at}"));
+                }
+                check(name, &bytes[..at], &format_args!("cut at {at}"));
+            }
+        }
+        // The direct reader took part: some damaged bytes still read as a
+        // successful tool call (a changed time, name or result byte).
+        assert!(read_directly > 100, "{read_directly}");
+    }
 }
