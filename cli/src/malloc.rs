@@ -12,7 +12,8 @@
 //! store grew by 1.3-1.5 MiB over 100 parked at 1,000 and by 5.5-5.7 MiB
 //! at 10,000; with this allocator by 1.6-1.9 and 3.2-3.4 MiB, of which the
 //! store's page cache filling toward its bound is most (with a 256 KiB
-//! cache: +0.9 and +1.4 MiB, against glibc's +0.8 and +3.6). On Redis both
+//! cache: +0.9 and +1.4 MiB, against glibc's +0.8 and +3.6; the bound was
+//! 2 MiB then, and is 1 MiB now: +1.3-1.5 and +2.1-2.5). On Redis both
 //! stay within +1.2 MiB. (`BENCH_SETTLE=15 cargo bench -p reprise-cli
 //! --bench http -- parked`; ARCHITECTURE.md has the numbers at 5 s and the
 //! throughput side, and what each option below is worth: without any one

@@ -62,8 +62,13 @@ pub struct EmbeddedStore {
 /// most are old copies of pages the next write replaces, so a large cache
 /// fills with them (with 10,000 executions parked, 7 MiB of a 16 MiB
 /// cache held such pages); reads past the cache come from the OS page
-/// cache, which holds the file anyway.
-pub const DEFAULT_CACHE_BYTES: usize = 2 << 20;
+/// cache, which holds the file anyway. 1 MiB keeps a host's growth with
+/// parked executions near flat (+1.3-1.5 MiB at 1,000, +2.1-2.5 at
+/// 10,000, where 2 MiB grew on to +3.6-3.8) for a few more reads: a
+/// smaller cache is read past more often (in one run of the HTTP bench's
+/// file-store scenarios, 244 `pread`s with 2 MiB, 3,850 with 1 MiB and
+/// 21,965 with 512 KiB). ARCHITECTURE.md has the numbers.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
 
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`, caching at most
