@@ -305,6 +305,18 @@ async fn replay_loop(
     (n, took)
 }
 
+/// The raw `LRANGE` of the whole 1,000-entry journal at `key`.
+async fn lrange_whole(mut conn: ::redis::aio::ConnectionManager, key: String) {
+    let v: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 1000);
+}
+
 async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry]) {
     println!();
     let (server, url) = RedisServer::start_tcp(&["--appendfsync", "everysec"]);
@@ -416,20 +428,7 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
     .await;
     row("load of a 1,000-entry execution (one round trip)", &load);
     let jkey = format!("reprise:j:{{{loaded_id}}}");
-    let lrange = time_many(200, |_| {
-        let (mut c, key) = (conn.clone(), jkey.clone());
-        async move {
-            let v: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(-1)
-                .query_async(&mut c)
-                .await
-                .unwrap();
-            assert_eq!(v.len(), 1000);
-        }
-    })
-    .await;
+    let lrange = time_many(200, |_| lrange_whole(conn.clone(), jkey.clone())).await;
     row("raw LRANGE of the same 1,000 entries", &lrange);
     // Item 2's measure: load and replay as the driver runs them, without
     // `Runtime::resume`'s read of the record and without the end's write.
@@ -456,19 +455,8 @@ async fn redis_scenarios(memory: &Arc<dyn Store>, input: &[u8], journal: &[Entry
             let id = ExecutionId::generate();
             reprise_tests::with_journal(memory, "steps", input.to_vec(), &id, journal).await;
             let t = Instant::now();
-            let lrange = with_lrange.then(|| {
-                let (mut c, key) = (conn.clone(), jkey.clone());
-                tokio::spawn(async move {
-                    let v: Vec<Vec<u8>> = ::redis::cmd("LRANGE")
-                        .arg(key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap();
-                    assert_eq!(v.len(), 1000);
-                })
-            });
+            let lrange =
+                with_lrange.then(|| tokio::spawn(lrange_whole(conn.clone(), jkey.clone())));
             mrt.resume(&id).await.unwrap();
             wait(&mrt, &id).await;
             if let Some(lrange) = lrange {
