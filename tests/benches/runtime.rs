@@ -28,9 +28,10 @@
 //! For profiling, `BENCH_ONLY` runs one scenario: `zero` (zero-step
 //! executions; `zerotask` started from a worker task) or `replayloop`
 //! (1,000 entries replayed over and over; from a private Redis with
-//! `BENCH_STORE=redis`, from the file store with `file`) for 10 s or `BENCH_N` iterations, `replay` (loads and resumes of 1,000
-//! entries) a fixed number, `redis` the Redis rows alone. Instruction counts of the steady state, which
-//! stay stable on a shared machine:
+//! `BENCH_STORE=redis`, from the file store with `file`) for 10 s or
+//! `BENCH_N` iterations, `replay` (loads and resumes of 1,000 entries) a
+//! fixed number, `redis` the Redis rows alone. Instruction counts of the
+//! steady state, which stay stable on a shared machine:
 //!
 //! ```text
 //! REPRISE_TEST_INSTANCES=4 BENCH_ONLY=replayloop BENCH_N=30 valgrind \
