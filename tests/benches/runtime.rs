@@ -267,8 +267,9 @@ fn main() {
 /// an execution: acquire and load, instantiate, replay. The input asks for
 /// one step more and the budget allows no new one, so every invocation
 /// stops at the journal's end and the next one starts again, keeping its
-/// lease (nothing is written). `iterations` of them, or as many as 10 s
-/// allow; returns how many ran and in what time.
+/// lease (no suspension is written, but each invocation's acquire is: on
+/// the file store a commit and an fdatasync). `iterations` of them, or as
+/// many as 10 s allow; returns how many ran and in what time.
 async fn replay_loop(
     store: &Arc<dyn Store>,
     journal: &[Entry],
