@@ -3,8 +3,16 @@
 //! joined. Checks every echo and returns a checksum, so a wrong replayed
 //! value fails the run.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use reprise_sdk::{Context, ToolError, workflow};
 use serde::{Deserialize, Serialize};
+
+/// Workflows this instance has run. Every invocation gets a fresh instance
+/// (the host resets a pooled slot's memory to the component's image), so
+/// this is 0 whenever a run starts; a slot reused without that reset fails
+/// the run.
+static RUNS: AtomicU32 = AtomicU32::new(0);
 
 #[derive(Deserialize)]
 struct Input {
@@ -23,6 +31,9 @@ struct Output {
 
 #[workflow]
 fn steps(ctx: &Context, input: Input) -> Result<Output, String> {
+    if RUNS.fetch_add(1, Ordering::Relaxed) != 0 {
+        return Err("this instance ran a workflow before".into());
+    }
     let payload = |i: u32| -> Vec<u8> { (0..input.size).map(|j| (i as usize + j) as u8).collect() };
     let echoes: Vec<Result<(u32, Vec<u8>), ToolError>> = if input.parallel {
         let calls = (0..input.n)

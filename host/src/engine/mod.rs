@@ -35,8 +35,18 @@ use invocation::InvocationState;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Bytes of each pooled linear memory kept resident between invocations
-/// (larger, 256 KiB and 1 MiB, measured no faster for small guests).
-const KEEP_RESIDENT: usize = 64 << 10;
+/// where the kernel has `PAGEMAP_SCAN` (Linux 6.7+): the pages a guest
+/// wrote are found and reset with `memset` up to this many bytes, and only
+/// the rest is given back with `madvise`, whose TLB shootdown interrupts
+/// every CPU the process runs on. 256 KiB covers a guest that replays a
+/// long journal (the steps guest touches 64 to 128 KiB replaying 1,000
+/// entries of 16 bytes); a slot then keeps at most that resident, zeroed.
+const KEEP_RESIDENT: usize = 256 << 10;
+
+/// The same without `PAGEMAP_SCAN`: the first bytes of memory are reset
+/// with `memset` whether the guest touched them or not (faulting them in
+/// if not), so this stays small.
+const KEEP_RESIDENT_WITHOUT_SCAN: usize = 64 << 10;
 
 /// A component rejected by [`WorkflowEngine::compile`].
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +188,11 @@ impl WorkflowEngine {
     /// Builds the engine and starts its epoch ticker.
     pub fn new(config: EngineConfig) -> Result<Self, wasmtime::Error> {
         let mut pool = PoolingAllocationConfig::default();
+        let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT
+        } else {
+            KEEP_RESIDENT_WITHOUT_SCAN
+        };
         let slots = config.max_instances;
         // A Rust component has a few core instances (the program, shims), each
         // with at most one memory and a couple of tables.
@@ -186,12 +201,12 @@ impl WorkflowEngine {
             .total_memories(slots * 2)
             .total_tables(slots * 8)
             .max_memory_size(config.max_memory_bytes)
-            // Reset a slot by zeroing what the guest touched of its first
-            // KEEP_RESIDENT bytes (found with PAGEMAP_SCAN where the kernel
-            // has it) instead of `madvise`, whose TLB shootdown on every
-            // invocation's end costs more than a small guest's pages.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT / 16)
+            // Reset a slot by zeroing what the guest touched instead of
+            // `madvise`, whose TLB shootdown on every invocation's end
+            // costs more than a small guest's pages.
+            .linear_memory_keep_resident(keep_resident)
+            // A page of each table: a small guest's tables fit in it.
+            .table_keep_resident(4 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut cfg = Config::new();
         cfg.wasm_component_model(true)

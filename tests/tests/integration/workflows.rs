@@ -91,24 +91,35 @@ async fn hundred_steps_call_each_tool_once(store: Arc<dyn Store>) {
     assert_eq!(rec.invocations, 1);
 }
 
+/// The steps guest fails a run in an instance that ran one before, so this
+/// also checks that pooled slots are reset: with small payloads (a few
+/// pages written, reset in place) and with 16 KiB ones (the guest grows its
+/// memory, and writes more than a slot keeps resident).
 async fn a_one_step_budget_resumes_in_fresh_instances(store: Arc<dyn Store>) {
-    let input = json!({"n": 20, "size": 16});
-    let (free, free_calls) = runtime(store.clone(), RuntimeConfig::default());
-    deploy(&free, "steps").await;
-    let unbounded = run_to_end(&free, "steps", input.clone()).await;
+    for size in [16, 16384] {
+        let input = json!({"n": 20, "size": size});
+        let (free, free_calls) = runtime(store.clone(), RuntimeConfig::default());
+        deploy(&free, "steps").await;
+        let unbounded = run_to_end(&free, "steps", input.clone()).await;
 
-    let (rt, calls) = runtime(store.clone(), one_step_per_invocation());
-    deploy(&rt, "steps").await;
-    let budgeted = run_to_end(&rt, "steps", input).await;
-    assert!(
-        budgeted.invocations >= 20,
-        "{} invocations",
-        budgeted.invocations
-    );
-    assert_eq!(calls.total(), 20, "each step runs once despite replays");
-    assert_eq!(calls.max_per_key(), 1);
-    assert_eq!(free_calls.total(), 20);
-    assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
+        let (rt, calls) = runtime(store.clone(), one_step_per_invocation());
+        deploy(&rt, "steps").await;
+        let budgeted = run_to_end(&rt, "steps", input).await;
+        assert_eq!(
+            budgeted.status,
+            Status::Completed,
+            "size {size}: {budgeted:?}"
+        );
+        assert!(
+            budgeted.invocations >= 20,
+            "{} invocations",
+            budgeted.invocations
+        );
+        assert_eq!(calls.total(), 20, "each step runs once despite replays");
+        assert_eq!(calls.max_per_key(), 1);
+        assert_eq!(free_calls.total(), 20);
+        assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
+    }
 }
 
 /// Without a queue, a host runs an execution's continuation itself and
