@@ -205,7 +205,7 @@ impl WorkflowEngine {
             // `madvise`, whose TLB shootdown on every invocation's end
             // costs more than a small guest's pages.
             .linear_memory_keep_resident(keep_resident)
-            // A page of each table: a small guest's tables fit in it.
+            // Tables are reset the same way, 4 KiB of each.
             .table_keep_resident(4 << 10)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut cfg = Config::new();
