@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Digest;
@@ -53,7 +54,7 @@ pub enum EntryKind {
         input_len: u64,
         /// The recorded result.
         #[serde(with = "result_bytes")]
-        result: Result<Vec<u8>, ToolFailure>,
+        result: Result<Bytes, ToolFailure>,
     },
     /// A durable timer was set; the guest continues once `wake_at_ms` passes.
     Sleep {
@@ -175,7 +176,7 @@ pub struct ToolFailure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordedTool {
     /// In the journal entry itself.
-    Inline(Result<Vec<u8>, ToolFailure>),
+    Inline(Result<Bytes, ToolFailure>),
     /// Kept by the store under its digest (a large result): fetched when
     /// the guest reaches it.
     Stored {
@@ -196,7 +197,7 @@ mod result_bytes {
     use super::ToolFailure;
 
     pub fn serialize<S: Serializer>(
-        result: &Result<Vec<u8>, ToolFailure>,
+        result: &Result<bytes::Bytes, ToolFailure>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         match result {
@@ -207,8 +208,8 @@ mod result_bytes {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<Result<Vec<u8>, ToolFailure>, D::Error> {
-        Ok(Result::<ByteBuf, ToolFailure>::deserialize(d)?.map(ByteBuf::into_vec))
+    ) -> Result<Result<bytes::Bytes, ToolFailure>, D::Error> {
+        Ok(Result::<ByteBuf, ToolFailure>::deserialize(d)?.map(|b| b.into_vec().into()))
     }
 }
 
@@ -421,7 +422,7 @@ impl EntryKind {
         match self {
             EntryKind::Tool { result, .. } => Some(RecordedTool::Inline(std::mem::replace(
                 result,
-                Ok(Vec::new()),
+                Ok(Bytes::new()),
             ))),
             EntryKind::ToolStored {
                 result_digest,
@@ -580,7 +581,7 @@ mod tests {
             name: name.into(),
             input,
             input_len,
-            result: Ok(vec![1]),
+            result: Ok(Bytes::from_static(&[1])),
         };
         let kinds = [
             tool("n", InputKey::of(b"i"), 1),

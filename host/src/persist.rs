@@ -118,7 +118,7 @@ mod tests {
                 name: "n".into(),
                 input: digest.into(),
                 input_len: 2,
-                result: Ok(vec![1, 200, 3]),
+                result: Ok(bytes::Bytes::from_static(&[1, 200, 3])),
             }
         );
         // The current version is smaller: bytes are one binary string.

@@ -42,7 +42,7 @@ fn entry(i: usize) -> Entry {
             name: "user".into(),
             input: InputKey::of(&i.to_le_bytes()),
             input_len: 8,
-            result: Ok(vec![7u8; 64]),
+            result: Ok(vec![7u8; 64].into()),
         },
     }
 }

@@ -534,7 +534,7 @@ fn tool_result(duration_us: u64, value: Vec<u8>) -> Entry {
             name: "n".into(),
             input: InputKey::of(b""),
             input_len: 0,
-            result: Ok(value),
+            result: Ok(value.into()),
         },
     }
 }
@@ -543,7 +543,7 @@ fn tool_result(duration_us: u64, value: Vec<u8>) -> Entry {
 /// it refers to (whose recorded length must match).
 async fn tool_value(store: &dyn Store, entry: &Entry) -> Vec<u8> {
     match &entry.kind {
-        EntryKind::Tool { result, .. } => result.clone().unwrap(),
+        EntryKind::Tool { result, .. } => result.clone().unwrap().to_vec(),
         EntryKind::ToolStored {
             result_digest,
             result_len,

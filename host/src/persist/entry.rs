@@ -13,6 +13,7 @@
 //! over) goes through it, so the direct reader can only be faster, never
 //! read differently. A test checks both agree on every golden entry.
 
+use bytes::{Buf, Bytes};
 use rmp::decode as rd;
 
 use super::FORMAT_VERSION;
@@ -22,18 +23,19 @@ use crate::store::StoreError;
 /// Decodes a journal entry written by [`super::encode`].
 pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
     match tool_entry(bytes) {
-        Some((entry, result)) => Ok(entry.with_result(bytes[result..].to_vec())),
+        Some((entry, result)) => Ok(entry.with_result(Bytes::copy_from_slice(&bytes[result..]))),
         None => super::decode(bytes),
     }
 }
 
 /// [`decode_entry`] of bytes the caller owns (a Redis reply's): a
-/// successful call's result keeps their allocation, moved to its front,
-/// so an entry costs no allocation of its own.
-pub fn decode_entry_owned(mut bytes: Vec<u8>) -> Result<Entry, StoreError> {
+/// successful call's result is a view of their allocation, so an entry
+/// costs no allocation or copy of its own.
+pub fn decode_entry_owned(bytes: Vec<u8>) -> Result<Entry, StoreError> {
     match tool_entry(&bytes) {
         Some((entry, result)) => {
-            bytes.drain(..result);
+            let mut bytes = Bytes::from(bytes);
+            bytes.advance(result);
             Ok(entry.with_result(bytes))
         }
         None => super::decode(&bytes),
@@ -90,7 +92,7 @@ struct ToolEntry {
 }
 
 impl ToolEntry {
-    fn with_result(self, result: Vec<u8>) -> Entry {
+    fn with_result(self, result: Bytes) -> Entry {
         Entry {
             at_ms: self.at_ms,
             duration_us: self.duration_us,
@@ -132,7 +134,8 @@ mod tests {
 
     /// The direct reader's entry, whole.
     fn direct(bytes: &[u8]) -> Option<Entry> {
-        tool_entry(bytes).map(|(entry, result)| entry.with_result(bytes[result..].to_vec()))
+        tool_entry(bytes)
+            .map(|(entry, result)| entry.with_result(Bytes::copy_from_slice(&bytes[result..])))
     }
 
     fn tool(category: &str, result: Result<Vec<u8>, ToolFailure>) -> Entry {
@@ -144,7 +147,7 @@ mod tests {
                 name: "echo".into(),
                 input: InputKey::from(Digest::of(b"in")),
                 input_len: u64::MAX,
-                result,
+                result: result.map(Bytes::from),
             },
         }
     }

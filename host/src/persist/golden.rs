@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -83,7 +84,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
                 name: "user".into(),
                 input: InputKey::from(digest("input")),
                 input_len: 5,
-                result: Ok(vec![0x81, 0xa2, b'i', b'd', 0x7b]),
+                result: Ok(Bytes::from_static(&[0x81, 0xa2, b'i', b'd', 0x7b])),
             }),
         ),
         (
@@ -94,7 +95,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
                 name: "user".into(),
                 input: InputKey::of(b"input"),
                 input_len: 5,
-                result: Ok(vec![0xc3]),
+                result: Ok(Bytes::from_static(&[0xc3])),
             }),
         ),
         (
@@ -204,7 +205,7 @@ fn entries() -> Vec<(&'static str, Entry)> {
                     name: "user".into(),
                     input: InputKey::from(digest("in")),
                     input_len: 2,
-                    result: Ok(vec![0xa2, b'o', b'k']),
+                    result: Ok(Bytes::from_static(&[0xa2, b'o', b'k'])),
                 }),
             }),
         ),

@@ -649,3 +649,51 @@ impl Store for MemoryStore {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ids::Digest;
+    use crate::journal::{Entry, EntryKind, InputKey};
+    use crate::store::now_ms;
+
+    /// A load shares each recorded tool result with the store instead of
+    /// copying it: every resume loads the whole journal, and copying its
+    /// results was most of a load's time. Two loads see the same bytes.
+    #[tokio::test]
+    async fn loads_share_tool_results() {
+        let store = MemoryStore::new();
+        let id = ExecutionId::new("shared").unwrap();
+        let rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
+        store.create_execution(&rec).await.unwrap();
+        let lease = store
+            .acquire_lease(&id, "h", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let entry = Entry {
+            at_ms: now_ms(),
+            duration_us: 1,
+            kind: EntryKind::Tool {
+                category: "c".into(),
+                name: "n".into(),
+                input: InputKey::of(b"in"),
+                input_len: 2,
+                result: Ok(Bytes::from(vec![7; 100])),
+            },
+        };
+        store.append(&id, &lease, 0, &entry).await.unwrap();
+        let result = |journal: &[Entry]| match &journal[0].kind {
+            EntryKind::Tool { result: Ok(r), .. } => r.clone(),
+            other => panic!("not the appended call: {other:?}"),
+        };
+        let (a, b) = (
+            store.load(&id).await.unwrap(),
+            store.load(&id).await.unwrap(),
+        );
+        let (a, b) = (result(&a.journal), result(&b.journal));
+        assert_eq!(a, Bytes::from(vec![7; 100]));
+        assert_eq!(a.as_ptr(), b.as_ptr(), "each load copied the result");
+    }
+}

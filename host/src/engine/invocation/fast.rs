@@ -14,6 +14,7 @@
 //! ([`InvocationState::replay_tool`], then [`InvocationState::run_tool`]).
 //! The frozen worlds keep the generated binding.
 
+use bytes::Bytes;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 
@@ -48,7 +49,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::R
     defined
 }
 
-type ToolResult = Result<Vec<u8>, ToolError>;
+/// A replayed result is lowered into the guest straight from the journal
+/// entry's bytes, which a store's load shares rather than copies.
+type ToolResult = Result<Bytes, ToolError>;
 
 /// The import: replayed from the journal with the arguments in place, or
 /// copied out of the guest to run the tool.

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::join::{Observed, Retry};
 use super::*;
 use crate::execution::{ChildEnd, RESERVED_SIGNAL_PREFIX, UNCODED_WORKFLOW_ERROR};
@@ -18,12 +20,13 @@ impl bindings::Host for InvocationState {
         name: String,
         input: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
-        match self.replay_tool(&category, &name, &input).await? {
-            Some(result) => Ok(result),
+        let result = match self.replay_tool(&category, &name, &input).await? {
+            Some(result) => result,
             // Boxed, so a replayed call's future stays small (see
             // `fast.rs`).
-            None => Box::pin(self.run_tool(category, name, input)).await,
-        }
+            None => Box::pin(self.run_tool(category, name, input)).await?,
+        };
+        Ok(result.map(Vec::from))
     }
 
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
@@ -402,7 +405,7 @@ impl InvocationState {
         category: &str,
         name: &str,
         input: &[u8],
-    ) -> wasmtime::Result<Option<Result<Vec<u8>, ToolError>>> {
+    ) -> wasmtime::Result<Option<Result<Bytes, ToolError>>> {
         self.steps.enter();
         let replayed = self.steps.replay(
             || Call::Tool {
@@ -424,7 +427,7 @@ impl InvocationState {
     /// and copies nothing out for a replayed call.
     pub(super) async fn replay_matched_tool(
         &mut self,
-    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+    ) -> wasmtime::Result<Result<Bytes, ToolError>> {
         self.steps.enter();
         // Only the result moves out of the entry: this is every replayed
         // call's path, and moving whole entries showed in its time.
@@ -445,12 +448,12 @@ impl InvocationState {
     async fn recorded_tool(
         &mut self,
         recorded: RecordedTool,
-    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+    ) -> wasmtime::Result<Result<Bytes, ToolError>> {
         let s = &mut self.steps;
         let result = match recorded {
             RecordedTool::Inline(result) => result,
             RecordedTool::Stored { digest, len } => match s.store.get_blob(&digest, len).await {
-                Ok(bytes) => Ok(bytes),
+                Ok(bytes) => Ok(Bytes::from(bytes)),
                 Err(e) => return Err(s.stop(End::Store(e))),
             },
         };
@@ -465,7 +468,7 @@ impl InvocationState {
         category: String,
         name: String,
         input: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, ToolError>> {
+    ) -> wasmtime::Result<Result<Bytes, ToolError>> {
         let s = &mut self.steps;
         let Some(tool) = s.tools.get(&category, &name) else {
             return Err(s.missing_tool(&category, &name));
@@ -497,7 +500,7 @@ impl InvocationState {
                     name: name.into(),
                     input: input_key,
                     input_len,
-                    result,
+                    result: result.map(Bytes::from),
                 },
                 duration_us,
             )
@@ -535,7 +538,9 @@ impl Steps {
     /// What the guest gets for a completion's journaled value.
     async fn completion(&mut self, handle: u64, value: EntryKind) -> wasmtime::Result<Completion> {
         Ok(match value {
-            EntryKind::Tool { result, .. } => Completion::Tool(result.map_err(tool_error)),
+            EntryKind::Tool { result, .. } => {
+                Completion::Tool(result.map(Vec::from).map_err(tool_error))
+            }
             EntryKind::ToolStored {
                 result_digest,
                 result_len,

@@ -469,7 +469,7 @@ impl Steps {
                     name: o.name.into(),
                     input: o.input,
                     input_len: o.input_len,
-                    result: o.result,
+                    result: o.result.map(Into::into),
                 };
                 return Ok((handle, o.attempts, o.duration_us, value));
             }

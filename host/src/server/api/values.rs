@@ -140,7 +140,7 @@ mod tests {
             name: "user".into(),
             input: InputKey::of(b"in"),
             input_len: 2,
-            result,
+            result: result.map(Into::into),
         }
     }
 
