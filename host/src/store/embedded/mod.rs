@@ -60,7 +60,7 @@ pub struct EmbeddedStore {
 /// grow by as the file grows (redb's own default is 1 GiB). Small, as
 /// SQLite's is: every page a transaction writes enters the cache, and
 /// most are old copies of pages the next write replaces, so a large cache
-/// fills with them (with 10,000 executions parked, 7 MiB of a 16 MiB
+/// fills with them (with 10,000 executions parked, 6-7 MiB of a 16 MiB
 /// cache held such pages); reads past the cache come from the OS page
 /// cache, which holds the file anyway. 1 MiB keeps a host's growth with
 /// parked executions near flat (+1.3-1.5 MiB at 1,000, +2.1-2.5 at
