@@ -326,11 +326,8 @@ const PLACEHOLDER: Entry = Entry {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;
-    use std::time::Duration;
 
     use super::*;
-    use crate::execution::ExecutionRecord;
-    use crate::ids::Digest;
     use crate::store::{MemoryStore, now_ms};
 
     fn emit(i: u64) -> Entry {
@@ -343,24 +340,13 @@ mod tests {
         }
     }
 
-    async fn execution(store: &MemoryStore) -> (ExecutionId, Lease) {
-        let id = ExecutionId::new("w").unwrap();
-        let rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
-        store.create_execution(&rec).await.unwrap();
-        let lease = store
-            .acquire_lease(&id, "h", Duration::from_secs(30))
-            .await
-            .unwrap();
-        (id, lease)
-    }
-
     /// Pushed entries and recorded ones land in order, each once; a record
     /// hands its entry back once it and all before it are durable, and
     /// `on_emit` ran for the writes that carried items.
     #[tokio::test]
     async fn entries_land_in_order() {
         let store = Arc::new(MemoryStore::new());
-        let (id, lease) = execution(&store).await;
+        let (id, lease) = store.leased_execution("w").await;
         let woken = Arc::new(AtomicU64::new(0));
         let on_emit = {
             let woken = woken.clone();
@@ -410,7 +396,7 @@ mod tests {
     #[tokio::test]
     async fn large_items_wait_for_room() {
         let store = Arc::new(MemoryStore::new());
-        let (id, lease) = execution(&store).await;
+        let (id, lease) = store.leased_execution("w").await;
         let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 0, Arc::new(|| {}));
         let big = QUEUE_BYTES / 3 + 1;
         for i in 0..7u8 {
@@ -437,7 +423,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_stops_the_writer() {
         let store = Arc::new(MemoryStore::new());
-        let (id, lease) = execution(&store).await;
+        let (id, lease) = store.leased_execution("w").await;
         // Written at the wrong index: every write conflicts.
         let mut writer = JournalWriter::new(store.clone(), id.clone(), lease, 5, Arc::new(|| {}));
         writer.push(emit(0)).await.unwrap();

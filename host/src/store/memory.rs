@@ -651,11 +651,25 @@ impl Store for MemoryStore {
 }
 
 #[cfg(test)]
+impl MemoryStore {
+    /// A unit test's execution `id`, created and leased to the host `h`.
+    pub(crate) async fn leased_execution(&self, id: &str) -> (ExecutionId, Lease) {
+        let id = ExecutionId::new(id).unwrap();
+        let rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
+        self.create_execution(&rec).await.unwrap();
+        let lease = self
+            .acquire_lease(&id, "h", Duration::from_secs(30))
+            .await
+            .unwrap();
+        (id, lease)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::ids::Digest;
     use crate::journal::{Entry, EntryKind, InputKey};
     use crate::store::now_ms;
 
@@ -665,13 +679,7 @@ mod tests {
     #[tokio::test]
     async fn loads_share_tool_results() {
         let store = MemoryStore::new();
-        let id = ExecutionId::new("shared").unwrap();
-        let rec = ExecutionRecord::new(id.clone(), "wf".into(), Digest::of(b"c"), vec![], now_ms());
-        store.create_execution(&rec).await.unwrap();
-        let lease = store
-            .acquire_lease(&id, "h", Duration::from_secs(30))
-            .await
-            .unwrap();
+        let (id, lease) = store.leased_execution("shared").await;
         let entry = Entry {
             at_ms: now_ms(),
             duration_us: 1,
