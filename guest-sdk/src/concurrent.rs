@@ -66,7 +66,7 @@ use serde::de::DeserializeOwned;
 use crate::__private::bindings::reprise::workflow::types;
 use crate::tool::decode_typed;
 use crate::{
-    CallError, Context, DecodeError, ToolError, WorkflowError, decode, decode_result, encode,
+    CallError, Context, DecodeError, ToolError, WorkflowError, decode, decode_result, with_encoded,
 };
 
 /// Work started and not yet awaited: a [`Call`], [`Timer`], [`Signal`] or
@@ -386,7 +386,9 @@ impl Context {
         name: &str,
         input: &(impl Serialize + ?Sized),
     ) -> Call<Out> {
-        Call::new(self.host().start_tool(category, name, &encode(input), None))
+        Call::new(with_encoded(input, |input| {
+            self.host().start_tool(category, name, input, None)
+        }))
     }
 
     /// [`Context::start`], retried by `policy` when it fails.
@@ -397,10 +399,10 @@ impl Context {
         input: &(impl Serialize + ?Sized),
         policy: &RetryPolicy,
     ) -> Call<Out> {
-        Call::new(
+        Call::new(with_encoded(input, |input| {
             self.host()
-                .start_tool(category, name, &encode(input), Some(&policy.to_wit())),
-        )
+                .start_tool(category, name, input, Some(&policy.to_wit()))
+        }))
     }
 
     /// Calls a tool, retried by `policy` when it fails; returns its final
@@ -477,7 +479,7 @@ impl Context {
         input: &(impl Serialize + ?Sized),
     ) -> Child<Out> {
         Child {
-            handle: self.host().start_child(workflow, &encode(input)),
+            handle: with_encoded(input, |input| self.host().start_child(workflow, input)),
             _out: PhantomData,
         }
     }

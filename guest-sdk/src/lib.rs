@@ -87,6 +87,7 @@ pub use concurrent::{
 pub use error::{IntoWorkflowError, UNCODED, WorkflowError};
 pub use tool::{CallError, Tool};
 
+use std::cell::RefCell;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -216,6 +217,37 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// The bytes [`encode`] allocates before it writes anything.
 const ENCODE_CAPACITY: usize = 64;
 
+/// Calls `f` with `value` encoded as [`encode`] does, in a buffer the
+/// calls share: a call's input is only lent to the host, so a workflow's
+/// steps need not each allocate and free one (a replayed call is a few
+/// hundred nanoseconds, and the guest's allocator a visible part of it).
+pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> R {
+    ENCODE_BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut bytes) => {
+            bytes.clear();
+            rmp_serde::encode::write_named(&mut *bytes, value)
+                .expect("value cannot be encoded as MessagePack");
+            let out = f(&bytes);
+            // A large input is not kept for the steps after it.
+            if bytes.capacity() > ENCODE_BUFFER_KEPT {
+                *bytes = Vec::new();
+            }
+            out
+        }
+        // Only for a value encoded while the buffer is lent: by a
+        // `Serialize` or a host call that itself makes a call.
+        Err(_) => f(&encode(value)),
+    })
+}
+
+thread_local! {
+    /// [`with_encoded`]'s buffer.
+    static ENCODE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most [`with_encoded`]'s buffer keeps between calls.
+const ENCODE_BUFFER_KEPT: usize = 64 << 10;
+
 /// Decodes a value encoded as MessagePack.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     rmp_serde::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))
@@ -319,7 +351,9 @@ impl Context {
         name: &str,
         input: &(impl Serialize + ?Sized),
     ) -> Result<Out, ToolError> {
-        decode_result(self.call_raw(category, name, &encode(input)))
+        decode_result(with_encoded(input, |input| {
+            self.call_raw(category, name, input)
+        }))
     }
 
     /// Calls a tool with raw payload bytes.
@@ -354,7 +388,7 @@ impl Context {
 
     /// Appends an item to the execution's output stream.
     pub fn emit(&self, item: &(impl Serialize + ?Sized)) {
-        self.host().emit(&encode(item))
+        with_encoded(item, |item| self.host().emit(item))
     }
 
     /// An explicit save point: the host may end the invocation here (its
@@ -393,6 +427,32 @@ mod tests {
     struct Point {
         x: i32,
         y: i32,
+    }
+
+    /// A value that, while it is encoded, encodes another through the
+    /// shared buffer (as a `Serialize` that makes a call would).
+    struct Nested(Point);
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            with_encoded(&self.0, <[u8]>::to_vec).serialize(s)
+        }
+    }
+
+    #[test]
+    fn the_shared_buffer_encodes_as_encode_does() {
+        let point = Point { x: 1, y: -2 };
+        assert_eq!(with_encoded(&point, <[u8]>::to_vec), encode(&point));
+        // Encoded while the buffer is lent: through a buffer of its own.
+        let nested = Nested(Point { x: 3, y: 4 });
+        assert_eq!(with_encoded(&nested, <[u8]>::to_vec), encode(&nested));
+        // A large value is not kept for the calls after it; a small one is.
+        let large = vec![7u64; ENCODE_BUFFER_KEPT];
+        assert_eq!(with_encoded(&large, <[u8]>::to_vec), encode(&large));
+        let kept = || ENCODE_BUFFER.with(|b| b.borrow().capacity());
+        assert_eq!(kept(), 0);
+        with_encoded(&point, |_| ());
+        assert!(kept() > 0);
     }
 
     #[test]

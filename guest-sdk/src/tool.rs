@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Call, Context, DecodeError, RetryPolicy, ToolError, decode, encode};
+use crate::{Call, Context, DecodeError, RetryPolicy, ToolError, decode, with_encoded};
 
 /// A tool of the host: its category and name, the type it takes and the
 /// type it returns. Declare it once, as a constant, and call it with
@@ -158,7 +158,9 @@ impl Context {
         tool: Tool<In, Out>,
         input: &In,
     ) -> Result<Out, CallError> {
-        decode_typed(self.call_raw(tool.category, tool.name, &encode(input)))
+        decode_typed(with_encoded(input, |input| {
+            self.call_raw(tool.category, tool.name, input)
+        }))
     }
 
     /// Calls a typed tool, retried by `policy` when it fails.
@@ -179,10 +181,10 @@ impl Context {
         tool: Tool<In, Out>,
         input: &In,
     ) -> Call<Out, CallError> {
-        Call::new(
+        Call::new(with_encoded(input, |input| {
             self.host()
-                .start_tool(tool.category, tool.name, &encode(input), None),
-        )
+                .start_tool(tool.category, tool.name, input, None)
+        }))
     }
 
     /// [`Context::start_tool`], retried by `policy` when it fails.
@@ -192,11 +194,9 @@ impl Context {
         input: &In,
         policy: &RetryPolicy,
     ) -> Call<Out, CallError> {
-        Call::new(self.host().start_tool(
-            tool.category,
-            tool.name,
-            &encode(input),
-            Some(&policy.to_wit()),
-        ))
+        Call::new(with_encoded(input, |input| {
+            self.host()
+                .start_tool(tool.category, tool.name, input, Some(&policy.to_wit()))
+        }))
     }
 }
