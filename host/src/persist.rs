@@ -49,7 +49,7 @@ mod entry;
 #[cfg(test)]
 pub(crate) mod golden;
 
-pub use entry::{decode_entry, decode_entry_owned};
+pub use entry::{LentJournal, decode_entry, decode_entry_owned};
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,63 @@ pub fn decode_entry_owned(bytes: Vec<u8>) -> Result<Entry, StoreError> {
     }
 }
 
+/// Decodes a journal whose rows the storage lends one at a time (the file
+/// store's pages, valid only while read): [`decode_entry`] row by row,
+/// except that the successful calls' results are copied into one buffer
+/// the entries share. A load then makes one allocation for all its
+/// results, not one per entry (and frees one, once the last result is
+/// replayed), and its entries read as [`decode_entry`] reads them.
+pub struct LentJournal {
+    entries: Vec<Entry>,
+    results: Vec<u8>,
+    /// The entries given a result from `results`: (index, start, end).
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl LentJournal {
+    /// Room for `rows` entries.
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(rows),
+            results: Vec::new(),
+            spans: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Decodes one row.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let entry = match tool_entry(bytes) {
+            Some((entry, result)) => {
+                let start = self.results.len();
+                self.results.extend_from_slice(&bytes[result..]);
+                self.spans
+                    .push((self.entries.len(), start, self.results.len()));
+                // Its result is set in `finish`, once the buffer is whole.
+                entry.with_result(Bytes::new())
+            }
+            None => super::decode(bytes)?,
+        };
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// The entries, in the order pushed.
+    pub fn finish(self) -> Vec<Entry> {
+        let Self {
+            mut entries,
+            results,
+            spans,
+        } = self;
+        let results = Bytes::from(results);
+        for (index, start, end) in spans {
+            if let EntryKind::Tool { result: Ok(r), .. } = &mut entries[index].kind {
+                *r = results.slice(start..end);
+            }
+        }
+        entries
+    }
+}
+
 /// A successful tool call's entry, still without its result, and where
 /// that result starts (it runs to the end); `None` for anything else.
 fn tool_entry(bytes: &[u8]) -> Option<(ToolEntry, usize)> {
@@ -138,6 +195,13 @@ mod tests {
             .map(|(entry, result)| entry.with_result(Bytes::copy_from_slice(&bytes[result..])))
     }
 
+    /// One row through [`LentJournal`].
+    fn lent(bytes: &[u8]) -> Result<Entry, StoreError> {
+        let mut journal = LentJournal::with_capacity(1);
+        journal.push(bytes)?;
+        Ok(journal.finish().pop().unwrap())
+    }
+
     fn tool(category: &str, result: Result<Vec<u8>, ToolFailure>) -> Entry {
         Entry {
             at_ms: 1_700_000_000_123,
@@ -164,6 +228,7 @@ mod tests {
             let bytes = encode(&entry);
             assert_eq!(direct(&bytes).as_ref(), Some(&entry));
             assert_eq!(decode_entry(&bytes).unwrap(), entry);
+            assert_eq!(lent(&bytes).ok(), Some(entry.clone()));
             assert_eq!(decode_entry_owned(bytes).unwrap(), entry);
         }
         // An input kept whole, of every length it can have.
@@ -182,6 +247,48 @@ mod tests {
             );
             assert_eq!(decode::<Entry>(&bytes).unwrap(), entry, "{len} bytes");
         }
+    }
+
+    /// A lent journal reads every row as `decode_entry` does, and its
+    /// successful calls' results lie side by side in one buffer.
+    #[test]
+    fn a_lent_journal_shares_one_buffer() {
+        let failed = tool(
+            "demo",
+            Err(ToolFailure {
+                code: "x".into(),
+                message: "m".into(),
+                details: None,
+            }),
+        );
+        let other = Entry {
+            at_ms: 1,
+            duration_us: 0,
+            kind: EntryKind::Checkpoint,
+        };
+        let entries = [
+            tool("a", Ok(vec![1, 2, 3])),
+            failed,
+            tool("b", Ok(vec![])),
+            other,
+            tool("c", Ok(vec![4; 100])),
+        ];
+        let rows: Vec<Vec<u8>> = entries.iter().map(encode).collect();
+        let mut journal = LentJournal::with_capacity(1);
+        for row in &rows {
+            journal.push(row).unwrap();
+        }
+        let read = journal.finish();
+        assert_eq!(read, entries);
+        let result = |e: &Entry| match &e.kind {
+            EntryKind::Tool { result: Ok(r), .. } => r.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (first, last) = (result(&read[0]), result(&read[4]));
+        assert_eq!(first.as_ptr().wrapping_add(first.len()), last.as_ptr());
+        // A row that does not decode is the load's error.
+        let mut journal = LentJournal::with_capacity(1);
+        assert!(journal.push(&rows[0][..rows[0].len() - 1]).is_err());
     }
 
     /// Everything else goes through serde and reads the same as before.
@@ -275,6 +382,7 @@ mod tests {
                 serde,
                 "{name}, {how}"
             );
+            assert_eq!(lent(bytes).ok(), serde, "{name}, {how}");
         };
         let entries = committed_entries();
         assert!(

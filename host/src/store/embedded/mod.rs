@@ -36,7 +36,7 @@ use crate::execution::{
 };
 use crate::ids::{Digest, ExecutionId};
 use crate::journal::Entry;
-use crate::persist::{decode, decode_entry, encode};
+use crate::persist::{decode, encode};
 
 mod committer;
 mod index;
@@ -296,15 +296,7 @@ impl Store for EmbeddedStore {
         self.run(move |db| {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let journal = rows(
-                &tx,
-                JOURNAL,
-                &id,
-                0,
-                usize::MAX,
-                record.journal_len,
-                decode_entry,
-            )?;
+            let journal = journal_rows(&tx, &id, 0, usize::MAX, record.journal_len)?;
             let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX, 0, decode)?;
             Ok(Snapshot {
                 record,
@@ -326,7 +318,7 @@ impl Store for EmbeddedStore {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
             let expected = record.journal_len.saturating_sub(from);
-            let entries = rows(&tx, JOURNAL, &id, from, max, expected, decode_entry)?;
+            let entries = journal_rows(&tx, &id, from, max, expected)?;
             Ok(JournalSlice {
                 entries,
                 total: record.journal_len,

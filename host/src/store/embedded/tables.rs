@@ -8,7 +8,8 @@ use redb::{
 
 use crate::execution::{ConsumerSession, ExecutionRecord, Lease, SignalRecord};
 use crate::ids::ExecutionId;
-use crate::persist::{decode, encode};
+use crate::journal::Entry;
+use crate::persist::{LentJournal, decode, encode};
 use crate::store::{DeploymentVersion, StoreError, now_ms};
 
 pub(super) const COMPONENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("components");
@@ -46,13 +47,11 @@ pub(super) fn write<R>(
 /// The most rows [`rows`] allocates room for before reading them.
 const MAX_EXPECTED_ROWS: usize = 1 << 16;
 
-/// Up to `max` rows of `id` from index `from` in `table` (the journal,
-/// the signals), decoded by `read` (`decode`, or the journal's
-/// [`crate::persist::decode_entry`]). `expected` is how many the caller
-/// expects (the record's journal length): the rows are read into one
-/// allocation of that size instead of a vector grown (and copied) in
-/// steps. It is only a hint, and one from a damaged record allocates at
-/// most [`MAX_EXPECTED_ROWS`].
+/// Up to `max` rows of `id` from index `from` in `table` (the signals),
+/// decoded by `read`. `expected` is how many the caller expects: the rows
+/// are read into one allocation of that size instead of a vector grown
+/// (and copied) in steps. It is only a hint, and one from a damaged
+/// record allocates at most [`MAX_EXPECTED_ROWS`].
 pub(super) fn rows<T>(
     tx: &ReadTransaction,
     table: TableDefinition<(&str, u64), &[u8]>,
@@ -62,17 +61,54 @@ pub(super) fn rows<T>(
     expected: u64,
     read: impl Fn(&[u8]) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::with_capacity(room(expected, max));
+    each_row(tx, table, id, from, max, |row| {
+        out.push(read(row)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Up to `max` journal entries of `id` from index `from`, `expected` as
+/// for [`rows`] (the record's journal length). Read with
+/// [`LentJournal`]: redb lends each row only while it is read, so the
+/// results are copied out, into one buffer for all of them.
+pub(super) fn journal_rows(
+    tx: &ReadTransaction,
+    id: &ExecutionId,
+    from: u64,
+    max: usize,
+    expected: u64,
+) -> Result<Vec<Entry>, StoreError> {
+    let mut journal = LentJournal::with_capacity(room(expected, max));
+    each_row(tx, JOURNAL, id, from, max, |row| journal.push(row))?;
+    Ok(journal.finish())
+}
+
+fn room(expected: u64, max: usize) -> usize {
+    usize::try_from(expected)
+        .unwrap_or(usize::MAX)
+        .min(max)
+        .min(MAX_EXPECTED_ROWS)
+}
+
+fn each_row(
+    tx: &ReadTransaction,
+    table: TableDefinition<(&str, u64), &[u8]>,
+    id: &ExecutionId,
+    from: u64,
+    max: usize,
+    mut f: impl FnMut(&[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let table = tx.open_table(table).map_err(db_err)?;
-    let expected = usize::try_from(expected).unwrap_or(usize::MAX);
-    let mut out = Vec::with_capacity(expected.min(max).min(MAX_EXPECTED_ROWS));
     for row in table
         .range((id.as_str(), from)..=(id.as_str(), u64::MAX))
         .map_err(db_err)?
         .take(max)
     {
-        out.push(read(row.map_err(db_err)?.1.value())?);
+        f(row.map_err(db_err)?.1.value())?;
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(super) fn read_record(
