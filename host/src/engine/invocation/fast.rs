@@ -51,8 +51,8 @@ pub(super) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::R
 
 /// A replayed result is lowered into the guest straight from the journal
 /// entry's bytes: the memory store's load shares them with the store, and
-/// a Redis load leaves them in the reply they came in (the file store's
-/// load copies each one out of its page).
+/// a Redis load leaves them in the reply they came in, and the file
+/// store's load copies them out of its pages into one buffer they share.
 type ToolResult = Result<Bytes, ToolError>;
 
 /// The import: replayed from the journal with the arguments in place, or
