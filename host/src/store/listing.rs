@@ -131,7 +131,12 @@ impl ListQuery {
                 }
             }
             if lo < hi {
-                out.push(IndexRange { scope, lo, hi });
+                out.push(IndexRange {
+                    status,
+                    scope,
+                    lo,
+                    hi,
+                });
             }
         }
         out
@@ -185,6 +190,8 @@ pub(crate) fn index_scope(status: Status, workflow: Option<&str>) -> String {
 /// and its keys from `lo` (included) to `hi` (excluded), as `(changed at
 /// (ms), id)`.
 pub(crate) struct IndexRange<'q> {
+    /// The status of the executions the list holds.
+    pub status: Status,
     /// The list's scope ([`index_scope`]).
     pub scope: String,
     /// The first key in range.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::listing::{ListCursor, Order, index_scope, merge};
+use super::listing::{ListCursor, Order, merge};
 use super::{
     Created, Delivered, DeploymentVersion, ExecutionPage, ItemsPage, JournalSlice, ListQuery,
     Store, StoreError, Suspended, now_ms,
@@ -60,15 +60,25 @@ struct Execution {
     sessions: BTreeMap<String, ConsumerSession>,
     /// Where its index entries are: the status and time they were made at.
     indexed: Option<(Status, u64)>,
+    /// Its id, as its index entries hold it.
+    index_id: Arc<str>,
 }
 
-/// The indexes: `(scope, changed at (ms), id)` entries, as the embedded
-/// store's `index` table keeps them, and executions per status.
+/// The indexes: per index list (a status, or a workflow and a status),
+/// its executions ordered by `(changed at (ms), id)`, as the embedded
+/// store's `index` table orders a scope's keys; and executions per status.
+/// A list's key is its status and workflow, and an entry's id is shared
+/// with the execution's, so moving an execution between lists (twice in a
+/// zero-step execution's life) allocates nothing.
 #[derive(Default)]
 struct Index {
-    entries: BTreeSet<(String, u64, String)>,
+    by_status: [List; Status::ALL.len()],
+    by_workflow: HashMap<Box<str>, [List; Status::ALL.len()]>,
     counts: [u64; Status::ALL.len()],
 }
+
+/// One index list.
+type List = BTreeSet<(u64, Arc<str>)>;
 
 impl Index {
     /// Moves `exec`'s entries to its status, at its `updated_at_ms`, unless
@@ -79,33 +89,38 @@ impl Index {
             return;
         }
         if let Some(old) = exec.indexed.take() {
-            self.remove(&rec.id, &rec.workflow, old);
+            self.remove(&exec.index_id, &rec.workflow, old);
         }
-        let at = rec.updated_at_ms;
-        for workflow in [None, Some(rec.workflow.as_str())] {
-            self.entries.insert((
-                index_scope(rec.status, workflow),
-                at,
-                rec.id.as_str().to_owned(),
-            ));
-        }
-        self.counts[usize::from(rec.status.code())] += 1;
-        exec.indexed = Some((rec.status, at));
+        let (status, at) = (rec.status, rec.updated_at_ms);
+        let code = usize::from(status.code());
+        let workflow = match self.by_workflow.get_mut(rec.workflow.as_str()) {
+            Some(lists) => lists,
+            None => self
+                .by_workflow
+                .entry(rec.workflow.as_str().into())
+                .or_default(),
+        };
+        workflow[code].insert((at, exec.index_id.clone()));
+        self.by_status[code].insert((at, exec.index_id.clone()));
+        self.counts[code] += 1;
+        exec.indexed = Some((status, at));
     }
 
     /// Removes a deleted execution's entries.
     fn unindex(&mut self, exec: &Execution) {
         if let Some(old) = exec.indexed {
-            self.remove(&exec.record.id, &exec.record.workflow, old);
+            self.remove(&exec.index_id, &exec.record.workflow, old);
         }
     }
 
-    fn remove(&mut self, id: &ExecutionId, workflow: &str, (status, at): (Status, u64)) {
-        for workflow in [None, Some(workflow)] {
-            self.entries
-                .remove(&(index_scope(status, workflow), at, id.as_str().to_owned()));
+    fn remove(&mut self, id: &Arc<str>, workflow: &str, (status, at): (Status, u64)) {
+        let code = usize::from(status.code());
+        let key = (at, id.clone());
+        self.by_status[code].remove(&key);
+        if let Some(lists) = self.by_workflow.get_mut(workflow) {
+            lists[code].remove(&key);
         }
-        let n = &mut self.counts[usize::from(status.code())];
+        let n = &mut self.counts[code];
         *n = n.saturating_sub(1);
     }
 
@@ -114,18 +129,26 @@ impl Index {
     fn list(&self, query: &ListQuery, limit: usize) -> Result<Vec<ListCursor>, StoreError> {
         let mut lists = Vec::new();
         for r in query.index_ranges() {
-            let bound = |(at, id): (u64, &str)| (r.scope.clone(), at, id.to_owned());
-            let range = self.entries.range(bound(r.lo)..bound(r.hi));
+            let code = usize::from(r.status.code());
+            let list = match &query.workflow {
+                None => &self.by_status[code],
+                Some(w) => match self.by_workflow.get(w.as_str()) {
+                    Some(lists) => &lists[code],
+                    None => continue,
+                },
+            };
+            let bound = |(at, id): (u64, &str)| (at, Arc::<str>::from(id));
+            let range = list.range(bound(r.lo)..bound(r.hi));
             let rows: Box<dyn Iterator<Item = _>> = match query.order {
                 Order::NewestFirst => Box::new(range.rev()),
                 Order::OldestFirst => Box::new(range),
             };
             lists.push(query.first_admitted(
                 limit,
-                rows.map(|(_, at, id)| {
+                rows.map(|(at, id)| {
                     Ok::<_, StoreError>(ListCursor {
                         changed_at_us: at.saturating_mul(1000),
-                        id: ExecutionId::new(id.as_str())
+                        id: ExecutionId::new(&**id)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     })
                 }),
@@ -317,6 +340,7 @@ impl Store for MemoryStore {
             items: Vec::new(),
             sessions: BTreeMap::new(),
             indexed: None,
+            index_id: record.id.as_str().into(),
         };
         state.index.reindex(&mut exec);
         state.executions.insert(record.id.clone(), exec);
