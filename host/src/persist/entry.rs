@@ -195,6 +195,18 @@ mod tests {
             .map(|(entry, result)| entry.with_result(Bytes::copy_from_slice(&bytes[result..])))
     }
 
+    /// A tool call that failed: an entry the direct reader leaves to serde.
+    fn failed_tool() -> Entry {
+        tool(
+            "demo",
+            Err(ToolFailure {
+                code: "x".into(),
+                message: "m".into(),
+                details: None,
+            }),
+        )
+    }
+
     /// One row through [`LentJournal`].
     fn lent(bytes: &[u8]) -> Result<Entry, StoreError> {
         let mut journal = LentJournal::with_capacity(1);
@@ -253,14 +265,7 @@ mod tests {
     /// successful calls' results lie side by side in one buffer.
     #[test]
     fn a_lent_journal_shares_one_buffer() {
-        let failed = tool(
-            "demo",
-            Err(ToolFailure {
-                code: "x".into(),
-                message: "m".into(),
-                details: None,
-            }),
-        );
+        let failed = failed_tool();
         let other = Entry {
             at_ms: 1,
             duration_us: 0,
@@ -294,14 +299,7 @@ mod tests {
     /// Everything else goes through serde and reads the same as before.
     #[test]
     fn leaves_every_other_shape_to_serde() {
-        let failed = tool(
-            "demo",
-            Err(ToolFailure {
-                code: "x".into(),
-                message: "m".into(),
-                details: None,
-            }),
-        );
+        let failed = failed_tool();
         let bytes = encode(&failed);
         assert_eq!(direct(&bytes), None);
         assert_eq!(decode_entry(&bytes).unwrap(), failed);
