@@ -297,7 +297,7 @@ impl Store for EmbeddedStore {
             let tx = db.begin_read().map_err(db_err)?;
             let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
             let journal = journal_rows(&tx, &id, 0, usize::MAX, record.journal_len)?;
-            let signals = rows(&tx, SIGNALS, &id, 0, usize::MAX, 0, decode)?;
+            let signals = signal_rows(&tx, &id)?;
             Ok(Snapshot {
                 record,
                 journal,

@@ -44,35 +44,30 @@ pub(super) fn write<R>(
     Ok(out)
 }
 
-/// The most rows [`rows`] allocates room for before reading them.
+/// The most entries [`journal_rows`] allocates room for before reading
+/// them.
 const MAX_EXPECTED_ROWS: usize = 1 << 16;
 
-/// Up to `max` rows of `id` from index `from` in `table` (the signals),
-/// decoded by `read`. `expected` is how many the caller expects: the rows
-/// are read into one allocation of that size instead of a vector grown
-/// (and copied) in steps. It is only a hint, and one from a damaged
-/// record allocates at most [`MAX_EXPECTED_ROWS`].
-pub(super) fn rows<T>(
+/// The signals of `id` not yet taken, oldest first.
+pub(super) fn signal_rows(
     tx: &ReadTransaction,
-    table: TableDefinition<(&str, u64), &[u8]>,
     id: &ExecutionId,
-    from: u64,
-    max: usize,
-    expected: u64,
-    read: impl Fn(&[u8]) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::with_capacity(room(expected, max));
-    each_row(tx, table, id, from, max, |row| {
-        out.push(read(row)?);
+) -> Result<Vec<SignalRecord>, StoreError> {
+    let mut out = Vec::new();
+    each_row(tx, SIGNALS, id, 0, usize::MAX, |row| {
+        out.push(decode(row)?);
         Ok(())
     })?;
     Ok(out)
 }
 
-/// Up to `max` journal entries of `id` from index `from`, `expected` as
-/// for [`rows`] (the record's journal length). Read with
+/// Up to `max` journal entries of `id` from index `from`, read with
 /// [`LentJournal`]: redb lends each row only while it is read, so the
-/// results are copied out, into one buffer for all of them.
+/// results are copied out, into one buffer for all of them. `expected` is
+/// how many the caller expects (from the record's journal length): the
+/// entries are read into one allocation of that size instead of a vector
+/// grown (and copied) in steps. It is only a hint, and one from a damaged
+/// record allocates at most [`MAX_EXPECTED_ROWS`].
 pub(super) fn journal_rows(
     tx: &ReadTransaction,
     id: &ExecutionId,
@@ -80,18 +75,17 @@ pub(super) fn journal_rows(
     max: usize,
     expected: u64,
 ) -> Result<Vec<Entry>, StoreError> {
-    let mut journal = LentJournal::with_capacity(room(expected, max));
+    let room = usize::try_from(expected)
+        .unwrap_or(usize::MAX)
+        .min(max)
+        .min(MAX_EXPECTED_ROWS);
+    let mut journal = LentJournal::with_capacity(room);
     each_row(tx, JOURNAL, id, from, max, |row| journal.push(row))?;
     Ok(journal.finish())
 }
 
-fn room(expected: u64, max: usize) -> usize {
-    usize::try_from(expected)
-        .unwrap_or(usize::MAX)
-        .min(max)
-        .min(MAX_EXPECTED_ROWS)
-}
-
+/// Hands `f` up to `max` rows of `id` from index `from` in `table`, in
+/// order.
 fn each_row(
     tx: &ReadTransaction,
     table: TableDefinition<(&str, u64), &[u8]>,
