@@ -103,7 +103,10 @@ test('in headless Chromium, across origins: a paced stream and an early break', 
         `--user-data-dir=${path.join(dir, 'profile')}`,
         `${page.origin}/?host=${encodeURIComponent(url)}`,
       ],
-      { stdio: 'ignore' },
+      // Its own process group, so the whole browser (renderers, the crash
+      // handler) can be killed at once: a helper left running keeps
+      // writing to the profile the `after` hook removes.
+      { stdio: 'ignore', detached: true },
     );
     chromium.on('error', (e) => reported({ error: `starting ${CHROMIUM}: ${e.message}` }));
     const timeout = setTimeout(() => reported({ error: 'no report from the page within 60 s' }), 60_000);
@@ -118,6 +121,14 @@ test('in headless Chromium, across origins: a paced stream and an early break', 
       if (!child || child.exitCode !== null || child.signalCode !== null) continue;
       await new Promise((resolve) => {
         child.on('exit', resolve);
+        if (child === chromium) {
+          try {
+            process.kill(-child.pid, 'SIGKILL');
+            return;
+          } catch {
+            // Not started as a group leader after all: kill it alone.
+          }
+        }
         child.kill('SIGKILL');
       });
     }
