@@ -443,6 +443,67 @@ pub async fn acquire_and_load_takes_the_lease(store: Arc<dyn Store>) {
     ));
 }
 
+/// A continuation's start writes the entries its last invocation left
+/// unwritten, then takes the lease again and loads them with the rest; a
+/// refused append (a fenced lease, a wrong index) writes nothing and leaves
+/// no lease taken.
+pub async fn append_and_acquire_writes_then_takes_the_lease(store: Arc<dyn Store>) {
+    let id = created(store.as_ref(), "e1").await;
+    let l = lease(store.as_ref(), &id, "a").await;
+    store.append(&id, &l, 0, &entry(0)).await.unwrap();
+    let large = tool_result(7, vec![9; 300 << 10]);
+    let (l2, snap) = store
+        .append_and_acquire(&id, &l, 1, &[entry(1), large], "a", TTL)
+        .await
+        .unwrap();
+    assert!(l2.token > l.token);
+    assert_eq!(snap.record.status, Status::Running);
+    assert_eq!(snap.record.invocations, 2);
+    assert_eq!(snap.record.journal_len, 3);
+    let durations: Vec<u64> = snap.journal.iter().map(|e| e.duration_us).collect();
+    assert_eq!(durations, [0, 1, 7]);
+    assert_eq!(
+        tool_value(store.as_ref(), &snap.journal[2]).await,
+        vec![9; 300 << 10]
+    );
+    // The old lease is fenced out; the new one appends.
+    assert!(matches!(
+        store.append(&id, &l, 3, &entry(3)).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store.append(&id, &l2, 3, &entry(3)).await.unwrap();
+
+    let refused = store
+        .append_and_acquire(&id, &l, 4, &[entry(4)], "a", TTL)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    let l3 = lease(store.as_ref(), &id, "a").await;
+    let refused = store
+        .append_and_acquire(&id, &l3, 9, &[entry(9)], "a", TTL)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    let (_, snap) = store.acquire_and_load(&id, "a", TTL).await.unwrap();
+    assert_eq!(snap.journal.len(), 4, "a refused append wrote nothing");
+    assert_eq!(snap.record.journal_len, 4);
+
+    // Another owner's live lease: refused, and that lease stays.
+    let id = created(store.as_ref(), "e2").await;
+    let mine = lease(store.as_ref(), &id, "a").await;
+    store.release_lease(&id, &mine).await.unwrap();
+    let theirs = lease(store.as_ref(), &id, "b").await;
+    let refused = store
+        .append_and_acquire(&id, &mine, 0, &[entry(0)], "a", TTL)
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    store.append(&id, &theirs, 0, &entry(0)).await.unwrap();
+}
+
 /// A record created leased (a start where it will run) is stored running
 /// and held, exactly as its first acquire would leave it: its lease appends
 /// and finishes, other owners are refused until it is released, and it
@@ -648,6 +709,7 @@ macro_rules! conformance_tests {
                 counts_by_status,
                 same_owner_takes_over_its_lease,
                 acquire_and_load_takes_the_lease,
+                append_and_acquire_writes_then_takes_the_lease,
                 created_leased_is_held,
                 purge_removes_only_finished_executions,
                 large_results_round_trip,

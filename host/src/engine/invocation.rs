@@ -98,6 +98,13 @@ pub(crate) enum End {
     /// The execution waits; `consumed` counts signals of the awaited name
     /// already consumed (see [`Store::suspend`]).
     Suspend { wait: Wait, consumed: u64 },
+    /// The budget is spent by a step whose value the guest has not seen:
+    /// its entry, journal entry `index`, is not written yet. The execution
+    /// is ready to run again, and the driver writes the entry with the
+    /// next invocation's acquire where it can (one durable write for
+    /// both; see `runtime/after.rs`). Lost in a crash, it is a step that
+    /// never finished: the next invocation runs it again.
+    Spent { index: u64, entry: Box<Entry> },
     /// A store operation failed; the driver decides whether to retry.
     Store(StoreError),
     /// No instance slot was free; retry shortly.
@@ -386,21 +393,49 @@ impl Steps {
                 )),
             };
         }
-        let over_steps = self
-            .budget
-            .max_steps
-            .is_some_and(|max| self.new_steps >= max);
-        let over_time = self
-            .budget
-            .max_time
-            .is_some_and(|max| self.started.elapsed() >= max);
-        if over_steps || over_time || self.drain.load(Ordering::Relaxed) {
+        if self.spent(0) {
             return Err(self.stop(End::Suspend {
                 wait: Wait::Ready,
                 consumed: 0,
             }));
         }
         Ok(None)
+    }
+
+    /// Whether the budget is spent once `more` new entries are added to
+    /// those written (or a drain asks the invocation to end).
+    fn spent(&self, more: u32) -> bool {
+        let over_steps = self
+            .budget
+            .max_steps
+            .is_some_and(|max| self.new_steps.saturating_add(more) >= max);
+        let over_time = self
+            .budget
+            .max_time
+            .is_some_and(|max| self.started.elapsed() >= max);
+        over_steps || over_time || self.drain.load(Ordering::Relaxed)
+    }
+
+    /// Ends the invocation with `entry` unwritten and unseen by the guest,
+    /// if it spends the budget ([`End::Spent`]): the step's value would
+    /// otherwise cost a durable write of its own, only for the guest to
+    /// stop at its next step. Otherwise the entry's kind comes back, to be
+    /// recorded.
+    fn spend(&mut self, kind: EntryKind, duration_us: u64) -> Result<EntryKind, wasmtime::Error> {
+        if !self.spent(1) {
+            return Ok(kind);
+        }
+        let entry = Entry {
+            at_ms: now_ms(),
+            duration_us,
+            kind,
+        };
+        let index = self.next_index;
+        self.counted(&entry);
+        Err(self.stop(End::Spent {
+            index,
+            entry: Box::new(entry),
+        }))
     }
 
     /// Appends a new entry; returns once it (and every entry before it) is

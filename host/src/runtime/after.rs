@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::driver::Next;
+use super::driver::{Held, Next};
 use super::*;
 use crate::execution::Lease;
 
@@ -15,6 +15,20 @@ impl Inner {
     pub(super) async fn after(self: &Arc<Self>, id: &ExecutionId, lease: &Lease, end: End) -> Next {
         // The record the end wrote, for the waiters here.
         let mut written = None;
+        let keeps_lease = self.queue.is_none() && !self.draining.load(Ordering::SeqCst);
+        let end = match end {
+            End::Spent { index, entry } if !keeps_lease => {
+                // The continuation may run elsewhere: its entry first.
+                if let Err(e) = self.store.append(id, lease, index, &entry).await {
+                    return self.after_store_error(id, lease, e).await;
+                }
+                End::Suspend {
+                    wait: Wait::Ready,
+                    consumed: 0,
+                }
+            }
+            end => end,
+        };
         let next = match end {
             End::Finished(outcome) => match self.store.finish(id, lease, &outcome).await {
                 Ok(record) => {
@@ -33,9 +47,18 @@ impl Inner {
                 }
                 Err(e) => return self.after_store_error(id, lease, e).await,
             },
+            End::Spent { index, entry } => {
+                // The step that spent the budget is written with the next
+                // invocation's acquire: one durable write for both.
+                self.metrics.suspensions.inc();
+                Next::Continue(Held {
+                    lease: lease.clone(),
+                    spent: Some((index, entry)),
+                })
+            }
             End::Suspend {
                 wait: Wait::Ready, ..
-            } if self.queue.is_none() && !self.draining.load(Ordering::SeqCst) => {
+            } if keeps_lease => {
                 // Out of budget, and the continuation runs right here: the
                 // lease is kept, and the next invocation's acquire (this
                 // host's own) takes it again. That spares the suspension's
@@ -45,7 +68,10 @@ impl Inner {
                 // Through a queue any host may take the continuation, so
                 // there the execution is suspended as ready.
                 self.metrics.suspensions.inc();
-                Next::Continue(lease.clone())
+                Next::Continue(Held {
+                    lease: lease.clone(),
+                    spent: None,
+                })
             }
             End::Suspend { wait, consumed } => {
                 if let (Some(wake_at_ms), Some(link)) = (wait.wake_at_ms(), self.queue.as_ref()) {
@@ -100,6 +126,18 @@ impl Inner {
         };
         self.notify_written(id, written);
         next
+    }
+
+    /// Lets go of a lease a continuation kept, writing the entry that
+    /// spent its budget first ([`Inner::release`]).
+    pub(super) async fn let_go(&self, id: &ExecutionId, held: &Held) {
+        if let Some((index, entry)) = &held.spent
+            && let Err(e) = self.store.append(id, &held.lease, *index, entry).await
+        {
+            // Not written: the next invocation runs that step again.
+            tracing::debug!(execution = %id, "cannot write the step that spent the budget: {e}");
+        }
+        self.release(id, &held.lease).await;
     }
 
     /// Leaves `id` ready to run and unleased, for another host or the next

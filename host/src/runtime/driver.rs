@@ -21,7 +21,7 @@ fn end_label(end: &End) -> &'static str {
         End::Finished(Outcome::Completed(_)) => "completed",
         End::Finished(Outcome::Failed(_)) => "failed",
         End::Finished(Outcome::Cancelled) => "cancelled",
-        End::Suspend { .. } => "suspended",
+        End::Suspend { .. } | End::Spent { .. } => "suspended",
         End::Store(_) => "store-error",
         End::Busy(_) => "busy",
     }
@@ -95,13 +95,21 @@ impl Drop for Claim {
 /// What the driver does after an invocation.
 pub(super) enum Next {
     Again,
-    /// Again, still holding this lease (see [`Inner::after`]): the next
-    /// acquire is this host's own, and a drain releases it.
-    Continue(Lease),
+    /// Again, still holding a lease (see [`Inner::after`]): the next
+    /// acquire is this host's own, and a drain lets it go.
+    Continue(Held),
     Retry,
     /// Another host holds the lease, until about this long from now.
     Held(Duration),
     Done,
+}
+
+/// A lease an invocation that ran out of budget kept for its
+/// continuation, and the entry of the step that spent the budget if it is
+/// not written yet ([`End::Spent`]): its index and the entry.
+pub(super) struct Held {
+    pub(super) lease: Lease,
+    pub(super) spent: Option<(u64, Box<Entry>)>,
 }
 
 impl Inner {
@@ -300,8 +308,8 @@ impl Inner {
                 None => self.invoke_once(&id, held.take()).await,
             };
             if self.draining.load(Ordering::SeqCst) && !matches!(next, Next::Done) {
-                if let Next::Continue(lease) = &next {
-                    self.release(&id, lease).await;
+                if let Next::Continue(held) = &next {
+                    self.let_go(&id, held).await;
                 }
                 // Leave it runnable in the store for the next process, or
                 // hand it to another host through the queue (still counted
@@ -342,8 +350,8 @@ impl Inner {
             }
             match next {
                 Next::Again => delay = self.config.retry_delay,
-                Next::Continue(lease) => {
-                    held = Some(lease);
+                Next::Continue(kept) => {
+                    held = Some(kept);
                     delay = self.config.retry_delay;
                 }
                 Next::Retry => {
@@ -371,28 +379,45 @@ impl Inner {
         }
     }
 
-    /// Runs one invocation; `held`, the lease a continuation kept.
+    /// Runs one invocation; `held`, what a continuation kept.
     pub(super) async fn invoke_once(
         self: &Arc<Self>,
         id: &ExecutionId,
-        held: Option<Lease>,
+        held: Option<Held>,
     ) -> Next {
         let cfg = &self.config;
         if self.draining.load(Ordering::SeqCst) {
             // Not done: left runnable for another host (see `drive`).
-            if let Some(lease) = &held {
-                self.release(id, lease).await;
+            if let Some(held) = &held {
+                self.let_go(id, held).await;
             }
             return Next::Retry;
         }
         // A slot first, then the lease: waiting for a slot holds nothing
         // another host could use, and costs no store round trips.
         let slot = self.engine.slot().await;
-        let (lease, snapshot) = match self
-            .store
-            .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
-            .await
-        {
+        let taken = match held.and_then(|held| Some((held.lease, held.spent?))) {
+            // The step that spent the last budget, written in the same
+            // round trip (and durable write) as the acquire.
+            Some((lease, (index, entry))) => {
+                self.store
+                    .append_and_acquire(
+                        id,
+                        &lease,
+                        index,
+                        std::slice::from_ref(&*entry),
+                        &cfg.host_id,
+                        cfg.lease_ttl,
+                    )
+                    .await
+            }
+            None => {
+                self.store
+                    .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
+                    .await
+            }
+        };
+        let (lease, snapshot) = match taken {
             Ok(taken) => taken,
             Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
                 return Next::Held(Duration::from_millis(

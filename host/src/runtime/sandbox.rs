@@ -99,7 +99,7 @@ impl Runtime {
         let report = invocation::run(&inner.engine, &compiled, invocation).await;
         let stop = match report.end {
             End::Finished(outcome) => ReplayStop::Ended(outcome),
-            End::Suspend { .. } => ReplayStop::Reached,
+            End::Suspend { .. } | End::Spent { .. } => ReplayStop::Reached,
             End::Store(e) => return Err(e.into()),
             End::Busy(why) => {
                 return Err(RuntimeError::Store(StoreError::Unavailable(format!(

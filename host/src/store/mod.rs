@@ -290,6 +290,25 @@ pub trait Store: Send + Sync + 'static {
             }
         }
     }
+    /// A continuation's start: appends `entries` at `index` under `lease`,
+    /// the caller's own ([`Store::append_many`]), then takes the lease again
+    /// and loads ([`Store::acquire_and_load`]). An invocation that ran out
+    /// of budget leaves the step that spent it unwritten, so its write and
+    /// the next acquire are one round trip and one durable write where the
+    /// backend can. Fails as either would; a refused append takes no lease
+    /// (or releases the one it took).
+    async fn append_and_acquire(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entries: &[Entry],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        self.append_many(id, lease, index, entries).await?;
+        self.acquire_and_load(id, owner, ttl).await
+    }
     /// Extends a lease the caller still holds.
     async fn renew_lease(
         &self,

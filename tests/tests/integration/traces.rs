@@ -160,7 +160,9 @@ async fn spans_until(s: &TestServer, got: &Received, ready: impl Fn(&[Span]) -> 
 
 async fn a_traced_start_is_one_trace_across_invocations(store: Arc<dyn Store>) {
     let (base, got) = receiver().await;
-    // One new step per invocation: 3 invocations (the last one returns).
+    // One new step per invocation, each seen only on replay (the step that
+    // spends the budget ends its invocation): 4 invocations, the last
+    // replays all three and returns.
     let s = traced_host(store, &base, 1).await;
     let (trace, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let r = s
@@ -173,9 +175,9 @@ async fn a_traced_start_is_one_trace_across_invocations(store: Arc<dyn Store>) {
         .await;
     assert_eq!(r.body["status"], "completed", "{}", r.body);
     let invocations = r.body["invocations"].as_u64().unwrap();
-    assert_eq!(invocations, 3, "{}", r.body);
+    assert_eq!(invocations, 4, "{}", r.body);
     let spans = spans_until(&s, &got, |spans| {
-        spans.iter().filter(|s| s.name == "invocation").count() == 3
+        spans.iter().filter(|s| s.name == "invocation").count() == 4
     })
     .await;
 
@@ -198,7 +200,7 @@ async fn a_traced_start_is_one_trace_across_invocations(store: Arc<dyn Store>) {
         .map(|i| i.attributes["reprise.invocation"].as_str())
         .collect();
     numbers.sort();
-    assert_eq!(numbers, ["1", "2", "3"]);
+    assert_eq!(numbers, ["1", "2", "3", "4"]);
 
     // One step span per journal entry, each under the invocation that made
     // it; a replay span under every invocation that replayed.
@@ -230,7 +232,7 @@ async fn a_traced_start_is_one_trace_across_invocations(store: Arc<dyn Store>) {
         })
         .collect();
     replays.sort();
-    assert_eq!(replays, ["1", "2"]);
+    assert_eq!(replays, ["1", "2", "3"]);
 
     // Each webhook call carried its own step's context.
     let hooks = got.hooks.lock().unwrap().clone();

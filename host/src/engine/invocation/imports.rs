@@ -491,36 +491,39 @@ impl InvocationState {
             })
             .observe(elapsed.as_secs_f64());
         let duration_us = elapsed.as_micros() as u64;
+        let label = span.as_ref().map(|_| format!("{category}/{name}"));
+        let end_span = |ok: bool| {
+            if let (Some(span), Some(label)) = (span, label) {
+                span.end([
+                    KeyValue::new("reprise.tool", label),
+                    KeyValue::new("reprise.step.duration_us", duration_us as i64),
+                    KeyValue::new("reprise.tool.ok", ok),
+                ]);
+            }
+        };
+        let ok = result.is_ok();
+        let kind = EntryKind::Tool {
+            category: category.into(),
+            name: name.into(),
+            input: input_key,
+            input_len,
+            result: result.map(Bytes::from),
+        };
+        // The step that spends the budget ends the invocation unseen.
+        let kind = match s.spend(kind, duration_us) {
+            Ok(kind) => kind,
+            Err(stop) => {
+                end_span(ok);
+                return Err(stop);
+            }
+        };
         // The entry owns the result while it is written, and gives
         // it back: a large result is never copied on the host.
-        let recorded = s
-            .record(
-                EntryKind::Tool {
-                    category: category.into(),
-                    name: name.into(),
-                    input: input_key,
-                    input_len,
-                    result: result.map(Bytes::from),
-                },
-                duration_us,
-            )
-            .await?;
-        let EntryKind::Tool {
-            category,
-            name,
-            result,
-            ..
-        } = recorded
-        else {
+        let recorded = s.record(kind, duration_us).await?;
+        end_span(ok);
+        let EntryKind::Tool { result, .. } = recorded else {
             unreachable!("the journal writer hands back the entry it was given")
         };
-        if let Some(span) = span {
-            span.end([
-                KeyValue::new("reprise.tool", format!("{category}/{name}")),
-                KeyValue::new("reprise.step.duration_us", duration_us as i64),
-                KeyValue::new("reprise.tool.ok", result.is_ok()),
-            ]);
-        }
         s.progress();
         Ok(result.map_err(tool_error))
     }

@@ -9,10 +9,18 @@ use super::tables::*;
 use super::wal::{Record, Wal};
 use crate::execution::Lease;
 use crate::ids::ExecutionId;
+use crate::journal::Entry;
+use crate::persist::encode;
 use crate::store::StoreError;
 
 /// An encoded journal entry and the item it emitted, if any.
 pub(super) type Row = (Vec<u8>, Option<Vec<u8>>);
+
+/// `entry` as a row: encoded without its item, and the item.
+pub(super) fn row(entry: &Entry) -> Row {
+    let (written, item) = entry.split_item();
+    (encode(written.as_ref()), item.map(<[u8]>::to_vec))
+}
 
 /// Appends `rows` as journal entries `index`, ... of execution `id` in `tx`,
 /// if `lease` is live and the journal has `index` entries. A refusal

@@ -293,18 +293,7 @@ impl Store for EmbeddedStore {
 
     async fn load(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
         let id = id.clone();
-        self.run(move |db| {
-            let tx = db.begin_read().map_err(db_err)?;
-            let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, &id)?;
-            let journal = journal_rows(&tx, &id, 0, usize::MAX, record.journal_len)?;
-            let signals = signal_rows(&tx, &id)?;
-            Ok(Snapshot {
-                record,
-                journal,
-                signals,
-            })
-        })
-        .await
+        self.run(move |db| snapshot(db, &id)).await
     }
 
     async fn journal_page(
@@ -370,28 +359,29 @@ impl Store for EmbeddedStore {
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
         let (id, owner) = (id.clone(), owner.to_string());
+        self.run(move |db| write(db, true, |tx| take_lease(tx, &id, &owner, ttl)))
+            .await
+    }
+
+    async fn append_and_acquire(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entries: &[Entry],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        let rows: Vec<Row> = entries.iter().map(row).collect();
+        let (id, lease, owner) = (id.clone(), lease.clone(), owner.to_string());
+        // One durable commit for both, where the committer's append and
+        // the acquire's commit were one sync each.
         self.run(move |db| {
-            write(db, true, |tx| {
-                let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
-                let mut rec = read_unfinished(&execs, &id)?;
-                let now = now_ms();
-                if let Some(l) = &rec.lease
-                    && l.expires_at_ms > now
-                    && l.owner != owner
-                {
-                    return Err(StoreError::LeaseHeld {
-                        id: id.clone(),
-                        owner: l.owner.clone(),
-                        expires_at_ms: l.expires_at_ms,
-                    });
-                }
-                let lease = rec.take_lease(&owner, ttl, now);
-                execs
-                    .insert(id.as_str(), encode(&rec).as_slice())
-                    .map_err(db_err)?;
-                reindex(tx, &rec)?;
-                Ok(lease)
-            })
+            let taken = write(db, true, |tx| {
+                append_rows(tx, &id, &lease, index, &rows)?;
+                take_lease(tx, &id, &owner, ttl)
+            })?;
+            Ok((taken, snapshot(db, &id)?))
         })
         .await
     }
@@ -430,13 +420,7 @@ impl Store for EmbeddedStore {
         }
         // Encoded here, on the caller's task; the write transaction only
         // inserts bytes.
-        let rows: Vec<Row> = entries
-            .iter()
-            .map(|entry| {
-                let (written, item) = entry.split_item();
-                (encode(written.as_ref()), item.map(<[u8]>::to_vec))
-            })
-            .collect();
+        let rows: Vec<Row> = entries.iter().map(row).collect();
         let (id, lease) = (id.clone(), lease.clone());
         let (done, answer) = tokio::sync::oneshot::channel();
         let closed = || StoreError::Unavailable("embedded store: the committer stopped".into());
@@ -714,4 +698,32 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Takes the lease of `id` for `owner` in `tx` ([`Store::acquire_lease`]).
+fn take_lease(
+    tx: &redb::WriteTransaction,
+    id: &ExecutionId,
+    owner: &str,
+    ttl: Duration,
+) -> Result<Lease, StoreError> {
+    let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+    let mut rec = read_unfinished(&execs, id)?;
+    let now = now_ms();
+    if let Some(l) = &rec.lease
+        && l.expires_at_ms > now
+        && l.owner != owner
+    {
+        return Err(StoreError::LeaseHeld {
+            id: id.clone(),
+            owner: l.owner.clone(),
+            expires_at_ms: l.expires_at_ms,
+        });
+    }
+    let lease = rec.take_lease(owner, ttl, now);
+    execs
+        .insert(id.as_str(), encode(&rec).as_slice())
+        .map_err(db_err)?;
+    reindex(tx, &rec)?;
+    Ok(lease)
 }

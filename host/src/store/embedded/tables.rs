@@ -3,10 +3,11 @@
 //! removing an execution's rows, numbering deployment versions.
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 
-use crate::execution::{ConsumerSession, ExecutionRecord, Lease, SignalRecord};
+use crate::execution::{ConsumerSession, ExecutionRecord, Lease, SignalRecord, Snapshot};
 use crate::ids::ExecutionId;
 use crate::journal::Entry;
 use crate::persist::{LentJournal, decode, encode};
@@ -240,4 +241,18 @@ pub(super) fn read_versions(
         Some(v) => Ok(numbered(decode(v.value())?)),
         None => Ok(Vec::new()),
     }
+}
+
+/// What [`crate::store::Store::load`] reads: the record, the journal and
+/// the signals of `id`, in one read transaction.
+pub(super) fn snapshot(db: &Database, id: &ExecutionId) -> Result<Snapshot, StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, id)?;
+    let journal = journal_rows(&tx, id, 0, usize::MAX, record.journal_len)?;
+    let signals = signal_rows(&tx, id)?;
+    Ok(Snapshot {
+        record,
+        journal,
+        signals,
+    })
 }

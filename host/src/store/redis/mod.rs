@@ -45,6 +45,7 @@ use crate::journal::Entry;
 use crate::persist::encode;
 use crate::redis_conn::{Conn, RedisFailure, RedisOptions, connection};
 
+mod append;
 mod blobs;
 mod deployments;
 mod index;
@@ -272,33 +273,21 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> Result<(Lease, Snapshot), StoreError> {
         let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
-        let (pipe, script) = scripts::acquire_and_load(&keys, owner, ttl);
-        let noted = self.noted_workflow(id);
-        let (entered, replies) = self
-            .enter_then(id, Status::Running, noted.as_deref(), &pipe, &script)
-            .await?;
-        let at = entered.at;
-        let (v, journal): (Value, Vec<Vec<u8>>) = redis::from_redis_value(Value::Array(replies))
-            .map_err(|e| StoreError::Corrupt(format!("redis: acquire and load: {e}")))?;
-        let mut reply = self.checked(v, "acquire and load", id, Status::Running, "", at)?;
-        let lease = Lease {
-            owner: owner.to_string(),
-            token: reply.next()?,
-            expires_at_ms: reply.next()?,
-        };
-        // The lease is ours, so the journal cannot grow in between; a
-        // shorter one was deleted after the lease was taken.
-        let snapshot = reply
-            .snapshot_with(journal)?
-            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-        self.remember_workflow(id, &snapshot.record.workflow);
-        self.settle_unless(
-            &entered,
-            id,
-            Status::Running,
-            Some(snapshot.record.workflow.clone()),
-        );
-        Ok((lease, snapshot))
+        let script = scripts::acquire_load(&keys, owner, ttl);
+        self.acquire_and_load_with(id, owner, script).await
+    }
+
+    async fn append_and_acquire(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entries: &[Entry],
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        self.append_then_acquire(id, lease, index, entries, owner, ttl)
+            .await
     }
 
     async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
@@ -377,58 +366,15 @@ impl Store for RedisStore {
         if entries.is_empty() {
             return Ok(());
         }
-        // A large successful tool result is stored once under its digest
-        // and the journal gets a reference to it.
-        let mut stored = Vec::new();
-        let mut inv = scripts().append.prepare_invoke();
-        inv.key(self.key("x", id))
-            .key(self.key("j", id))
-            .key(self.key("b", id))
-            .key(self.key("i", id))
-            .arg(lease.token)
-            .arg(index);
-        for entry in entries {
-            let large = match self.store_large_result(entry).await {
-                Ok(large) => large,
-                Err(e) => {
-                    self.release_failed_refs(&stored).await;
-                    return Err(e);
-                }
-            };
-            if let Some((digest, bytes)) = large {
-                inv.arg(bytes).arg(digest.to_hex()).arg("0").arg("");
-                stored.push(digest);
-                continue;
-            }
-            // An emitted item goes to the output stream, in the same
-            // script; the journal records its digest.
-            let (written, item) = entry.split_item();
-            inv.arg(encode(written.as_ref())).arg("");
-            match item {
-                Some(item) => inv.arg("1").arg(item),
-                None => inv.arg("0").arg(""),
-            };
-        }
-        let result = match inv.invoke_async::<Value>(&mut self.conn()).await {
-            Ok(v) => Reply::new(v, "append")
-                .and_then(|r| r.check(id))
-                .map(|_| ()),
-            Err(e) => Err(redis_err(e)),
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict { id, len, .. }) => {
-                self.release_failed_refs(&stored).await;
-                Err(StoreError::Conflict { id, index, len })
-            }
-            // Whether a retriable failure wrote the entries is unknown (the
-            // reply may be what got lost), so their references are kept.
-            Err(e) if e.is_retriable() => Err(e),
-            Err(e) => {
-                self.release_failed_refs(&stored).await;
-                Err(e)
-            }
-        }
+        let (inv, stored) = self
+            .append_invocation(id, lease, index, entries, None)
+            .await?;
+        let answer = inv
+            .invoke_async::<Value>(&mut self.conn())
+            .await
+            .map_err(redis_err)
+            .and_then(|v| Self::append_reply(id, v));
+        self.appended(index, &stored, answer).await
     }
 
     async fn suspend(

@@ -27,10 +27,22 @@ const ACQUIRE_LOAD: &str = include_str!("lua/acquire_load.lua");
 
 const RENEW: &str = include_str!("lua/renew.lua");
 
-// ARGV: lease token, index, then four per entry: its journal bytes, the
-// digest of a value it stored ('' if none), '1' if it emitted an item
-// (else '0'), and the item ('' if none).
+/// The append's body, after a line naming its keys and where its
+/// arguments start. ARGV from there: lease token, index, then four per
+/// entry: its journal bytes, the digest of a value it stored ('' if
+/// none), '1' if it emitted an item (else '0'), and the item ('' if none).
 const APPEND: &str = include_str!("lua/append.lua");
+
+/// The append alone. KEYS: record, journal, stored-value references,
+/// items.
+const APPEND_ALONE: &str = "local X, J, B, ITEMS, T = KEYS[1], KEYS[2], KEYS[3], KEYS[4], 1\n";
+
+/// A continuation's start: the append under the lease it kept, then the
+/// acquire and load; a refused append takes nothing. KEYS: record,
+/// journal, signals, signal names (as the acquire's), stored-value
+/// references, items; ARGV: owner, ttl (as the acquire's), then the
+/// append's.
+const APPEND_FIRST: &str = "local X, J, B, ITEMS, T = KEYS[1], KEYS[2], KEYS[5], KEYS[6], 3\n";
 
 const SUSPEND: &str = include_str!("lua/suspend.lua");
 
@@ -95,6 +107,7 @@ pub(super) struct Scripts {
     pub(super) acquire_load: Script,
     pub(super) renew: Script,
     pub(super) append: Script,
+    pub(super) append_acquire_load: Script,
     pub(super) suspend: Script,
     pub(super) finish: Script,
     pub(super) release: Script,
@@ -126,7 +139,10 @@ pub(super) fn scripts() -> &'static Scripts {
             acquire: with_prelude(&format!("{TAKE_LEASE}{ACQUIRE}")),
             acquire_load: with_prelude(&format!("{TAKE_LEASE}{ACQUIRE_LOAD}")),
             renew: with_prelude(RENEW),
-            append: with_prelude(APPEND),
+            append: with_prelude(&format!("{APPEND_ALONE}{APPEND}return {{'ok'}}\n")),
+            append_acquire_load: with_prelude(&format!(
+                "{APPEND_FIRST}{APPEND}{TAKE_LEASE}{ACQUIRE_LOAD}"
+            )),
             suspend: with_prelude(SUSPEND),
             finish: with_prelude(FINISH),
             release: with_prelude(RELEASE),
@@ -185,23 +201,22 @@ pub(super) async fn query_with_script<T: redis::FromRedisValue>(
     }
 }
 
-/// The pipeline that takes the lease and reads the snapshot of the
-/// execution whose record, journal, signals and signal names are `keys`, in
-/// one round trip: the `acquire_load` script, then the journal's `LRANGE`
-/// (read after the lease is ours, so no other host appends in between);
-/// and the script's invocation, for loading it where the server lacks it.
-/// Its replies are the script's, and the journal's raw entries.
-pub(super) fn acquire_and_load(
+/// The `acquire_load` script's invocation for the execution whose record,
+/// journal, signals and signal names are `keys`: it takes the lease and
+/// reads the snapshot but for the journal, whose `LRANGE` is pipelined
+/// after it ([`then_journal`]; read after the lease is ours, so no other
+/// host appends in between): one round trip.
+pub(super) fn acquire_load(
     keys: &[String; 4],
     owner: &str,
     ttl: std::time::Duration,
-) -> (redis::Pipeline, redis::ScriptInvocation<'static>) {
+) -> redis::ScriptInvocation<'static> {
     let mut script = scripts().acquire_load.prepare_invoke();
     for key in keys {
         script.key(key);
     }
     script.arg(owner).arg(ttl.as_millis() as u64);
-    (then_journal(&script, &keys[1]), script)
+    script
 }
 
 /// The pipeline that reads the snapshot of the execution whose record,
@@ -221,7 +236,7 @@ pub(super) fn load(keys: &[String; 4]) -> (redis::Pipeline, redis::ScriptInvocat
 /// `script`, then the whole journal at `journal`, in one pipeline: Redis
 /// sends the entries as they lie, where a script's `LRANGE` would copy each
 /// into a Lua string and out again.
-fn then_journal(script: &redis::ScriptInvocation<'_>, journal: &str) -> redis::Pipeline {
+pub(super) fn then_journal(script: &redis::ScriptInvocation<'_>, journal: &str) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.invoke_script(script)
         .cmd("LRANGE")

@@ -1,11 +1,13 @@
+-- Appends under the lease whose token is ARGV[T], at index ARGV[T + 1],
+-- to record X, journal J, stored-value references B and items ITEMS,
+-- which the script this is part of sets; ends without a reply.
 local now = now_ms()
-local bad = leased(KEYS[1], ARGV[1], now)
+local bad = leased(X, ARGV[T], now)
 if bad then return bad end
-local len = redis.call('LLEN', KEYS[2])
-if len ~= tonumber(ARGV[2]) then return {'conflict', len} end
-for i = 3, #ARGV, 4 do
-  redis.call('RPUSH', KEYS[2], ARGV[i])
-  if ARGV[i + 1] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 1]) end
-  if ARGV[i + 2] == '1' then redis.call('RPUSH', KEYS[4], ARGV[i + 3]) end
+local len = redis.call('LLEN', J)
+if len ~= tonumber(ARGV[T + 1]) then return {'conflict', len} end
+for i = T + 2, #ARGV, 4 do
+  redis.call('RPUSH', J, ARGV[i])
+  if ARGV[i + 1] ~= '' then redis.call('RPUSH', B, ARGV[i + 1]) end
+  if ARGV[i + 2] == '1' then redis.call('RPUSH', ITEMS, ARGV[i + 3]) end
 end
-return {'ok'}
