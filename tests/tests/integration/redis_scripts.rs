@@ -70,6 +70,42 @@ async fn acquiring_and_loading_survives_a_server_that_forgot_its_scripts() {
     store.release_lease(&id, &held).await.unwrap();
 }
 
+/// A continuation's start (the step that spent the budget appended, the
+/// lease taken again, the journal read) is one script and the `LRANGE`:
+/// against a server that forgot its scripts, the step is written once and
+/// the snapshot is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuation_survives_a_server_that_forgot_its_scripts() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let (id, mut lease, mut journal) = journaled(&store).await;
+    for round in 0..3u64 {
+        if round < 2 {
+            assert_eq!(server.cli(&["SCRIPT", "FLUSH"]).trim(), "OK");
+        }
+        let spent = entry(100 + round);
+        let index = journal.len() as u64;
+        let (next, snapshot) = store
+            .append_and_acquire(
+                &id,
+                &lease,
+                index,
+                std::slice::from_ref(&spent),
+                "a",
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        journal.push(spent);
+        assert_eq!(snapshot.journal, journal, "round {round}");
+        assert_eq!(snapshot.record.journal_len, index + 1);
+        assert!(next.token > lease.token);
+        lease = next;
+    }
+    let rec = store.get_execution(&id).await.unwrap();
+    assert_eq!(rec.invocations, 4, "one acquire per continuation");
+}
+
 /// A load (the journal API, the sandboxed replay) is one pipeline too:
 /// the record's script, then the journal's `LRANGE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
