@@ -399,18 +399,7 @@ impl Inner {
         let taken = match held.and_then(|held| Some((held.lease, held.spent?))) {
             // The step that spent the last budget, written in the same
             // round trip (and durable write) as the acquire.
-            Some((lease, (index, entry))) => {
-                self.store
-                    .append_and_acquire(
-                        id,
-                        &lease,
-                        index,
-                        std::slice::from_ref(&*entry),
-                        &cfg.host_id,
-                        cfg.lease_ttl,
-                    )
-                    .await
-            }
+            Some((lease, (index, entry))) => self.continuation(id, &lease, index, *entry).await,
             None => {
                 self.store
                     .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
@@ -444,6 +433,40 @@ impl Inner {
             },
         )
         .await
+    }
+
+    /// A continuation's lease and snapshot, with the entry of the step that
+    /// spent the last budget written at `index` under the kept `lease`, in
+    /// the same store operation as the acquire.
+    async fn continuation(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entry: Entry,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        let cfg = &self.config;
+        let spent = std::slice::from_ref(&entry);
+        match (self.store)
+            .append_and_acquire(id, lease, index, spent, &cfg.host_id, cfg.lease_ttl)
+            .await
+        {
+            // The kept lease lapsed (a long wait for a slot): taken again as
+            // any host would take it, the step is written under the new
+            // one if the journal is still where it was.
+            Err(StoreError::LeaseLost(_)) => {
+                let (lease, mut snapshot) = (self.store)
+                    .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
+                    .await?;
+                if snapshot.record.journal_len == index {
+                    self.store.append(id, &lease, index, &entry).await?;
+                    snapshot.record.journal_len += 1;
+                    snapshot.journal.push(entry);
+                }
+                Ok((lease, snapshot))
+            }
+            taken => taken,
+        }
     }
 
     /// Runs one invocation from its slot, lease and snapshot.
