@@ -12,7 +12,18 @@ use crate::execution::Lease;
 
 impl Inner {
     /// Records how an invocation ended and says what the driver does next.
-    pub(super) async fn after(self: &Arc<Self>, id: &ExecutionId, lease: &Lease, end: End) -> Next {
+    /// `wrote`: whether the invocation wrote anything to the store. A
+    /// continuation that did not (its one step spent the budget, so the
+    /// next start writes it) changed nothing a waiter could see, and wakes
+    /// none: on Redis, a round trip per invocation of a budgeted run that
+    /// someone waits on.
+    pub(super) async fn after(
+        self: &Arc<Self>,
+        id: &ExecutionId,
+        lease: &Lease,
+        end: End,
+        wrote: bool,
+    ) -> Next {
         // The record the end wrote, for the waiters here.
         let mut written = None;
         let keeps_lease = self.queue.is_none() && !self.draining.load(Ordering::SeqCst);
@@ -54,6 +65,7 @@ impl Inner {
                 Next::Continue(Held {
                     lease: lease.clone(),
                     spent: Some((index, entry)),
+                    quiet: !wrote,
                 })
             }
             End::Suspend {
@@ -71,6 +83,7 @@ impl Inner {
                 Next::Continue(Held {
                     lease: lease.clone(),
                     spent: None,
+                    quiet: !wrote,
                 })
             }
             End::Suspend { wait, consumed } => {
@@ -124,7 +137,9 @@ impl Inner {
                 Next::Retry
             }
         };
-        self.notify_written(id, written);
+        if !next.is_quiet() {
+            self.notify_written(id, written);
+        }
         next
     }
 

@@ -110,6 +110,15 @@ pub(super) enum Next {
 pub(super) struct Held {
     pub(super) lease: Lease,
     pub(super) spent: Option<(u64, Box<Entry>)>,
+    /// The invocation wrote nothing to the store: no waiter is woken.
+    pub(super) quiet: bool,
+}
+
+impl Next {
+    /// A continuation whose invocation changed nothing in the store.
+    pub(super) fn is_quiet(&self) -> bool {
+        matches!(self, Next::Continue(Held { quiet: true, .. }))
+    }
 }
 
 impl Inner {
@@ -324,7 +333,9 @@ impl Inner {
                 return;
             }
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            self.notify(&id);
+            if !next.is_quiet() {
+                self.notify(&id);
+            }
             if let (Next::Held(_), Some(link)) = (&next, self.queue.as_ref()) {
                 // The holder has a message of its own behind it (see
                 // `worker`), unless this one was taken over from a dead host.
@@ -496,7 +507,7 @@ impl Inner {
                 {
                     return self.after_store_error(id, &lease, e).await;
                 }
-                return self.after(id, &lease, End::Finished(outcome)).await;
+                return self.after(id, &lease, End::Finished(outcome), true).await;
             }
         };
 
@@ -574,8 +585,13 @@ impl Inner {
         };
         self.live_instances.fetch_add(1, Ordering::SeqCst);
         self.metrics.live_instances.inc();
+        // Whether the invocation wrote entries (the one that spent the
+        // budget is written by the next start).
+        let mut wrote = true;
         let end = tokio::select! {
             report = invocation::run(&self.engine, &compiled, invocation).instrument(log_span) => {
+                let unwritten = u32::from(matches!(report.end, End::Spent { .. }));
+                wrote = report.new_steps > unwritten;
                 tracing::debug!(
                     execution = %id,
                     replayed = report.replayed,
@@ -603,7 +619,7 @@ impl Inner {
         {
             return self.after_store_error(id, &lease, e).await;
         }
-        self.after(id, &lease, end).await
+        self.after(id, &lease, end, wrote).await
     }
 
     /// Tells a child's parent how the child ended: a signal only the host
