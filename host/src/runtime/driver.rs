@@ -407,7 +407,9 @@ impl Inner {
         // A slot first, then the lease: waiting for a slot holds nothing
         // another host could use, and costs no store round trips.
         let slot = self.engine.slot().await;
-        let taken = match held.and_then(|held| Some((held.lease, held.spent?))) {
+        let held = held.and_then(|held| Some((held.lease, held.spent?)));
+        let spent = held.is_some();
+        let taken = match held {
             // The step that spent the last budget, written in the same
             // round trip (and durable write) as the acquire.
             Some((lease, (index, entry))) => self.continuation(id, &lease, index, *entry).await,
@@ -418,6 +420,12 @@ impl Inner {
             }
         };
         let (lease, snapshot) = match taken {
+            Ok(taken) if spent => {
+                // The step that spent the budget is in the journal now:
+                // the waiters get the record as the acquire read it.
+                self.notify_written(id, Some(Arc::new(taken.1.record.clone())));
+                taken
+            }
             Ok(taken) => taken,
             Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
                 return Next::Held(Duration::from_millis(

@@ -31,10 +31,10 @@ pub(super) struct Waited {
 }
 
 /// What a change hands the waiters: the record as the store wrote it
-/// ([`crate::store::Store::finish`]'s), or nothing (read the store). Only
-/// an execution's end is handed over, and an ended record never changes,
-/// so a later wake without a record (the driver wakes the waiters once
-/// more when it lets the execution go) keeps it.
+/// ([`crate::store::Store::finish`]'s, or a continuation's acquire's), or
+/// nothing (read the store). An ended record never changes, so a later
+/// wake without a record (the driver wakes the waiters once more when it
+/// lets the execution go) keeps it; any other is dropped by such a wake.
 type Written = Option<Arc<ExecutionRecord>>;
 
 /// Counts a waiter in [`Inner::waited`] while it lives.
@@ -102,9 +102,12 @@ impl Inner {
 
     fn wake_waiters(&self, id: &str, written: Written) {
         if let Some(w) = self.waited.lock().expect("waited poisoned").get(id) {
-            w.changes.send_modify(|kept| {
-                if written.is_some() {
-                    *kept = written;
+            w.changes.send_modify(|kept| match written {
+                Some(written) => *kept = Some(written),
+                None => {
+                    if kept.as_ref().is_some_and(|rec| !rec.status.is_terminal()) {
+                        *kept = None;
+                    }
                 }
             });
         }
@@ -147,29 +150,37 @@ impl Runtime {
         mut read_first: bool,
     ) -> Result<ExecutionRecord, RuntimeError> {
         let changes = &mut waiting.changes;
+        let mut changed = false;
         loop {
             if read_first {
                 // The record a change here wrote, if it handed one over and
-                // it is what the caller waits for; else the store's.
+                // it is what the caller waits for; else the store's. A
+                // change that handed one over left nothing newer to read
+                // (a change elsewhere shows at the next poll).
                 let written = changes.borrow_and_update().clone();
-                if let Some(rec) = written.filter(|rec| done(rec)) {
-                    return Ok(Arc::unwrap_or_clone(rec));
-                }
-                match self.inner.store.get_execution(id).await {
-                    Ok(rec) if done(&rec) => return Ok(rec),
-                    Ok(_) => {}
-                    Err(e) if e.is_retriable() => {
-                        tracing::debug!(execution = %id, "waiting through a store error: {e}");
-                    }
-                    Err(e) => return Err(e.into()),
+                let current = match written {
+                    Some(rec) if done(&rec) => return Ok(Arc::unwrap_or_clone(rec)),
+                    Some(_) => changed,
+                    None => false,
+                };
+                match (!current).then(|| self.inner.store.get_execution(id)) {
+                    None => {}
+                    Some(read) => match read.await {
+                        Ok(rec) if done(&rec) => return Ok(rec),
+                        Ok(_) => {}
+                        Err(e) if e.is_retriable() => {
+                            tracing::debug!(execution = %id, "waiting through a store error: {e}");
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
                 }
             }
             read_first = true;
             // The sender lives as long as `self`, so `changed` cannot fail.
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(WAIT_POLL) => {}
-            }
+            changed = tokio::select! {
+                _ = changes.changed() => true,
+                _ = tokio::time::sleep(WAIT_POLL) => false,
+            };
         }
     }
 }
