@@ -3,12 +3,17 @@
 //! to its execution (an invocation's end, its emits, a signal to a parent:
 //! a watch channel per waited execution, so a change wakes only that
 //! execution's waiters, and each reads the store once; not an
-//! invocation's start, which no state waited for depends on),
-//! by other hosts' invocations ending (through the queue's pub/sub), and
-//! polls the store meanwhile, so a lost message only costs latency. An
-//! invocation's end hands its waiters the record it wrote, so they find
-//! an execution that finished here without reading it back (on Redis, a
-//! round trip of every start that waits for its result).
+//! invocation's start, which no state waited for depends on, unless it
+//! wrote the step that spent the last budget; not the end of an
+//! invocation that wrote nothing), by other hosts' invocations ending
+//! (through the queue's pub/sub), and polls the store meanwhile, so a lost
+//! message only costs latency. An invocation's end hands its waiters the
+//! record it wrote, so they find an execution that finished here without
+//! reading it back (on Redis, a round trip of every start that waits for
+//! its result); a continuation's start hands them the record its acquire
+//! read, and a waiter it does not satisfy waits on without reading (on
+//! Redis, a round trip per invocation of a budgeted run someone waits
+//! on).
 
 use std::sync::Arc;
 use std::time::Duration;
