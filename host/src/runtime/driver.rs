@@ -407,25 +407,7 @@ impl Inner {
         // A slot first, then the lease: waiting for a slot holds nothing
         // another host could use, and costs no store round trips.
         let slot = self.engine.slot().await;
-        let held = held.and_then(|held| Some((held.lease, held.spent?)));
-        let spent = held.is_some();
-        let taken = match held {
-            // The step that spent the last budget, written in the same
-            // round trip (and durable write) as the acquire.
-            Some((lease, (index, entry))) => self.continuation(id, &lease, index, *entry).await,
-            None => {
-                self.store
-                    .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
-                    .await
-            }
-        };
-        let (lease, snapshot) = match taken {
-            Ok(taken) if spent => {
-                // The step that spent the budget is in the journal now:
-                // the waiters get the record as the acquire read it.
-                self.notify_written(id, Some(Arc::new(taken.1.record.clone())));
-                taken
-            }
+        let (lease, snapshot) = match self.take(id, held).await {
             Ok(taken) => taken,
             Err(StoreError::LeaseHeld { expires_at_ms, .. }) => {
                 return Next::Held(Duration::from_millis(
@@ -454,9 +436,34 @@ impl Inner {
         .await
     }
 
+    /// The lease and snapshot an invocation starts from: a continuation
+    /// that kept its lease writes the step that spent its budget in the
+    /// same round trip (and durable write) as the acquire.
+    async fn take(
+        &self,
+        id: &ExecutionId,
+        held: Option<Held>,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        let cfg = &self.config;
+        match held.and_then(|held| Some((held.lease, held.spent?))) {
+            // Boxed: inline, its state (a snapshot held across a write)
+            // made every driver's future larger, which each execution
+            // copies as it is scheduled.
+            Some((lease, (index, entry))) => {
+                Box::pin(self.continuation(id, &lease, index, *entry)).await
+            }
+            None => {
+                self.store
+                    .acquire_and_load(id, &cfg.host_id, cfg.lease_ttl)
+                    .await
+            }
+        }
+    }
+
     /// A continuation's lease and snapshot, with the entry of the step that
     /// spent the last budget written at `index` under the kept `lease`, in
-    /// the same store operation as the acquire.
+    /// the same store operation as the acquire. The waiters get the record
+    /// as the acquire read it: the step is in the journal now.
     async fn continuation(
         &self,
         id: &ExecutionId,
@@ -466,7 +473,7 @@ impl Inner {
     ) -> Result<(Lease, Snapshot), StoreError> {
         let cfg = &self.config;
         let spent = std::slice::from_ref(&entry);
-        match (self.store)
+        let taken = match (self.store)
             .append_and_acquire(id, lease, index, spent, &cfg.host_id, cfg.lease_ttl)
             .await
         {
@@ -485,7 +492,9 @@ impl Inner {
                 Ok((lease, snapshot))
             }
             taken => taken,
-        }
+        }?;
+        self.notify_written(id, Some(Arc::new(taken.1.record.clone())));
+        Ok(taken)
     }
 
     /// Runs one invocation from its slot, lease and snapshot.
