@@ -396,7 +396,6 @@ impl Inner {
         id: &ExecutionId,
         held: Option<Held>,
     ) -> Next {
-        let cfg = &self.config;
         if self.draining.load(Ordering::SeqCst) {
             // Not done: left runnable for another host (see `drive`).
             if let Some(held) = &held {
