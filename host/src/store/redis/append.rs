@@ -136,26 +136,6 @@ impl RedisStore {
         Ok((lease, snapshot))
     }
 
-    /// [`crate::store::Store::append_and_acquire`]: one script appends
-    /// and takes the lease again (a refused append takes nothing), the
-    /// journal's `LRANGE` right after it: one round trip and, with AOF
-    /// `always`, one fsync.
-    pub(super) async fn append_then_acquire(
-        &self,
-        id: &ExecutionId,
-        lease: &Lease,
-        index: u64,
-        entries: &[Entry],
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<(Lease, Snapshot), StoreError> {
-        let (script, stored) = self
-            .append_invocation(id, lease, index, entries, Some((owner, ttl)))
-            .await?;
-        let taken = self.acquire_and_load_with(id, owner, script).await;
-        self.appended(index, &stored, taken).await
-    }
-
     /// Checks an append's reply.
     pub(super) fn append_reply(id: &ExecutionId, answer: Value) -> Result<(), StoreError> {
         Reply::new(answer, "append")?.check(id).map(|_| ())

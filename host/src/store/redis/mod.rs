@@ -286,8 +286,14 @@ impl Store for RedisStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<(Lease, Snapshot), StoreError> {
-        self.append_then_acquire(id, lease, index, entries, owner, ttl)
-            .await
+        // One script appends and takes the lease again (a refused append
+        // takes nothing), the journal's `LRANGE` right after it: one round
+        // trip and, with AOF `always`, one fsync.
+        let (script, stored) = self
+            .append_invocation(id, lease, index, entries, Some((owner, ttl)))
+            .await?;
+        let taken = self.acquire_and_load_with(id, owner, script).await;
+        self.appended(index, &stored, taken).await
     }
 
     async fn list_page(&self, query: &ListQuery) -> Result<ExecutionPage, StoreError> {
