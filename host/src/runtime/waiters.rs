@@ -168,16 +168,15 @@ impl Runtime {
                     Some(_) => changed,
                     None => false,
                 };
-                match (!current).then(|| self.inner.store.get_execution(id)) {
-                    None => {}
-                    Some(read) => match read.await {
+                if !current {
+                    match self.inner.store.get_execution(id).await {
                         Ok(rec) if done(&rec) => return Ok(rec),
                         Ok(_) => {}
                         Err(e) if e.is_retriable() => {
                             tracing::debug!(execution = %id, "waiting through a store error: {e}");
                         }
                         Err(e) => return Err(e.into()),
-                    },
+                    }
                 }
             }
             read_first = true;

@@ -122,6 +122,47 @@ async fn stalled_host(
 
 /// Host A stalls mid-step past its lease; host B takes over and finishes.
 /// When A wakes up its write is refused, and the journal has every step once.
+/// A run resumed after every step, with someone waiting for it, reads the
+/// socket about once per invocation: the step that spent the budget rides
+/// in the next acquire's pipeline, and the waiter takes the record that
+/// acquire read instead of reading it again (before: about three reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budgeted_run_waited_on_costs_one_read_per_invocation() {
+    let server = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(server.store().await);
+    let config = RuntimeConfig {
+        budget: Budget {
+            max_steps: Some(1),
+            max_time: None,
+        },
+        ..RuntimeConfig::default()
+    };
+    let (rt, calls) = runtime(store, config);
+    deploy(&rt, "steps").await;
+    let reads = || -> u64 {
+        let stats = server.cli(&["INFO", "stats"]);
+        let line = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .expect("INFO stats has total_reads_processed");
+        line.trim().parse().unwrap()
+    };
+    let before = reads();
+    let rec = run_to_end(&rt, "steps", json!({"n": 50, "size": 16})).await;
+    let read = reads() - before;
+    assert_eq!(rec.status, Status::Completed, "{rec:?}");
+    assert_eq!(rec.invocations, 51);
+    assert_eq!(calls.total(), 50, "each step ran once");
+    let per_invocation = read as f64 / rec.invocations as f64;
+    // The start, the finish and the waiter's polls (every 250 ms) come on
+    // top of one read per invocation.
+    assert!(
+        per_invocation < 1.6,
+        "{read} reads for {} invocations",
+        rec.invocations
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_whose_lease_expired_cannot_write() {
     let server = RedisServer::start();
