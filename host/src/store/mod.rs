@@ -295,8 +295,8 @@ pub trait Store: Send + Sync + 'static {
     /// and loads ([`Store::acquire_and_load`]). An invocation that ran out
     /// of budget leaves the step that spent it unwritten, so its write and
     /// the next acquire are one round trip and one durable write where the
-    /// backend can. Fails as either would; a refused append takes no lease
-    /// (or releases the one it took).
+    /// backend can. Fails as either would; a refused append takes no
+    /// lease.
     async fn append_and_acquire(
         &self,
         id: &ExecutionId,
