@@ -415,6 +415,25 @@ impl EntryKind {
         }
     }
 
+    /// A tool call's recorded result, shared with the entry (an inline
+    /// result's bytes are reference-counted, not copied), which stays
+    /// whole: [`EntryKind::take_recorded_tool`] for a journal that is kept.
+    /// `None` for any other entry.
+    pub fn recorded_tool_shared(&self) -> Option<RecordedTool> {
+        match self {
+            EntryKind::Tool { result, .. } => Some(RecordedTool::Inline(result.clone())),
+            EntryKind::ToolStored {
+                result_digest,
+                result_len,
+                ..
+            } => Some(RecordedTool::Stored {
+                digest: *result_digest,
+                len: *result_len,
+            }),
+            _ => None,
+        }
+    }
+
     /// A tool call's recorded result, taken out of the entry (an inline
     /// result leaves an empty one behind): [`EntryKind::recorded_tool`]
     /// without moving the entry. `None` for any other entry.

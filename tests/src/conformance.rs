@@ -444,16 +444,17 @@ pub async fn acquire_and_load_takes_the_lease(store: Arc<dyn Store>) {
 }
 
 /// A continuation's start writes the entries its last invocation left
-/// unwritten, then takes the lease again and loads them with the rest; a
-/// refused append (a fenced lease, a wrong index) writes nothing and leaves
-/// no lease taken.
+/// unwritten, then takes the lease again and loads them with the rest (or,
+/// for a caller that has the journal, only the entries from the index it
+/// asks); a refused append (a fenced lease, a wrong index) writes nothing
+/// and leaves no lease taken.
 pub async fn append_and_acquire_writes_then_takes_the_lease(store: Arc<dyn Store>) {
     let id = created(store.as_ref(), "e1").await;
     let l = lease(store.as_ref(), &id, "a").await;
     store.append(&id, &l, 0, &entry(0)).await.unwrap();
     let large = tool_result(7, vec![9; 300 << 10]);
     let (l2, snap) = store
-        .append_and_acquire(&id, &l, 1, &[entry(1), large], "a", TTL)
+        .append_and_acquire(&id, &l, 1, &[entry(1), large], "a", TTL, 0)
         .await
         .unwrap();
     assert!(l2.token > l.token);
@@ -473,24 +474,54 @@ pub async fn append_and_acquire_writes_then_takes_the_lease(store: Arc<dyn Store
     ));
     store.append(&id, &l2, 3, &entry(3)).await.unwrap();
 
+    // A caller with the whole journal reads none of it again; one with its
+    // start reads the rest, a large result included.
+    let (l3, snap) = store
+        .append_and_acquire(&id, &l2, 4, &[entry(4)], "a", TTL, 5)
+        .await
+        .unwrap();
+    assert!(l3.token > l2.token);
+    assert!(snap.journal.is_empty(), "{:?}", snap.journal);
+    assert_eq!(snap.record.journal_len, 5);
+    assert_eq!(snap.record.invocations, 3);
+    let (l4, snap) = store
+        .append_and_acquire(&id, &l3, 5, &[entry(5)], "a", TTL, 2)
+        .await
+        .unwrap();
+    let durations: Vec<u64> = snap.journal.iter().map(|e| e.duration_us).collect();
+    assert_eq!(durations, [7, 3, 4, 5]);
+    assert_eq!(snap.record.journal_len, 6);
+    assert_eq!(
+        tool_value(store.as_ref(), &snap.journal[0]).await,
+        vec![9; 300 << 10]
+    );
+    // Past the end: nothing, and the record still counts every entry.
+    let (l5, snap) = store
+        .append_and_acquire(&id, &l4, 6, &[entry(6)], "a", TTL, 9)
+        .await
+        .unwrap();
+    assert!(snap.journal.is_empty());
+    assert_eq!(snap.record.journal_len, 7);
+    store.release_lease(&id, &l5).await.unwrap();
+
     let refused = store
-        .append_and_acquire(&id, &l, 4, &[entry(4)], "a", TTL)
+        .append_and_acquire(&id, &l, 7, &[entry(7)], "a", TTL, 0)
         .await;
     assert!(
         matches!(refused, Err(StoreError::LeaseLost(_))),
         "{refused:?}"
     );
-    let l3 = lease(store.as_ref(), &id, "a").await;
+    let l6 = lease(store.as_ref(), &id, "a").await;
     let refused = store
-        .append_and_acquire(&id, &l3, 9, &[entry(9)], "a", TTL)
+        .append_and_acquire(&id, &l6, 9, &[entry(9)], "a", TTL, 0)
         .await;
     assert!(
         matches!(refused, Err(StoreError::Conflict { .. })),
         "{refused:?}"
     );
     let (_, snap) = store.acquire_and_load(&id, "a", TTL).await.unwrap();
-    assert_eq!(snap.journal.len(), 4, "a refused append wrote nothing");
-    assert_eq!(snap.record.journal_len, 4);
+    assert_eq!(snap.journal.len(), 7, "a refused append wrote nothing");
+    assert_eq!(snap.record.journal_len, 7);
 
     // Another owner's live lease: refused, and that lease stays.
     let id = created(store.as_ref(), "e2").await;
@@ -498,7 +529,7 @@ pub async fn append_and_acquire_writes_then_takes_the_lease(store: Arc<dyn Store
     store.release_lease(&id, &mine).await.unwrap();
     let theirs = lease(store.as_ref(), &id, "b").await;
     let refused = store
-        .append_and_acquire(&id, &mine, 0, &[entry(0)], "a", TTL)
+        .append_and_acquire(&id, &mine, 0, &[entry(0)], "a", TTL, 0)
         .await;
     assert!(refused.is_err(), "{refused:?}");
     store.append(&id, &theirs, 0, &entry(0)).await.unwrap();

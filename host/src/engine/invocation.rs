@@ -104,7 +104,15 @@ pub(crate) enum End {
     /// next invocation's acquire where it can (one durable write for
     /// both; see `runtime/after.rs`). Lost in a crash, it is a step that
     /// never finished: the next invocation runs it again.
-    Spent { index: u64, entry: Box<Entry> },
+    ///
+    /// `journal`: the journal before the entry (entries `0..index`), when
+    /// the invocation kept it ([`Invocation::keep_journal`]), for a
+    /// continuation on this host to start from instead of loading it.
+    Spent {
+        index: u64,
+        entry: Box<Entry>,
+        journal: Option<Vec<Entry>>,
+    },
     /// A store operation failed; the driver decides whether to retry.
     Store(StoreError),
     /// No instance slot was free; retry shortly.
@@ -178,6 +186,13 @@ pub(crate) struct Invocation {
     /// replayed tool start whose completion is not in the journal is not
     /// run again, and no child is created.
     pub sandbox: bool,
+    /// Keep the journal whole for a continuation on this host: replayed
+    /// values are shared out of their entries rather than taken, and new
+    /// entries are kept as they are written, so [`End::Spent`] hands back
+    /// the whole journal and the next invocation need not load it again
+    /// (on Redis, an `LRANGE` that grows with the journal; on the file
+    /// store, a read of every row).
+    pub keep_journal: bool,
 }
 
 /// The data of a wasmtime `Store` during one invocation.
@@ -244,8 +259,13 @@ struct Steps {
     id: ExecutionId,
     store: Arc<dyn Store>,
     tools: Arc<ToolRegistry>,
-    /// The journal as loaded; entries are taken out as they are replayed.
+    /// The journal as loaded; entries are taken out as they are replayed,
+    /// unless it is kept ([`Invocation::keep_journal`]).
     journal: Vec<Entry>,
+    /// Whether the journal is kept: then `written` holds a copy of each
+    /// new entry, in order.
+    keep: bool,
+    written: Vec<Entry>,
     /// Entries replayed so far.
     cursor: usize,
     /// Index the next new entry is appended at.
@@ -283,6 +303,22 @@ struct Steps {
     join: Join,
     start_child: Arc<dyn Fn(ExecutionId) + Send + Sync>,
     retrying: Arc<RetryBoard>,
+}
+
+/// The largest value of a new entry a kept journal holds
+/// ([`Invocation::keep_journal`]): with a larger one the continuation loads
+/// the journal again.
+const KEPT_VALUE_MAX: usize = 64 << 10;
+
+/// The bytes of the value an entry holds (a tool's result, a signal's
+/// payload).
+fn kept_value_len(kind: &EntryKind) -> usize {
+    match kind {
+        EntryKind::Tool { result: Ok(v), .. } => v.len(),
+        EntryKind::Signal { payload, .. } => payload.len(),
+        EntryKind::Completed { value, .. } => kept_value_len(value),
+        _ => 0,
+    }
 }
 
 /// The time an entry moves the guest's clock to.
@@ -338,7 +374,11 @@ impl Steps {
     fn take_matched_tool(&mut self) -> Option<RecordedTool> {
         let entry = self.journal.get_mut(self.cursor)?;
         let time = entry_time(entry);
-        let recorded = entry.kind.take_recorded_tool()?;
+        let recorded = if self.keep {
+            entry.kind.recorded_tool_shared()?
+        } else {
+            entry.kind.take_recorded_tool()?
+        };
         self.clock.advance_to(time);
         self.replayed();
         Some(recorded)
@@ -377,7 +417,11 @@ impl Steps {
         if self.replaying() {
             let index = self.cursor;
             self.clock.advance_to(entry_time(&self.journal[index]));
-            let kind = std::mem::replace(&mut self.journal[index].kind, EntryKind::Checkpoint);
+            let kind = if self.keep {
+                self.journal[index].kind.clone()
+            } else {
+                std::mem::replace(&mut self.journal[index].kind, EntryKind::Checkpoint)
+            };
             return match answer(kind) {
                 Ok(value) => {
                     self.replayed();
@@ -431,10 +475,20 @@ impl Steps {
             kind,
         };
         let index = self.next_index;
+        // The invocation ends here, past its journal: what it kept is the
+        // whole journal before this entry.
+        let journal = std::mem::take(&mut self.keep).then(|| {
+            let mut journal = std::mem::take(&mut self.journal);
+            journal.append(&mut self.written);
+            journal
+        });
+        let journal = journal
+            .filter(|j| j.len() as u64 == index && kept_value_len(&entry.kind) <= KEPT_VALUE_MAX);
         self.counted(&entry);
         Err(self.stop(End::Spent {
             index,
             entry: Box::new(entry),
+            journal,
         }))
     }
 
@@ -475,6 +529,18 @@ impl Steps {
     /// import's, begun before the call).
     fn counted(&mut self, entry: &Entry) {
         self.clock.advance_to(entry_time(entry));
+        if self.keep {
+            // As the store keeps it: an emitted item's digest, not the item.
+            let (kept, _) = entry.split_item();
+            if kept_value_len(&kept.kind) > KEPT_VALUE_MAX {
+                // Held until the continuation, where a load (from Redis)
+                // would leave it in the store until the guest reached it.
+                self.keep = false;
+                self.written = Vec::new();
+            } else {
+                self.written.push(kept.into_owned());
+            }
+        }
         if let Some(trace) = &self.trace
             && !matches!(entry.kind, EntryKind::Tool { .. })
         {
@@ -532,6 +598,7 @@ pub(crate) async fn run(
         retrying,
         sandbox,
         trace,
+        keep_journal,
     } = inv;
     let record = snapshot.record;
     let store_for_writer = store.clone();
@@ -560,6 +627,8 @@ pub(crate) async fn run(
             start_child,
             retrying,
             journal: snapshot.journal,
+            keep: keep_journal && !sandbox,
+            written: Vec::new(),
             cursor: 0,
             signals: snapshot.signals,
             consumed: HashMap::new(),

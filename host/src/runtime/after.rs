@@ -28,7 +28,7 @@ impl Inner {
         let mut written = None;
         let keeps_lease = self.queue.is_none() && !self.draining.load(Ordering::SeqCst);
         let end = match end {
-            End::Spent { index, entry } if !keeps_lease => {
+            End::Spent { index, entry, .. } if !keeps_lease => {
                 // The continuation may run elsewhere: its entry first.
                 if let Err(e) = self.store.append(id, lease, index, &entry).await {
                     return self.after_store_error(id, lease, e).await;
@@ -58,13 +58,18 @@ impl Inner {
                 }
                 Err(e) => return self.after_store_error(id, lease, e).await,
             },
-            End::Spent { index, entry } => {
+            End::Spent {
+                index,
+                entry,
+                journal,
+            } => {
                 // The step that spent the budget is written with the next
                 // invocation's acquire: one durable write for both.
                 self.metrics.suspensions.inc();
                 Next::Continue(Held {
                     lease: lease.clone(),
                     spent: Some((index, entry)),
+                    journal,
                     quiet: !wrote,
                 })
             }
@@ -83,6 +88,7 @@ impl Inner {
                 Next::Continue(Held {
                     lease: lease.clone(),
                     spent: None,
+                    journal: None,
                     quiet: !wrote,
                 })
             }

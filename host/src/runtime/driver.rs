@@ -110,6 +110,9 @@ pub(super) enum Next {
 pub(super) struct Held {
     pub(super) lease: Lease,
     pub(super) spent: Option<(u64, Box<Entry>)>,
+    /// The journal before the spent entry, if the invocation kept it: the
+    /// continuation starts from it and loads none of it again.
+    pub(super) journal: Option<Vec<Entry>>,
     /// The invocation wrote nothing to the store: no waiter is woken.
     pub(super) quiet: bool,
 }
@@ -444,12 +447,12 @@ impl Inner {
         held: Option<Held>,
     ) -> Result<(Lease, Snapshot), StoreError> {
         let cfg = &self.config;
-        match held.and_then(|held| Some((held.lease, held.spent?))) {
+        match held.and_then(|held| Some((held.lease, held.spent?, held.journal))) {
             // Boxed: inline, its state (a snapshot held across a write)
             // made every driver's future larger, which each execution
             // copies as it is scheduled.
-            Some((lease, (index, entry))) => {
-                Box::pin(self.continuation(id, &lease, index, *entry)).await
+            Some((lease, (index, entry), journal)) => {
+                Box::pin(self.continuation(id, &lease, index, *entry, journal)).await
             }
             None => {
                 self.store
@@ -461,21 +464,36 @@ impl Inner {
 
     /// A continuation's lease and snapshot, with the entry of the step that
     /// spent the last budget written at `index` under the kept `lease`, in
-    /// the same store operation as the acquire. The waiters get the record
-    /// as the acquire read it: the step is in the journal now.
+    /// the same store operation as the acquire. With the `journal` before
+    /// that entry, only what follows the entry is loaded (nothing, as the
+    /// lease was held throughout). The waiters get the record as the
+    /// acquire read it: the step is in the journal now.
     async fn continuation(
         &self,
         id: &ExecutionId,
         lease: &Lease,
         index: u64,
         entry: Entry,
+        journal: Option<Vec<Entry>>,
     ) -> Result<(Lease, Snapshot), StoreError> {
         let cfg = &self.config;
         let spent = std::slice::from_ref(&entry);
+        let from = match &journal {
+            Some(_) => index + 1,
+            None => 0,
+        };
         let taken = match (self.store)
-            .append_and_acquire(id, lease, index, spent, &cfg.host_id, cfg.lease_ttl)
+            .append_and_acquire(id, lease, index, spent, &cfg.host_id, cfg.lease_ttl, from)
             .await
         {
+            Ok((lease, mut snapshot)) => {
+                if let Some(mut journal) = journal {
+                    journal.push(entry);
+                    journal.append(&mut snapshot.journal);
+                    snapshot.journal = journal;
+                }
+                Ok((lease, snapshot))
+            }
             // The kept lease lapsed (a long wait for a slot): taken again as
             // any host would take it, the step is written under the new
             // one if the journal is still where it was.
@@ -582,6 +600,10 @@ impl Inner {
             calls: self.calls.clone(),
             retrying: self.retrying.clone(),
             sandbox: false,
+            // Kept where the continuation of a spent budget runs here
+            // (`Inner::after`): without a queue, and with a budget to spend.
+            keep_journal: self.queue.is_none()
+                && (cfg.budget.max_steps.is_some() || cfg.budget.max_time.is_some()),
             trace,
             start_child: {
                 let me = Arc::downgrade(self);

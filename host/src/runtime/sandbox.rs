@@ -94,6 +94,7 @@ impl Runtime {
             start_child: Arc::new(|_| {}),
             retrying: Arc::new(RetryBoard::new(metrics)),
             sandbox: true,
+            keep_journal: false,
             trace: None,
         };
         let report = invocation::run(&inner.engine, &compiled, invocation).await;

@@ -210,10 +210,16 @@ impl State {
     }
 
     fn snapshot(&self, id: &ExecutionId) -> Result<Snapshot, StoreError> {
+        self.snapshot_from(id, 0)
+    }
+
+    /// The snapshot with the journal's entries from index `from` on.
+    fn snapshot_from(&self, id: &ExecutionId, from: u64) -> Result<Snapshot, StoreError> {
         let exec = self.get(id)?;
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
         Ok(Snapshot {
             record: exec.record.clone(),
-            journal: exec.journal.clone(),
+            journal: exec.journal.get(from..).unwrap_or_default().to_vec(),
             signals: exec.signals.clone(),
         })
     }
@@ -441,6 +447,23 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let lease = state.acquire(id, owner, ttl)?;
         Ok((lease, state.snapshot(id)?))
+    }
+
+    async fn append_and_acquire(
+        &self,
+        id: &ExecutionId,
+        lease: &Lease,
+        index: u64,
+        entries: &[Entry],
+        owner: &str,
+        ttl: Duration,
+        journal_from: u64,
+    ) -> Result<(Lease, Snapshot), StoreError> {
+        self.append_many(id, lease, index, entries).await?;
+        // Only the entries asked for are copied.
+        let mut state = self.lock();
+        let lease = state.acquire(id, owner, ttl)?;
+        Ok((lease, state.snapshot_from(id, journal_from)?))
     }
 
     async fn renew_lease(

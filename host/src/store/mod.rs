@@ -297,6 +297,13 @@ pub trait Store: Send + Sync + 'static {
     /// the next acquire are one round trip and one durable write where the
     /// backend can. Fails as either would; a refused append takes no
     /// lease.
+    ///
+    /// The snapshot's journal holds the entries from index `journal_from`
+    /// on (its record's `journal_len` still counts them all): a
+    /// continuation on the host that ran the invocation before it has the
+    /// journal up to the entries it appends, and reads only what may come
+    /// after them, which under its lease is nothing.
+    #[allow(clippy::too_many_arguments)]
     async fn append_and_acquire(
         &self,
         id: &ExecutionId,
@@ -305,9 +312,15 @@ pub trait Store: Send + Sync + 'static {
         entries: &[Entry],
         owner: &str,
         ttl: Duration,
+        journal_from: u64,
     ) -> Result<(Lease, Snapshot), StoreError> {
         self.append_many(id, lease, index, entries).await?;
-        self.acquire_and_load(id, owner, ttl).await
+        let (lease, mut snapshot) = self.acquire_and_load(id, owner, ttl).await?;
+        let skipped = usize::try_from(journal_from).unwrap_or(usize::MAX);
+        snapshot
+            .journal
+            .drain(..skipped.min(snapshot.journal.len()));
+        Ok((lease, snapshot))
     }
     /// Extends a lease the caller still holds.
     async fn renew_lease(

@@ -120,49 +120,75 @@ async fn stalled_host(
     (host, id)
 }
 
-/// Host A stalls mid-step past its lease; host B takes over and finishes.
-/// When A wakes up its write is refused, and the journal has every step once.
 /// A run resumed after every step, with someone waiting for it, reads the
 /// socket about once per invocation: the step that spent the budget rides
 /// in the next acquire's pipeline, and the waiter takes the record that
 /// acquire read instead of reading it again (before: about three reads).
+/// And a continuation starts from the journal its invocation kept (the
+/// entries it replayed and those it wrote), so what Redis sends per
+/// invocation does not grow with the journal; before, each one read the
+/// whole journal again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budgeted_run_waited_on_costs_one_read_per_invocation() {
     let server = RedisServer::start();
     let store: Arc<dyn Store> = Arc::new(server.store().await);
-    let config = RuntimeConfig {
-        budget: Budget {
-            max_steps: Some(1),
-            max_time: None,
-        },
-        ..RuntimeConfig::default()
-    };
-    let (rt, calls) = runtime(store, config);
-    deploy(&rt, "steps").await;
-    let reads = || -> u64 {
+    let stat = |name: &str| -> u64 {
         let stats = server.cli(&["INFO", "stats"]);
         let line = stats
             .lines()
-            .find_map(|l| l.strip_prefix("total_reads_processed:"))
-            .expect("INFO stats has total_reads_processed");
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("INFO stats has {name}"));
         line.trim().parse().unwrap()
     };
-    let before = reads();
-    let rec = run_to_end(&rt, "steps", json!({"n": 50, "size": 16})).await;
-    let read = reads() - before;
-    assert_eq!(rec.status, Status::Completed, "{rec:?}");
-    assert_eq!(rec.invocations, 51);
-    assert_eq!(calls.total(), 50, "each step ran once");
-    let per_invocation = read as f64 / rec.invocations as f64;
-    // The start, the finish and the waiter's polls (every 250 ms) come on
-    // top of one read per invocation.
-    assert!(
-        per_invocation < 1.6,
-        "{read} reads for {} invocations",
-        rec.invocations
-    );
+    for max_steps in [1u32, 3] {
+        let config = RuntimeConfig {
+            budget: Budget {
+                max_steps: Some(max_steps),
+                max_time: None,
+            },
+            ..RuntimeConfig::default()
+        };
+        let (rt, calls) = runtime(store.clone(), config);
+        deploy(&rt, "steps").await;
+        let mut sent_per_invocation = Vec::new();
+        for n in [50u32, 250] {
+            let (reads, sent) = (
+                stat("total_reads_processed"),
+                stat("total_net_output_bytes"),
+            );
+            let rec = run_to_end(&rt, "steps", json!({"n": n, "size": 16})).await;
+            let read = stat("total_reads_processed") - reads;
+            let sent = stat("total_net_output_bytes") - sent;
+            assert_eq!(rec.status, Status::Completed, "{rec:?}");
+            // The last invocation finishes after the steps the last spent
+            // budget leaves (it only replays, when that is none).
+            assert_eq!(rec.invocations, u64::from(n / max_steps) + 1);
+            let per_invocation = read as f64 / rec.invocations as f64;
+            // The start, the finish and the waiter's polls (every 250 ms)
+            // come on top of one read per invocation.
+            assert!(
+                max_steps > 1 || per_invocation < 1.6,
+                "{read} reads for {} invocations",
+                rec.invocations
+            );
+            sent_per_invocation.push(sent / rec.invocations);
+        }
+        assert_eq!(calls.total(), 300, "each step ran once");
+        // Five times the journal: reading it again at every start would
+        // send about five times as much per invocation.
+        let [short, long] = sent_per_invocation[..] else {
+            unreachable!()
+        };
+        assert!(
+            long < short * 3 / 2,
+            "budget {max_steps}: bytes sent per invocation: {short} with 50 steps, {long} with \
+             250"
+        );
+    }
 }
 
+/// Host A stalls mid-step past its lease; host B takes over and finishes.
+/// When A wakes up its write is refused, and the journal has every step once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_whose_lease_expired_cannot_write() {
     let server = RedisServer::start();

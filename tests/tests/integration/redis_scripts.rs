@@ -93,6 +93,7 @@ async fn a_continuation_survives_a_server_that_forgot_its_scripts() {
                 std::slice::from_ref(&spent),
                 "a",
                 Duration::from_secs(60),
+                0,
             )
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));

@@ -117,6 +117,36 @@ async fn a_one_step_budget_resumes_in_fresh_instances(store: Arc<dyn Store>) {
         assert_eq!(calls.max_per_key(), 1);
         assert_eq!(free_calls.total(), 20);
         assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
+
+        // Three steps an invocation: two written as they run, the third
+        // with the next start, which begins from the journal this host
+        // kept (replayed entries and new ones) without loading it.
+        let (rt, calls) = runtime(
+            store.clone(),
+            RuntimeConfig {
+                budget: Budget {
+                    max_steps: Some(3),
+                    max_time: None,
+                },
+                ..RuntimeConfig::default()
+            },
+        );
+        deploy(&rt, "steps").await;
+        let budgeted = run_to_end(&rt, "steps", json!({"n": 20, "size": size})).await;
+        assert_eq!(
+            budgeted.status,
+            Status::Completed,
+            "size {size}: {budgeted:?}"
+        );
+        assert_eq!(budgeted.invocations, 7, "steps 3, 6, ... 18 spend one");
+        assert_eq!(calls.total(), 20);
+        assert_eq!(calls.max_per_key(), 1);
+        assert_eq!(result::<Value>(&budgeted), result::<Value>(&unbounded));
+        assert_eq!(
+            rt.journal(&budgeted.id).await.unwrap().len(),
+            20,
+            "every step is in the journal once"
+        );
     }
 }
 

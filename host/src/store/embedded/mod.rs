@@ -371,6 +371,7 @@ impl Store for EmbeddedStore {
         entries: &[Entry],
         owner: &str,
         ttl: Duration,
+        journal_from: u64,
     ) -> Result<(Lease, Snapshot), StoreError> {
         let rows: Vec<Row> = entries.iter().map(row).collect();
         let (id, lease, owner) = (id.clone(), lease.clone(), owner.to_string());
@@ -381,7 +382,7 @@ impl Store for EmbeddedStore {
                 append_rows(tx, &id, &lease, index, &rows)?;
                 take_lease(tx, &id, &owner, ttl)
             })?;
-            Ok((taken, snapshot(db, &id)?))
+            Ok((taken, snapshot_from(db, &id, journal_from)?))
         })
         .await
     }

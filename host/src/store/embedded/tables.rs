@@ -246,9 +246,19 @@ pub(super) fn read_versions(
 /// What [`crate::store::Store::load`] reads: the record, the journal and
 /// the signals of `id`, in one read transaction.
 pub(super) fn snapshot(db: &Database, id: &ExecutionId) -> Result<Snapshot, StoreError> {
+    snapshot_from(db, id, 0)
+}
+
+/// [`snapshot`] with the journal's entries from index `from` on.
+pub(super) fn snapshot_from(
+    db: &Database,
+    id: &ExecutionId,
+    from: u64,
+) -> Result<Snapshot, StoreError> {
     let tx = db.begin_read().map_err(db_err)?;
     let record = read_record(&tx.open_table(EXECUTIONS).map_err(db_err)?, id)?;
-    let journal = journal_rows(&tx, id, 0, usize::MAX, record.journal_len)?;
+    let expected = record.journal_len.saturating_sub(from);
+    let journal = journal_rows(&tx, id, from, usize::MAX, expected)?;
     let signals = signal_rows(&tx, id)?;
     Ok(Snapshot {
         record,

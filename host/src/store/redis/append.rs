@@ -98,16 +98,18 @@ impl RedisStore {
     }
 
     /// Runs `script` (the `acquire_load` script, or the continuation's
-    /// that appends first) with the journal's `LRANGE` after it, in one
-    /// round trip with the index's entry: the lease taken and the
-    /// snapshot, as [`crate::store::Store::acquire_and_load`] gives them.
+    /// that appends first) with the journal's `LRANGE` from index `from`
+    /// after it, in one round trip with the index's entry: the lease taken
+    /// and the snapshot, as [`crate::store::Store::acquire_and_load`] gives
+    /// them (with the journal from `from` on).
     pub(super) async fn acquire_and_load_with(
         &self,
         id: &ExecutionId,
         owner: &str,
         script: redis::ScriptInvocation<'_>,
+        from: u64,
     ) -> Result<(Lease, Snapshot), StoreError> {
-        let pipe = scripts::then_journal(&script, &self.key("j", id));
+        let pipe = scripts::then_journal(&script, &self.key("j", id), from);
         let noted = self.noted_workflow(id);
         let (entered, replies) = self
             .enter_then(id, Status::Running, noted.as_deref(), &pipe, &script)
@@ -124,7 +126,7 @@ impl RedisStore {
         // The lease is ours, so the journal cannot grow in between; a
         // shorter one was deleted after the lease was taken.
         let snapshot = reply
-            .snapshot_with(journal)?
+            .snapshot_from(journal, from)?
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         self.remember_workflow(id, &snapshot.record.workflow);
         self.settle_unless(

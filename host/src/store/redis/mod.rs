@@ -274,7 +274,7 @@ impl Store for RedisStore {
     ) -> Result<(Lease, Snapshot), StoreError> {
         let keys = ["x", "j", "s", "sk"].map(|k| self.key(k, id));
         let script = scripts::acquire_load(&keys, owner, ttl);
-        self.acquire_and_load_with(id, owner, script).await
+        self.acquire_and_load_with(id, owner, script, 0).await
     }
 
     async fn append_and_acquire(
@@ -285,6 +285,7 @@ impl Store for RedisStore {
         entries: &[Entry],
         owner: &str,
         ttl: Duration,
+        journal_from: u64,
     ) -> Result<(Lease, Snapshot), StoreError> {
         // One script appends and takes the lease again (a refused append
         // takes nothing), the journal's `LRANGE` right after it: one round
@@ -292,7 +293,9 @@ impl Store for RedisStore {
         let (script, stored) = self
             .append_invocation(id, lease, index, entries, Some((owner, ttl)))
             .await?;
-        let taken = self.acquire_and_load_with(id, owner, script).await;
+        let taken = self
+            .acquire_and_load_with(id, owner, script, journal_from)
+            .await;
         self.appended(index, &stored, taken).await
     }
 

@@ -174,10 +174,19 @@ impl Reply {
     /// `None`.
     pub(super) fn snapshot_with(
         &mut self,
+        raw: Vec<Vec<u8>>,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.snapshot_from(raw, 0)
+    }
+
+    /// [`Reply::snapshot_with`] for a journal read from index `from` on.
+    pub(super) fn snapshot_from(
+        &mut self,
         mut raw: Vec<Vec<u8>>,
+        from: u64,
     ) -> Result<Option<Snapshot>, StoreError> {
         let record = self.record()?;
-        let len = usize::try_from(record.journal_len).unwrap_or(usize::MAX);
+        let len = usize::try_from(record.journal_len.saturating_sub(from)).unwrap_or(usize::MAX);
         if raw.len() < len {
             return Ok(None);
         }

@@ -230,18 +230,22 @@ pub(super) fn load(keys: &[String; 4]) -> (redis::Pipeline, redis::ScriptInvocat
     for key in keys {
         script.key(key);
     }
-    (then_journal(&script, &keys[1]), script)
+    (then_journal(&script, &keys[1], 0), script)
 }
 
-/// `script`, then the whole journal at `journal`, in one pipeline: Redis
-/// sends the entries as they lie, where a script's `LRANGE` would copy each
-/// into a Lua string and out again.
-pub(super) fn then_journal(script: &redis::ScriptInvocation<'_>, journal: &str) -> redis::Pipeline {
+/// `script`, then the journal at `journal` from index `from` on, in one
+/// pipeline: Redis sends the entries as they lie, where a script's
+/// `LRANGE` would copy each into a Lua string and out again.
+pub(super) fn then_journal(
+    script: &redis::ScriptInvocation<'_>,
+    journal: &str,
+    from: u64,
+) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.invoke_script(script)
         .cmd("LRANGE")
         .arg(journal)
-        .arg(0)
+        .arg(from)
         .arg(-1);
     pipe
 }
