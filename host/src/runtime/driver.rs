@@ -601,9 +601,11 @@ impl Inner {
             retrying: self.retrying.clone(),
             sandbox: false,
             // Kept where the continuation of a spent budget runs here
-            // (`Inner::after`): without a queue, and with a budget to spend.
+            // (`Inner::after`): without a queue, and with a budget a step
+            // can spend (with none, the check before the step ends it).
             keep_journal: self.queue.is_none()
-                && (cfg.budget.max_steps.is_some() || cfg.budget.max_time.is_some()),
+                && (cfg.budget.max_steps.is_some_and(|max| max > 0)
+                    || cfg.budget.max_time.is_some()),
             trace,
             start_child: {
                 let me = Arc::downgrade(self);
