@@ -443,15 +443,8 @@ impl EntryKind {
                 result,
                 Ok(Bytes::new()),
             ))),
-            EntryKind::ToolStored {
-                result_digest,
-                result_len,
-                ..
-            } => Some(RecordedTool::Stored {
-                digest: *result_digest,
-                len: *result_len,
-            }),
-            _ => None,
+            // A stored result's reference is copied either way.
+            other => other.recorded_tool_shared(),
         }
     }
 
