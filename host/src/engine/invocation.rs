@@ -263,9 +263,10 @@ struct Steps {
     /// unless it is kept ([`Invocation::keep_journal`]).
     journal: Vec<Entry>,
     /// Whether the journal is kept: then `written` holds a copy of each
-    /// new entry, in order.
+    /// new entry, in order, and `written_bytes` counts what they hold.
     keep: bool,
     written: Vec<Entry>,
+    written_bytes: usize,
     /// Entries replayed so far.
     cursor: usize,
     /// Index the next new entry is appended at.
@@ -306,9 +307,14 @@ struct Steps {
 }
 
 /// The largest value of a new entry a kept journal holds
-/// ([`Invocation::keep_journal`]): with a larger one the continuation loads
-/// the journal again.
+/// ([`Invocation::keep_journal`]), and the most its new entries hold in
+/// all (their values, and a fixed size each): past either, the journal is
+/// not kept and the continuation loads it again. The journal as loaded is
+/// in memory anyway; new entries' values would otherwise be dropped once
+/// the guest has them, and on Redis a load leaves a large one in the store
+/// until the guest reaches it.
 const KEPT_VALUE_MAX: usize = 64 << 10;
+const KEPT_NEW_MAX: usize = 1 << 20;
 
 /// The bytes of the value an entry holds (a tool's result, a signal's
 /// payload).
@@ -532,9 +538,9 @@ impl Steps {
         if self.keep {
             // As the store keeps it: an emitted item's digest, not the item.
             let (kept, _) = entry.split_item();
-            if kept_value_len(&kept.kind) > KEPT_VALUE_MAX {
-                // Held until the continuation, where a load (from Redis)
-                // would leave it in the store until the guest reached it.
+            let value = kept_value_len(&kept.kind);
+            self.written_bytes += value + std::mem::size_of::<Entry>();
+            if value > KEPT_VALUE_MAX || self.written_bytes > KEPT_NEW_MAX {
                 self.keep = false;
                 self.written = Vec::new();
             } else {
@@ -629,6 +635,7 @@ pub(crate) async fn run(
             journal: snapshot.journal,
             keep: keep_journal && !sandbox,
             written: Vec::new(),
+            written_bytes: 0,
             cursor: 0,
             signals: snapshot.signals,
             consumed: HashMap::new(),

@@ -94,9 +94,10 @@ async fn hundred_steps_call_each_tool_once(store: Arc<dyn Store>) {
 /// The steps guest fails a run in an instance that ran one before, so this
 /// also checks that pooled slots are reset: with small payloads (a few
 /// pages written, reset in place) and with 16 KiB ones (the guest grows its
-/// memory, and writes more than a slot keeps resident).
+/// memory, and writes more than a slot keeps resident). With 100 KB ones
+/// the host keeps no journal between invocations (each loads it).
 async fn a_one_step_budget_resumes_in_fresh_instances(store: Arc<dyn Store>) {
-    for size in [16, 16384] {
+    for size in [16, 16384, 100_000] {
         let input = json!({"n": 20, "size": size});
         let (free, free_calls) = runtime(store.clone(), RuntimeConfig::default());
         deploy(&free, "steps").await;
